@@ -1,0 +1,13 @@
+DROP TABLE IF EXISTS audit_log;
+DROP TABLE IF EXISTS upgrade_advisories;
+DROP TABLE IF EXISTS tools;
+DROP TABLE IF EXISTS run_logs_fts;
+DROP TABLE IF EXISTS run_logs;
+DROP TABLE IF EXISTS run_artifacts;
+DROP TRIGGER IF EXISTS run_events_no_delete;
+DROP TABLE IF EXISTS run_events;
+DROP TABLE IF EXISTS runs;
+DROP TABLE IF EXISTS run_transitions;
+DROP TABLE IF EXISTS workflows;
+DROP TABLE IF EXISTS project_memberships;
+DROP TABLE IF EXISTS projects;

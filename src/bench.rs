@@ -1,0 +1,367 @@
+//! `ospdeck bench queue`: queue throughput through `ops`, beside the raw limit of the same SQL
+//! measured in the same run, plus a real worker end to end and insert-to-start latency.
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::cli::{Cli, CliError, CliResult, open_store, resolve_config};
+use crate::domain::run::{Completion, Hold, NewRun, RunStatus};
+use crate::domain::workflow::WorkflowType;
+use crate::ops::Ops;
+use crate::store::{Store, StoreOptions};
+use crate::worker::{WorkerConfig, run_worker};
+
+#[derive(Debug, Clone, Args)]
+pub struct QueueBenchArgs {
+    /// Runs per measurement
+    #[arg(long, default_value_t = 20_000)]
+    pub runs: usize,
+    /// Worker counts to measure, comma-separated
+    #[arg(long, value_delimiter = ',', default_value = "1,4,16")]
+    pub workers: Vec<u32>,
+    /// Runs claimed and completed per round trip
+    #[arg(long, default_value_t = 32)]
+    pub batch: u32,
+    /// Runs for the end-to-end worker measurement (each spawns `sh -c true`)
+    #[arg(long, default_value_t = 1_000)]
+    pub e2e_runs: usize,
+    /// Single inserts for the insert-to-start latency measurement
+    #[arg(long, default_value_t = 200)]
+    pub latency_samples: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct ClaimFigure {
+    workers: u32,
+    runs_per_sec: f64,
+    raw_runs_per_sec: f64,
+    percent_of_raw: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    store: String,
+    runs: usize,
+    batch: u32,
+    enqueue_runs_per_sec: f64,
+    claim_complete: Vec<ClaimFigure>,
+    worker_e2e_runs_per_sec: f64,
+    worker_e2e_concurrency: u32,
+    insert_to_start_p50_ms: f64,
+    insert_to_start_p99_ms: f64,
+    double_claims: usize,
+    lost_runs: usize,
+}
+
+const ENQUEUE_BATCH: usize = 1_000;
+
+pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
+    if args.runs == 0 || args.workers.is_empty() || args.workers.contains(&0) || args.batch == 0 {
+        return Err(CliError(
+            "--runs, --workers and --batch must be positive".into(),
+        ));
+    }
+    let resolved = resolve_config(cli)?;
+    let max_workers = args.workers.iter().copied().max().unwrap_or(1);
+    let options = StoreOptions {
+        max_connections: max_workers + 4,
+        ..Default::default()
+    };
+    let store = open_store(&resolved, &options, true).await?;
+    let ops = Ops::connect_as(store.clone(), cli.as_user.as_deref()).await?;
+    let show = !cli.json && std::io::stderr().is_terminal();
+
+    // A project and queue of its own, so the bench never touches other runs.
+    let tag = format!("bench-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
+    ops.create_project(&tag, Some("queue benchmark")).await?;
+    let noop = ops
+        .create_workflow(
+            &tag,
+            "noop",
+            WorkflowType::Test,
+            "true",
+            Some(&tag),
+            Some(60),
+        )
+        .await?;
+    let queues = vec![tag.clone()];
+    let new_runs = |n: usize| -> Vec<NewRun> {
+        (0..n)
+            .map(|_| NewRun {
+                project_id: noop.project_id,
+                workflow_id: noop.id,
+                priority: 0,
+                payload: serde_json::json!({}),
+                max_attempts: 3,
+                run_after: None,
+            })
+            .collect()
+    };
+    let fill = |n: usize| {
+        let ops = ops.clone();
+        let runs = new_runs(n);
+        async move {
+            for chunk in runs.chunks(ENQUEUE_BATCH) {
+                ops.enqueue_runs(chunk).await?;
+            }
+            Ok::<(), CliError>(())
+        }
+    };
+
+    let progress = |label: &str| -> ProgressBar {
+        if !show {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new_spinner().with_message(label.to_owned());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    };
+
+    let bar = progress("batched enqueue");
+    let t = Instant::now();
+    fill(args.runs).await?;
+    let enqueue_rate = rate(args.runs, t.elapsed());
+    bar.finish_and_clear();
+
+    let mut claim_complete = Vec::new();
+    let mut double_claims = 0;
+    let mut lost_runs = 0;
+    for &workers in &args.workers {
+        let bar = progress(&format!("claim+complete, {workers} worker(s)"));
+        let (rate_ops, claimed) = drain_through_ops(&ops, &queues, workers, args.batch).await?;
+        let unique: HashSet<i64> = claimed.iter().copied().collect();
+        double_claims += claimed.len() - unique.len();
+        lost_runs += args.runs - unique.len().min(args.runs);
+        let rate_ops = rate(args.runs, rate_ops);
+        fill(args.runs).await?;
+        bar.set_message(format!("raw SQL limit, {workers} worker(s)"));
+        let raw = drain_raw(&store, &tag, workers, args.batch).await?;
+        let raw_rate = rate(args.runs, raw);
+        bar.finish_and_clear();
+        claim_complete.push(ClaimFigure {
+            workers,
+            runs_per_sec: rate_ops,
+            raw_runs_per_sec: raw_rate,
+            percent_of_raw: 100.0 * rate_ops / raw_rate.max(f64::MIN_POSITIVE),
+        });
+        if workers != *args.workers.last().unwrap_or(&workers) {
+            fill(args.runs).await?;
+        }
+    }
+
+    let bar = progress("worker end to end");
+    fill(args.e2e_runs).await?;
+    let e2e_concurrency = 16;
+    let config = WorkerConfig {
+        id: format!("{tag}-e2e"),
+        queues: queues.clone(),
+        concurrency: e2e_concurrency,
+        lease: Duration::from_secs(60),
+        drain: true,
+        grace: Duration::from_secs(5),
+        idle_poll: Duration::from_millis(200),
+    };
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    let t = Instant::now();
+    let stats = run_worker(ops.clone(), config, stop_rx).await?;
+    let e2e_rate = rate(stats.succeeded as usize, t.elapsed());
+    bar.finish_and_clear();
+
+    let bar = progress("insert-to-start latency");
+    let (p50, p99) = insert_to_start(&ops, &tag, &queues, args.latency_samples).await?;
+    bar.finish_and_clear();
+
+    let report = Report {
+        store: store.location(),
+        runs: args.runs,
+        batch: args.batch,
+        enqueue_runs_per_sec: enqueue_rate,
+        claim_complete,
+        worker_e2e_runs_per_sec: e2e_rate,
+        worker_e2e_concurrency: e2e_concurrency,
+        insert_to_start_p50_ms: p50,
+        insert_to_start_p99_ms: p99,
+        double_claims,
+        lost_runs,
+    };
+    crate::cli::emit_report(cli.json, &report, || render(&report));
+    Ok(())
+}
+
+fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn render(r: &Report) -> String {
+    let mut out = format!(
+        "store {}\nruns per measurement {}, claim/complete batch {}\n\nbatched enqueue (1000 per statement)   {:>9.0} runs/s\n",
+        r.store, r.runs, r.batch, r.enqueue_runs_per_sec
+    );
+    for c in &r.claim_complete {
+        out.push_str(&format!(
+            "claim+start+complete, {:>2} worker(s)   {:>9.0} runs/s   raw SQL limit {:>9.0} runs/s   {:>5.1}% of raw\n",
+            c.workers, c.runs_per_sec, c.raw_runs_per_sec, c.percent_of_raw
+        ));
+    }
+    out.push_str(&format!(
+        "worker end to end (sh -c true, {:>2})   {:>9.0} runs/s\ninsert-to-start latency (idle worker)  p50 {:.2} ms   p99 {:.2} ms\ndouble claims {}, lost runs {}",
+        r.worker_e2e_concurrency, r.worker_e2e_runs_per_sec, r.insert_to_start_p50_ms, r.insert_to_start_p99_ms, r.double_claims, r.lost_runs
+    ));
+    out
+}
+
+/// `workers` tasks claim, start and complete through `ops` until the queue is empty; answers the
+/// elapsed time and every id claimed (to count double claims).
+async fn drain_through_ops(
+    ops: &Ops,
+    queues: &[String],
+    workers: u32,
+    batch: u32,
+) -> CliResult<(Duration, Vec<i64>)> {
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let ops = ops.clone();
+        let queues = queues.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("bench-w{w}");
+            let mut claimed_ids = Vec::new();
+            loop {
+                let claimed = ops
+                    .claim_runs(&worker, &queues, batch, Duration::from_secs(60))
+                    .await?;
+                if claimed.is_empty() {
+                    return Ok::<_, crate::ops::OpsError>(claimed_ids);
+                }
+                let holds: Vec<Hold> = claimed
+                    .iter()
+                    .map(|r| Hold {
+                        run_id: r.id,
+                        attempt: r.attempt,
+                    })
+                    .collect();
+                ops.start_runs(&worker, &holds).await?;
+                let done: Vec<Completion> = holds
+                    .iter()
+                    .map(|&hold| Completion {
+                        hold,
+                        exit_code: Some(0),
+                        error: None,
+                        canceled: false,
+                    })
+                    .collect();
+                ops.complete_runs(&worker, &done).await?;
+                claimed_ids.extend(holds.iter().map(|h| h.run_id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        let ids = task
+            .await
+            .map_err(|e| CliError(format!("bench task failed: {e}")))??;
+        all.extend(ids);
+    }
+    Ok((t.elapsed(), all))
+}
+
+async fn drain_raw(
+    store: &Arc<dyn Store>,
+    queue: &str,
+    workers: u32,
+    batch: u32,
+) -> CliResult<Duration> {
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let store = store.clone();
+        let queue = queue.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("raw-w{w}");
+            while store
+                .raw_claim_complete_cycle(&worker, &queue, batch)
+                .await?
+                > 0
+            {}
+            Ok::<(), crate::store::StoreError>(())
+        }));
+    }
+    for task in tasks {
+        task.await
+            .map_err(|e| CliError(format!("bench task failed: {e}")))??;
+    }
+    Ok(t.elapsed())
+}
+
+/// One idle worker; runs inserted one at a time; the store's own clock gives created → started.
+async fn insert_to_start(
+    ops: &Ops,
+    project: &str,
+    queues: &[String],
+    samples: usize,
+) -> CliResult<(f64, f64)> {
+    let config = WorkerConfig {
+        id: format!("{project}-latency"),
+        queues: queues.to_vec(),
+        concurrency: 4,
+        lease: Duration::from_secs(60),
+        drain: false,
+        grace: Duration::from_secs(5),
+        idle_poll: Duration::from_secs(5),
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(run_worker(ops.clone(), config, stop_rx));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut ids = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let id = ops
+            .enqueue_run(&crate::ops::EnqueueRequest {
+                project,
+                workflow: "noop",
+                ..Default::default()
+            })
+            .await?;
+        ids.push(id);
+        tokio::time::sleep(Duration::from_millis(15)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut latencies = Vec::with_capacity(samples);
+    for id in ids {
+        loop {
+            let run = ops.run(id).await?;
+            if run.status == RunStatus::Succeeded || run.status.is_terminal() {
+                if let Some(started) = run.started_at {
+                    latencies.push(
+                        (started - run.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0,
+                    );
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(CliError(format!("run {id} did not finish within 60 s")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = worker.await;
+    latencies.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok((pick(0.5), pick(0.99)))
+}

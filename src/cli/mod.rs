@@ -1,0 +1,369 @@
+//! The scriptable front end: parses arguments, calls `ops`, prints tables or `--json`.
+
+mod output;
+mod queue;
+
+pub use output::emit as emit_report;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::config::{self, Resolved, UrlSource};
+use crate::ops::{Ops, OpsError};
+use crate::store::{self, Store, StoreError, StoreOptions};
+
+pub use queue::{BenchArgs, RunCommand, WorkflowCommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ospdeck",
+    version,
+    about = "Operator console and control plane for manifest-driven services"
+)]
+pub struct Cli {
+    /// Database URL: sqlite://PATH, a file path, or postgres://… (else OSPDECK_DATABASE_URL,
+    /// DATABASE_URL, the config file, then the embedded SQLite file)
+    #[arg(long, global = true, value_name = "URL")]
+    pub db: Option<String>,
+    /// Print machine-readable JSON (stable field names)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Act as this user where the store cannot know it (SQLite; default: the OS user)
+    #[arg(long = "as", global = true, value_name = "USER")]
+    pub as_user: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show which store is in use, where files live, and whether the store is ready
+    Doctor,
+    /// Database migrations
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Projects (workspaces)
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Workflows a worker can execute
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+    /// The run queue
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// Claim and execute runs until stopped (SIGTERM/SIGINT finish or release what is held)
+    Worker(crate::worker::WorkerArgs),
+    /// Benchmarks that print figures
+    #[command(subcommand)]
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Apply pending migrations
+    Migrate,
+    /// List migrations and whether each is applied
+    Status,
+    /// Revert the newest applied migration
+    Down,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project
+    Create {
+        /// Key (also the slug): lower-case letters, digits, '_' and '-'
+        key: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List projects
+    List,
+}
+
+/// An error for the user: one line, already worded.
+#[derive(Debug)]
+pub struct CliError(pub String);
+
+impl<E: Into<OpsError>> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError(e.into().to_string())
+    }
+}
+
+pub type CliResult<T = ()> = Result<T, CliError>;
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) => code,
+        Err(CliError(message)) => {
+            tracing::warn!(%message, "command failed");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Resolves the configuration the same way for every command.
+pub fn resolve_config(cli: &Cli) -> CliResult<Resolved> {
+    let paths = config::Paths::platform().map_err(|e| CliError(e.to_string()))?;
+    config::resolve(cli.db.as_deref(), |k| std::env::var(k).ok(), paths)
+        .map_err(|e| CliError(e.to_string()))
+}
+
+/// Opens the store for a command. The embedded default is created and migrated on first use; any
+/// other store must have been migrated with `ospdeck db migrate`.
+pub async fn open_store(
+    resolved: &Resolved,
+    options: &StoreOptions,
+    require_migrated: bool,
+) -> CliResult<Arc<dyn Store>> {
+    if resolved.source == UrlSource::EmbeddedDefault && !options.read_only {
+        std::fs::create_dir_all(&resolved.paths.data_dir).map_err(|e| {
+            CliError(format!(
+                "cannot create data directory {}: {e}",
+                resolved.paths.data_dir.display()
+            ))
+        })?;
+    }
+    let store = store::open(&resolved.url, options).await?;
+    if resolved.source == UrlSource::EmbeddedDefault && !options.read_only {
+        store.migrate().await?;
+    } else if require_migrated {
+        let pending: Vec<i64> = store
+            .migration_status()
+            .await?
+            .into_iter()
+            .filter(|m| !m.applied)
+            .map(|m| m.version)
+            .collect();
+        if !pending.is_empty() {
+            return Err(StoreError::NotMigrated(format!(
+                "{} has {} pending migration(s) {:?}",
+                store.location(),
+                pending.len(),
+                pending
+            ))
+            .into());
+        }
+    }
+    Ok(store)
+}
+
+async fn connect(cli: &Cli, options: &StoreOptions) -> CliResult<Ops> {
+    let resolved = resolve_config(cli)?;
+    let store = open_store(&resolved, options, true).await?;
+    Ok(Ops::connect_as(store, cli.as_user.as_deref()).await?)
+}
+
+async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
+    let options = StoreOptions::default();
+    match &cli.command {
+        None => overview(&cli).await,
+        Some(Command::Doctor) => doctor(&cli).await,
+        Some(Command::Db(cmd)) => db(&cli, cmd).await,
+        Some(Command::Project(cmd)) => {
+            let ops = connect(&cli, &options).await?;
+            match cmd {
+                ProjectCommand::Create { key, name } => {
+                    let project = ops.create_project(key, name.as_deref()).await?;
+                    output::emit(cli.json, &project, || {
+                        format!("created project {}", project.key)
+                    });
+                }
+                ProjectCommand::List => {
+                    let projects = ops.list_projects().await?;
+                    output::emit(cli.json, &projects, || {
+                        output::table(
+                            &["KEY", "NAME", "STATUS", "CREATED"],
+                            projects.iter().map(|p| {
+                                vec![
+                                    p.key.clone(),
+                                    p.name.clone(),
+                                    p.status.clone(),
+                                    output::time(&p.created_at),
+                                ]
+                            }),
+                        )
+                    });
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Workflow(cmd)) => {
+            queue::workflow(&connect(&cli, &options).await?, cli.json, cmd).await
+        }
+        Some(Command::Run(cmd)) => queue::run(&connect(&cli, &options).await?, cli.json, cmd).await,
+        Some(Command::Worker(args)) => {
+            let options = StoreOptions {
+                max_connections: args.concurrency.saturating_add(4),
+                ..options
+            };
+            let ops = connect(&cli, &options).await?;
+            crate::worker::run_cli(ops, args).await
+        }
+        Some(Command::Bench(args)) => queue::bench(&cli, args).await,
+    }
+}
+
+#[derive(Serialize)]
+struct Doctor {
+    store: String,
+    source: UrlSource,
+    config_file: String,
+    config_file_exists: bool,
+    data_dir: String,
+    cache_dir: String,
+    log_dir: String,
+    reachable: bool,
+    migrated: bool,
+    problem: Option<String>,
+}
+
+async fn doctor(cli: &Cli) -> CliResult<ExitCode> {
+    let resolved = resolve_config(cli)?;
+    let mut report = Doctor {
+        store: store::redact_url(&resolved.url),
+        source: resolved.source,
+        config_file: resolved.paths.config_file.display().to_string(),
+        config_file_exists: resolved.paths.config_file.exists(),
+        data_dir: resolved.paths.data_dir.display().to_string(),
+        cache_dir: resolved.paths.cache_dir.display().to_string(),
+        log_dir: resolved.paths.log_dir.display().to_string(),
+        reachable: false,
+        migrated: false,
+        problem: None,
+    };
+    match open_store(
+        &resolved,
+        &StoreOptions {
+            max_connections: 1,
+            ..Default::default()
+        },
+        false,
+    )
+    .await
+    {
+        Err(CliError(e)) => report.problem = Some(e),
+        Ok(store) => {
+            report.reachable = true;
+            match store.migration_status().await {
+                Ok(states) => {
+                    report.migrated = states.iter().all(|m| m.applied);
+                    if !report.migrated {
+                        report.problem =
+                            Some("pending migrations: run `ospdeck db migrate`".into());
+                    }
+                }
+                Err(e) => report.problem = Some(e.to_string()),
+            }
+        }
+    }
+    let healthy = report.problem.is_none();
+    output::emit(cli.json, &report, || {
+        let yes_no = |b: bool| if b { "yes" } else { "NO" };
+        format!(
+            "store       {} (from {})\nconfig file {}{}\ndata dir    {}\ncache dir   {}\nlog dir     {}\nreachable   {}\nmigrated    {}{}",
+            report.store,
+            report.source,
+            report.config_file,
+            if report.config_file_exists {
+                ""
+            } else {
+                " (not present)"
+            },
+            report.data_dir,
+            report.cache_dir,
+            report.log_dir,
+            yes_no(report.reachable),
+            yes_no(report.migrated),
+            report
+                .problem
+                .as_ref()
+                .map(|p| format!("\nproblem     {p}"))
+                .unwrap_or_default(),
+        )
+    });
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn db(cli: &Cli, cmd: &DbCommand) -> CliResult<ExitCode> {
+    let resolved = resolve_config(cli)?;
+    let store = store::open(
+        &resolved.url,
+        &StoreOptions {
+            max_connections: 1,
+            ..Default::default()
+        },
+    )
+    .await?;
+    match cmd {
+        DbCommand::Migrate => {
+            let applied = store.migrate().await?;
+            output::emit(cli.json, &applied, || match applied.len() {
+                0 => format!("{}: already up to date", store.location()),
+                n => format!("{}: applied {n} migration(s) {applied:?}", store.location()),
+            });
+        }
+        DbCommand::Status => {
+            let states = store.migration_status().await?;
+            output::emit(cli.json, &states, || {
+                output::table(
+                    &["VERSION", "DESCRIPTION", "APPLIED"],
+                    states.iter().map(|m| {
+                        vec![
+                            m.version.to_string(),
+                            m.description.clone(),
+                            if m.applied { "yes" } else { "no" }.into(),
+                        ]
+                    }),
+                )
+            });
+        }
+        DbCommand::Down => {
+            let reverted = store.migrate_down().await?;
+            output::emit(cli.json, &reverted, || match &reverted {
+                Some(m) => format!("reverted migration {} ({})", m.version, m.description),
+                None => "nothing to revert".to_owned(),
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ospdeck` alone: until the console lands, a summary of the store and what to do next.
+async fn overview(cli: &Cli) -> CliResult<ExitCode> {
+    let ops = connect(cli, &StoreOptions::default()).await?;
+    let projects = ops.list_projects().await?;
+    let queued = ops
+        .list_runs(&crate::ops::RunQuery {
+            status: Some(crate::domain::run::RunStatus::Queued),
+            limit: Some(crate::ops::MAX_LIST_LIMIT),
+            ..Default::default()
+        })
+        .await?;
+    println!(
+        "ospdeck {} — store {}",
+        env!("CARGO_PKG_VERSION"),
+        ops.store().location()
+    );
+    println!(
+        "{} project(s), {} queued run(s)",
+        projects.len(),
+        queued.len()
+    );
+    if projects.is_empty() {
+        println!(
+            "\nStart with:\n  ospdeck project create demo\n  ospdeck workflow create --project demo hello --type build --command 'echo hello'\n  ospdeck run enqueue --project demo --workflow hello\n  ospdeck worker --drain"
+        );
+    }
+    println!("\nSee `ospdeck --help` for every command.");
+    Ok(ExitCode::SUCCESS)
+}

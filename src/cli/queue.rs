@@ -1,0 +1,404 @@
+//! `workflow …`, `run …` and `bench …`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+
+use super::output::{self, emit, opt, table, time};
+use super::{Cli, CliError, CliResult};
+use crate::domain::run::{Run, RunStatus, parse_run_id};
+use crate::domain::workflow::WorkflowType;
+use crate::ops::{EnqueueRequest, Ops, RunQuery};
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Create a workflow
+    Create {
+        #[arg(long)]
+        project: String,
+        name: String,
+        #[arg(long = "type", value_parser = parse_workflow_type)]
+        workflow_type: WorkflowType,
+        /// Shell command (run with `sh -c`; OSPDECK_RUN_ID and OSPDECK_PAYLOAD are set)
+        #[arg(long)]
+        command: String,
+        #[arg(long)]
+        queue: Option<String>,
+        /// Seconds before the command is killed
+        #[arg(long, allow_negative_numbers = true)]
+        timeout: Option<i64>,
+    },
+    /// List workflows
+    List {
+        #[arg(long)]
+        project: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunCommand {
+    /// Queue a run; prints its id
+    Enqueue {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        workflow: String,
+        /// -1000 to 1000; higher runs first
+        #[arg(long, allow_negative_numbers = true)]
+        priority: Option<i64>,
+        /// JSON payload (up to 1 MiB)
+        #[arg(long)]
+        payload: Option<String>,
+        #[arg(long, allow_negative_numbers = true)]
+        max_attempts: Option<i64>,
+    },
+    /// List runs, newest first
+    List {
+        #[arg(long, value_parser = parse_status)]
+        status: Option<RunStatus>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long, allow_negative_numbers = true)]
+        limit: Option<i64>,
+    },
+    /// Show a run with its events and artifacts
+    Show { id: String },
+    /// Claim the next queued run (with --json: the run, or null when nothing is queued)
+    Claim {
+        #[arg(long)]
+        worker: String,
+        #[arg(long)]
+        queue: Vec<String>,
+        /// Lease length in seconds
+        #[arg(long, default_value_t = 300)]
+        lease: u64,
+    },
+    /// Mark a claimed run as running
+    Start {
+        id: String,
+        #[arg(long)]
+        worker: String,
+    },
+    /// Finish a running run with its exit code
+    Complete {
+        id: String,
+        #[arg(long)]
+        worker: String,
+        #[arg(long, allow_negative_numbers = true)]
+        exit_code: i32,
+        #[arg(long)]
+        error: Option<String>,
+    },
+    /// Cancel a run (a running one is asked to stop)
+    Cancel { id: String },
+    /// Queue a new run that retries a finished one
+    Retry { id: String },
+    /// Print a run's log lines
+    Logs {
+        id: String,
+        /// Keep printing new lines until the run finishes
+        #[arg(long)]
+        follow: bool,
+        /// Full-text search (all words must match)
+        #[arg(long)]
+        search: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchArgs {
+    /// Queue throughput: enqueue, claim+complete at several worker counts, raw SQL limit, worker end to end
+    Queue(crate::bench::QueueBenchArgs),
+}
+
+fn parse_workflow_type(s: &str) -> Result<WorkflowType, String> {
+    s.parse()
+        .map_err(|e: crate::domain::InvalidInput| e.to_string())
+}
+
+fn parse_status(s: &str) -> Result<RunStatus, String> {
+    s.parse()
+        .map_err(|e: crate::domain::InvalidInput| e.to_string())
+}
+
+fn run_id(text: &str) -> CliResult<i64> {
+    Ok(parse_run_id(text)?)
+}
+
+pub async fn workflow(ops: &Ops, json: bool, cmd: &WorkflowCommand) -> CliResult<ExitCode> {
+    match cmd {
+        WorkflowCommand::Create {
+            project,
+            name,
+            workflow_type,
+            command,
+            queue,
+            timeout,
+        } => {
+            let wf = ops
+                .create_workflow(
+                    project,
+                    name,
+                    *workflow_type,
+                    command,
+                    queue.as_deref(),
+                    *timeout,
+                )
+                .await?;
+            emit(json, &wf, || {
+                format!(
+                    "created workflow {} in {} (queue {})",
+                    wf.name, wf.project, wf.queue
+                )
+            });
+        }
+        WorkflowCommand::List { project } => {
+            let list = ops.list_workflows(project.as_deref()).await?;
+            emit(json, &list, || {
+                table(
+                    &["PROJECT", "NAME", "TYPE", "QUEUE", "TIMEOUT", "COMMAND"],
+                    list.iter().map(|w| {
+                        vec![
+                            w.project.clone(),
+                            w.name.clone(),
+                            w.workflow_type.to_string(),
+                            w.queue.clone(),
+                            format!("{}s", w.timeout_secs),
+                            w.command.clone(),
+                        ]
+                    }),
+                )
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn runs_table(runs: &[Run]) -> String {
+    table(
+        &[
+            "ID", "PROJECT", "WORKFLOW", "STATUS", "PRIO", "ATTEMPT", "WORKER", "EXIT", "CREATED",
+        ],
+        runs.iter().map(|r| {
+            vec![
+                r.id.to_string(),
+                r.project.clone(),
+                r.workflow.clone(),
+                r.status.to_string(),
+                r.priority.to_string(),
+                format!("{}/{}", r.attempt, r.max_attempts),
+                opt(&r.worker_id),
+                opt(&r.exit_code),
+                time(&r.created_at),
+            ]
+        }),
+    )
+}
+
+pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode> {
+    match cmd {
+        RunCommand::Enqueue {
+            project,
+            workflow,
+            priority,
+            payload,
+            max_attempts,
+        } => {
+            let req = EnqueueRequest {
+                project,
+                workflow,
+                priority: *priority,
+                payload: payload.as_deref(),
+                max_attempts: *max_attempts,
+                run_after: None,
+            };
+            let id = ops.enqueue_run(&req).await?;
+            emit(json, &serde_json::json!({ "id": id }), || id.to_string());
+        }
+        RunCommand::List {
+            status,
+            project,
+            workflow,
+            limit,
+        } => {
+            let query = RunQuery {
+                status: *status,
+                project: project.as_deref(),
+                workflow: workflow.as_deref(),
+                limit: *limit,
+            };
+            let runs = ops.list_runs(&query).await?;
+            emit(json, &runs, || runs_table(&runs));
+        }
+        RunCommand::Show { id } => {
+            let detail = ops.run_detail(run_id(id)?).await?;
+            emit(json, &detail, || {
+                let r = &detail.run;
+                let mut out = format!(
+                    "run {}  {}/{}  {}\nqueue {}  priority {}  attempt {}/{}  worker {}\npayload {}\ncreated {}  claimed {}  started {}  finished {}\nexit code {}  error {}{}",
+                    r.id,
+                    r.project,
+                    r.workflow,
+                    r.status,
+                    r.queue,
+                    r.priority,
+                    r.attempt,
+                    r.max_attempts,
+                    opt(&r.worker_id),
+                    r.payload,
+                    time(&r.created_at),
+                    r.claimed_at
+                        .as_ref()
+                        .map(time)
+                        .unwrap_or_else(|| "-".into()),
+                    r.started_at
+                        .as_ref()
+                        .map(time)
+                        .unwrap_or_else(|| "-".into()),
+                    r.finished_at
+                        .as_ref()
+                        .map(time)
+                        .unwrap_or_else(|| "-".into()),
+                    opt(&r.exit_code),
+                    opt(&r.error),
+                    r.retry_of
+                        .map(|o| format!("\nretry of run {o}"))
+                        .unwrap_or_default(),
+                );
+                out.push_str("\n\nEVENTS\n");
+                out.push_str(&table(
+                    &["AT", "EVENT", "FROM", "TO", "ATTEMPT", "ACTOR", "MESSAGE"],
+                    detail.events.iter().map(|e| {
+                        vec![
+                            time(&e.created_at),
+                            e.event_type.clone(),
+                            opt(&e.from_status),
+                            opt(&e.to_status),
+                            e.attempt.to_string(),
+                            e.actor.clone(),
+                            opt(&e.message),
+                        ]
+                    }),
+                ));
+                if !detail.artifacts.is_empty() {
+                    out.push_str("\n\nARTIFACTS\n");
+                    out.push_str(&table(
+                        &["KEY", "SIZE", "SHA256", "URL"],
+                        detail.artifacts.iter().map(|a| {
+                            vec![
+                                a.key.clone(),
+                                opt(&a.size_bytes),
+                                opt(&a.sha256),
+                                opt(&a.url),
+                            ]
+                        }),
+                    ));
+                }
+                out
+            });
+        }
+        RunCommand::Claim {
+            worker,
+            queue,
+            lease,
+        } => {
+            let claimed = ops
+                .claim_next_run(worker, queue, Duration::from_secs(*lease))
+                .await?;
+            emit(json, &claimed, || match &claimed {
+                Some(r) => r.id.to_string(),
+                None => "nothing queued".into(),
+            });
+        }
+        RunCommand::Start { id, worker } => {
+            let r = ops.start_run(worker, run_id(id)?).await?;
+            emit(json, &r, || format!("run {} is running", r.id));
+        }
+        RunCommand::Complete {
+            id,
+            worker,
+            exit_code,
+            error,
+        } => {
+            let r = ops
+                .complete_run(worker, run_id(id)?, *exit_code, error.as_deref())
+                .await?;
+            emit(json, &r, || format!("run {} {}", r.id, r.status));
+        }
+        RunCommand::Cancel { id } => {
+            let id = run_id(id)?;
+            let outcome = ops.cancel_run(id).await?;
+            emit(
+                json,
+                &serde_json::json!({ "id": id, "outcome": outcome }),
+                || match outcome {
+                    crate::domain::run::CancelOutcome::Requested => {
+                        format!("run {id} is running: its worker was asked to stop it")
+                    }
+                    _ => format!("run {id} canceled"),
+                },
+            );
+        }
+        RunCommand::Retry { id } => {
+            let new_id = ops.retry_run(run_id(id)?).await?;
+            emit(json, &serde_json::json!({ "id": new_id }), || {
+                new_id.to_string()
+            });
+        }
+        RunCommand::Logs { id, follow, search } => {
+            return logs(ops, json, run_id(id)?, *follow, search.as_deref()).await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn logs(
+    ops: &Ops,
+    json: bool,
+    id: i64,
+    follow: bool,
+    search: Option<&str>,
+) -> CliResult<ExitCode> {
+    ops.run(id).await?;
+    let mut after = 0;
+    loop {
+        let batch = ops.run_logs(id, after, search, 1000).await?;
+        for line in &batch {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(line).map_err(|e| CliError(e.to_string()))?
+                );
+            } else {
+                println!(
+                    "{} {:<5} {}",
+                    output::time(&line.created_at),
+                    line.level.as_str(),
+                    line.message
+                );
+            }
+        }
+        after = batch.last().map_or(after, |l| l.id);
+        if batch.len() == 1000 {
+            continue;
+        }
+        if !follow
+            || ops.run(id).await?.status.is_terminal()
+                && ops.run_logs(id, after, search, 1).await?.is_empty()
+        {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub async fn bench(cli: &Cli, args: &BenchArgs) -> CliResult<ExitCode> {
+    match args {
+        BenchArgs::Queue(a) => crate::bench::queue(cli, a)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,202 @@
+//! Where things live and which store to use. One precedence for the database URL:
+//! `--db` > `OSPDECK_DATABASE_URL` > `DATABASE_URL` > `config.toml` > the embedded SQLite file.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use directories::ProjectDirs;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UrlSource {
+    Flag,
+    OspdeckDatabaseUrl,
+    DatabaseUrl,
+    ConfigFile,
+    EmbeddedDefault,
+}
+
+impl fmt::Display for UrlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Flag => "--db flag",
+            Self::OspdeckDatabaseUrl => "OSPDECK_DATABASE_URL",
+            Self::DatabaseUrl => "DATABASE_URL",
+            Self::ConfigFile => "config file",
+            Self::EmbeddedDefault => "embedded default",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Paths {
+    pub config_file: PathBuf,
+    pub data_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub log_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn platform() -> Result<Self, ConfigError> {
+        let dirs = ProjectDirs::from("dev", "ospdeck", "ospdeck").ok_or_else(|| {
+            ConfigError("cannot find a home directory for config and data (is HOME set?)".into())
+        })?;
+        Ok(Self {
+            config_file: dirs.config_dir().join("config.toml"),
+            data_dir: dirs.data_dir().to_path_buf(),
+            cache_dir: dirs.cache_dir().to_path_buf(),
+            log_dir: dirs
+                .state_dir()
+                .unwrap_or(dirs.data_local_dir())
+                .join("logs"),
+        })
+    }
+
+    pub fn embedded_database(&self) -> PathBuf {
+        self.data_dir.join("ospdeck.db")
+    }
+}
+
+/// The config file. Unknown keys are refused so a typo does not silently fall back to defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub fn read_file_config(path: &Path) -> Result<Option<FileConfig>, ConfigError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).map(Some).map_err(|e| {
+            ConfigError(format!(
+                "bad config file {}: {}",
+                path.display(),
+                e.message()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ConfigError(format!(
+            "cannot read config file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub url: String,
+    pub source: UrlSource,
+    pub paths: Paths,
+}
+
+/// Applies the precedence. `env` is passed in so the rule is tested without touching the process.
+pub fn resolve(
+    flag: Option<&str>,
+    env: impl Fn(&str) -> Option<String>,
+    paths: Paths,
+) -> Result<Resolved, ConfigError> {
+    let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let (url, source) = if let Some(url) = flag {
+        (url.to_owned(), UrlSource::Flag)
+    } else if let Some(url) = non_empty(env("OSPDECK_DATABASE_URL")) {
+        (url, UrlSource::OspdeckDatabaseUrl)
+    } else if let Some(url) = non_empty(env("DATABASE_URL")) {
+        (url, UrlSource::DatabaseUrl)
+    } else if let Some(url) = read_file_config(&paths.config_file)?.and_then(|c| c.database_url) {
+        (url, UrlSource::ConfigFile)
+    } else {
+        (
+            format!("sqlite://{}", paths.embedded_database().display()),
+            UrlSource::EmbeddedDefault,
+        )
+    };
+    if url.trim().is_empty() {
+        return Err(ConfigError(format!("empty database URL from {source}")));
+    }
+    Ok(Resolved { url, source, paths })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(dir: &Path) -> Paths {
+        Paths {
+            config_file: dir.join("config.toml"),
+            data_dir: dir.join("data"),
+            cache_dir: dir.join("cache"),
+            log_dir: dir.join("logs"),
+        }
+    }
+
+    #[test]
+    fn precedence_is_flag_env_env_file_default() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let p = paths(dir.path());
+        let env = |o: Option<&'static str>, d: Option<&'static str>| {
+            move |k: &str| match k {
+                "OSPDECK_DATABASE_URL" => o.map(String::from),
+                "DATABASE_URL" => d.map(String::from),
+                _ => None,
+            }
+        };
+        let r = resolve(None, env(None, None), p.clone())?;
+        assert_eq!(r.source, UrlSource::EmbeddedDefault);
+        assert!(r.url.ends_with("data/ospdeck.db"));
+
+        std::fs::write(&p.config_file, "database_url = \"sqlite:///tmp/file.db\"\n")?;
+        assert_eq!(
+            resolve(None, env(None, None), p.clone())?.source,
+            UrlSource::ConfigFile
+        );
+        let r = resolve(None, env(None, Some("postgres://d")), p.clone())?;
+        assert_eq!(
+            (r.source, r.url.as_str()),
+            (UrlSource::DatabaseUrl, "postgres://d")
+        );
+        let r = resolve(
+            None,
+            env(Some("postgres://o"), Some("postgres://d")),
+            p.clone(),
+        )?;
+        assert_eq!(
+            (r.source, r.url.as_str()),
+            (UrlSource::OspdeckDatabaseUrl, "postgres://o")
+        );
+        let r = resolve(Some("/x.db"), env(Some("postgres://o"), None), p.clone())?;
+        assert_eq!((r.source, r.url.as_str()), (UrlSource::Flag, "/x.db"));
+        // An empty variable does not count as set.
+        assert_eq!(
+            resolve(None, env(Some(" "), None), p)?.source,
+            UrlSource::ConfigFile
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_bad_config_file_is_one_clear_error() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let p = paths(dir.path());
+        std::fs::write(&p.config_file, "databse_url = \"x\"\n")?;
+        let err = resolve(None, |_| None, p)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("bad config file") && err.contains("databse_url"),
+            "{err}"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,41 @@
+use std::fmt;
+
+/// Input that breaks a rule of the domain. The message is written for the operator: it names the
+/// field and what would be accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidInput(pub String);
+
+impl InvalidInput {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+impl fmt::Display for InvalidInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InvalidInput {}
+
+/// `^[a-z][a-z0-9_-]{min-1,max-1}$`-style identifiers, checked without a regex engine.
+pub(crate) fn check_identifier(
+    what: &str,
+    value: &str,
+    max_len: usize,
+    extra: &[char],
+) -> Result<(), InvalidInput> {
+    let ok_first = value.chars().next().is_some_and(|c| c.is_ascii_lowercase());
+    let ok_rest = value
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || extra.contains(&c));
+    if value.is_empty() || value.len() > max_len || !ok_first || !ok_rest {
+        let allowed: String = extra.iter().map(|c| format!(" '{c}'")).collect();
+        return Err(InvalidInput::new(format!(
+            "invalid {what} {value:?}: use 1 to {max_len} characters, a lower-case letter first, \
+             then lower-case letters, digits, '_'{allowed}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Pure types and rules: the vocabulary of DESIGN.md, the state machines and input validation.
+//! Nothing here does IO or is async, so every rule is unit-tested directly.
+
+pub mod error;
+pub mod project;
+pub mod run;
+pub mod workflow;
+
+pub use error::InvalidInput;

@@ -1,0 +1,546 @@
+//! Runs: one execution of a workflow, and the state machine it moves through.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::error::InvalidInput;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Queued,
+    Claimed,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+use RunStatus::*;
+
+/// Every legal move. The migrations seed the same pairs into `run_transitions`, which the database
+/// triggers consult; a conformance test checks the two lists agree.
+pub const LEGAL_TRANSITIONS: [(RunStatus, RunStatus); 10] = [
+    (Queued, Claimed),
+    (Queued, Canceled),
+    (Claimed, Running),
+    (Claimed, Canceled),
+    // a lease ran out (or the worker gave the run back) and attempts remain …
+    (Claimed, Queued),
+    // … or they do not
+    (Claimed, Failed),
+    (Running, Succeeded),
+    (Running, Failed),
+    (Running, Canceled),
+    (Running, Queued),
+];
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 6] = [Queued, Claimed, Running, Succeeded, Failed, Canceled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Queued => "queued",
+            Claimed => "claimed",
+            Running => "running",
+            Succeeded => "succeeded",
+            Failed => "failed",
+            Canceled => "canceled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Succeeded | Failed | Canceled)
+    }
+
+    /// Whether a run may move from `self` to `to`. Staying put is not a transition.
+    pub fn can_become(self, to: RunStatus) -> bool {
+        LEGAL_TRANSITIONS.contains(&(self, to))
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL.into_iter().find(|t| t.as_str() == s).ok_or_else(|| {
+            InvalidInput::new(format!(
+                "unknown run status {s:?}: expected one of queued, claimed, running, succeeded, failed, canceled"
+            ))
+        })
+    }
+}
+
+pub const PRIORITY_MIN: i32 = -1000;
+pub const PRIORITY_MAX: i32 = 1000;
+pub const MAX_PAYLOAD_BYTES: usize = 1024 * 1024;
+pub const MAX_ATTEMPTS_LIMIT: i32 = 100;
+pub const DEFAULT_MAX_ATTEMPTS: i32 = 3;
+
+/// A run as operators and scripts see it. Field names are the stable `--json` contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub project_id: i64,
+    pub project: String,
+    pub workflow_id: i64,
+    pub workflow: String,
+    pub queue: String,
+    pub status: RunStatus,
+    pub priority: i32,
+    pub payload: Value,
+    pub attempt: i32,
+    pub max_attempts: i32,
+    pub worker_id: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub run_after: DateTime<Utc>,
+    pub cancel_requested: bool,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    pub retry_of: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub claimed_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A validated request to queue a run; ids are already resolved from names by `ops`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRun {
+    pub project_id: i64,
+    pub workflow_id: i64,
+    pub priority: i32,
+    pub payload: Value,
+    pub max_attempts: i32,
+    pub run_after: Option<DateTime<Utc>>,
+}
+
+impl NewRun {
+    pub fn new(
+        project_id: i64,
+        workflow_id: i64,
+        priority: Option<i64>,
+        payload: Option<&str>,
+        max_attempts: Option<i64>,
+        run_after: Option<DateTime<Utc>>,
+    ) -> Result<Self, InvalidInput> {
+        let priority = checked_i32(
+            "priority",
+            priority.unwrap_or(0),
+            PRIORITY_MIN,
+            PRIORITY_MAX,
+        )?;
+        let max_attempts = checked_i32(
+            "max attempts",
+            max_attempts.unwrap_or(i64::from(DEFAULT_MAX_ATTEMPTS)),
+            1,
+            MAX_ATTEMPTS_LIMIT,
+        )?;
+        let payload = match payload {
+            None => Value::Object(Default::default()),
+            Some(text) => parse_payload(text)?,
+        };
+        Ok(Self {
+            project_id,
+            workflow_id,
+            priority,
+            payload,
+            max_attempts,
+            run_after,
+        })
+    }
+}
+
+fn checked_i32(what: &str, value: i64, min: i32, max: i32) -> Result<i32, InvalidInput> {
+    i32::try_from(value)
+        .ok()
+        .filter(|v| (min..=max).contains(v))
+        .ok_or_else(|| InvalidInput::new(format!("invalid {what} {value}: use {min} to {max}")))
+}
+
+/// The size limit is checked on the text before parsing, so an oversized payload costs no parse.
+pub fn parse_payload(text: &str) -> Result<Value, InvalidInput> {
+    if text.len() > MAX_PAYLOAD_BYTES {
+        return Err(InvalidInput::new(format!(
+            "payload too large: {} bytes, the limit is {MAX_PAYLOAD_BYTES} bytes (1 MiB)",
+            text.len()
+        )));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| InvalidInput::new(format!("payload is not valid JSON: {e}")))?;
+    // Stored compactly; re-check in case whitespace was all that kept it under the limit.
+    let compact = value.to_string();
+    if compact.len() > MAX_PAYLOAD_BYTES {
+        return Err(InvalidInput::new("payload too large: over 1 MiB"));
+    }
+    if compact.contains("\\u0000") {
+        return Err(InvalidInput::new("payload may not contain NUL characters"));
+    }
+    Ok(value)
+}
+
+/// Run ids are positive integers; anything else is refused before it reaches a store.
+pub fn parse_run_id(text: &str) -> Result<i64, InvalidInput> {
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| {
+            InvalidInput::new(format!(
+                "invalid run id {text:?}: expected a positive integer"
+            ))
+        })
+}
+
+/// What a worker needs to execute a run it just claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedRun {
+    pub id: i64,
+    pub attempt: i32,
+    pub project_id: i64,
+    pub workflow_id: i64,
+    pub queue: String,
+    pub payload: Value,
+}
+
+/// The worker's proof that it holds a run: fencing token for every later write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Hold {
+    pub run_id: i64,
+    pub attempt: i32,
+}
+
+/// How a held run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub hold: Hold,
+    pub exit_code: Option<i32>,
+    pub error: Option<String>,
+    /// The worker stopped it because a cancel was requested.
+    pub canceled: bool,
+}
+
+impl Completion {
+    pub fn outcome(&self) -> RunStatus {
+        if self.canceled {
+            Canceled
+        } else if self.exit_code == Some(0) && self.error.is_none() {
+            Succeeded
+        } else {
+            Failed
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatAck {
+    pub run_id: i64,
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelOutcome {
+    /// It was queued or claimed and is canceled now.
+    Canceled,
+    /// It is running; its worker has been asked to stop it.
+    Requested,
+    /// It had already finished with this status.
+    AlreadyFinished(RunStatus),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RescueOutcome {
+    pub requeued: u64,
+    pub failed: u64,
+    pub canceled: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub project_id: Option<i64>,
+    pub workflow_id: Option<i64>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl FromStr for LogLevel {
+    type Err = InvalidInput;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "debug" => Ok(Self::Debug),
+            "info" => Ok(Self::Info),
+            "warn" => Ok(Self::Warn),
+            "error" => Ok(Self::Error),
+            _ => Err(InvalidInput::new(format!(
+                "unknown log level {s:?}: expected debug, info, warn or error"
+            ))),
+        }
+    }
+}
+
+/// One log line is capped so a runaway child cannot fill the store with one line.
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewLogLine {
+    pub level: LogLevel,
+    pub message: String,
+    pub metadata: Value,
+}
+
+impl NewLogLine {
+    pub fn new(level: LogLevel, message: &str, metadata: Value) -> Self {
+        let mut message: String = message.chars().filter(|c| *c != '\0').collect();
+        if message.len() > MAX_LOG_LINE_BYTES {
+            let mut cut = MAX_LOG_LINE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" …[truncated]");
+        }
+        Self {
+            level,
+            message,
+            metadata,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunLog {
+    pub id: i64,
+    pub run_id: i64,
+    pub level: LogLevel,
+    pub message: String,
+    pub metadata: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunEvent {
+    pub id: i64,
+    pub run_id: i64,
+    pub event_type: String,
+    pub from_status: Option<RunStatus>,
+    pub to_status: Option<RunStatus>,
+    pub attempt: i32,
+    pub actor: String,
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewArtifact {
+    pub run_id: i64,
+    pub key: String,
+    pub url: Option<String>,
+    pub sha256: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub content_type: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl NewArtifact {
+    pub fn validate(&self) -> Result<(), InvalidInput> {
+        if self.key.is_empty() || self.key.len() > 1024 || self.key.chars().any(char::is_control) {
+            return Err(InvalidInput::new(
+                "invalid artifact key: use 1 to 1024 printable characters",
+            ));
+        }
+        if let Some(sha) = &self.sha256
+            && (sha.len() != 64
+                || !sha
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            return Err(InvalidInput::new(format!(
+                "invalid sha256 {sha:?}: expected 64 lower-case hex digits"
+            )));
+        }
+        if self.size_bytes.is_some_and(|s| s < 0) {
+            return Err(InvalidInput::new(
+                "invalid artifact size: it cannot be negative",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunArtifact {
+    pub id: i64,
+    pub run_id: i64,
+    pub key: String,
+    pub url: Option<String>,
+    pub sha256: Option<String>,
+    pub size_bytes: Option<i64>,
+    pub content_type: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pair_of_states_is_legal_or_not_as_designed() {
+        let legal = [
+            "queued->claimed",
+            "queued->canceled",
+            "claimed->running",
+            "claimed->canceled",
+            "claimed->queued",
+            "claimed->failed",
+            "running->succeeded",
+            "running->failed",
+            "running->canceled",
+            "running->queued",
+        ];
+        let mut checked = 0;
+        for from in RunStatus::ALL {
+            for to in RunStatus::ALL {
+                let name = format!("{from}->{to}");
+                assert_eq!(
+                    from.can_become(to),
+                    legal.contains(&name.as_str()),
+                    "{name}"
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 36);
+    }
+
+    #[test]
+    fn terminal_states_have_no_way_out() {
+        for from in RunStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            assert!(
+                RunStatus::ALL.into_iter().all(|to| !from.can_become(to)),
+                "{from}"
+            );
+        }
+        assert!(!Queued.is_terminal() && !Claimed.is_terminal() && !Running.is_terminal());
+    }
+
+    #[test]
+    fn statuses_round_trip_through_text() {
+        for s in RunStatus::ALL {
+            assert_eq!(s.as_str().parse::<RunStatus>(), Ok(s));
+        }
+        assert!("done".parse::<RunStatus>().is_err());
+    }
+
+    #[test]
+    fn new_run_checks_ranges_and_payload() {
+        let ok = NewRun::new(1, 2, Some(5), Some(r#"{"a":1}"#), Some(4), None);
+        assert_eq!(ok.map(|r| (r.priority, r.max_attempts)), Ok((5, 4)));
+        assert!(NewRun::new(1, 2, Some(1001), None, None, None).is_err());
+        assert!(NewRun::new(1, 2, Some(-1001), None, None, None).is_err());
+        assert!(NewRun::new(1, 2, Some(i64::MIN), None, None, None).is_err());
+        assert!(NewRun::new(1, 2, None, None, Some(0), None).is_err());
+        assert!(NewRun::new(1, 2, None, None, Some(101), None).is_err());
+        assert!(NewRun::new(1, 2, None, Some("{"), None, None).is_err());
+        assert!(NewRun::new(1, 2, None, Some(r#"{"a":"\u0000"}"#), None, None).is_err());
+    }
+
+    #[test]
+    fn payload_limit_is_one_mebibyte() {
+        let fits = format!("\"{}\"", "x".repeat(MAX_PAYLOAD_BYTES - 2));
+        assert!(parse_payload(&fits).is_ok());
+        let over = format!("\"{}\"", "x".repeat(MAX_PAYLOAD_BYTES - 1));
+        let err = parse_payload(&over)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn run_ids_must_be_positive_integers() {
+        assert_eq!(parse_run_id("42"), Ok(42));
+        for bad in ["0", "-1", "abc", "1.5", "", "99999999999999999999"] {
+            assert!(parse_run_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn completion_outcome_follows_exit_code_error_and_cancel() {
+        let hold = Hold {
+            run_id: 1,
+            attempt: 1,
+        };
+        let c = |exit_code, error: Option<&str>, canceled| Completion {
+            hold,
+            exit_code,
+            error: error.map(str::to_owned),
+            canceled,
+        };
+        assert_eq!(c(Some(0), None, false).outcome(), Succeeded);
+        assert_eq!(c(Some(1), None, false).outcome(), Failed);
+        assert_eq!(c(Some(0), Some("timed out"), false).outcome(), Failed);
+        assert_eq!(c(None, None, false).outcome(), Failed);
+        assert_eq!(c(Some(0), None, true).outcome(), Canceled);
+    }
+
+    #[test]
+    fn log_lines_are_bounded_and_nul_free() {
+        let line = NewLogLine::new(LogLevel::Info, &"é".repeat(MAX_LOG_LINE_BYTES), Value::Null);
+        assert!(line.message.len() <= MAX_LOG_LINE_BYTES + 20);
+        assert!(line.message.ends_with("[truncated]"));
+        assert_eq!(
+            NewLogLine::new(LogLevel::Info, "a\0b", Value::Null).message,
+            "ab"
+        );
+    }
+
+    #[test]
+    fn artifacts_need_a_key_and_a_real_sha256() {
+        let mut a = NewArtifact {
+            run_id: 1,
+            key: "build.tar".into(),
+            url: None,
+            sha256: Some("a".repeat(64)),
+            size_bytes: Some(10),
+            content_type: None,
+            expires_at: None,
+        };
+        assert!(a.validate().is_ok());
+        a.sha256 = Some("A".repeat(64));
+        assert!(a.validate().is_err());
+        a.sha256 = None;
+        a.key = String::new();
+        assert!(a.validate().is_err());
+    }
+}

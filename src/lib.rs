@@ -1,0 +1,12 @@
+//! ospdeck: an operator console and control plane for manifest-driven services.
+//!
+//! Layers (imports point down only): `cli` and `worker` call `ops`; `ops` combines `domain` rules
+//! with a `store`; `domain` is pure.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod ops;
+pub mod store;
+pub mod worker;

@@ -1,0 +1,80 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// Refused by a constraint or trigger of the database.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot reach the database: {0}")]
+    Unavailable(String),
+    #[error("the database is not migrated (run `ospdeck db migrate`): {0}")]
+    NotMigrated(String),
+    #[error("the store is open read-only: {0}")]
+    ReadOnly(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) => classify(db.code().as_deref(), db.message()),
+            sqlx::Error::Io(e) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Tls(e) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::PoolTimedOut => {
+                StoreError::Unavailable("timed out waiting for a connection".into())
+            }
+            sqlx::Error::PoolClosed => StoreError::Unavailable("connection pool closed".into()),
+            sqlx::Error::Configuration(e) => {
+                StoreError::Invalid(format!("bad database configuration: {e}"))
+            }
+            sqlx::Error::Migrate(e) => StoreError::Database(format!("migration failed: {e}")),
+            _ => StoreError::Database(err.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(err: sqlx::migrate::MigrateError) -> Self {
+        match err {
+            sqlx::migrate::MigrateError::Execute(e) => e.into(),
+            other => StoreError::Database(format!("migration failed: {other}")),
+        }
+    }
+}
+
+/// Maps database errors of both backends onto what an operator can act on.
+fn classify(code: Option<&str>, message: &str) -> StoreError {
+    let msg = message.to_owned();
+    match code {
+        // PostgreSQL SQLSTATEs.
+        Some("23505") => StoreError::Conflict(msg),
+        Some("23503") => StoreError::NotFound(msg),
+        Some("23514" | "23502" | "22P02" | "22023" | "22001" | "54000" | "42501") => {
+            StoreError::Invalid(msg)
+        }
+        Some("42P01" | "3F000" | "42883") => StoreError::NotMigrated(msg),
+        Some("25006") => StoreError::ReadOnly(msg),
+        Some("57P01" | "57P03" | "08006" | "08001" | "08004" | "3D000" | "28P01" | "28000") => {
+            StoreError::Unavailable(msg)
+        }
+        // SQLite extended result codes.
+        Some("2067" | "1555") => StoreError::Conflict(msg),
+        Some("787") => StoreError::NotFound(msg),
+        Some("275" | "1299" | "1811") => StoreError::Invalid(msg),
+        Some("8" | "1032" | "520" | "776") => StoreError::ReadOnly(msg),
+        Some("14" | "5" | "517" | "261" | "26") => StoreError::Unavailable(msg),
+        _ if msg.starts_with("no such table") => StoreError::NotMigrated(msg),
+        // RAISE(ABORT, …) from our triggers arrives as a plain constraint error (code 19 or 1).
+        _ if msg.contains("illegal run transition") || msg.contains("append-only") => {
+            StoreError::Invalid(msg)
+        }
+        _ => StoreError::Database(msg),
+    }
+}
