@@ -389,7 +389,8 @@ END;
 $$;
 
 -- Cancel: queued or claimed runs stop at once; a running one is asked to stop (its worker kills
--- the child and finishes it as canceled). Answers 'canceled', 'requested', or the terminal status.
+-- the child and finishes it as canceled). Answers 'canceled', 'requested', 'finished:<status>' for a
+-- run that had already ended, or NULL for an unknown run.
 CREATE FUNCTION ops.cancel_run(p_run_id bigint, p_actor text DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -409,7 +410,7 @@ BEGIN
         UPDATE ops.runs SET cancel_requested = true WHERE id = p_run_id AND NOT cancel_requested;
         RETURN 'requested';
     END IF;
-    RETURN cur;
+    RETURN 'finished:' || cur;
 END;
 $$;
 

@@ -605,7 +605,14 @@ impl Store for PgStore {
         let outcome = match answer.as_deref() {
             Some("canceled") => CancelOutcome::Canceled,
             Some("requested") => CancelOutcome::Requested,
-            Some(other) => return Ok(Some(CancelOutcome::AlreadyFinished(status(other)?))),
+            Some(other) => match other.strip_prefix("finished:") {
+                Some(done) => return Ok(Some(CancelOutcome::AlreadyFinished(status(done)?))),
+                None => {
+                    return Err(StoreError::Database(format!(
+                        "unexpected answer from ops.cancel_run: {other}"
+                    )));
+                }
+            },
             None => return Ok(None),
         };
         audit(

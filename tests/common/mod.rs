@@ -1,0 +1,200 @@
+//! Test harness: a fresh, migrated store per test on either backend, plus raw SQL beside it.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use ospdeck::ops::Ops;
+use ospdeck::store::{self, Store, StoreKind, StoreOptions};
+use sqlx::{Connection, Executor};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+pub const PG_URL_VAR: &str = "OSPDECK_TEST_PG_URL";
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+pub struct Harness {
+    pub store: Arc<dyn Store>,
+    pub ops: Ops,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Harness {
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self::open(url, Some(dir)).await
+    }
+
+    /// A new database on the test server, or None (with a note) when no server is reachable and
+    /// OSPDECK_REQUIRE_PG is not set. With OSPDECK_REQUIRE_PG=1 an unreachable server fails the test.
+    pub async fn postgres(test: &str) -> Option<Self> {
+        let admin_url = std::env::var(PG_URL_VAR).unwrap_or_else(|_| DEFAULT_PG_URL.to_owned());
+        let required = std::env::var("OSPDECK_REQUIRE_PG").is_ok_and(|v| v == "1");
+        let mut admin = match sqlx::PgConnection::connect(&admin_url).await {
+            Ok(conn) => conn,
+            Err(e) if required => panic!(
+                "PostgreSQL required (OSPDECK_REQUIRE_PG=1) but unreachable at {admin_url}: {e}"
+            ),
+            Err(e) => {
+                println!(
+                    "SKIPPED {test} on PostgreSQL: no server at {admin_url} ({e}); set {PG_URL_VAR}"
+                );
+                return None;
+            }
+        };
+        let name = format!(
+            "ospdeck_t_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+            .await
+            .expect("drop test db");
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create test db");
+        let mut url = url::Url::parse(&admin_url).expect("PG URL");
+        url.set_path(&name);
+        Some(Self::open(url.to_string(), None).await)
+    }
+
+    async fn open(url: String, dir: Option<tempfile::TempDir>) -> Self {
+        let store = store::open(
+            &url,
+            &StoreOptions {
+                read_only: false,
+                max_connections: 20,
+            },
+        )
+        .await
+        .expect("open store");
+        store.migrate().await.expect("migrate");
+        let ops = Ops::new(store.clone(), "tester");
+        Self {
+            store,
+            ops,
+            url,
+            _dir: dir,
+        }
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        self.store.kind()
+    }
+
+    /// A table name as raw SQL must spell it on this backend.
+    pub fn table(&self, name: &str) -> String {
+        match self.kind() {
+            StoreKind::Postgres => format!("ops.{name}"),
+            StoreKind::Sqlite => name.to_owned(),
+        }
+    }
+
+    /// Runs raw SQL on a connection of its own, as psql or sqlite3 would; answers the error text.
+    pub async fn raw(&self, sql: &str) -> Result<u64, String> {
+        match self.kind() {
+            StoreKind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.execute(sql)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(|e| e.to_string())
+            }
+            StoreKind::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.execute(sql)
+                    .await
+                    .map(|r| r.rows_affected())
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM {}", self.table(table));
+        match self.kind() {
+            StoreKind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar(&sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count")
+            }
+            StoreKind::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_scalar(&sql)
+                    .fetch_one(&mut conn)
+                    .await
+                    .expect("count")
+            }
+        }
+    }
+
+    /// The legal transitions as the database's own table lists them.
+    pub async fn db_transitions(&self) -> Vec<(String, String)> {
+        let sql = format!(
+            "SELECT from_status, to_status FROM {} ORDER BY 1, 2",
+            self.table("run_transitions")
+        );
+        match self.kind() {
+            StoreKind::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_as(&sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("transitions")
+            }
+            StoreKind::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url)
+                    .await
+                    .expect("connect");
+                sqlx::query_as(&sql)
+                    .fetch_all(&mut conn)
+                    .await
+                    .expect("transitions")
+            }
+        }
+    }
+}
+
+/// Generates one test per backend for each case: `cases::NAME(harness)`.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> crate::common::TestResult {
+                    super::cases::$name(crate::common::Harness::sqlite().await).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> crate::common::TestResult {
+                    match crate::common::Harness::postgres(stringify!($name)).await {
+                        Some(h) => super::cases::$name(h).await,
+                        None => Ok(()),
+                    }
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,833 @@
+//! The store conformance suite: every case runs on SQLite and on PostgreSQL with the same
+//! expectations.
+
+mod common;
+
+conformance!(
+    transitions_table_matches_the_domain,
+    a_run_goes_queued_claimed_running_succeeded_with_events,
+    claims_follow_priority_queue_and_run_after,
+    batch_claims_take_at_most_the_limit,
+    a_rescued_run_cannot_be_finished_by_the_worker_that_lost_it,
+    rescue_fails_runs_without_attempts_left_and_honours_cancel,
+    cancel_stops_queued_at_once_and_asks_running_to_stop,
+    retry_makes_a_new_run_pointing_at_the_old,
+    release_gives_runs_back_without_spending_an_attempt,
+    logs_are_searchable_and_artifacts_recorded,
+    raw_sql_cannot_make_an_illegal_transition,
+    history_is_append_only_even_for_raw_sql,
+    bad_input_is_refused_and_nothing_is_written,
+    mutations_leave_audit_rows,
+    eight_claimers_take_every_run_exactly_once,
+    a_read_only_store_refuses_writes,
+    the_waker_wakes_when_a_run_is_queued,
+    migrations_go_down_and_up_again,
+);
+
+mod cases {
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    use ospdeck::domain::run::{
+        CancelOutcome, Completion, Hold, LEGAL_TRANSITIONS, LogLevel, NewArtifact, NewLogLine,
+        NewRun, RunStatus,
+    };
+    use ospdeck::domain::workflow::WorkflowType;
+    use ospdeck::ops::{EnqueueRequest, Ops, OpsError, RunQuery};
+    use ospdeck::store::{self, StoreError, StoreOptions};
+
+    use super::common::{Harness, TestResult};
+
+    const LEASE: Duration = Duration::from_secs(60);
+
+    async fn setup(h: &Harness) -> Result<(), OpsError> {
+        h.ops.create_project("acme", Some("Acme")).await?;
+        h.ops
+            .create_workflow("acme", "build", WorkflowType::Build, "true", None, None)
+            .await?;
+        h.ops
+            .create_workflow(
+                "acme",
+                "billing",
+                WorkflowType::Service,
+                "true",
+                Some("billing-tasks"),
+                None,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn enqueue(ops: &Ops, workflow: &str, priority: i64) -> Result<i64, OpsError> {
+        ops.enqueue_run(&EnqueueRequest {
+            project: "acme",
+            workflow,
+            priority: Some(priority),
+            ..Default::default()
+        })
+        .await
+    }
+
+    fn done(hold: Hold, exit_code: i32) -> Completion {
+        Completion {
+            hold,
+            exit_code: Some(exit_code),
+            error: None,
+            canceled: false,
+        }
+    }
+
+    pub async fn transitions_table_matches_the_domain(h: Harness) -> TestResult {
+        let mut expected: Vec<(String, String)> = LEGAL_TRANSITIONS
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        expected.sort();
+        assert_eq!(h.db_transitions().await, expected);
+        Ok(())
+    }
+
+    pub async fn a_run_goes_queued_claimed_running_succeeded_with_events(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let id = h
+            .ops
+            .enqueue_run(&EnqueueRequest {
+                project: "acme",
+                workflow: "build",
+                priority: Some(7),
+                payload: Some(r#"{"branch":"main","n":[1,2]}"#),
+                max_attempts: Some(2),
+                run_after: None,
+            })
+            .await?;
+        let run = h.ops.run(id).await?;
+        assert_eq!(
+            (run.status, run.priority, run.attempt, run.max_attempts),
+            (RunStatus::Queued, 7, 0, 2)
+        );
+        assert_eq!(run.payload["branch"], "main");
+        assert_eq!(
+            (
+                run.project.as_str(),
+                run.workflow.as_str(),
+                run.queue.as_str()
+            ),
+            ("acme", "build", "default")
+        );
+
+        let claimed = h
+            .ops
+            .claim_next_run("w1", &[], LEASE)
+            .await?
+            .ok_or("nothing claimed")?;
+        assert_eq!(
+            (claimed.id, claimed.status, claimed.attempt),
+            (id, RunStatus::Claimed, 1)
+        );
+        assert_eq!(claimed.worker_id.as_deref(), Some("w1"));
+        assert!(claimed.claimed_at.is_some() && claimed.lease_expires_at.is_some());
+        assert!(
+            h.ops.claim_next_run("w2", &[], LEASE).await?.is_none(),
+            "claimed twice"
+        );
+
+        // Only the holder may start or finish it.
+        assert!(matches!(
+            h.ops.start_run("w2", id).await,
+            Err(OpsError::Refused(_))
+        ));
+        let running = h.ops.start_run("w1", id).await?;
+        assert_eq!(running.status, RunStatus::Running);
+        assert!(matches!(
+            h.ops.complete_run("w2", id, 0, None).await,
+            Err(OpsError::Refused(_))
+        ));
+        let finished = h.ops.complete_run("w1", id, 0, None).await?;
+        assert_eq!(
+            (finished.status, finished.exit_code),
+            (RunStatus::Succeeded, Some(0))
+        );
+        assert!(finished.finished_at.is_some() && finished.lease_expires_at.is_none());
+        assert!(matches!(
+            h.ops.complete_run("w1", id, 0, None).await,
+            Err(OpsError::Refused(_))
+        ));
+
+        let events = h.ops.run_detail(id).await?.events;
+        let moves: Vec<(Option<RunStatus>, Option<RunStatus>, String)> = events
+            .iter()
+            .map(|e| (e.from_status, e.to_status, e.actor.clone()))
+            .collect();
+        use RunStatus::*;
+        assert_eq!(
+            moves,
+            vec![
+                (None, Some(Queued), "tester".to_owned()),
+                (Some(Queued), Some(Claimed), "w1".to_owned()),
+                (Some(Claimed), Some(Running), "w1".to_owned()),
+                (Some(Running), Some(Succeeded), "w1".to_owned()),
+            ]
+        );
+
+        // A non-zero exit fails the run.
+        let id2 = enqueue(&h.ops, "build", 0).await?;
+        h.ops.claim_next_run("w1", &[], LEASE).await?;
+        h.ops.start_run("w1", id2).await?;
+        let failed = h.ops.complete_run("w1", id2, 3, Some("boom")).await?;
+        assert_eq!(
+            (failed.status, failed.exit_code, failed.error.as_deref()),
+            (Failed, Some(3), Some("boom"))
+        );
+        Ok(())
+    }
+
+    pub async fn claims_follow_priority_queue_and_run_after(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let low = enqueue(&h.ops, "build", -5).await?;
+        let high = enqueue(&h.ops, "build", 10).await?;
+        let mid_a = enqueue(&h.ops, "build", 0).await?;
+        let mid_b = enqueue(&h.ops, "build", 0).await?;
+        let billing = enqueue(&h.ops, "billing", 1000).await?;
+        let build = h.ops.workflow("acme", "build").await?;
+        let later = NewRun::new(
+            build.project_id,
+            build.id,
+            Some(1000),
+            None,
+            None,
+            Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+        )?;
+        let delayed = h.ops.enqueue_runs(&[later]).await?[0];
+
+        let queue = vec!["default".to_owned()];
+        let mut order = Vec::new();
+        while let Some(run) = h.ops.claim_next_run("w", &queue, LEASE).await? {
+            order.push(run.id);
+        }
+        assert_eq!(
+            order,
+            vec![high, mid_a, mid_b, low],
+            "priority desc, then id; other queues and future runs untouched"
+        );
+        assert_eq!(h.ops.run(billing).await?.status, RunStatus::Queued);
+        assert_eq!(h.ops.run(delayed).await?.status, RunStatus::Queued);
+        let other = h
+            .ops
+            .claim_next_run("w", &["billing-tasks".to_owned()], LEASE)
+            .await?
+            .ok_or("billing")?;
+        assert_eq!(other.id, billing);
+        assert!(
+            h.ops.claim_next_run("w", &[], LEASE).await?.is_none(),
+            "a delayed run was claimed early"
+        );
+        Ok(())
+    }
+
+    pub async fn batch_claims_take_at_most_the_limit(h: Harness) -> TestResult {
+        setup(&h).await?;
+        for _ in 0..5 {
+            enqueue(&h.ops, "build", 0).await?;
+        }
+        let first = h.ops.claim_runs("w", &[], 3, LEASE).await?;
+        assert_eq!(first.len(), 3);
+        assert!(first.windows(2).all(|w| w[0].id < w[1].id));
+        assert_eq!(h.ops.claim_runs("w", &[], 3, LEASE).await?.len(), 2);
+        assert!(h.ops.claim_runs("w", &[], 3, LEASE).await?.is_empty());
+        Ok(())
+    }
+
+    pub async fn a_rescued_run_cannot_be_finished_by_the_worker_that_lost_it(
+        h: Harness,
+    ) -> TestResult {
+        setup(&h).await?;
+        let id = enqueue(&h.ops, "build", 0).await?;
+        let a = h
+            .ops
+            .claim_runs("worker-a", &[], 1, Duration::from_secs(1))
+            .await?;
+        let hold_a = Hold {
+            run_id: id,
+            attempt: a[0].attempt,
+        };
+        assert_eq!(h.ops.start_runs("worker-a", &[hold_a]).await?, vec![id]);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let rescued = h.ops.rescue_expired().await?;
+        assert_eq!((rescued.requeued, rescued.failed), (1, 0));
+        let run = h.ops.run(id).await?;
+        assert_eq!(
+            (run.status, run.worker_id.as_deref()),
+            (RunStatus::Queued, None)
+        );
+        assert!(
+            run.error
+                .as_deref()
+                .is_some_and(|e| e.contains("lease expired"))
+        );
+
+        let b = h.ops.claim_runs("worker-b", &[], 1, LEASE).await?;
+        assert_eq!((b[0].id, b[0].attempt), (id, 2));
+        let hold_b = Hold {
+            run_id: id,
+            attempt: 2,
+        };
+        h.ops.start_runs("worker-b", &[hold_b]).await?;
+        // The old holder wakes up: every write it tries is fenced off.
+        assert!(
+            h.ops
+                .heartbeat("worker-a", &[hold_a], LEASE)
+                .await?
+                .is_empty()
+        );
+        assert!(
+            h.ops
+                .complete_runs("worker-a", &[done(hold_a, 0)])
+                .await?
+                .is_empty()
+        );
+        // Even with the right worker id, the old attempt is refused.
+        assert!(
+            h.ops
+                .complete_runs("worker-b", &[done(hold_a, 0)])
+                .await?
+                .is_empty()
+        );
+        assert_eq!(
+            h.ops.complete_runs("worker-b", &[done(hold_b, 0)]).await?,
+            vec![id]
+        );
+        assert_eq!(h.ops.run(id).await?.status, RunStatus::Succeeded);
+        Ok(())
+    }
+
+    pub async fn rescue_fails_runs_without_attempts_left_and_honours_cancel(
+        h: Harness,
+    ) -> TestResult {
+        setup(&h).await?;
+        let build = h.ops.workflow("acme", "build").await?;
+        let once = NewRun::new(build.project_id, build.id, None, None, Some(1), None)?;
+        let ids = h.ops.enqueue_runs(&[once.clone(), once]).await?;
+        let claimed = h
+            .ops
+            .claim_runs("w", &[], 2, Duration::from_secs(1))
+            .await?;
+        let holds: Vec<Hold> = claimed
+            .iter()
+            .map(|c| Hold {
+                run_id: c.id,
+                attempt: c.attempt,
+            })
+            .collect();
+        h.ops.start_runs("w", &holds).await?;
+        assert_eq!(h.ops.cancel_run(ids[1]).await?, CancelOutcome::Requested);
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let rescued = h.ops.rescue_expired().await?;
+        assert_eq!(
+            (rescued.requeued, rescued.failed, rescued.canceled),
+            (0, 1, 1)
+        );
+        let (a, b) = (h.ops.run(ids[0]).await?, h.ops.run(ids[1]).await?);
+        assert_eq!(
+            (a.status, b.status),
+            (RunStatus::Failed, RunStatus::Canceled)
+        );
+        assert!(a.finished_at.is_some() && b.finished_at.is_some());
+        assert_eq!(
+            h.ops.rescue_expired().await?.requeued + h.ops.rescue_expired().await?.failed,
+            0
+        );
+        Ok(())
+    }
+
+    pub async fn cancel_stops_queued_at_once_and_asks_running_to_stop(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let queued = enqueue(&h.ops, "build", 0).await?;
+        assert_eq!(h.ops.cancel_run(queued).await?, CancelOutcome::Canceled);
+        assert_eq!(h.ops.run(queued).await?.status, RunStatus::Canceled);
+        let again = h.ops.cancel_run(queued).await;
+        assert!(matches!(again, Err(OpsError::Refused(_))), "{again:?}");
+
+        let claimed = enqueue(&h.ops, "build", 0).await?;
+        h.ops.claim_next_run("w", &[], LEASE).await?;
+        assert_eq!(h.ops.cancel_run(claimed).await?, CancelOutcome::Canceled);
+        assert!(
+            h.ops
+                .start_runs(
+                    "w",
+                    &[Hold {
+                        run_id: claimed,
+                        attempt: 1
+                    }]
+                )
+                .await?
+                .is_empty()
+        );
+
+        let running = enqueue(&h.ops, "build", 0).await?;
+        h.ops.claim_next_run("w", &[], LEASE).await?;
+        h.ops.start_run("w", running).await?;
+        assert_eq!(h.ops.cancel_run(running).await?, CancelOutcome::Requested);
+        let hold = Hold {
+            run_id: running,
+            attempt: 1,
+        };
+        let acks = h.ops.heartbeat("w", &[hold], LEASE).await?;
+        assert!(acks.len() == 1 && acks[0].cancel_requested);
+        let stop = Completion {
+            hold,
+            exit_code: None,
+            error: Some("canceled on request".into()),
+            canceled: true,
+        };
+        assert_eq!(h.ops.complete_runs("w", &[stop]).await?, vec![running]);
+        assert_eq!(h.ops.run(running).await?.status, RunStatus::Canceled);
+        let kinds: Vec<String> = h
+            .ops
+            .run_detail(running)
+            .await?
+            .events
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect();
+        assert!(kinds.contains(&"cancel_requested".to_owned()), "{kinds:?}");
+        assert!(matches!(
+            h.ops.cancel_run(999_999).await,
+            Err(OpsError::NotFound(_))
+        ));
+        Ok(())
+    }
+
+    pub async fn retry_makes_a_new_run_pointing_at_the_old(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let id = h
+            .ops
+            .enqueue_run(&EnqueueRequest {
+                project: "acme",
+                workflow: "build",
+                payload: Some(r#"{"x":1}"#),
+                priority: Some(3),
+                ..Default::default()
+            })
+            .await?;
+        assert!(
+            matches!(h.ops.retry_run(id).await, Err(OpsError::Refused(_))),
+            "a queued run was retried"
+        );
+        h.ops.claim_next_run("w", &[], LEASE).await?;
+        h.ops.start_run("w", id).await?;
+        h.ops.complete_run("w", id, 1, None).await?;
+        let retry = h.ops.retry_run(id).await?;
+        let (old, new) = (h.ops.run(id).await?, h.ops.run(retry).await?);
+        assert_eq!(old.status, RunStatus::Failed, "history rewritten");
+        assert_eq!(
+            (new.status, new.retry_of, new.attempt),
+            (RunStatus::Queued, Some(id), 0)
+        );
+        assert_eq!(
+            (new.payload, new.priority, new.workflow_id),
+            (old.payload, old.priority, old.workflow_id)
+        );
+        Ok(())
+    }
+
+    pub async fn release_gives_runs_back_without_spending_an_attempt(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let id = enqueue(&h.ops, "build", 0).await?;
+        h.ops.claim_next_run("w", &[], LEASE).await?;
+        h.ops.start_run("w", id).await?;
+        let hold = Hold {
+            run_id: id,
+            attempt: 1,
+        };
+        assert!(h.ops.release_runs("other", &[hold]).await?.is_empty());
+        assert_eq!(h.ops.release_runs("w", &[hold]).await?, vec![id]);
+        let run = h.ops.run(id).await?;
+        assert_eq!(
+            (run.status, run.attempt, run.worker_id),
+            (RunStatus::Queued, 0, None)
+        );
+        assert!(
+            h.ops.complete_runs("w", &[done(hold, 0)]).await?.is_empty(),
+            "released run finished by old holder"
+        );
+        Ok(())
+    }
+
+    pub async fn logs_are_searchable_and_artifacts_recorded(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let id = enqueue(&h.ops, "build", 0).await?;
+        let lines = vec![
+            NewLogLine::new(
+                LogLevel::Info,
+                "compiling crate alpha",
+                serde_json::json!({"stream": "stdout"}),
+            ),
+            NewLogLine::new(
+                LogLevel::Error,
+                "linker failed: undefined symbol beta",
+                serde_json::json!({}),
+            ),
+            NewLogLine::new(
+                LogLevel::Info,
+                "alpha done \"quoted\" AND OR NOT *",
+                serde_json::json!({}),
+            ),
+        ];
+        h.ops.append_logs(id, &lines).await?;
+        let all = h.ops.run_logs(id, 0, None, 100).await?;
+        assert_eq!(
+            all.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+            lines.iter().map(|l| l.message.as_str()).collect::<Vec<_>>()
+        );
+        assert_eq!(all[1].level, LogLevel::Error);
+        let hits = h.ops.run_logs(id, 0, Some("alpha"), 100).await?;
+        assert_eq!(hits.len(), 2);
+        let hits = h.ops.run_logs(id, 0, Some("undefined beta"), 100).await?;
+        assert_eq!(
+            hits.iter().map(|l| l.id).collect::<Vec<_>>(),
+            vec![all[1].id]
+        );
+        // Search syntax in user text is taken as words, never as an error.
+        assert!(
+            h.ops
+                .run_logs(id, 0, Some("\"quoted\" AND OR"), 100)
+                .await
+                .is_ok()
+        );
+        assert_eq!(h.ops.run_logs(id, all[0].id, None, 100).await?.len(), 2);
+
+        let artifact = NewArtifact {
+            run_id: id,
+            key: "dist/app.tar.gz".into(),
+            url: Some("s3://bucket/app.tar.gz".into()),
+            sha256: Some("ab".repeat(32)),
+            size_bytes: Some(1234),
+            content_type: Some("application/gzip".into()),
+            expires_at: Some(chrono::Utc::now() + chrono::Duration::days(7)),
+        };
+        h.ops.add_artifact(&artifact).await?;
+        assert!(matches!(
+            h.ops.add_artifact(&artifact).await,
+            Err(OpsError::Store(StoreError::Conflict(_)))
+        ));
+        let bad = NewArtifact {
+            key: "x".into(),
+            sha256: Some("nothex".into()),
+            ..artifact.clone()
+        };
+        assert!(matches!(
+            h.ops.add_artifact(&bad).await,
+            Err(OpsError::Invalid(_))
+        ));
+        let stored = h.ops.run_detail(id).await?.artifacts;
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            (stored[0].key.as_str(), stored[0].size_bytes),
+            ("dist/app.tar.gz", Some(1234))
+        );
+        Ok(())
+    }
+
+    pub async fn raw_sql_cannot_make_an_illegal_transition(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let id = enqueue(&h.ops, "build", 0).await?;
+        let runs = h.table("runs");
+        let set = |status: &str| format!("UPDATE {runs} SET status = '{status}' WHERE id = {id}");
+        for illegal in ["running", "succeeded", "failed"] {
+            let err = h
+                .raw(&set(illegal))
+                .await
+                .err()
+                .ok_or(format!("queued -> {illegal} accepted"))?;
+            assert!(err.contains("illegal run transition"), "{err}");
+        }
+        assert_eq!(h.ops.run(id).await?.status, RunStatus::Queued);
+        h.raw(&set("canceled")).await?;
+        for any in ["queued", "claimed", "running", "succeeded"] {
+            let err = h
+                .raw(&set(any))
+                .await
+                .err()
+                .ok_or(format!("canceled -> {any} accepted"))?;
+            assert!(err.contains("illegal run transition"), "{err}");
+        }
+        // A finished run does not change at all, whatever the column.
+        assert!(
+            h.raw(&format!("UPDATE {runs} SET priority = 5 WHERE id = {id}"))
+                .await
+                .is_err()
+        );
+        // A run is born queued.
+        let insert = format!(
+            "INSERT INTO {runs} (project_id, workflow_id, queue, status{extra}) SELECT project_id, workflow_id, queue, 'succeeded'{extra_val} FROM {runs} WHERE id = {id}",
+            extra = if h.kind() == store::StoreKind::Sqlite {
+                ", changed_by"
+            } else {
+                ""
+            },
+            extra_val = if h.kind() == store::StoreKind::Sqlite {
+                ", 'x'"
+            } else {
+                ""
+            },
+        );
+        assert!(h.raw(&insert).await.is_err(), "a run was born succeeded");
+        // Legal raw moves still work, and still leave their events.
+        let id2 = enqueue(&h.ops, "build", 0).await?;
+        let worker = if h.kind() == store::StoreKind::Sqlite {
+            ", changed_by = 'psql'"
+        } else {
+            ""
+        };
+        h.raw(&format!("UPDATE {runs} SET status = 'claimed', attempt = 1, worker_id = 'psql'{worker} WHERE id = {id2}")).await?;
+        let events = h.ops.run_detail(id2).await?.events;
+        assert_eq!(
+            events.last().and_then(|e| e.to_status),
+            Some(RunStatus::Claimed)
+        );
+        Ok(())
+    }
+
+    pub async fn history_is_append_only_even_for_raw_sql(h: Harness) -> TestResult {
+        setup(&h).await?;
+        enqueue(&h.ops, "build", 0).await?;
+        let events = h.table("run_events");
+        assert!(
+            h.raw(&format!("UPDATE {events} SET actor = 'mallory'"))
+                .await
+                .is_err()
+        );
+        assert!(h.raw(&format!("DELETE FROM {events}")).await.is_err());
+        let audit = h.table("audit_log");
+        assert!(
+            h.raw(&format!("UPDATE {audit} SET actor = 'mallory'"))
+                .await
+                .is_err()
+        );
+        assert!(h.raw(&format!("DELETE FROM {audit}")).await.is_err());
+        assert_eq!(h.count("run_events").await, 1);
+        Ok(())
+    }
+
+    pub async fn bad_input_is_refused_and_nothing_is_written(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let before = (
+            h.count("runs").await,
+            h.count("run_events").await,
+            h.count("audit_log").await,
+        );
+        let req = |project, workflow, payload, priority, max_attempts| EnqueueRequest {
+            project,
+            workflow,
+            payload,
+            priority,
+            max_attempts,
+            run_after: None,
+        };
+        let big = format!("{{\"x\":\"{}\"}}", "a".repeat(1024 * 1024));
+        let cases: Vec<(EnqueueRequest, &str)> = vec![
+            (req("nope", "build", None, None, None), "unknown project"),
+            (req("acme", "nope", None, None, None), "unknown workflow"),
+            (
+                req("acme", "build", Some("{not json"), None, None),
+                "not valid JSON",
+            ),
+            (req("acme", "build", Some(&big), None, None), "too large"),
+            (
+                req("acme", "build", None, Some(5000), None),
+                "invalid priority",
+            ),
+            (
+                req("acme", "build", None, None, Some(0)),
+                "invalid max attempts",
+            ),
+            (
+                req("x'; DROP TABLE runs; --", "build", None, None, None),
+                "unknown project",
+            ),
+        ];
+        for (request, message) in cases {
+            let err = h.ops.enqueue_run(&request).await.err().ok_or(message)?;
+            assert!(
+                err.to_string().contains(message),
+                "{err} (wanted {message})"
+            );
+        }
+        assert!(matches!(
+            h.ops.create_project("Bad Key", None).await,
+            Err(OpsError::Invalid(_))
+        ));
+        assert!(matches!(
+            h.ops.create_project("acme", None).await,
+            Err(OpsError::Store(StoreError::Conflict(_)))
+        ));
+        assert!(matches!(
+            h.ops
+                .create_workflow("acme", "build", WorkflowType::Build, "true", None, None)
+                .await,
+            Err(OpsError::Store(StoreError::Conflict(_)))
+        ));
+        assert!(matches!(
+            h.ops.run(424242).await,
+            Err(OpsError::NotFound(_))
+        ));
+        assert!(matches!(
+            h.ops.claim_runs("bad worker id", &[], 1, LEASE).await,
+            Err(OpsError::Invalid(_))
+        ));
+        let after = (
+            h.count("runs").await,
+            h.count("run_events").await,
+            h.count("audit_log").await,
+        );
+        assert_eq!(before, after, "a refused request wrote something");
+        assert_eq!(h.ops.list_projects().await?.len(), 1);
+        Ok(())
+    }
+
+    pub async fn mutations_leave_audit_rows(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let id = enqueue(&h.ops, "build", 0).await?;
+        h.ops.cancel_run(id).await?;
+        h.ops.retry_run(id).await?;
+        // project + 2 workflows + cancel + retry
+        assert_eq!(h.count("audit_log").await, 5);
+        Ok(())
+    }
+
+    pub async fn eight_claimers_take_every_run_exactly_once(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let build = h.ops.workflow("acme", "build").await?;
+        const RUNS: usize = 5_000;
+        let run = NewRun::new(build.project_id, build.id, None, None, None, None)?;
+        let batch = vec![run; 500];
+        let mut ids = HashSet::new();
+        for _ in 0..RUNS / 500 {
+            ids.extend(h.ops.enqueue_runs(&batch).await?);
+        }
+        assert_eq!(ids.len(), RUNS);
+        let mut tasks = Vec::new();
+        for w in 0..8 {
+            let ops = h.ops.clone();
+            tasks.push(tokio::spawn(async move {
+                let worker = format!("claimer-{w}");
+                let mut mine = Vec::new();
+                loop {
+                    // Mixed batch sizes so claims interleave in different shapes.
+                    let claimed = ops.claim_runs(&worker, &[], 1 + (w % 4) * 7, LEASE).await?;
+                    if claimed.is_empty() {
+                        return Ok::<_, OpsError>(mine);
+                    }
+                    let holds: Vec<Hold> = claimed
+                        .iter()
+                        .map(|c| Hold {
+                            run_id: c.id,
+                            attempt: c.attempt,
+                        })
+                        .collect();
+                    let started = ops.start_runs(&worker, &holds).await?;
+                    assert_eq!(started.len(), holds.len());
+                    let finished = ops
+                        .complete_runs(
+                            &worker,
+                            &holds.iter().map(|&h| done(h, 0)).collect::<Vec<_>>(),
+                        )
+                        .await?;
+                    assert_eq!(finished.len(), holds.len());
+                    mine.extend(holds.iter().map(|h| h.run_id));
+                }
+            }));
+        }
+        let mut seen = Vec::new();
+        for task in tasks {
+            seen.extend(task.await??);
+        }
+        let unique: HashSet<i64> = seen.iter().copied().collect();
+        assert_eq!(
+            seen.len(),
+            RUNS,
+            "double claims: {}",
+            seen.len() - unique.len()
+        );
+        assert_eq!(unique, ids, "lost runs");
+        let succeeded = h
+            .ops
+            .list_runs(&RunQuery {
+                status: Some(RunStatus::Succeeded),
+                limit: Some(10_000),
+                ..Default::default()
+            })
+            .await?;
+        assert_eq!(succeeded.len(), RUNS);
+        assert!(succeeded.iter().all(|r| r.attempt == 1));
+        Ok(())
+    }
+
+    pub async fn a_read_only_store_refuses_writes(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let id = enqueue(&h.ops, "build", 0).await?;
+        let ro = store::open(
+            &h.url,
+            &StoreOptions {
+                read_only: true,
+                max_connections: 2,
+            },
+        )
+        .await?;
+        assert!(ro.is_read_only());
+        let ops = Ops::new(ro, "viewer");
+        assert_eq!(ops.run(id).await?.status, RunStatus::Queued);
+        let err = ops
+            .enqueue_run(&EnqueueRequest {
+                project: "acme",
+                workflow: "build",
+                ..Default::default()
+            })
+            .await;
+        assert!(
+            matches!(err, Err(OpsError::Store(StoreError::ReadOnly(_)))),
+            "{err:?}"
+        );
+        assert!(ops.claim_runs("w", &[], 1, LEASE).await.is_err());
+        assert!(ops.cancel_run(id).await.is_err());
+        assert_eq!(h.ops.run(id).await?.status, RunStatus::Queued);
+        Ok(())
+    }
+
+    pub async fn the_waker_wakes_when_a_run_is_queued(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let mut waker = h.store.run_waker().await?;
+        let queues = vec!["default".to_owned()];
+        // Nothing queued: the wait lasts its timeout.
+        let t = std::time::Instant::now();
+        waker.wait(&queues, Duration::from_millis(300)).await?;
+        assert!(t.elapsed() >= Duration::from_millis(250));
+        let ops = h.ops.clone();
+        let enqueuer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            enqueue(&ops, "build", 0).await
+        });
+        let t = std::time::Instant::now();
+        waker.wait(&queues, Duration::from_secs(20)).await?;
+        enqueuer.await??;
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "woke only at the timeout"
+        );
+        Ok(())
+    }
+
+    pub async fn migrations_go_down_and_up_again(h: Harness) -> TestResult {
+        assert!(h.store.migration_status().await?.iter().all(|m| m.applied));
+        let reverted = h.store.migrate_down().await?.ok_or("nothing reverted")?;
+        assert_eq!(reverted.version, 1);
+        assert!(h.store.migration_status().await?.iter().all(|m| !m.applied));
+        assert!(matches!(
+            h.ops.list_projects().await,
+            Err(OpsError::Store(StoreError::NotMigrated(_)))
+        ));
+        assert_eq!(h.store.migrate().await?, vec![1]);
+        setup(&h).await?;
+        Ok(())
+    }
+}
