@@ -47,7 +47,7 @@ pub enum RunCommand {
         /// -1000 to 1000; higher runs first
         #[arg(long, allow_negative_numbers = true)]
         priority: Option<i64>,
-        /// JSON payload (up to 1 MiB)
+        /// JSON payload (up to 1 MiB); @FILE reads it from a file, @- from standard input
         #[arg(long)]
         payload: Option<String>,
         #[arg(long, allow_negative_numbers = true)]
@@ -65,7 +65,10 @@ pub enum RunCommand {
         limit: Option<i64>,
     },
     /// Show a run with its events and artifacts
-    Show { id: String },
+    Show {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Claim the next queued run (with --json: the run, or null when nothing is queued)
     Claim {
         #[arg(long)]
@@ -78,12 +81,14 @@ pub enum RunCommand {
     },
     /// Mark a claimed run as running
     Start {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[arg(long)]
         worker: String,
     },
     /// Finish a running run with its exit code
     Complete {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         #[arg(long)]
         worker: String,
@@ -93,11 +98,18 @@ pub enum RunCommand {
         error: Option<String>,
     },
     /// Cancel a run (a running one is asked to stop)
-    Cancel { id: String },
+    Cancel {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Queue a new run that retries a finished one
-    Retry { id: String },
+    Retry {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Print a run's log lines
     Logs {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         /// Keep printing new lines until the run finishes
         #[arg(long)]
@@ -122,6 +134,24 @@ fn parse_workflow_type(s: &str) -> Result<WorkflowType, String> {
 fn parse_status(s: &str) -> Result<RunStatus, String> {
     s.parse()
         .map_err(|e: crate::domain::InvalidInput| e.to_string())
+}
+
+/// `@FILE` / `@-` read the payload from a file or stdin (a 1 MiB argument does not fit in argv);
+/// reading stops just past the limit so a huge file is refused without being loaded.
+fn read_payload(arg: &str) -> CliResult<String> {
+    use std::io::Read;
+    let Some(source) = arg.strip_prefix('@') else {
+        return Ok(arg.to_owned());
+    };
+    let limit = crate::domain::run::MAX_PAYLOAD_BYTES as u64 + 1;
+    let mut text = String::new();
+    let read = if source == "-" {
+        std::io::stdin().take(limit).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(source).and_then(|f| f.take(limit).read_to_string(&mut text))
+    };
+    read.map_err(|e| CliError(format!("cannot read payload from {source}: {e}")))?;
+    Ok(text)
 }
 
 fn run_id(text: &str) -> CliResult<i64> {
@@ -207,6 +237,7 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
             payload,
             max_attempts,
         } => {
+            let payload = payload.as_deref().map(read_payload).transpose()?;
             let req = EnqueueRequest {
                 project,
                 workflow,

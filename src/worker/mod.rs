@@ -203,7 +203,13 @@ pub async fn run_worker(
             }
         }
         if config.drain && !claimed_any && in_flight.is_empty() {
-            break;
+            // Runs whose leases ran out count as queued work: rescue them before calling it empty.
+            let rescued = ops.rescue_expired().await?;
+            stats.rescued += rescued.requeued + rescued.failed + rescued.canceled;
+            if rescued.requeued == 0 {
+                break;
+            }
+            continue;
         }
         let full = in_flight.len() as u32 >= config.concurrency;
         tokio::select! {

@@ -180,16 +180,16 @@ macro_rules! conformance {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() -> crate::common::TestResult {
-                    super::cases::$name(crate::common::Harness::sqlite().await).await
+                async fn $name() -> $crate::common::TestResult {
+                    super::cases::$name($crate::common::Harness::sqlite().await).await
                 }
             )*
         }
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() -> crate::common::TestResult {
-                    match crate::common::Harness::postgres(stringify!($name)).await {
+                async fn $name() -> $crate::common::TestResult {
+                    match $crate::common::Harness::postgres(stringify!($name)).await {
                         Some(h) => super::cases::$name(h).await,
                         None => Ok(()),
                     }

@@ -1,0 +1,281 @@
+//! The real binary: errors are one line on stderr with a non-zero exit, and nothing is written.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::TestResult;
+
+fn ospdeck(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ospdeck"))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .env_remove("OSPDECK_DATABASE_URL")
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run ospdeck")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failed command: non-zero exit, exactly one line on stderr starting with "error:", no panic.
+fn assert_one_line_error(o: &Output, contains: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "succeeded: {}", stdout(o));
+    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    assert!(
+        err.starts_with("error: ") && err.contains(contains),
+        "stderr: {err} (wanted {contains})"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn first_use_creates_and_migrates_the_embedded_store() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let o = ospdeck(home.path(), &["doctor"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("embedded default") && out.contains("migrated    yes"),
+        "{out}"
+    );
+    assert!(home.path().join(".local/share/ospdeck/ospdeck.db").exists());
+    let o = ospdeck(home.path(), &["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(report["source"], "embedded_default");
+    assert_eq!(report["migrated"], true);
+    Ok(())
+}
+
+#[test]
+fn the_queue_works_through_the_cli_with_stable_json() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    assert!(ospdeck(h, &["project", "create", "acme"]).status.success());
+    let o = ospdeck(
+        h,
+        &[
+            "workflow",
+            "create",
+            "--project",
+            "acme",
+            "build",
+            "--type",
+            "build",
+            "--command",
+            "true",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ospdeck(h, &["run", "claim", "--worker", "w1", "--json"]);
+    assert!(o.status.success());
+    assert_eq!(stdout(&o).trim(), "null");
+    let o = ospdeck(
+        h,
+        &[
+            "run",
+            "enqueue",
+            "--project",
+            "acme",
+            "--workflow",
+            "build",
+            "--payload",
+            "{\"a\":1}",
+        ],
+    );
+    let id = stdout(&o).trim().to_owned();
+    assert_eq!(id, "1", "{}", stderr(&o));
+    let o = ospdeck(h, &["run", "claim", "--worker", "w1", "--json"]);
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    for field in [
+        "id",
+        "project",
+        "workflow",
+        "status",
+        "priority",
+        "attempt",
+        "max_attempts",
+        "worker_id",
+        "exit_code",
+        "error",
+        "created_at",
+        "claimed_at",
+        "started_at",
+        "finished_at",
+    ] {
+        assert!(run.get(field).is_some(), "missing {field} in {run}");
+    }
+    assert_eq!(
+        (run["status"].as_str(), run["worker_id"].as_str()),
+        (Some("claimed"), Some("w1"))
+    );
+    assert!(
+        ospdeck(h, &["run", "start", &id, "--worker", "w1"])
+            .status
+            .success()
+    );
+    let o = ospdeck(
+        h,
+        &[
+            "run",
+            "complete",
+            &id,
+            "--worker",
+            "w1",
+            "--exit-code",
+            "2",
+            "--error",
+            "bad",
+            "--json",
+        ],
+    );
+    let run: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(
+        (run["status"].as_str(), run["exit_code"].as_i64()),
+        (Some("failed"), Some(2))
+    );
+    let o = ospdeck(h, &["run", "retry", &id]);
+    assert_eq!(stdout(&o).trim(), "2");
+    let o = ospdeck(h, &["run", "list", "--status", "queued", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(list[0]["retry_of"], 1);
+    let o = ospdeck(h, &["run", "cancel", "2"]);
+    assert!(stdout(&o).contains("canceled"), "{}", stderr(&o));
+    Ok(())
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_writes_nothing() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    assert!(ospdeck(h, &["project", "create", "acme"]).status.success());
+    assert!(
+        ospdeck(
+            h,
+            &[
+                "workflow",
+                "create",
+                "--project",
+                "acme",
+                "build",
+                "--type",
+                "build",
+                "--command",
+                "true"
+            ]
+        )
+        .status
+        .success()
+    );
+    let enqueue = |extra: &[&str]| {
+        let mut args = vec!["run", "enqueue", "--project", "acme", "--workflow", "build"];
+        args.extend_from_slice(extra);
+        ospdeck(h, &args)
+    };
+    assert_one_line_error(&enqueue(&["--payload", "{oops"]), "not valid JSON");
+    let big = h.join("big.json");
+    std::fs::write(&big, format!("\"{}\"", "x".repeat(1024 * 1024 + 10)))?;
+    assert_one_line_error(
+        &enqueue(&["--payload", &format!("@{}", big.display())]),
+        "too large",
+    );
+    assert_one_line_error(
+        &enqueue(&["--payload", "@/no/such/file"]),
+        "cannot read payload",
+    );
+    assert_one_line_error(&enqueue(&["--priority", "1001"]), "invalid priority");
+    assert_one_line_error(
+        &enqueue(&["--priority", "-99999999999999999"]),
+        "invalid priority",
+    );
+    assert_one_line_error(&enqueue(&["--max-attempts", "0"]), "invalid max attempts");
+    assert_one_line_error(
+        &ospdeck(
+            h,
+            &["run", "enqueue", "--project", "nope", "--workflow", "build"],
+        ),
+        "unknown project",
+    );
+    assert_one_line_error(
+        &ospdeck(
+            h,
+            &["run", "enqueue", "--project", "acme", "--workflow", "nope"],
+        ),
+        "unknown workflow",
+    );
+    for bad_id in ["abc", "0", "-4", "1e3"] {
+        assert_one_line_error(&ospdeck(h, &["run", "show", bad_id]), "invalid run id");
+    }
+    assert_one_line_error(&ospdeck(h, &["run", "show", "77"]), "unknown run 77");
+    assert_one_line_error(
+        &ospdeck(
+            h,
+            &["project", "create", "Robert'); DROP TABLE projects;--"],
+        ),
+        "invalid project key",
+    );
+    assert_one_line_error(
+        &ospdeck(h, &["project", "create", "acme"]),
+        "already exists",
+    );
+    let o = ospdeck(h, &["run", "list", "--json"]);
+    assert_eq!(stdout(&o).trim(), "[]", "something was queued");
+    Ok(())
+}
+
+#[test]
+fn unreachable_and_unmigrated_databases_are_clear_errors() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    let o = ospdeck(
+        h,
+        &[
+            "--db",
+            "postgres://nobody:secret@127.0.0.1:1/none",
+            "project",
+            "list",
+        ],
+    );
+    assert_one_line_error(&o, "cannot reach the database");
+    assert!(
+        !stderr(&o).contains("secret"),
+        "password leaked: {}",
+        stderr(&o)
+    );
+    let file = h.join("explicit.db");
+    let db = file.display().to_string();
+    assert_one_line_error(
+        &ospdeck(h, &["--db", &db, "project", "list"]),
+        "not migrated",
+    );
+    assert_one_line_error(
+        &ospdeck(h, &["--db", "mysql://x/y", "project", "list"]),
+        "unsupported database URL",
+    );
+    let o = ospdeck(h, &["--db", &db, "db", "migrate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        ospdeck(h, &["--db", &db, "project", "list"])
+            .status
+            .success()
+    );
+    let o = ospdeck(
+        h,
+        &["--db", &format!("sqlite://{db}"), "db", "status", "--json"],
+    );
+    let status: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(status[0]["applied"], true);
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! The worker as a real process: output streamed into logs, cancel and timeout honoured, and a
+//! worker killed with SIGKILL mid-run has its run finished by another once the lease expires.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Harness, TestResult};
+use ospdeck::domain::run::RunStatus;
+use ospdeck::domain::workflow::WorkflowType;
+use ospdeck::ops::EnqueueRequest;
+
+fn spawn_worker(url: &str, home: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_ospdeck"))
+        .args(["--db", url, "worker"])
+        .args(args)
+        .env("HOME", home)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker")
+}
+
+async fn wait_for(
+    h: &Harness,
+    id: i64,
+    what: impl Fn(RunStatus) -> bool,
+    limit: Duration,
+) -> Result<RunStatus, String> {
+    let t = Instant::now();
+    loop {
+        let status = h.ops.run(id).await.map_err(|e| e.to_string())?.status;
+        if what(status) {
+            return Ok(status);
+        }
+        if t.elapsed() > limit {
+            return Err(format!("run {id} stuck in {status}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+conformance!(
+    a_killed_worker_loses_its_run_to_another_after_the_lease,
+    the_worker_streams_output_honours_cancel_and_timeouts,
+);
+
+mod cases {
+    use super::*;
+
+    pub async fn a_killed_worker_loses_its_run_to_another_after_the_lease(
+        h: Harness,
+    ) -> TestResult {
+        let home = tempfile::tempdir()?;
+        let marker = home.path().join("first-attempt-pid");
+        h.ops.create_project("acme", None).await?;
+        // The first attempt hangs (recording its pid so the test can clean it up); later ones finish.
+        let command = format!(
+            "if [ \"$OSPDECK_ATTEMPT\" = 1 ]; then echo $$ > {m}; exec sleep 60; fi; echo attempt $OSPDECK_ATTEMPT done",
+            m = marker.display()
+        );
+        h.ops
+            .create_workflow(
+                "acme",
+                "deploy",
+                WorkflowType::Deploy,
+                &command,
+                None,
+                Some(120),
+            )
+            .await?;
+        let id = h
+            .ops
+            .enqueue_run(&EnqueueRequest {
+                project: "acme",
+                workflow: "deploy",
+                ..Default::default()
+            })
+            .await?;
+
+        let mut first = spawn_worker(&h.url, home.path(), &["--id", "doomed", "--lease", "2"]);
+        let running = wait_for(&h, id, |s| s == RunStatus::Running, Duration::from_secs(20)).await;
+        let _ = first.kill(); // SIGKILL: no goodbye, no release
+        first.wait()?;
+        running?;
+        assert_eq!(
+            h.ops.run(id).await?.status,
+            RunStatus::Running,
+            "still held by the dead worker"
+        );
+
+        let mut second = spawn_worker(&h.url, home.path(), &["--id", "rescuer", "--lease", "2"]);
+        let status = wait_for(&h, id, |s| s.is_terminal(), Duration::from_secs(30)).await;
+        let _ = second.kill();
+        let _ = second.wait();
+        if let Ok(pid) = std::fs::read_to_string(&marker) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        assert_eq!(status?, RunStatus::Succeeded);
+        let run = h.ops.run(id).await?;
+        assert_eq!(
+            (run.attempt, run.worker_id.as_deref()),
+            (2, Some("rescuer"))
+        );
+        let detail = h.ops.run_detail(id).await?;
+        let requeued = detail.events.iter().any(|e| {
+            e.from_status == Some(RunStatus::Running)
+                && e.to_status == Some(RunStatus::Queued)
+                && e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("lease expired"))
+        });
+        assert!(requeued, "no lease-expiry event: {:?}", detail.events);
+        let logs = h.ops.run_logs(id, 0, None, 100).await?;
+        assert!(
+            logs.iter().any(|l| l.message == "attempt 2 done"),
+            "{logs:?}"
+        );
+        Ok(())
+    }
+
+    pub async fn the_worker_streams_output_honours_cancel_and_timeouts(h: Harness) -> TestResult {
+        let home = tempfile::tempdir()?;
+        h.ops.create_project("acme", None).await?;
+        h.ops
+            .create_workflow("acme", "chatty", WorkflowType::Build, "for i in 1 2 3; do echo line $i; done; echo warn >&2; echo \"$OSPDECK_PAYLOAD\"; exit 4", None, None)
+            .await?;
+        h.ops
+            .create_workflow(
+                "acme",
+                "slow",
+                WorkflowType::Test,
+                "sleep 30",
+                None,
+                Some(1),
+            )
+            .await?;
+        h.ops
+            .create_workflow(
+                "acme",
+                "forever",
+                WorkflowType::Backup,
+                "echo started; sleep 60",
+                Some("long"),
+                None,
+            )
+            .await?;
+        let chatty = h
+            .ops
+            .enqueue_run(&EnqueueRequest {
+                project: "acme",
+                workflow: "chatty",
+                payload: Some("{\"k\":\"v\"}"),
+                ..Default::default()
+            })
+            .await?;
+        let slow = h
+            .ops
+            .enqueue_run(&EnqueueRequest {
+                project: "acme",
+                workflow: "slow",
+                ..Default::default()
+            })
+            .await?;
+        let forever = h
+            .ops
+            .enqueue_run(&EnqueueRequest {
+                project: "acme",
+                workflow: "forever",
+                ..Default::default()
+            })
+            .await?;
+
+        let mut worker = spawn_worker(
+            &h.url,
+            home.path(),
+            &["--id", "w", "--lease", "3", "--concurrency", "4"],
+        );
+        let outcome = async {
+            assert_eq!(
+                wait_for(&h, chatty, |s| s.is_terminal(), Duration::from_secs(20)).await?,
+                RunStatus::Failed
+            );
+            let run = h.ops.run(chatty).await?;
+            assert_eq!(run.exit_code, Some(4));
+            let logs: Vec<String> = h
+                .ops
+                .run_logs(chatty, 0, None, 100)
+                .await?
+                .into_iter()
+                .map(|l| l.message)
+                .collect();
+            for expected in ["line 1", "line 2", "line 3", "warn", "{\"k\":\"v\"}"] {
+                assert!(
+                    logs.iter().any(|l| l == expected),
+                    "{expected} missing from {logs:?}"
+                );
+            }
+            assert_eq!(
+                wait_for(&h, slow, |s| s.is_terminal(), Duration::from_secs(20)).await?,
+                RunStatus::Failed
+            );
+            assert!(
+                h.ops
+                    .run(slow)
+                    .await?
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("timed out"))
+            );
+
+            wait_for(
+                &h,
+                forever,
+                |s| s == RunStatus::Running,
+                Duration::from_secs(20),
+            )
+            .await?;
+            h.ops.cancel_run(forever).await?;
+            // The heartbeat (every lease/3 = 1 s) carries the request to the worker, which kills the child.
+            assert_eq!(
+                wait_for(&h, forever, |s| s.is_terminal(), Duration::from_secs(20)).await?,
+                RunStatus::Canceled
+            );
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        }
+        .await;
+        // SIGTERM: the worker stops claiming and exits with nothing held.
+        let _ = Command::new("kill").arg(worker.id().to_string()).status();
+        let exited = worker.wait()?;
+        outcome?;
+        assert!(exited.success(), "worker exit: {exited}");
+        Ok(())
+    }
+}
