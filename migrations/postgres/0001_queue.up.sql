@@ -71,6 +71,7 @@ CREATE TABLE ops.runs (
 );
 
 CREATE INDEX runs_claim_idx ON ops.runs (queue, priority DESC, id) WHERE status = 'queued';
+CREATE INDEX runs_claim_any_idx ON ops.runs (priority DESC, id) WHERE status = 'queued';
 CREATE INDEX runs_lease_idx ON ops.runs (lease_expires_at) WHERE status IN ('claimed', 'running');
 CREATE INDEX runs_status_idx ON ops.runs (status, id);
 CREATE INDEX runs_project_idx ON ops.runs (project_id, id);
@@ -244,25 +245,34 @@ BEGIN
 END;
 $$;
 
--- Claim up to p_limit runs: lock exactly the rows chosen (CTE + LIMIT + SKIP LOCKED), then update by id.
+-- Claim up to p_limit runs: lock exactly the rows chosen (CTE + LIMIT + SKIP LOCKED), then update by
+-- id. One statement per shape (all queues, one queue, several), so each cached plan walks its own
+-- index in claim order instead of sorting the whole backlog.
 CREATE FUNCTION ops.claim_runs(p_worker_id text, p_queues text[], p_limit integer, p_lease_secs integer)
 RETURNS SETOF ops.runs
 LANGUAGE plpgsql AS $$
+DECLARE
+    picked bigint[];
 BEGIN
     PERFORM set_config('ospdeck.actor', p_worker_id, true);
+    IF p_queues IS NULL THEN
+        picked := ARRAY(SELECT r.id FROM ops.runs r
+                        WHERE r.status = 'queued' AND r.run_after <= now()
+                        ORDER BY r.priority DESC, r.id LIMIT p_limit FOR UPDATE SKIP LOCKED);
+    ELSIF cardinality(p_queues) = 1 THEN
+        picked := ARRAY(SELECT r.id FROM ops.runs r
+                        WHERE r.status = 'queued' AND r.queue = p_queues[1] AND r.run_after <= now()
+                        ORDER BY r.priority DESC, r.id LIMIT p_limit FOR UPDATE SKIP LOCKED);
+    ELSE
+        picked := ARRAY(SELECT r.id FROM ops.runs r
+                        WHERE r.status = 'queued' AND r.queue = ANY (p_queues) AND r.run_after <= now()
+                        ORDER BY r.priority DESC, r.id LIMIT p_limit FOR UPDATE SKIP LOCKED);
+    END IF;
     RETURN QUERY
-    WITH picked AS (
-        SELECT r.id FROM ops.runs r
-        WHERE r.status = 'queued' AND r.run_after <= now()
-          AND (p_queues IS NULL OR r.queue = ANY (p_queues))
-        ORDER BY r.priority DESC, r.id
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    )
     UPDATE ops.runs r
        SET status = 'claimed', worker_id = p_worker_id, attempt = r.attempt + 1, claimed_at = now(),
            lease_expires_at = now() + make_interval(secs => p_lease_secs)
-      FROM picked WHERE r.id = picked.id
+     WHERE r.id = ANY (picked)
     RETURNING r.*;
 END;
 $$;

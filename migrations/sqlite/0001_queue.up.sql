@@ -72,6 +72,7 @@ CREATE TABLE runs (
 
 -- The claim path: queued rows of one queue in claim order. Partial, so finished history costs nothing.
 CREATE INDEX runs_claim_idx ON runs (queue, priority DESC, id) WHERE status = 'queued';
+CREATE INDEX runs_claim_any_idx ON runs (priority DESC, id) WHERE status = 'queued';
 CREATE INDEX runs_lease_idx ON runs (lease_expires_at) WHERE status IN ('claimed', 'running');
 CREATE INDEX runs_status_idx ON runs (status, id);
 CREATE INDEX runs_project_idx ON runs (project_id, id);
