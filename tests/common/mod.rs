@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use ospdeck::ops::Ops;
 use ospdeck::store::{self, Store, StoreKind, StoreOptions};
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Connection, Executor};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -121,53 +123,44 @@ impl Harness {
     }
 
     pub async fn count(&self, table: &str) -> i64 {
-        let sql = format!("SELECT count(*) FROM {}", self.table(table));
-        match self.kind() {
-            StoreKind::Postgres => {
-                let mut conn = sqlx::PgConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar(&sql)
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect("count")
-            }
-            StoreKind::Sqlite => {
-                let mut conn = sqlx::SqliteConnection::connect(&self.url)
-                    .await
-                    .expect("connect");
-                sqlx::query_scalar(&sql)
-                    .fetch_one(&mut conn)
-                    .await
-                    .expect("count")
-            }
-        }
+        let rows: Vec<(i64,)> = self
+            .fetch_all(&format!("SELECT count(*) FROM {}", self.table(table)))
+            .await;
+        rows.first().map_or(0, |r| r.0)
     }
 
     /// The legal transitions as the database's own table lists them.
     pub async fn db_transitions(&self) -> Vec<(String, String)> {
-        let sql = format!(
+        self.fetch_all(&format!(
             "SELECT from_status, to_status FROM {} ORDER BY 1, 2",
             self.table("run_transitions")
-        );
+        ))
+        .await
+    }
+
+    /// Raw rows on a connection of its own, whichever backend this is.
+    async fn fetch_all<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow> + for<'r> sqlx::FromRow<'r, SqliteRow>,
+    {
         match self.kind() {
             StoreKind::Postgres => {
                 let mut conn = sqlx::PgConnection::connect(&self.url)
                     .await
                     .expect("connect");
-                sqlx::query_as(&sql)
+                sqlx::query_as(sql)
                     .fetch_all(&mut conn)
                     .await
-                    .expect("transitions")
+                    .expect("query")
             }
             StoreKind::Sqlite => {
                 let mut conn = sqlx::SqliteConnection::connect(&self.url)
                     .await
                     .expect("connect");
-                sqlx::query_as(&sql)
+                sqlx::query_as(sql)
                     .fetch_all(&mut conn)
                     .await
-                    .expect("transitions")
+                    .expect("query")
             }
         }
     }
