@@ -818,15 +818,21 @@ mod cases {
     }
 
     pub async fn migrations_go_down_and_up_again(h: Harness) -> TestResult {
-        assert!(h.store.migration_status().await?.iter().all(|m| m.applied));
-        let reverted = h.store.migrate_down().await?.ok_or("nothing reverted")?;
-        assert_eq!(reverted.version, 1);
+        let status = h.store.migration_status().await?;
+        assert!(status.iter().all(|m| m.applied));
+        let versions: Vec<i64> = status.iter().map(|m| m.version).collect();
+        // Down goes newest first, one version per call, until nothing is left.
+        for &expected in versions.iter().rev() {
+            let reverted = h.store.migrate_down().await?.ok_or("nothing reverted")?;
+            assert_eq!(reverted.version, expected);
+        }
+        assert!(h.store.migrate_down().await?.is_none());
         assert!(h.store.migration_status().await?.iter().all(|m| !m.applied));
         assert!(matches!(
             h.ops.list_projects().await,
             Err(OpsError::Store(StoreError::NotMigrated(_)))
         ));
-        assert_eq!(h.store.migrate().await?, vec![1]);
+        assert_eq!(h.store.migrate().await?, versions);
         setup(&h).await?;
         Ok(())
     }

@@ -929,7 +929,7 @@ struct SqliteWaker {
     last_version: Option<i64>,
 }
 
-const POLL_INTERVAL: Duration = Duration::from_millis(20);
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 #[async_trait]
 impl RunWaker for SqliteWaker {
