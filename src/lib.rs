@@ -1,6 +1,6 @@
 //! ospdeck: an operator console and control plane for manifest-driven services.
 //!
-//! Layers (imports point down only): `cli` and `worker` call `ops`; `ops` combines `domain` rules
+//! Layers (imports point down only): `cli`, `tui` and `worker` call `ops`; `ops` combines `domain` rules
 //! with a `store`; `domain` is pure.
 
 pub mod bench;
@@ -9,4 +9,5 @@ pub mod config;
 pub mod domain;
 pub mod ops;
 pub mod store;
+pub mod tui;
 pub mod worker;

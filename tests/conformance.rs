@@ -22,6 +22,9 @@ conformance!(
     a_read_only_store_refuses_writes,
     the_waker_wakes_when_a_run_is_queued,
     migrations_go_down_and_up_again,
+    counts_are_capped_and_activity_is_per_minute,
+    text_filter_matches_names_and_ids_and_escapes_wildcards,
+    the_change_watcher_sees_state_changes_and_logs,
 );
 
 mod cases {
@@ -29,8 +32,8 @@ mod cases {
     use std::time::Duration;
 
     use ospdeck::domain::run::{
-        CancelOutcome, Completion, Hold, LEGAL_TRANSITIONS, LogLevel, NewArtifact, NewLogLine,
-        NewRun, RunStatus,
+        CancelOutcome, ClaimedRun, Completion, Hold, LEGAL_TRANSITIONS, LogLevel, NewArtifact,
+        NewLogLine, NewRun, RunStatus,
     };
     use ospdeck::domain::workflow::WorkflowType;
     use ospdeck::ops::{EnqueueRequest, Ops, OpsError, RunQuery};
@@ -311,13 +314,7 @@ mod cases {
             .ops
             .claim_runs("w", &[], 2, Duration::from_secs(1))
             .await?;
-        let holds: Vec<Hold> = claimed
-            .iter()
-            .map(|c| Hold {
-                run_id: c.id,
-                attempt: c.attempt,
-            })
-            .collect();
+        let holds: Vec<Hold> = claimed.iter().map(ClaimedRun::hold).collect();
         h.ops.start_runs("w", &holds).await?;
         assert_eq!(h.ops.cancel_run(ids[1]).await?, CancelOutcome::Requested);
         tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -718,13 +715,7 @@ mod cases {
                     if claimed.is_empty() {
                         return Ok::<_, OpsError>(mine);
                     }
-                    let holds: Vec<Hold> = claimed
-                        .iter()
-                        .map(|c| Hold {
-                            run_id: c.id,
-                            attempt: c.attempt,
-                        })
-                        .collect();
+                    let holds: Vec<Hold> = claimed.iter().map(ClaimedRun::hold).collect();
                     let started = ops.start_runs(&worker, &holds).await?;
                     assert_eq!(started.len(), holds.len());
                     let finished = ops
@@ -814,6 +805,145 @@ mod cases {
             t.elapsed() < Duration::from_secs(10),
             "woke only at the timeout"
         );
+        Ok(())
+    }
+
+    pub async fn counts_are_capped_and_activity_is_per_minute(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let idle = h.ops.queue_overview().await?;
+        assert_eq!(idle.counts.len(), 6);
+        assert!(idle.counts.iter().all(|c| c.count == 0 && !c.capped));
+        assert!(idle.activity.is_empty());
+        assert_eq!(idle.active_workers, 0);
+
+        for _ in 0..5 {
+            enqueue(&h.ops, "build", 0).await?;
+        }
+        let claimed = h.ops.claim_runs("w1", &[], 3, LEASE).await?;
+        let holds: Vec<Hold> = claimed.iter().map(ClaimedRun::hold).collect();
+        h.ops.start_runs("w1", &holds).await?;
+        h.ops
+            .complete_runs("w1", &[done(holds[0], 0), done(holds[1], 1)])
+            .await?;
+        h.ops.claim_runs("w2", &[], 1, LEASE).await?;
+
+        let counts = h.store.count_runs_by_status(1).await?;
+        let by = |s: RunStatus| {
+            counts
+                .iter()
+                .find(|c| c.status == s)
+                .map(|c| (c.count, c.capped))
+        };
+        // Queued 1 (not past the cap of 1), everything else at most 1 and flagged when more.
+        assert_eq!(by(RunStatus::Queued), Some((1, false)));
+        assert_eq!(by(RunStatus::Claimed), Some((1, false)));
+        assert_eq!(by(RunStatus::Running), Some((1, false)));
+        assert_eq!(by(RunStatus::Succeeded), Some((1, false)));
+        assert_eq!(by(RunStatus::Failed), Some((1, false)));
+        for _ in 0..2 {
+            enqueue(&h.ops, "build", 0).await?;
+        }
+        let counts = h.store.count_runs_by_status(2).await?;
+        assert!(counts.contains(&ospdeck::domain::run::StatusCount {
+            status: RunStatus::Queued,
+            count: 2,
+            capped: true
+        }));
+
+        let overview = h.ops.queue_overview().await?;
+        assert_eq!(overview.active_workers, 2);
+        let total: (i64, i64) = overview
+            .activity
+            .iter()
+            .fold((0, 0), |(s, f), m| (s + m.succeeded, f + m.failed));
+        assert_eq!(total, (1, 1));
+        assert!(overview.activity.iter().all(|m| m.minutes_ago <= 1));
+        Ok(())
+    }
+
+    pub async fn text_filter_matches_names_and_ids_and_escapes_wildcards(h: Harness) -> TestResult {
+        setup(&h).await?;
+        h.ops
+            .create_workflow(
+                "acme",
+                "deploy_eu",
+                WorkflowType::Deploy,
+                "true",
+                None,
+                None,
+            )
+            .await?;
+        let build = enqueue(&h.ops, "build", 0).await?;
+        let billing = enqueue(&h.ops, "billing", 0).await?;
+        let deploy = enqueue(&h.ops, "deploy_eu", 0).await?;
+        let find = |text: &'static str| {
+            let ops = h.ops.clone();
+            async move {
+                let runs = ops
+                    .list_runs(&RunQuery {
+                        text: Some(text),
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok::<Vec<i64>, OpsError>(runs.iter().map(|r| r.id).collect())
+            }
+        };
+        assert_eq!(find("BILL").await?, vec![billing]);
+        assert_eq!(find("billing-tasks").await?, vec![billing]);
+        assert_eq!(find(" ").await?, vec![deploy, billing, build]);
+        // `_` is a character here, not LIKE's any-one-character.
+        assert_eq!(find("y_e").await?, vec![deploy]);
+        assert_eq!(find("%").await?, Vec::<i64>::new());
+        let by_id = build.to_string();
+        let runs = h
+            .ops
+            .list_runs(&RunQuery {
+                text: Some(&by_id),
+                ..Default::default()
+            })
+            .await?;
+        assert!(runs.iter().any(|r| r.id == build));
+        Ok(())
+    }
+
+    pub async fn the_change_watcher_sees_state_changes_and_logs(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let id = enqueue(&h.ops, "build", 0).await?;
+        let mut watcher = h.ops.change_watcher().await?;
+        // Prime (SQLite's first poll records where the counter stands) and check quiet is quiet.
+        watcher.changed(Duration::from_millis(300)).await?;
+        assert!(!watcher.changed(Duration::from_millis(400)).await?);
+
+        let changes: [Box<dyn Fn(Ops) -> _>; 2] = [
+            Box::new(move |ops: Ops| {
+                tokio::spawn(async move { ops.cancel_run(id).await.map(|_| ()) })
+            }),
+            Box::new(move |ops: Ops| {
+                tokio::spawn(async move {
+                    ops.append_logs(
+                        id,
+                        &[NewLogLine::new(
+                            LogLevel::Info,
+                            "hello",
+                            serde_json::json!({}),
+                        )],
+                    )
+                    .await
+                })
+            }),
+        ];
+        for change in changes {
+            let task = change(h.ops.clone());
+            let t = std::time::Instant::now();
+            assert!(
+                watcher.changed(Duration::from_secs(10)).await?,
+                "no change seen"
+            );
+            assert!(t.elapsed() < Duration::from_secs(5));
+            task.await??;
+            // Let a trailing notification of the same change arrive and fold it away.
+            while watcher.changed(Duration::from_millis(300)).await? {}
+        }
         Ok(())
     }
 

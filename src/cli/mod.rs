@@ -1,5 +1,6 @@
 //! The scriptable front end: parses arguments, calls `ops`, prints tables or `--json`.
 
+mod console;
 mod output;
 mod queue;
 
@@ -40,6 +41,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The console, read-only: the store is opened read-only and no action key is bound
+    Monitor,
+    /// Seed a demo workspace into the store, then open the console with a worker keeping it moving
+    Demo(console::DemoArgs),
     /// Show which store is in use, where files live, and whether the store is ready
     Doctor,
     /// Database migrations
@@ -162,7 +167,9 @@ async fn connect(cli: &Cli, options: &StoreOptions) -> CliResult<Ops> {
 async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
     let options = StoreOptions::default();
     match &cli.command {
-        None => overview(&cli).await,
+        None => console::console(&cli, false).await,
+        Some(Command::Monitor) => console::console(&cli, true).await,
+        Some(Command::Demo(args)) => console::demo(&cli, args).await,
         Some(Command::Doctor) => doctor(&cli).await,
         Some(Command::Db(cmd)) => db(&cli, cmd).await,
         Some(Command::Project(cmd)) => {
@@ -335,35 +342,5 @@ async fn db(cli: &Cli, cmd: &DbCommand) -> CliResult<ExitCode> {
             });
         }
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `ospdeck` alone: until the console lands, a summary of the store and what to do next.
-async fn overview(cli: &Cli) -> CliResult<ExitCode> {
-    let ops = connect(cli, &StoreOptions::default()).await?;
-    let projects = ops.list_projects().await?;
-    let queued = ops
-        .list_runs(&crate::ops::RunQuery {
-            status: Some(crate::domain::run::RunStatus::Queued),
-            limit: Some(crate::ops::MAX_LIST_LIMIT),
-            ..Default::default()
-        })
-        .await?;
-    println!(
-        "ospdeck {} — store {}",
-        env!("CARGO_PKG_VERSION"),
-        ops.store().location()
-    );
-    println!(
-        "{} project(s), {} queued run(s)",
-        projects.len(),
-        queued.len()
-    );
-    if projects.is_empty() {
-        println!(
-            "\nStart with:\n  ospdeck project create demo\n  ospdeck workflow create --project demo hello --type build --command 'echo hello'\n  ospdeck run enqueue --project demo --workflow hello\n  ospdeck worker --drain"
-        );
-    }
-    println!("\nSee `ospdeck --help` for every command.");
     Ok(ExitCode::SUCCESS)
 }

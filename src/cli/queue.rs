@@ -61,6 +61,9 @@ pub enum RunCommand {
         project: Option<String>,
         #[arg(long)]
         workflow: Option<String>,
+        /// Only runs whose project, workflow, queue, worker or error contains TEXT (or run id TEXT)
+        #[arg(long)]
+        text: Option<String>,
         #[arg(long, allow_negative_numbers = true)]
         limit: Option<i64>,
     },
@@ -124,6 +127,8 @@ pub enum RunCommand {
 pub enum BenchArgs {
     /// Queue throughput: enqueue, claim+complete at several worker counts, raw SQL limit, worker end to end
     Queue(crate::bench::QueueBenchArgs),
+    /// The console against a large store: first frame, refresh and render times, memory, idle output
+    Console(crate::bench::ConsoleBenchArgs),
 }
 
 fn parse_workflow_type(s: &str) -> Result<WorkflowType, String> {
@@ -253,12 +258,14 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
             status,
             project,
             workflow,
+            text,
             limit,
         } => {
             let query = RunQuery {
                 status: *status,
                 project: project.as_deref(),
                 workflow: workflow.as_deref(),
+                text: text.as_deref(),
                 limit: *limit,
             };
             let runs = ops.list_runs(&query).await?;
@@ -429,6 +436,9 @@ async fn logs(
 pub async fn bench(cli: &Cli, args: &BenchArgs) -> CliResult<ExitCode> {
     match args {
         BenchArgs::Queue(a) => crate::bench::queue(cli, a)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        BenchArgs::Console(a) => crate::bench::console(cli, a)
             .await
             .map(|()| ExitCode::SUCCESS),
     }

@@ -212,6 +212,16 @@ pub struct ClaimedRun {
     pub payload: Value,
 }
 
+impl ClaimedRun {
+    /// The fencing token for this claim.
+    pub fn hold(&self) -> Hold {
+        Hold {
+            run_id: self.id,
+            attempt: self.attempt,
+        }
+    }
+}
+
 /// The worker's proof that it holds a run: fencing token for every later write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Hold {
@@ -270,7 +280,48 @@ pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub project_id: Option<i64>,
     pub workflow_id: Option<i64>,
+    /// Substring of the project, workflow, queue, worker or error (case-insensitive), or a run id.
+    pub text: Option<String>,
     pub limit: i64,
+}
+
+impl RunFilter {
+    /// The text as a LIKE pattern with its own wildcards escaped (escape character `\`).
+    pub fn like_pattern(&self) -> Option<String> {
+        self.text.as_deref().map(|t| {
+            let mut p = String::with_capacity(t.len() + 2);
+            p.push('%');
+            for c in t.to_lowercase().chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    p.push('\\');
+                }
+                p.push(c);
+            }
+            p.push('%');
+            p
+        })
+    }
+
+    pub fn text_id(&self) -> Option<i64> {
+        self.text.as_deref().and_then(|t| t.trim().parse().ok())
+    }
+}
+
+/// How many runs are in a status, counted up to a cap so a huge queue stays cheap to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct StatusCount {
+    pub status: RunStatus,
+    pub count: i64,
+    /// True when the count stopped at the cap (there may be more).
+    pub capped: bool,
+}
+
+/// Runs finished in one minute, `minutes_ago` minutes before now (0 = the current minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MinuteActivity {
+    pub minutes_ago: i64,
+    pub succeeded: i64,
+    pub failed: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

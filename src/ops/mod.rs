@@ -1,8 +1,10 @@
 //! Use cases: the only place that combines domain rules with the store. The CLI, the worker and
-//! (later) the console call these and nothing below them.
+//! the console call these and nothing below them.
 
 mod catalog;
+pub mod demo;
 mod error;
+mod overview;
 mod queue;
 
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use crate::store::Store;
 
 pub use error::OpsError;
+pub use overview::*;
 pub use queue::*;
 
 pub type OpsResult<T> = Result<T, OpsError>;

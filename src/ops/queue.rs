@@ -36,6 +36,8 @@ pub struct RunQuery<'a> {
     pub status: Option<RunStatus>,
     pub project: Option<&'a str>,
     pub workflow: Option<&'a str>,
+    /// Substring of project, workflow, queue, worker or error, or a run id.
+    pub text: Option<&'a str>,
     pub limit: Option<i64>,
 }
 
@@ -91,6 +93,11 @@ impl Ops {
         }
         let mut filter = RunFilter {
             status: query.status,
+            text: query
+                .text
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
             limit,
             ..RunFilter::default()
         };

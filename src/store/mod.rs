@@ -3,6 +3,7 @@
 
 mod error;
 pub mod postgres;
+mod shared;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use serde::Serialize;
 
 use crate::domain::project::{NewProject, Project};
 use crate::domain::run::{
-    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun,
-    RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog,
+    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact,
+    NewLogLine, NewRun, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, StatusCount,
 };
 use crate::domain::workflow::{NewWorkflow, Workflow};
 
@@ -113,6 +114,21 @@ pub trait Store: Send + Sync {
 
     /// Something that wakes when runs may have been queued (or `timeout` passed).
     async fn run_waker(&self) -> StoreResult<Box<dyn RunWaker>>;
+
+    /// Runs per status, each count stopping at `cap` so that a huge queue stays cheap to count.
+    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>>;
+    /// Succeeded and failed runs per minute over the last `minutes` minutes (only minutes with any).
+    async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>>;
+    /// Workers holding at least one unexpired lease.
+    async fn active_workers(&self) -> StoreResult<i64>;
+    /// Something that wakes when anything about runs (state, logs, artifacts) may have changed.
+    async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>>;
+}
+
+#[async_trait]
+pub trait ChangeWatcher: Send {
+    /// True when something changed, false when `timeout` passed quietly.
+    async fn changed(&mut self, timeout: Duration) -> StoreResult<bool>;
 }
 
 #[async_trait]

@@ -11,15 +11,18 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{FromRow, Postgres, Transaction};
 
-use super::sqlite::{conflict_as, migration_states, tally_rescue};
+use super::shared::{
+    conflict_as, migration_states, minute_activity, status, status_counts, tally_rescue,
+};
 use super::{
-    AuditEntry, MigrationState, RunWaker, Store, StoreError, StoreKind, StoreOptions, StoreResult,
-    redact_url,
+    AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
+    StoreOptions, StoreResult, redact_url,
 };
 use crate::domain::project::{NewProject, Project};
 use crate::domain::run::{
-    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, LogLevel, NewArtifact, NewLogLine,
-    NewRun, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunStatus,
+    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, LogLevel, MinuteActivity,
+    NewArtifact, NewLogLine, NewRun, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog,
+    RunStatus, StatusCount,
 };
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
 
@@ -27,6 +30,8 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres")
 
 /// The channel the runs trigger notifies, with the queue name as payload.
 pub const RUNS_CHANNEL: &str = "ospdeck_runs";
+/// Any change to runs, their logs or artifacts (the console listens).
+pub const CHANGES_CHANNEL: &str = "ospdeck_changes";
 
 macro_rules! run_select {
     () => {
@@ -82,10 +87,6 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
-
-fn status(text: &str) -> StoreResult<RunStatus> {
-    RunStatus::from_str(text).map_err(|e| StoreError::Database(e.to_string()))
 }
 
 fn lease_secs(lease: Duration) -> i32 {
@@ -468,12 +469,17 @@ impl Store for PgStore {
             run_select!(),
             "WHERE ($1::text IS NULL OR r.status = $1) AND ($2::bigint IS NULL OR r.project_id = $2)
                AND ($3::bigint IS NULL OR r.workflow_id = $3)
+               AND ($5::text IS NULL OR r.id = $6
+                    OR lower(p.workspace_key) LIKE $5 OR lower(w.name) LIKE $5 OR lower(r.queue) LIKE $5
+                    OR lower(coalesce(r.worker_id, '')) LIKE $5 OR lower(coalesce(r.error, '')) LIKE $5)
              ORDER BY r.id DESC LIMIT $4"
         ))
         .bind(filter.status.map(RunStatus::as_str))
         .bind(filter.project_id)
         .bind(filter.workflow_id)
         .bind(filter.limit)
+        .bind(filter.like_pattern())
+        .bind(filter.text_id())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(RunRow::into_domain).collect()
@@ -803,10 +809,71 @@ impl Store for PgStore {
         listener.listen(RUNS_CHANNEL).await?;
         Ok(Box::new(PgWaker { listener }))
     }
+
+    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT s.status, (SELECT count(*) FROM (SELECT 1 FROM ops.runs r WHERE r.status = s.status
+                                                      LIMIT $1 + 1) c)
+             FROM unnest($2::text[]) AS s (status)",
+        )
+        .bind(cap)
+        .bind(RunStatus::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        status_counts(rows, cap)
+    }
+
+    async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT floor(extract(epoch FROM now() - finished_at) / 60)::bigint AS minutes_ago,
+                    count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed')
+             FROM ops.runs
+             WHERE finished_at IS NOT NULL AND finished_at > now() - make_interval(mins => $1::int)
+             GROUP BY 1 ORDER BY 1",
+        )
+        .bind(minutes)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(minute_activity(rows))
+    }
+
+    async fn active_workers(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(DISTINCT worker_id) FROM ops.runs
+             WHERE status IN ('claimed', 'running') AND lease_expires_at > now()",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(Box::new(PgChangeWatcher { listener }))
+    }
 }
 
 /// LISTEN/NOTIFY: the runs trigger sends one notification per statement and queue (PostgreSQL
 /// folds duplicates within a transaction), so a batch of a thousand inserts wakes a worker once.
+/// Wakes on `ospdeck_changes`, which the tables' statement triggers send (migration 0002).
+struct PgChangeWatcher {
+    listener: PgListener,
+}
+
+#[async_trait]
+impl ChangeWatcher for PgChangeWatcher {
+    async fn changed(&mut self, timeout: Duration) -> StoreResult<bool> {
+        match tokio::time::timeout(timeout, self.listener.recv()).await {
+            Err(_) => Ok(false),
+            Ok(Err(e)) => Err(e.into()),
+            Ok(Ok(_)) => {
+                while self.listener.next_buffered().is_some() {}
+                Ok(true)
+            }
+        }
+    }
+}
+
 struct PgWaker {
     listener: PgListener,
 }

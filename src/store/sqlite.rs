@@ -13,13 +13,18 @@ use sqlx::sqlite::{
 };
 use sqlx::{FromRow, Sqlite, Transaction};
 
+use super::shared::{
+    conflict_as, migration_states, minute_activity, status, status_counts, tally_rescue,
+};
 use super::{
-    AuditEntry, MigrationState, RunWaker, Store, StoreError, StoreKind, StoreOptions, StoreResult,
+    AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
+    StoreOptions, StoreResult,
 };
 use crate::domain::project::{NewProject, Project};
 use crate::domain::run::{
-    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, LogLevel, NewArtifact, NewLogLine,
-    NewRun, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunStatus,
+    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, LogLevel, MinuteActivity,
+    NewArtifact, NewLogLine, NewRun, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog,
+    RunStatus, StatusCount,
 };
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
 
@@ -138,10 +143,6 @@ fn opt_ts(ms: Option<i64>) -> Option<DateTime<Utc>> {
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
-fn status(text: &str) -> StoreResult<RunStatus> {
-    RunStatus::from_str(text).map_err(|e| StoreError::Database(e.to_string()))
 }
 
 #[derive(FromRow)]
@@ -525,12 +526,19 @@ impl Store for SqliteStore {
             run_select!(),
             "WHERE (?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.project_id = ?2)
                AND (?3 IS NULL OR r.workflow_id = ?3)
+               AND (?5 IS NULL OR r.id = ?6
+                    OR lower(p.workspace_key) LIKE ?5 ESCAPE '\\' OR lower(w.name) LIKE ?5 ESCAPE '\\'
+                    OR lower(r.queue) LIKE ?5 ESCAPE '\\'
+                    OR lower(coalesce(r.worker_id, '')) LIKE ?5 ESCAPE '\\'
+                    OR lower(coalesce(r.error, '')) LIKE ?5 ESCAPE '\\')
              ORDER BY r.id DESC LIMIT ?4"
         ))
         .bind(filter.status.map(RunStatus::as_str))
         .bind(filter.project_id)
         .bind(filter.workflow_id)
         .bind(filter.limit)
+        .bind(filter.like_pattern())
+        .bind(filter.text_id())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(RunRow::into_domain).collect()
@@ -920,6 +928,89 @@ impl Store for SqliteStore {
             last_version: None,
         }))
     }
+
+    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>> {
+        let mut rows = Vec::with_capacity(RunStatus::ALL.len());
+        let mut conn = self.pool.acquire().await?;
+        for s in RunStatus::ALL {
+            let n: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM runs WHERE status = ?1 LIMIT ?2 + 1)",
+            )
+            .bind(s.as_str())
+            .bind(cap)
+            .fetch_one(&mut *conn)
+            .await?;
+            rows.push((s.as_str().to_owned(), n));
+        }
+        status_counts(rows, cap)
+    }
+
+    async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(concat!(
+            "SELECT (",
+            now_ms!(),
+            " - finished_at) / 60000 AS minutes_ago,
+                    sum(status = 'succeeded'), sum(status = 'failed')
+             FROM runs
+             WHERE finished_at IS NOT NULL AND finished_at > ",
+            now_ms!(),
+            " - ?1 * 60000
+             GROUP BY 1 ORDER BY 1"
+        ))
+        .bind(minutes)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(minute_activity(rows))
+    }
+
+    async fn active_workers(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(concat!(
+            "SELECT count(DISTINCT worker_id) FROM runs
+             WHERE status IN ('claimed', 'running') AND lease_expires_at > ",
+            now_ms!()
+        ))
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
+        // A connection of its own: data_version counts commits by *other* connections, per connection.
+        let conn = self.pool.acquire().await?.detach();
+        Ok(Box::new(SqliteChangeWatcher {
+            conn,
+            last_version: None,
+        }))
+    }
+}
+
+/// Polls `PRAGMA data_version` on its own connection: a few microseconds per poll, five polls a
+/// second, so an idle console costs next to nothing.
+struct SqliteChangeWatcher {
+    conn: sqlx::SqliteConnection,
+    last_version: Option<i64>,
+}
+
+const CHANGE_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+#[async_trait]
+impl ChangeWatcher for SqliteChangeWatcher {
+    async fn changed(&mut self, timeout: Duration) -> StoreResult<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+                .fetch_one(&mut self.conn)
+                .await?;
+            let first = self.last_version.is_none();
+            if self.last_version.replace(version) != Some(version) && !first {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(CHANGE_POLL_INTERVAL.min(deadline - now)).await;
+        }
+    }
 }
 
 /// Cheap polling: `PRAGMA data_version` changes only when another connection commits, and only
@@ -979,39 +1070,4 @@ async fn applied_versions(pool: &SqlitePool) -> StoreResult<Vec<i64>> {
             .fetch_all(pool)
             .await?,
     )
-}
-
-pub(super) fn migration_states(
-    migrator: &sqlx::migrate::Migrator,
-    applied: &[i64],
-) -> Vec<MigrationState> {
-    migrator
-        .iter()
-        .filter(|m| m.migration_type.is_up_migration())
-        .map(|m| MigrationState {
-            version: m.version,
-            description: m.description.to_string(),
-            applied: applied.contains(&m.version),
-        })
-        .collect()
-}
-
-pub(super) fn tally_rescue<'a>(statuses: impl Iterator<Item = &'a str>) -> RescueOutcome {
-    let mut out = RescueOutcome::default();
-    for s in statuses {
-        match s {
-            "queued" => out.requeued += 1,
-            "failed" => out.failed += 1,
-            _ => out.canceled += 1,
-        }
-    }
-    out
-}
-
-/// A unique-key violation becomes a sentence naming the thing that already exists.
-pub(super) fn conflict_as(err: sqlx::Error, message: String) -> StoreError {
-    match StoreError::from(err) {
-        StoreError::Conflict(_) => StoreError::Conflict(message),
-        other => other,
-    }
 }

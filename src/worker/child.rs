@@ -7,7 +7,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
-use crate::domain::run::{ClaimedRun, Completion, Hold, LogLevel, NewLogLine};
+use crate::domain::run::{ClaimedRun, Completion, LogLevel, NewLogLine};
 use crate::domain::workflow::Workflow;
 use crate::ops::Ops;
 
@@ -33,10 +33,7 @@ pub async fn run_child(
     workflow: &Workflow,
     mut control: watch::Receiver<Control>,
 ) -> Option<Completion> {
-    let hold = Hold {
-        run_id: run.id,
-        attempt: run.attempt,
-    };
+    let hold = run.hold();
     let failed = |error: String| Completion {
         hold,
         exit_code: None,

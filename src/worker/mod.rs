@@ -180,10 +180,7 @@ pub async fn run_worker(
             stats.claimed += claimed.len() as u64;
             for (run, workflow) in with_workflows(&ops, &mut workflows, claimed).await? {
                 let (control, control_rx) = watch::channel(Control::Run);
-                let hold = Hold {
-                    run_id: run.id,
-                    attempt: run.attempt,
-                };
+                let hold = run.hold();
                 let task = tokio::spawn(execute(
                     ops.clone(),
                     config.id.clone(),
@@ -337,10 +334,7 @@ async fn execute(
     control: watch::Receiver<Control>,
     done: mpsc::Sender<Finished>,
 ) {
-    let hold = Hold {
-        run_id: run.id,
-        attempt: run.attempt,
-    };
+    let hold = run.hold();
     let outcome = match ops.start_runs(&worker, &[hold]).await {
         Ok(started) if started.contains(&run.id) => {
             match run_child(&ops, &worker, &run, &workflow, control).await {

@@ -8,13 +8,12 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures_util::{StreamExt, TryStreamExt};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tokio::sync::watch;
 
+use super::{bench_workflow, p50_p99, rate, spinner};
 use crate::cli::{Cli, CliError, CliResult, open_store, resolve_config};
-use crate::domain::run::{Completion, Hold, NewRun, RunStatus};
-use crate::domain::workflow::WorkflowType;
+use crate::domain::run::{ClaimedRun, Completion, Hold, NewRun, RunStatus};
 use crate::ops::Ops;
 use crate::store::{Store, StoreOptions};
 use crate::worker::{WorkerConfig, run_worker};
@@ -80,19 +79,8 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
     let ops = Ops::connect_as(store.clone(), cli.as_user.as_deref()).await?;
     let show = !cli.json && std::io::stderr().is_terminal();
 
-    // A project and queue of its own, so the bench never touches other runs.
-    let tag = format!("bench-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
-    ops.create_project(&tag, Some("queue benchmark")).await?;
-    let noop = ops
-        .create_workflow(
-            &tag,
-            "noop",
-            WorkflowType::Test,
-            "true",
-            Some(&tag),
-            Some(60),
-        )
-        .await?;
+    let noop = bench_workflow(&ops, "bench", "queue benchmark").await?;
+    let tag = noop.project.clone();
     let queues = vec![tag.clone()];
     let new_runs = |n: usize| -> Vec<NewRun> {
         (0..n)
@@ -123,18 +111,7 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
         }
     };
 
-    let progress = |label: &str| -> ProgressBar {
-        if !show {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::new_spinner().with_message(label.to_owned());
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    };
+    let progress = |label: &str| spinner(show, label);
 
     let bar = progress("batched enqueue");
     let t = Instant::now();
@@ -207,10 +184,6 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
     Ok(())
 }
 
-fn rate(n: usize, elapsed: Duration) -> f64 {
-    n as f64 / elapsed.as_secs_f64().max(1e-9)
-}
-
 fn render(r: &Report) -> String {
     let mut out = format!(
         "store {}\nruns per measurement {}, claim/complete batch {}\n\nbatched enqueue ({ENQUEUE_BATCH}/statement, {ENQUEUE_CONNECTIONS} conns) {:>8.0} runs/s\n",
@@ -252,13 +225,7 @@ async fn drain_through_ops(
                 if claimed.is_empty() {
                     return Ok::<_, crate::ops::OpsError>(claimed_ids);
                 }
-                let holds: Vec<Hold> = claimed
-                    .iter()
-                    .map(|r| Hold {
-                        run_id: r.id,
-                        attempt: r.attempt,
-                    })
-                    .collect();
+                let holds: Vec<Hold> = claimed.iter().map(ClaimedRun::hold).collect();
                 ops.start_runs(&worker, &holds).await?;
                 let done: Vec<Completion> = holds
                     .iter()
@@ -364,12 +331,5 @@ async fn insert_to_start(
     }
     let _ = stop_tx.send(true);
     let _ = worker.await;
-    latencies.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    Ok((pick(0.5), pick(0.99)))
+    Ok(p50_p99(&mut latencies))
 }

@@ -1,0 +1,125 @@
+//! `ospdeck`, `ospdeck monitor` and `ospdeck demo`: open the console, optionally on a seeded,
+//! moving demo workspace.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::watch;
+
+use super::{Cli, CliError, CliResult, open_store, resolve_config};
+use crate::config::read_file_config;
+use crate::ops::Ops;
+use crate::store::StoreOptions;
+use crate::tui::{ConsoleOptions, run_console};
+use crate::worker::{WorkerConfig, run_worker};
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Seed the demo workspace and exit, without opening the console
+    #[arg(long)]
+    pub seed_only: bool,
+}
+
+async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)> {
+    let resolved = resolve_config(cli)?;
+    let keys = read_file_config(&resolved.paths.config_file)
+        .map_err(|e| CliError(e.to_string()))?
+        .map(|c| {
+            c.keys
+                .into_iter()
+                .map(|(action, keys)| (action, keys.to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let options = StoreOptions {
+        read_only,
+        ..Default::default()
+    };
+    let store = open_store(&resolved, &options, true).await?;
+    let ops = Ops::connect_as(store, cli.as_user.as_deref()).await?;
+    Ok((ops, ConsoleOptions { read_only, keys }))
+}
+
+fn require_terminal() -> CliResult {
+    if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
+        Ok(())
+    } else {
+        Err(CliError(
+            "the console needs a terminal; in scripts use the commands (`ospdeck --help`)".into(),
+        ))
+    }
+}
+
+pub async fn console(cli: &Cli, read_only: bool) -> CliResult<ExitCode> {
+    require_terminal()?;
+    let (ops, options) = open_ops(cli, read_only).await?;
+    run_console(ops, options).await.map_err(CliError)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn demo(cli: &Cli, args: &DemoArgs) -> CliResult<ExitCode> {
+    if !args.seed_only {
+        require_terminal()?;
+    }
+    let (ops, options) = open_ops(cli, false).await?;
+    let show = !cli.json && std::io::stderr().is_terminal();
+    let bar = if show {
+        let bar = ProgressBar::new(0).with_message("seeding the demo workspace");
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} {pos}/{len}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let seeded = crate::ops::demo::seed_demo(&ops, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })
+    .await?;
+    bar.finish_and_clear();
+    let summary = match &seeded {
+        Some(s) => format!(
+            "seeded project `{}`: {} workflows, {} runs in every state",
+            crate::ops::demo::DEMO_PROJECT,
+            s.workflows,
+            s.runs
+        ),
+        None => format!(
+            "project `{}` already exists; not seeding it again",
+            crate::ops::demo::DEMO_PROJECT
+        ),
+    };
+    if args.seed_only {
+        super::emit_report(cli.json, &seeded, || summary.clone());
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Keep the queue moving while the console is open: a worker and a trickle of new runs.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let worker = tokio::spawn(run_worker(
+        ops.clone(),
+        WorkerConfig {
+            id: format!("demo-{}", std::process::id()),
+            queues: vec![crate::ops::demo::DEMO_QUEUE.to_owned()],
+            concurrency: 2,
+            lease: Duration::from_secs(30),
+            drain: false,
+            grace: Duration::from_secs(2),
+            idle_poll: Duration::from_secs(2),
+        },
+        stop_rx.clone(),
+    ));
+    let feeder = tokio::spawn(crate::ops::demo::keep_feeding(ops.clone(), stop_rx));
+    let result = run_console(ops, options).await;
+    let _ = stop_tx.send(true);
+    let _ = feeder.await;
+    let _ = worker.await;
+    result.map_err(CliError)?;
+    Ok(ExitCode::SUCCESS)
+}

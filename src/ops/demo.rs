@@ -1,0 +1,240 @@
+//! A demo workspace, so a newcomer sees a live console at once: a project with workflows of every
+//! type and runs in every state (with logs and artifacts), then a trickle of new runs.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use super::{EnqueueRequest, Ops, OpsError, OpsResult};
+use crate::domain::run::{Completion, LogLevel, NewArtifact, NewLogLine, RunStatus};
+use crate::domain::workflow::WorkflowType;
+
+pub const DEMO_PROJECT: &str = "demo";
+pub const DEMO_QUEUE: &str = "demo";
+const SEED_WORKER: &str = "demo-seed";
+
+/// (name, type, command). Commands are POSIX sh; `test` fails when the payload asks it to.
+const WORKFLOWS: &[(&str, WorkflowType, &str)] = &[
+    (
+        "build",
+        WorkflowType::Build,
+        "echo 'compiling 214 crates'; sleep 1; echo 'build ok'",
+    ),
+    (
+        "test",
+        WorkflowType::Test,
+        "echo 'running 12 tests'; sleep 2; case \"$OSPDECK_PAYLOAD\" in *'\"fail\":true'*) echo 'test billing::rounding failed' >&2; exit 1;; esac; echo '12 passed'",
+    ),
+    (
+        "deploy",
+        WorkflowType::Deploy,
+        "echo \"deploying run $OSPDECK_RUN_ID\"; sleep 3; echo 'rollout complete'",
+    ),
+    (
+        "backup",
+        WorkflowType::Backup,
+        "echo 'dumping telecom_billing'; sleep 1; echo 'backup written (42 MiB)'",
+    ),
+    (
+        "upgrade",
+        WorkflowType::Upgrade,
+        "echo 'upgrading to 17.0'; sleep 4; echo 'upgraded'",
+    ),
+];
+
+/// How each seeded run ends up. Queued ones come last so the claims before them take the others.
+const PLAN: &[(&str, RunStatus, bool)] = &[
+    ("build", RunStatus::Succeeded, false),
+    ("test", RunStatus::Succeeded, false),
+    ("deploy", RunStatus::Succeeded, false),
+    ("backup", RunStatus::Succeeded, false),
+    ("build", RunStatus::Succeeded, false),
+    ("test", RunStatus::Failed, true),
+    ("upgrade", RunStatus::Failed, false),
+    ("deploy", RunStatus::Canceled, false),
+    ("backup", RunStatus::Canceled, false),
+    ("test", RunStatus::Succeeded, false),
+    ("upgrade", RunStatus::Running, false),
+    ("deploy", RunStatus::Claimed, false),
+    ("build", RunStatus::Queued, false),
+    ("test", RunStatus::Queued, true),
+    ("deploy", RunStatus::Queued, false),
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DemoSummary {
+    pub project: &'static str,
+    pub workflows: usize,
+    pub runs: usize,
+}
+
+/// Seeds the demo project unless it exists (then answers None). `progress(done, total)`.
+pub async fn seed_demo(ops: &Ops, progress: &dyn Fn(u64, u64)) -> OpsResult<Option<DemoSummary>> {
+    match ops.project(DEMO_PROJECT).await {
+        Ok(_) => return Ok(None),
+        Err(OpsError::NotFound(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let total = (WORKFLOWS.len() + PLAN.len()) as u64;
+    ops.create_project(DEMO_PROJECT, Some("Demo workspace"))
+        .await?;
+    for (i, (name, kind, command)) in WORKFLOWS.iter().enumerate() {
+        ops.create_workflow(
+            DEMO_PROJECT,
+            name,
+            *kind,
+            command,
+            Some(DEMO_QUEUE),
+            Some(600),
+        )
+        .await?;
+        progress(i as u64 + 1, total);
+    }
+    for (i, (workflow, status, fail)) in PLAN.iter().enumerate() {
+        seed_run(ops, workflow, *status, *fail).await?;
+        progress((WORKFLOWS.len() + i) as u64 + 1, total);
+    }
+    // A retry of the failed test run, pointing at it.
+    let failed = ops
+        .list_runs(&super::RunQuery {
+            status: Some(RunStatus::Failed),
+            project: Some(DEMO_PROJECT),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await?;
+    let mut runs = PLAN.len();
+    if let Some(run) = failed.first() {
+        ops.retry_run(run.id).await?;
+        runs += 1;
+    }
+    Ok(Some(DemoSummary {
+        project: DEMO_PROJECT,
+        workflows: WORKFLOWS.len(),
+        runs,
+    }))
+}
+
+async fn seed_run(ops: &Ops, workflow: &str, status: RunStatus, fail: bool) -> OpsResult<()> {
+    let payload = json!({ "fail": fail, "requested_by": "demo" }).to_string();
+    let id = ops
+        .enqueue_run(&EnqueueRequest {
+            project: DEMO_PROJECT,
+            workflow,
+            payload: Some(&payload),
+            ..Default::default()
+        })
+        .await?;
+    match status {
+        RunStatus::Queued => return Ok(()),
+        RunStatus::Canceled if workflow == "backup" => {
+            ops.cancel_run(id).await?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    let lease = Duration::from_secs(120);
+    let Some(claimed) = ops
+        .claim_runs(SEED_WORKER, &[DEMO_QUEUE.to_owned()], 1, lease)
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Err(OpsError::Refused("the demo run was not claimable".into()));
+    };
+    let hold = claimed.hold();
+    if status == RunStatus::Claimed {
+        return Ok(());
+    }
+    ops.start_runs(SEED_WORKER, &[hold]).await?;
+    let mut lines = vec![
+        NewLogLine::new(LogLevel::Info, &format!("starting {workflow}"), json!({})),
+        NewLogLine::new(LogLevel::Info, "step 1/2 done", json!({ "step": 1 })),
+    ];
+    if fail || status == RunStatus::Failed {
+        lines.push(NewLogLine::new(
+            LogLevel::Error,
+            "assertion failed: left == right",
+            json!({}),
+        ));
+    }
+    ops.append_logs(claimed.id, &lines).await?;
+    match status {
+        RunStatus::Running => return Ok(()),
+        RunStatus::Canceled => {
+            ops.cancel_run(claimed.id).await?;
+            ops.complete_runs(
+                SEED_WORKER,
+                &[Completion {
+                    hold,
+                    exit_code: None,
+                    error: Some("canceled on request".into()),
+                    canceled: true,
+                }],
+            )
+            .await?;
+            return Ok(());
+        }
+        _ => {}
+    }
+    if status == RunStatus::Succeeded {
+        let body = format!("{workflow} output of run {}", claimed.id);
+        ops.add_artifact(&NewArtifact {
+            run_id: claimed.id,
+            key: format!("{workflow}/report.txt"),
+            url: Some(format!("file:///var/lib/demo/{}/report.txt", claimed.id)),
+            sha256: Some(sha256_hex(body.as_bytes())),
+            size_bytes: Some(body.len() as i64),
+            content_type: Some("text/plain".into()),
+            expires_at: None,
+        })
+        .await?;
+    }
+    let failed = status == RunStatus::Failed;
+    ops.complete_runs(
+        SEED_WORKER,
+        &[Completion {
+            hold,
+            exit_code: Some(i32::from(failed)),
+            error: failed.then(|| "exit code 1".to_owned()),
+            canceled: false,
+        }],
+    )
+    .await?;
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Queues a demo run every few seconds until `stop`; one in four test runs is set to fail.
+pub async fn keep_feeding(ops: Ops, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3));
+    let mut n: usize = 0;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tick.tick() => {}
+        }
+        let (workflow, ..) = WORKFLOWS[n % WORKFLOWS.len()];
+        let payload =
+            json!({ "fail": workflow == "test" && n % 4 == 1, "requested_by": "demo" }).to_string();
+        let req = EnqueueRequest {
+            project: DEMO_PROJECT,
+            workflow,
+            payload: Some(&payload),
+            ..Default::default()
+        };
+        if let Err(e) = ops.enqueue_run(&req).await {
+            tracing::warn!(error = %e, "demo could not queue a run");
+        }
+        n += 1;
+    }
+}

@@ -1,0 +1,68 @@
+//! Small pieces both stores share: decoding and tallying that does not depend on the SQL dialect.
+
+use std::str::FromStr;
+
+use super::{MigrationState, StoreError, StoreResult};
+use crate::domain::run::{MinuteActivity, RescueOutcome, RunStatus, StatusCount};
+
+pub(super) fn status(text: &str) -> StoreResult<RunStatus> {
+    RunStatus::from_str(text).map_err(|e| StoreError::Database(e.to_string()))
+}
+
+pub(super) fn migration_states(
+    migrator: &sqlx::migrate::Migrator,
+    applied: &[i64],
+) -> Vec<MigrationState> {
+    migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration())
+        .map(|m| MigrationState {
+            version: m.version,
+            description: m.description.to_string(),
+            applied: applied.contains(&m.version),
+        })
+        .collect()
+}
+
+pub(super) fn tally_rescue<'a>(statuses: impl Iterator<Item = &'a str>) -> RescueOutcome {
+    let mut out = RescueOutcome::default();
+    for s in statuses {
+        match s {
+            "queued" => out.requeued += 1,
+            "failed" => out.failed += 1,
+            _ => out.canceled += 1,
+        }
+    }
+    out
+}
+
+/// A unique-key violation becomes a sentence naming the thing that already exists.
+pub(super) fn conflict_as(err: sqlx::Error, message: String) -> StoreError {
+    match StoreError::from(err) {
+        StoreError::Conflict(_) => StoreError::Conflict(message),
+        other => other,
+    }
+}
+
+/// Rows of (status, count up to cap + 1) in RunStatus::ALL order become capped counts.
+pub(super) fn status_counts(rows: Vec<(String, i64)>, cap: i64) -> StoreResult<Vec<StatusCount>> {
+    rows.into_iter()
+        .map(|(s, n)| {
+            Ok(StatusCount {
+                status: status(&s)?,
+                count: n.min(cap),
+                capped: n > cap,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn minute_activity(rows: Vec<(i64, i64, i64)>) -> Vec<MinuteActivity> {
+    rows.into_iter()
+        .map(|(minutes_ago, succeeded, failed)| MinuteActivity {
+            minutes_ago: minutes_ago.max(0),
+            succeeded,
+            failed,
+        })
+        .collect()
+}

@@ -1,0 +1,552 @@
+//! The console's state and how keys and data change it. No IO here: a key yields `Effect`s that the
+//! runtime carries out in the background, and their answers come back as `Data`. That split is
+//! what lets the tests drive the console key by key without a terminal or a database.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use chrono::{DateTime, FixedOffset, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::keymap::{Action, Context, Keymap};
+use crate::domain::run::{Run, RunLog, RunStatus};
+use crate::ops::{QueueCounts, QueueOverview, RunDetail};
+
+/// Log lines kept per open run; older ones scroll out, however chatty the run is.
+pub const LOG_RING: usize = 2_000;
+/// Rows the run list asks for; the status counts cover the rest.
+pub const RUN_PAGE: i64 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Services,
+    Manifests,
+    Templates,
+    Runs,
+}
+
+impl Pane {
+    pub const ALL: [Pane; 4] = [Pane::Services, Pane::Manifests, Pane::Templates, Pane::Runs];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Services => "Services",
+            Pane::Manifests => "Manifests",
+            Pane::Templates => "Templates",
+            Pane::Runs => "Runs",
+        }
+    }
+
+    fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(3)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetailTab {
+    Events,
+    Logs,
+    Artifacts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirm {
+    Cancel(Vec<i64>),
+    Retry(Vec<i64>),
+}
+
+impl Confirm {
+    pub fn question(&self) -> String {
+        let (verb, ids) = match self {
+            Confirm::Cancel(ids) => ("Cancel", ids),
+            Confirm::Retry(ids) => ("Retry", ids),
+        };
+        match ids.as_slice() {
+            [one] => format!("{verb} run {one}?"),
+            many => format!("{verb} {} runs ({})?", many.len(), id_list(many)),
+        }
+    }
+}
+
+fn id_list(ids: &[i64]) -> String {
+    let shown: Vec<String> = ids.iter().take(5).map(i64::to_string).collect();
+    if ids.len() > 5 {
+        format!("{}, …", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Normal,
+    Help,
+    Filter(String),
+    Command(String),
+    Confirm(Confirm),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Error,
+}
+
+/// What the list shows; sent to the loader whenever it changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunsQuery {
+    pub status: Option<RunStatus>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DetailState {
+    pub run_id: i64,
+    pub detail: Option<RunDetail>,
+    pub logs: VecDeque<RunLog>,
+    pub tab: DetailTab,
+    pub follow: bool,
+    /// Lines scrolled up from the bottom of the logs (0 = at the end).
+    pub scroll: usize,
+}
+
+/// IO the runtime performs for the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    LoadRuns(RunsQuery),
+    OpenRun(i64),
+    CloseRun,
+    Cancel(Vec<i64>),
+    Retry(Vec<i64>),
+    Copy(String),
+}
+
+/// Answers from the background, applied in arrival order.
+#[derive(Debug, Clone)]
+pub enum Data {
+    Runs(Vec<Run>),
+    Overview(QueueOverview),
+    /// Fresh counts; the activity shown stays as it was.
+    Counts(QueueCounts),
+    Detail(Box<RunDetail>),
+    /// New log lines of a run, in id order.
+    Logs(i64, Vec<RunLog>),
+    Done(String),
+    Failed(String),
+}
+
+pub struct App {
+    pub pane: Pane,
+    pub mode: Mode,
+    pub read_only: bool,
+    pub store: String,
+    pub user: String,
+    pub keymap: Keymap,
+    pub query: RunsQuery,
+    pub runs: Vec<Run>,
+    /// Set once the first list has arrived; until then the pane says it is loading.
+    pub loaded: bool,
+    pub selected: usize,
+    pub marked: BTreeSet<i64>,
+    pub overview: QueueOverview,
+    pub detail: Option<DetailState>,
+    pub message: Option<(Level, String)>,
+    /// The clock for ages on screen: the time of the last data, so that a quiet console does not
+    /// change (and a test's screen does not depend on the wall clock).
+    pub now: DateTime<Utc>,
+    pub last_update: Option<DateTime<Utc>>,
+    /// Times on screen are shown in this offset (the local one; tests pin UTC).
+    pub offset: FixedOffset,
+    /// Rows the list shows per page, set by the view from the screen size.
+    pub page_rows: usize,
+    pub quit: bool,
+}
+
+impl App {
+    pub fn new(store: String, user: String, keymap: Keymap, read_only: bool) -> Self {
+        Self {
+            pane: Pane::Runs,
+            mode: Mode::Normal,
+            read_only,
+            store,
+            user,
+            keymap,
+            query: RunsQuery::default(),
+            runs: Vec::new(),
+            loaded: false,
+            selected: 0,
+            marked: BTreeSet::new(),
+            overview: QueueOverview::default(),
+            detail: None,
+            message: None,
+            now: Utc::now(),
+            last_update: None,
+            offset: *chrono::Local::now().offset(),
+            page_rows: 10,
+            quit: false,
+        }
+    }
+
+    /// What to load first.
+    pub fn start(&self) -> Vec<Effect> {
+        vec![Effect::LoadRuns(self.query.clone())]
+    }
+
+    pub fn context(&self) -> Context {
+        match (&self.pane, &self.detail) {
+            (Pane::Runs, Some(_)) => Context::Detail,
+            (Pane::Runs, None) => Context::Runs,
+            _ => Context::Global,
+        }
+    }
+
+    pub fn selected_run(&self) -> Option<&Run> {
+        self.runs.get(self.selected)
+    }
+
+    pub fn on_data(&mut self, data: Data, now: DateTime<Utc>) {
+        self.now = now;
+        match data {
+            Data::Runs(runs) => {
+                let keep = self.selected_run().map(|r| r.id);
+                self.runs = runs;
+                self.loaded = true;
+                self.last_update = Some(now);
+                // Stay on the same run when rows above it come and go.
+                self.selected = keep
+                    .and_then(|id| self.runs.iter().position(|r| r.id == id))
+                    .unwrap_or(self.selected)
+                    .min(self.runs.len().saturating_sub(1));
+                let present: BTreeSet<i64> = self.runs.iter().map(|r| r.id).collect();
+                self.marked.retain(|id| present.contains(id));
+            }
+            Data::Overview(overview) => {
+                self.overview = overview;
+                self.last_update = Some(now);
+            }
+            Data::Counts(counts) => {
+                self.overview.counts = counts.counts;
+                self.overview.active_workers = counts.active_workers;
+                self.last_update = Some(now);
+            }
+            Data::Detail(detail) => {
+                if let Some(d) = self.detail.as_mut().filter(|d| d.run_id == detail.run.id) {
+                    d.detail = Some(*detail);
+                }
+            }
+            Data::Logs(run_id, lines) => {
+                if let Some(d) = self.detail.as_mut().filter(|d| d.run_id == run_id) {
+                    for line in lines {
+                        if d.logs.len() == LOG_RING {
+                            d.logs.pop_front();
+                        }
+                        d.logs.push_back(line);
+                    }
+                    if d.follow {
+                        d.scroll = 0;
+                    }
+                }
+            }
+            Data::Done(text) => self.message = Some((Level::Info, text)),
+            Data::Failed(text) => self.message = Some((Level::Error, text)),
+        }
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        match std::mem::replace(&mut self.mode, Mode::Normal) {
+            Mode::Normal => self.on_normal_key(key),
+            Mode::Help => {
+                // Any key closes help; `q` there should not quit by surprise.
+                Vec::new()
+            }
+            Mode::Filter(text) => self.on_filter_key(key, text),
+            Mode::Command(text) => self.on_command_key(key, text),
+            Mode::Confirm(confirm) => match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    self.marked.clear();
+                    vec![match confirm {
+                        Confirm::Cancel(ids) => Effect::Cancel(ids),
+                        Confirm::Retry(ids) => Effect::Retry(ids),
+                    }]
+                }
+                _ => {
+                    self.message = Some((Level::Info, "nothing done".into()));
+                    Vec::new()
+                }
+            },
+        }
+    }
+
+    fn on_normal_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let Some(action) = self.keymap.action(self.context(), &key) else {
+            return Vec::new();
+        };
+        self.message = None;
+        match action {
+            Action::Quit => {
+                self.quit = true;
+                Vec::new()
+            }
+            Action::Help => {
+                self.mode = Mode::Help;
+                Vec::new()
+            }
+            Action::NextPane => self.switch_pane(Pane::ALL[(self.pane.index() + 1) % 4]),
+            Action::PrevPane => self.switch_pane(Pane::ALL[(self.pane.index() + 3) % 4]),
+            Action::Services => self.switch_pane(Pane::Services),
+            Action::Manifests => self.switch_pane(Pane::Manifests),
+            Action::Templates => self.switch_pane(Pane::Templates),
+            Action::Runs => self.switch_pane(Pane::Runs),
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-(self.page_rows.max(1) as i64)),
+            Action::PageDown => self.move_by(self.page_rows.max(1) as i64),
+            Action::Top => self.move_to(0),
+            Action::Bottom => self.move_to(usize::MAX),
+            Action::Open => match (self.pane, self.selected_run()) {
+                (Pane::Runs, Some(run)) if self.detail.is_none() => {
+                    let id = run.id;
+                    self.open_run(id)
+                }
+                _ => Vec::new(),
+            },
+            Action::Back => {
+                if self.detail.take().is_some() {
+                    vec![Effect::CloseRun]
+                } else if !self.query.text.is_empty() || self.query.status.is_some() {
+                    self.query = RunsQuery::default();
+                    self.selected = 0;
+                    vec![Effect::LoadRuns(self.query.clone())]
+                } else {
+                    Vec::new()
+                }
+            }
+            Action::Filter => {
+                self.mode = Mode::Filter(self.query.text.clone());
+                Vec::new()
+            }
+            Action::Command => {
+                self.mode = Mode::Command(String::new());
+                Vec::new()
+            }
+            Action::CycleStatus => {
+                let next = match self.query.status {
+                    None => Some(RunStatus::ALL[0]),
+                    Some(s) => RunStatus::ALL
+                        .iter()
+                        .position(|x| *x == s)
+                        .and_then(|i| RunStatus::ALL.get(i + 1))
+                        .copied(),
+                };
+                self.set_status_filter(next)
+            }
+            Action::Mark => {
+                if let Some(id) = self.selected_run().map(|r| r.id) {
+                    if !self.marked.remove(&id) {
+                        self.marked.insert(id);
+                    }
+                    self.move_by(1);
+                }
+                Vec::new()
+            }
+            Action::CopyId => match self.selected_run() {
+                Some(run) => {
+                    let id = run.id.to_string();
+                    self.message = Some((Level::Info, format!("copied run id {id}")));
+                    vec![Effect::Copy(id)]
+                }
+                None => Vec::new(),
+            },
+            Action::Cancel => self.confirm_with(Confirm::Cancel),
+            Action::Retry => self.confirm_with(Confirm::Retry),
+            Action::ShowEvents => self.detail_tab(DetailTab::Events),
+            Action::ShowLogs => self.detail_tab(DetailTab::Logs),
+            Action::ShowArtifacts => self.detail_tab(DetailTab::Artifacts),
+            Action::Follow => {
+                if let Some(d) = self.detail.as_mut() {
+                    d.follow = !d.follow;
+                    d.tab = DetailTab::Logs;
+                    if d.follow {
+                        d.scroll = 0;
+                    }
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn switch_pane(&mut self, pane: Pane) -> Vec<Effect> {
+        self.pane = pane;
+        Vec::new()
+    }
+
+    fn open_run(&mut self, id: i64) -> Vec<Effect> {
+        self.pane = Pane::Runs;
+        self.detail = Some(DetailState {
+            run_id: id,
+            detail: None,
+            logs: VecDeque::new(),
+            tab: DetailTab::Events,
+            follow: true,
+            scroll: 0,
+        });
+        vec![Effect::OpenRun(id)]
+    }
+
+    fn detail_tab(&mut self, tab: DetailTab) -> Vec<Effect> {
+        if let Some(d) = self.detail.as_mut() {
+            d.tab = tab;
+        }
+        Vec::new()
+    }
+
+    fn move_by(&mut self, delta: i64) -> Vec<Effect> {
+        if let Some(d) = self.detail.as_mut() {
+            // In the detail, up and down scroll the logs; scrolling up stops following.
+            if d.tab == DetailTab::Logs {
+                let max = d.logs.len().saturating_sub(1);
+                d.scroll = (d.scroll as i64 - delta).clamp(0, max as i64) as usize;
+                d.follow = d.scroll == 0 && d.follow;
+            }
+            return Vec::new();
+        }
+        if self.runs.is_empty() {
+            return Vec::new();
+        }
+        let last = self.runs.len() as i64 - 1;
+        self.selected = (self.selected as i64 + delta).clamp(0, last) as usize;
+        Vec::new()
+    }
+
+    fn move_to(&mut self, row: usize) -> Vec<Effect> {
+        if let Some(d) = self.detail.as_mut() {
+            d.scroll = if row == 0 {
+                d.logs.len().saturating_sub(1)
+            } else {
+                0
+            };
+            return Vec::new();
+        }
+        self.selected = row.min(self.runs.len().saturating_sub(1));
+        Vec::new()
+    }
+
+    /// The runs an action applies to: the marked ones, else the one open or selected.
+    fn targets(&self) -> Vec<i64> {
+        if let Some(d) = &self.detail {
+            return vec![d.run_id];
+        }
+        if !self.marked.is_empty() {
+            return self.marked.iter().copied().collect();
+        }
+        self.selected_run().map(|r| vec![r.id]).unwrap_or_default()
+    }
+
+    fn confirm_with(&mut self, make: fn(Vec<i64>) -> Confirm) -> Vec<Effect> {
+        if self.read_only {
+            self.message = Some((Level::Error, "read-only: nothing can be changed".into()));
+            return Vec::new();
+        }
+        let ids = self.targets();
+        if ids.is_empty() {
+            self.message = Some((Level::Info, "no run selected".into()));
+        } else {
+            self.mode = Mode::Confirm(make(ids));
+        }
+        Vec::new()
+    }
+
+    fn set_status_filter(&mut self, status: Option<RunStatus>) -> Vec<Effect> {
+        self.query.status = status;
+        self.selected = 0;
+        self.pane = Pane::Runs;
+        vec![Effect::LoadRuns(self.query.clone())]
+    }
+
+    fn on_filter_key(&mut self, key: KeyEvent, mut text: String) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Enter => {
+                self.query.text = text.trim().to_owned();
+                self.selected = 0;
+                vec![Effect::LoadRuns(self.query.clone())]
+            }
+            KeyCode::Esc => Vec::new(),
+            _ => {
+                edit_line(&mut text, &key);
+                self.mode = Mode::Filter(text);
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_command_key(&mut self, key: KeyEvent, mut text: String) -> Vec<Effect> {
+        match key.code {
+            KeyCode::Enter => self.run_command(text.trim()),
+            KeyCode::Esc => Vec::new(),
+            _ => {
+                edit_line(&mut text, &key);
+                self.mode = Mode::Command(text);
+                Vec::new()
+            }
+        }
+    }
+
+    fn run_command(&mut self, line: &str) -> Vec<Effect> {
+        let mut words = line.split_whitespace();
+        let verb = words.next().unwrap_or("");
+        let arg = words.next();
+        match (verb, arg) {
+            ("" , _) => Vec::new(),
+            ("q" | "quit", _) => {
+                self.quit = true;
+                Vec::new()
+            }
+            ("runs", None) => self.set_status_filter(None),
+            ("runs", Some(s)) => match s.parse::<RunStatus>() {
+                Ok(status) => self.set_status_filter(Some(status)),
+                Err(_) => self.fail(format!(
+                    "unknown status `{s}`: one of queued, claimed, running, succeeded, failed, canceled"
+                )),
+            },
+            ("run", Some(id)) => match id.parse::<i64>() {
+                Ok(id) if id > 0 => self.open_run(id),
+                _ => self.fail(format!("`{id}` is not a run id")),
+            },
+            ("services" | "service", _) => self.not_yet(Pane::Services),
+            ("manifests" | "manifest", _) => self.not_yet(Pane::Manifests),
+            ("templates" | "template", _) => self.not_yet(Pane::Templates),
+            ("help", _) => {
+                self.mode = Mode::Help;
+                Vec::new()
+            }
+            _ => self.fail(format!(
+                "unknown command `{line}`: try :runs [STATUS], :run ID, :help, :q"
+            )),
+        }
+    }
+
+    fn not_yet(&mut self, pane: Pane) -> Vec<Effect> {
+        self.pane = pane;
+        Vec::new()
+    }
+
+    fn fail(&mut self, text: String) -> Vec<Effect> {
+        self.message = Some((Level::Error, text));
+        Vec::new()
+    }
+}
+
+/// Minimal line editing for the filter and command lines.
+fn edit_line(text: &mut String, key: &KeyEvent) {
+    match key.code {
+        KeyCode::Backspace => {
+            text.pop();
+        }
+        KeyCode::Char('u') if key.modifiers.contains(KeyModifiers::CONTROL) => text.clear(),
+        KeyCode::Char(c)
+            if !key.modifiers.contains(KeyModifiers::CONTROL) && text.chars().count() < 200 =>
+        {
+            text.push(c)
+        }
+        _ => {}
+    }
+}

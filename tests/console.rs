@@ -1,0 +1,536 @@
+//! The console without a terminal: keys → effects and state, and what each pane and dialog looks
+//! like at 80×24 and 160×48 (insta snapshots of ratatui's TestBackend).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ospdeck::domain::run::{
+    LogLevel, MinuteActivity, Run, RunArtifact, RunEvent, RunLog, RunStatus, StatusCount,
+};
+use ospdeck::ops::{QueueOverview, RunDetail};
+use ospdeck::tui::app::{App, Confirm, Data, DetailTab, Effect, LOG_RING, Mode, Pane, RunsQuery};
+use ospdeck::tui::keymap::Keymap;
+use ospdeck::tui::view::{self, Theme};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::{Color, Modifier};
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 22, 9, 30, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn run(id: i64, workflow: &str, status: RunStatus) -> Run {
+    let created = t0() - Duration::seconds(id * 97);
+    let started = !matches!(status, RunStatus::Queued | RunStatus::Claimed);
+    let held = !matches!(status, RunStatus::Queued);
+    Run {
+        id,
+        project_id: 1,
+        project: "acme".into(),
+        workflow_id: 1,
+        workflow: workflow.into(),
+        queue: "default".into(),
+        status,
+        priority: (id % 3) as i32,
+        payload: serde_json::json!({ "branch": "main" }),
+        attempt: i32::from(held),
+        max_attempts: 3,
+        worker_id: held.then(|| "worker-a".to_owned()),
+        lease_expires_at: None,
+        run_after: created,
+        cancel_requested: false,
+        exit_code: match status {
+            RunStatus::Succeeded => Some(0),
+            RunStatus::Failed => Some(2),
+            _ => None,
+        },
+        error: (status == RunStatus::Failed).then(|| "exit code 2".to_owned()),
+        retry_of: None,
+        created_at: created,
+        claimed_at: held.then_some(created + Duration::seconds(1)),
+        started_at: started.then_some(created + Duration::seconds(2)),
+        finished_at: status
+            .is_terminal()
+            .then_some(created + Duration::seconds(30)),
+    }
+}
+
+fn fixture_runs() -> Vec<Run> {
+    let statuses = [
+        ("deploy", RunStatus::Queued),
+        ("build", RunStatus::Queued),
+        ("test", RunStatus::Claimed),
+        ("deploy", RunStatus::Running),
+        ("backup", RunStatus::Succeeded),
+        ("test", RunStatus::Failed),
+        ("upgrade", RunStatus::Canceled),
+        ("build", RunStatus::Succeeded),
+    ];
+    statuses
+        .iter()
+        .enumerate()
+        .map(|(i, (wf, s))| run(8 - i as i64, wf, *s))
+        .collect()
+}
+
+fn overview() -> QueueOverview {
+    let count = |status, count, capped| StatusCount {
+        status,
+        count,
+        capped,
+    };
+    QueueOverview {
+        counts: vec![
+            count(RunStatus::Queued, 2, false),
+            count(RunStatus::Claimed, 1, false),
+            count(RunStatus::Running, 1, false),
+            count(RunStatus::Succeeded, 10_000, true),
+            count(RunStatus::Failed, 1, false),
+            count(RunStatus::Canceled, 1, false),
+        ],
+        activity: (0..60)
+            .map(|m| MinuteActivity {
+                minutes_ago: m,
+                succeeded: (m * 7) % 13,
+                failed: i64::from(m % 9 == 0),
+            })
+            .collect(),
+        active_workers: 1,
+    }
+}
+
+fn app_with(read_only: bool) -> App {
+    let keymap = Keymap::new(&BTreeMap::new(), read_only).unwrap_or_else(|e| panic!("{e}"));
+    let mut app = App::new(
+        "sqlite:///srv/ospdeck/ospdeck.db".into(),
+        "operator".into(),
+        keymap,
+        read_only,
+    );
+    app.offset = FixedOffset::east_opt(0).unwrap_or_else(|| panic!("offset"));
+    app
+}
+
+fn loaded(read_only: bool) -> App {
+    let mut app = app_with(read_only);
+    app.on_data(Data::Runs(fixture_runs()), t0());
+    app.on_data(Data::Overview(overview()), t0());
+    app
+}
+
+fn key(c: char) -> KeyEvent {
+    KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE)
+}
+
+fn code(c: KeyCode) -> KeyEvent {
+    KeyEvent::new(c, KeyModifiers::NONE)
+}
+
+fn press(app: &mut App, keys: &str) -> Vec<Effect> {
+    keys.chars().flat_map(|c| app.on_key(key(c))).collect()
+}
+
+fn detail_of(run: Run) -> RunDetail {
+    let id = run.id;
+    let at = run.created_at;
+    let event = |n: i64, from: Option<RunStatus>, to: RunStatus| RunEvent {
+        id: n,
+        run_id: id,
+        event_type: "state_change".into(),
+        from_status: from,
+        to_status: Some(to),
+        attempt: i32::from(to != RunStatus::Queued),
+        actor: if to == RunStatus::Queued {
+            "operator"
+        } else {
+            "worker-a"
+        }
+        .into(),
+        message: None,
+        created_at: at + Duration::seconds(n),
+    };
+    RunDetail {
+        events: vec![
+            event(1, None, RunStatus::Queued),
+            event(2, Some(RunStatus::Queued), RunStatus::Claimed),
+            event(3, Some(RunStatus::Claimed), RunStatus::Running),
+        ],
+        artifacts: vec![RunArtifact {
+            id: 1,
+            run_id: id,
+            key: "deploy/report.txt".into(),
+            url: Some("s3://artifacts/report.txt".into()),
+            sha256: Some("ab".repeat(32)),
+            size_bytes: Some(2048),
+            content_type: Some("text/plain".into()),
+            expires_at: None,
+            created_at: at,
+        }],
+        run,
+    }
+}
+
+fn log_lines(run_id: i64, from: i64, n: i64) -> Vec<RunLog> {
+    (from..from + n)
+        .map(|i| RunLog {
+            id: i,
+            run_id,
+            level: if i % 5 == 0 {
+                LogLevel::Error
+            } else {
+                LogLevel::Info
+            },
+            message: format!("line {i}: rolling out replica {}", i % 4),
+            metadata: serde_json::Value::Null,
+            created_at: t0() + Duration::seconds(i),
+        })
+        .collect()
+}
+
+fn screen(app: &mut App, width: u16, height: u16) -> String {
+    let mut terminal =
+        Terminal::new(TestBackend::new(width, height)).unwrap_or_else(|e| panic!("{e}"));
+    terminal
+        .draw(|f| view::render(f, app, Theme { color: true }))
+        .unwrap_or_else(|e| panic!("{e}"));
+    terminal.backend().to_string()
+}
+
+/// Snapshots one state at both sizes.
+fn snap(name: &str, make: impl Fn() -> App) {
+    for (w, h) in [(80, 24), (160, 48)] {
+        let mut app = make();
+        insta::assert_snapshot!(format!("{name}_{w}x{h}"), screen(&mut app, w, h));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys → effects → state
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn moving_is_clamped_to_the_list() {
+    let mut app = loaded(false);
+    press(&mut app, "kkk");
+    assert_eq!(app.selected, 0);
+    press(&mut app, "jjj");
+    assert_eq!(app.selected_run().map(|r| r.id), Some(5));
+    press(&mut app, "G");
+    assert_eq!(app.selected, 7);
+    press(&mut app, "jj");
+    assert_eq!(app.selected, 7);
+    press(&mut app, "g");
+    assert_eq!(app.selected, 0);
+}
+
+#[test]
+fn marked_runs_are_canceled_together_after_confirmation() {
+    let mut app = loaded(false);
+    press(&mut app, " j "); // mark run 8, skip 7... space moves down: marks 8 and 6
+    assert_eq!(app.marked.iter().copied().collect::<Vec<_>>(), vec![6, 8]);
+    assert!(press(&mut app, "x").is_empty());
+    assert_eq!(app.mode, Mode::Confirm(Confirm::Cancel(vec![6, 8])));
+    assert_eq!(press(&mut app, "y"), vec![Effect::Cancel(vec![6, 8])]);
+    assert!(app.marked.is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn a_confirmation_answered_no_does_nothing() {
+    let mut app = loaded(false);
+    press(&mut app, "R");
+    assert_eq!(app.mode, Mode::Confirm(Confirm::Retry(vec![8])));
+    assert!(press(&mut app, "n").is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|(_, m)| m == "nothing done")
+    );
+}
+
+#[test]
+fn read_only_has_no_action_keys() {
+    let mut app = loaded(true);
+    assert!(press(&mut app, "xR").is_empty());
+    assert_eq!(app.mode, Mode::Normal);
+    // Reading still works.
+    press(&mut app, "j");
+    assert_eq!(app.selected, 1);
+}
+
+#[test]
+fn filter_and_status_reload_the_list() {
+    let mut app = loaded(false);
+    press(&mut app, "/");
+    assert_eq!(app.mode, Mode::Filter(String::new()));
+    press(&mut app, "depl");
+    let effects = app.on_key(code(KeyCode::Enter));
+    assert_eq!(
+        effects,
+        vec![Effect::LoadRuns(RunsQuery {
+            status: None,
+            text: "depl".into()
+        })]
+    );
+    let effects = press(&mut app, "s");
+    assert_eq!(
+        effects,
+        vec![Effect::LoadRuns(RunsQuery {
+            status: Some(RunStatus::Queued),
+            text: "depl".into()
+        })]
+    );
+    // Esc clears the whole filter.
+    assert_eq!(
+        app.on_key(code(KeyCode::Esc)),
+        vec![Effect::LoadRuns(RunsQuery::default())]
+    );
+}
+
+#[test]
+fn the_command_line_filters_opens_and_names_mistakes() {
+    let mut app = loaded(false);
+    press(&mut app, ":runs failed");
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::LoadRuns(RunsQuery {
+            status: Some(RunStatus::Failed),
+            text: String::new()
+        })]
+    );
+    press(&mut app, ":run 5");
+    assert_eq!(app.on_key(code(KeyCode::Enter)), vec![Effect::OpenRun(5)]);
+    assert_eq!(app.detail.as_ref().map(|d| d.run_id), Some(5));
+    press(&mut app, ":runs sleeping");
+    assert!(app.on_key(code(KeyCode::Enter)).is_empty());
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|(_, m)| m.contains("unknown status `sleeping`"))
+    );
+    press(&mut app, ":q");
+    app.on_key(code(KeyCode::Enter));
+    assert!(app.quit);
+}
+
+#[test]
+fn detail_opens_switches_tabs_and_closes() {
+    let mut app = loaded(false);
+    press(&mut app, "jjj");
+    assert_eq!(app.on_key(code(KeyCode::Enter)), vec![Effect::OpenRun(5)]);
+    press(&mut app, "l");
+    assert_eq!(app.detail.as_ref().map(|d| d.tab), Some(DetailTab::Logs));
+    press(&mut app, "a");
+    assert_eq!(
+        app.detail.as_ref().map(|d| d.tab),
+        Some(DetailTab::Artifacts)
+    );
+    // Cancel in the detail targets the open run.
+    press(&mut app, "x");
+    assert_eq!(app.mode, Mode::Confirm(Confirm::Cancel(vec![5])));
+    press(&mut app, "n");
+    assert_eq!(app.on_key(code(KeyCode::Esc)), vec![Effect::CloseRun]);
+    assert!(app.detail.is_none());
+}
+
+#[test]
+fn panes_switch_by_number_and_tab() {
+    let mut app = loaded(false);
+    press(&mut app, "1");
+    assert_eq!(app.pane, Pane::Services);
+    app.on_key(code(KeyCode::Tab));
+    assert_eq!(app.pane, Pane::Manifests);
+    app.on_key(code(KeyCode::BackTab));
+    app.on_key(code(KeyCode::BackTab));
+    assert_eq!(app.pane, Pane::Runs);
+    press(&mut app, "q");
+    assert!(app.quit);
+}
+
+#[test]
+fn the_selection_follows_its_run_when_new_runs_arrive() {
+    let mut app = loaded(false);
+    press(&mut app, "jj");
+    assert_eq!(app.selected_run().map(|r| r.id), Some(6));
+    let mut runs = vec![
+        run(10, "build", RunStatus::Queued),
+        run(9, "test", RunStatus::Queued),
+    ];
+    runs.extend(fixture_runs());
+    app.on_data(Data::Runs(runs), t0());
+    assert_eq!(app.selected_run().map(|r| r.id), Some(6));
+}
+
+#[test]
+fn logs_stay_bounded_however_chatty_the_run() {
+    let mut app = loaded(false);
+    app.on_key(code(KeyCode::Enter));
+    for page in 0..5 {
+        app.on_data(Data::Logs(8, log_lines(8, page * 1_000 + 1, 1_000)), t0());
+    }
+    let detail = app.detail.as_ref().unwrap_or_else(|| panic!("no detail"));
+    assert_eq!(detail.logs.len(), LOG_RING);
+    assert_eq!(detail.logs.back().map(|l| l.id), Some(5_000));
+    // Lines of another run are not mixed in.
+    app.on_data(Data::Logs(7, log_lines(7, 1, 3)), t0());
+    assert_eq!(app.detail.as_ref().map(|d| d.logs.len()), Some(LOG_RING));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Colour where it carries meaning: the status badges (snapshots do not see styles).
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn status_badges_are_coloured_unless_no_color() {
+    let mut app = loaded(false);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap_or_else(|e| panic!("{e}"));
+    for color in [true, false] {
+        terminal
+            .draw(|f| view::render(f, &mut app, Theme { color }))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let buffer = terminal.backend().buffer();
+        let row_text = |y: u16| -> String {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect()
+        };
+        // The table row of run 3, the failed test: its STATUS cell starts at the "f" of failed.
+        let y = (0..buffer.area.height)
+            .find(|&y| row_text(y).contains("acme/test") && row_text(y).contains("failed"))
+            .unwrap_or_else(|| panic!("no failed row"));
+        let x = row_text(y)
+            .char_indices()
+            .find(|(_, c)| *c == 'f')
+            .map(|(i, _)| row_text(y)[..i].chars().count() as u16)
+            .unwrap_or_else(|| panic!("no status cell"));
+        let style = buffer[(x, y)].style();
+        if color {
+            assert_eq!(style.fg, Some(Color::Red));
+            assert!(style.add_modifier.contains(Modifier::BOLD));
+        } else {
+            assert!(matches!(style.fg, None | Some(Color::Reset)), "{style:?}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots of every pane and dialog
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn snapshot_runs() {
+    snap("runs", || loaded(false));
+}
+
+#[test]
+fn snapshot_runs_marked_and_filtered() {
+    snap("runs_marked_filtered", || {
+        let mut app = loaded(false);
+        press(&mut app, " j ");
+        press(&mut app, "/dep");
+        app.on_key(code(KeyCode::Enter));
+        app
+    });
+}
+
+#[test]
+fn snapshot_monitor() {
+    snap("monitor", || loaded(true));
+}
+
+#[test]
+fn snapshot_empty_store() {
+    snap("empty_store", || {
+        let mut app = app_with(false);
+        app.on_data(Data::Runs(Vec::new()), t0());
+        app
+    });
+}
+
+#[test]
+fn snapshot_no_match() {
+    snap("no_match", || {
+        let mut app = loaded(false);
+        press(&mut app, "/nothing-like-this");
+        app.on_key(code(KeyCode::Enter));
+        app.on_data(Data::Runs(Vec::new()), t0());
+        app
+    });
+}
+
+fn opened(tab: char) -> App {
+    let mut app = loaded(false);
+    press(&mut app, "jjjj"); // the running deploy
+    app.on_key(code(KeyCode::Enter));
+    let mut r = run(4, "deploy", RunStatus::Running);
+    r.cancel_requested = true;
+    app.on_data(Data::Detail(Box::new(detail_of(r))), t0());
+    app.on_data(Data::Logs(4, log_lines(4, 1, 60)), t0());
+    press(&mut app, &tab.to_string());
+    app
+}
+
+#[test]
+fn snapshot_detail_events() {
+    snap("detail_events", || opened('e'));
+}
+
+#[test]
+fn snapshot_detail_logs() {
+    snap("detail_logs", || opened('l'));
+}
+
+#[test]
+fn snapshot_detail_artifacts() {
+    snap("detail_artifacts", || opened('a'));
+}
+
+#[test]
+fn snapshot_help() {
+    snap("help", || {
+        let mut app = loaded(false);
+        press(&mut app, "?");
+        app
+    });
+}
+
+#[test]
+fn snapshot_confirm_cancel() {
+    snap("confirm_cancel", || {
+        let mut app = loaded(false);
+        press(&mut app, "  x");
+        app
+    });
+}
+
+#[test]
+fn snapshot_command_line_and_error() {
+    snap("command_line", || {
+        let mut app = loaded(false);
+        press(&mut app, ":runs fa");
+        app
+    });
+    snap("error_message", || {
+        let mut app = loaded(false);
+        app.on_data(
+            Data::Failed("run 3 already finished (succeeded); nothing to cancel".into()),
+            t0(),
+        );
+        app
+    });
+}
+
+#[test]
+fn snapshot_other_panes() {
+    for (key, name) in [('1', "services"), ('2', "manifests"), ('3', "templates")] {
+        snap(&format!("pane_{name}"), || {
+            let mut app = loaded(false);
+            press(&mut app, &key.to_string());
+            app
+        });
+    }
+}

@@ -1,0 +1,251 @@
+//! The real binary in a real terminal: tmux runs the console at 80×24, keys go in with send-keys,
+//! the screen comes back with capture-pane, and the store is checked with the CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const BIN: &str = env!("CARGO_BIN_EXE_ospdeck");
+
+fn ospdeck(home: &Path, db: &Path, args: &[&str]) -> Result<Output, std::io::Error> {
+    Command::new(BIN)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_STATE_HOME")
+        .output()
+}
+
+fn run_status(home: &Path, db: &Path, id: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let out = ospdeck(home, db, &["run", "show", id, "--json"])?;
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(value["status"].as_str().unwrap_or("?").to_owned())
+}
+
+/// One tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new(name: &str) -> Self {
+        Self {
+            socket: format!("ospdeck-test-{}-{name}", std::process::id()),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Result<Output, Box<dyn std::error::Error>> {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .map_err(|e| {
+                format!(
+                    "tmux is needed for the console end-to-end test (apt-get install tmux): {e}"
+                )
+            })?;
+        if !out.status.success() {
+            return Err(format!(
+                "tmux {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        Ok(out)
+    }
+
+    /// Starts `ospdeck --db DB ARGS` at 80×24; when it exits, the shell reports its exit code and
+    /// whether the terminal is back in canonical (cooked) mode, then waits to be read.
+    fn start(&self, home: &Path, db: &Path, args: &str) -> TestResult {
+        let script = format!(
+            "\"$OSPDECK_BIN\" --db \"$OSPDECK_DB\" {args}; echo \"exit=$?\"; \
+             stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon | sed 's/^/mode=/'; sleep 600"
+        );
+        self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "main",
+            "-x",
+            "80",
+            "-y",
+            "24",
+            "-e",
+            &format!("OSPDECK_BIN={BIN}"),
+            "-e",
+            &format!("OSPDECK_DB={}", db.display()),
+            "-e",
+            &format!("HOME={}", home.display()),
+            "sh",
+            "-c",
+            &script,
+        ])?;
+        Ok(())
+    }
+
+    fn keys(&self, keys: &[&str]) -> TestResult {
+        let mut args = vec!["send-keys", "-t", "main"];
+        args.extend_from_slice(keys);
+        self.cmd(&args)?;
+        Ok(())
+    }
+
+    /// Literal text (no key-name lookup), e.g. a filter.
+    fn text(&self, text: &str) -> TestResult {
+        self.cmd(&["send-keys", "-t", "main", "-l", text])?;
+        Ok(())
+    }
+
+    fn screen(&self) -> Result<String, Box<dyn std::error::Error>> {
+        let out = self.cmd(&["capture-pane", "-p", "-t", "main"])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn wait_for(&self, what: &str) -> Result<String, Box<dyn std::error::Error>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let screen = self.screen()?;
+            if screen.contains(what) {
+                return Ok(screen);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("`{what}` never appeared; the screen:\n{screen}").into());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+fn demo_store() -> Result<(tempfile::TempDir, PathBuf), Box<dyn std::error::Error>> {
+    let home = tempfile::tempdir()?;
+    let db = home.path().join("demo.db");
+    for args in [&["db", "migrate"][..], &["demo", "--seed-only"][..]] {
+        let out = ospdeck(home.path(), &db, args)?;
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((home, db))
+}
+
+#[test]
+fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> TestResult {
+    let (home, db) = demo_store()?;
+    let tmux = Tmux::new("rw");
+    tmux.start(home.path(), &db, "")?;
+    tmux.wait_for("Runs (16)")?;
+
+    tmux.keys(&["2"])?;
+    tmux.wait_for("Manifest versions")?;
+    tmux.keys(&["4"])?;
+    tmux.wait_for("Runs (16)")?;
+
+    // Filter to the deploy runs; the last of them (run 3) succeeded with logs.
+    tmux.keys(&["/"])?;
+    tmux.text("deploy")?;
+    tmux.keys(&["Enter"])?;
+    let screen = tmux.wait_for("Runs (4) /deploy")?;
+    assert!(!screen.contains("demo/build"), "{screen}");
+    tmux.keys(&["G", "Enter"])?;
+    tmux.wait_for("run 3  demo/deploy  succeeded")?;
+    tmux.keys(&["l"])?;
+    tmux.wait_for("starting deploy")?;
+    tmux.keys(&["Escape"])?;
+    tmux.wait_for("Runs (4) /deploy")?;
+    tmux.keys(&["Escape"])?;
+    tmux.wait_for("Runs (16)")?;
+
+    // Cancel the newest queued run after confirming; the store agrees.
+    tmux.keys(&[":"])?;
+    tmux.text("runs queued")?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("status=queued")?;
+    assert_eq!(run_status(home.path(), &db, "16")?, "queued");
+    tmux.keys(&["x"])?;
+    tmux.wait_for("Cancel run 16?")?;
+    tmux.keys(&["y"])?;
+    tmux.wait_for("canceled 16")?;
+    assert_eq!(run_status(home.path(), &db, "16")?, "canceled");
+
+    tmux.keys(&["q"])?;
+    let screen = tmux.wait_for("exit=0")?;
+    let screen = if screen.contains("mode=") {
+        screen
+    } else {
+        tmux.wait_for("mode=")?
+    };
+    assert!(
+        screen.contains("mode=icanon"),
+        "terminal left raw:\n{screen}"
+    );
+    assert!(
+        !screen.contains("Runs ("),
+        "alternate screen not left:\n{screen}"
+    );
+    Ok(())
+}
+
+#[test]
+fn monitor_mode_changes_nothing() -> TestResult {
+    let (home, db) = demo_store()?;
+    let tmux = Tmux::new("ro");
+    tmux.start(home.path(), &db, "monitor")?;
+    tmux.wait_for("READ-ONLY")?;
+    tmux.keys(&[":"])?;
+    tmux.text("runs queued")?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("status=queued")?;
+    tmux.keys(&["x", "y", "R", "y"])?;
+    // Give a (wrong) action every chance to land before looking.
+    std::thread::sleep(Duration::from_millis(500));
+    let screen = tmux.screen()?;
+    assert!(!screen.contains("confirm"), "{screen}");
+    for id in ["13", "14", "15", "16"] {
+        assert_eq!(run_status(home.path(), &db, id)?, "queued", "run {id}");
+    }
+    tmux.keys(&["q"])?;
+    tmux.wait_for("exit=0")?;
+    Ok(())
+}
+
+#[test]
+fn sigterm_and_sighup_restore_the_terminal() -> TestResult {
+    let (home, db) = demo_store()?;
+    for signal in ["TERM", "HUP"] {
+        let tmux = Tmux::new(&format!("sig{signal}"));
+        tmux.start(home.path(), &db, "")?;
+        tmux.wait_for("Runs (16)")?;
+        let shell = tmux.cmd(&["list-panes", "-t", "main", "-F", "#{pane_pid}"])?;
+        let shell = String::from_utf8_lossy(&shell.stdout).trim().to_owned();
+        let killed = Command::new("pkill")
+            .args([&format!("-{signal}"), "-P", &shell, "-x", "ospdeck"])
+            .status()?;
+        assert!(killed.success(), "no ospdeck child of {shell} to signal");
+        tmux.wait_for("exit=")?;
+        let screen = tmux.wait_for("mode=")?;
+        assert!(
+            screen.contains("mode=icanon"),
+            "SIG{signal} left the terminal raw:\n{screen}"
+        );
+        assert!(!screen.contains("Runs ("), "{screen}");
+    }
+    Ok(())
+}
