@@ -338,6 +338,66 @@ fn detail_opens_switches_tabs_and_closes() {
 }
 
 #[test]
+fn claim_start_and_complete_go_through_the_console_worker() {
+    let mut app = loaded(false);
+    assert_eq!(press(&mut app, "c"), vec![Effect::Claim("default".into())]);
+    press(&mut app, "jj");
+    assert_eq!(press(&mut app, "S"), vec![Effect::Start(6)]);
+    assert!(press(&mut app, "C").is_empty());
+    assert_eq!(
+        app.mode,
+        Mode::ExitCode {
+            run_id: 6,
+            text: "0".into()
+        }
+    );
+    app.on_key(code(KeyCode::Backspace));
+    press(&mut app, "3");
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::Complete(6, 3)]
+    );
+    // A bad exit code is named, nothing is sent.
+    press(&mut app, "C");
+    press(&mut app, "x");
+    assert!(app.on_key(code(KeyCode::Enter)).is_empty());
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|(_, m)| m.contains("`0x` is not an exit code"))
+    );
+    // Read-only: none of them is even bound.
+    let mut ro = loaded(true);
+    assert!(press(&mut ro, "cSC").is_empty());
+    assert_eq!(ro.mode, Mode::Normal);
+    assert_eq!(
+        ospdeck::tui::console_worker_id("ana.lima@corp"),
+        "console-ana.limacorp"
+    );
+}
+
+#[test]
+fn log_search_filters_lines_and_esc_clears_it() {
+    let mut app = loaded(false);
+    app.on_key(code(KeyCode::Enter));
+    app.on_data(Data::Logs(8, log_lines(8, 1, 40)), t0());
+    press(&mut app, "/");
+    press(&mut app, "REPLICA 3");
+    assert!(app.on_key(code(KeyCode::Enter)).is_empty());
+    let detail = app.detail.as_ref().unwrap_or_else(|| panic!("no detail"));
+    assert_eq!(detail.tab, DetailTab::Logs);
+    assert_eq!(detail.visible_logs().len(), 10);
+    assert!(detail.visible_logs().iter().all(|l| l.id % 4 == 3));
+    // Esc clears the search first, then closes the detail.
+    assert!(app.on_key(code(KeyCode::Esc)).is_empty());
+    assert_eq!(
+        app.detail.as_ref().map(|d| d.visible_logs().len()),
+        Some(40)
+    );
+    assert_eq!(app.on_key(code(KeyCode::Esc)), vec![Effect::CloseRun]);
+}
+
+#[test]
 fn panes_switch_by_number_and_tab() {
     let mut app = loaded(false);
     press(&mut app, "1");
@@ -482,6 +542,25 @@ fn snapshot_detail_events() {
 #[test]
 fn snapshot_detail_logs() {
     snap("detail_logs", || opened('l'));
+}
+
+#[test]
+fn snapshot_detail_log_search() {
+    snap("detail_log_search", || {
+        let mut app = opened('l');
+        press(&mut app, "/replica 2");
+        app.on_key(code(KeyCode::Enter));
+        app
+    });
+}
+
+#[test]
+fn snapshot_exit_code_prompt() {
+    snap("exit_code_prompt", || {
+        let mut app = opened('e');
+        press(&mut app, "C");
+        app
+    });
 }
 
 #[test]

@@ -185,6 +185,22 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
     tmux.wait_for("canceled 16")?;
     assert_eq!(run_status(home.path(), &db, "16")?, "canceled");
 
+    // Claim the next queued run of that queue by hand, start it, complete it with exit code 0.
+    tmux.keys(&["c"])?;
+    tmux.wait_for("claimed run 13 as console-")?;
+    assert_eq!(run_status(home.path(), &db, "13")?, "claimed");
+    tmux.keys(&[":"])?;
+    tmux.text("run 13")?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("run 13  demo/build  claimed")?;
+    tmux.keys(&["S"])?;
+    tmux.wait_for("started run 13")?;
+    tmux.keys(&["C"])?;
+    tmux.wait_for("with exit code: 0")?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("run 13 succeeded")?;
+    assert_eq!(run_status(home.path(), &db, "13")?, "succeeded");
+
     tmux.keys(&["q"])?;
     let screen = tmux.wait_for("exit=0")?;
     let screen = if screen.contains("mode=") {

@@ -83,6 +83,11 @@ pub enum Mode {
     Filter(String),
     Command(String),
     Confirm(Confirm),
+    /// Asking the exit code to complete a run with.
+    ExitCode {
+        run_id: i64,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +112,22 @@ pub struct DetailState {
     pub follow: bool,
     /// Lines scrolled up from the bottom of the logs (0 = at the end).
     pub scroll: usize,
+    /// Only log lines containing this (case-insensitive) are shown.
+    pub search: String,
+}
+
+impl DetailState {
+    /// The log lines the search lets through, oldest first.
+    pub fn visible_logs(&self) -> Vec<&RunLog> {
+        if self.search.is_empty() {
+            return self.logs.iter().collect();
+        }
+        let needle = self.search.to_lowercase();
+        self.logs
+            .iter()
+            .filter(|l| l.message.to_lowercase().contains(&needle))
+            .collect()
+    }
 }
 
 /// IO the runtime performs for the app.
@@ -117,6 +138,10 @@ pub enum Effect {
     CloseRun,
     Cancel(Vec<i64>),
     Retry(Vec<i64>),
+    /// Claim the next run of a queue as the console's own worker.
+    Claim(String),
+    Start(i64),
+    Complete(i64, i32),
     Copy(String),
 }
 
@@ -260,6 +285,18 @@ impl App {
             }
             Mode::Filter(text) => self.on_filter_key(key, text),
             Mode::Command(text) => self.on_command_key(key, text),
+            Mode::ExitCode { run_id, mut text } => match key.code {
+                KeyCode::Enter => match text.trim().parse::<i32>() {
+                    Ok(code) => vec![Effect::Complete(run_id, code)],
+                    Err(_) => self.fail(format!("`{}` is not an exit code", text.trim())),
+                },
+                KeyCode::Esc => Vec::new(),
+                _ => {
+                    edit_line(&mut text, &key);
+                    self.mode = Mode::ExitCode { run_id, text };
+                    Vec::new()
+                }
+            },
             Mode::Confirm(confirm) => match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => {
                     self.marked.clear();
@@ -310,7 +347,10 @@ impl App {
                 _ => Vec::new(),
             },
             Action::Back => {
-                if self.detail.take().is_some() {
+                if let Some(d) = self.detail.as_mut().filter(|d| !d.search.is_empty()) {
+                    d.search.clear();
+                    Vec::new()
+                } else if self.detail.take().is_some() {
                     vec![Effect::CloseRun]
                 } else if !self.query.text.is_empty() || self.query.status.is_some() {
                     self.query = RunsQuery::default();
@@ -321,7 +361,11 @@ impl App {
                 }
             }
             Action::Filter => {
-                self.mode = Mode::Filter(self.query.text.clone());
+                let current = match &self.detail {
+                    Some(d) => d.search.clone(),
+                    None => self.query.text.clone(),
+                };
+                self.mode = Mode::Filter(current);
                 Vec::new()
             }
             Action::Command => {
@@ -358,6 +402,23 @@ impl App {
             },
             Action::Cancel => self.confirm_with(Confirm::Cancel),
             Action::Retry => self.confirm_with(Confirm::Retry),
+            Action::Claim => match self.current_run() {
+                Some(run) => vec![Effect::Claim(run.queue.clone())],
+                None => self.fail("no run selected: its queue is the one claimed from".into()),
+            },
+            Action::Start => match self.current_run_id() {
+                Some(id) => vec![Effect::Start(id)],
+                None => Vec::new(),
+            },
+            Action::Complete => {
+                if let Some(run_id) = self.current_run_id() {
+                    self.mode = Mode::ExitCode {
+                        run_id,
+                        text: "0".into(),
+                    };
+                }
+                Vec::new()
+            }
             Action::ShowEvents => self.detail_tab(DetailTab::Events),
             Action::ShowLogs => self.detail_tab(DetailTab::Logs),
             Action::ShowArtifacts => self.detail_tab(DetailTab::Artifacts),
@@ -388,6 +449,7 @@ impl App {
             tab: DetailTab::Events,
             follow: true,
             scroll: 0,
+            search: String::new(),
         });
         vec![Effect::OpenRun(id)]
     }
@@ -403,7 +465,7 @@ impl App {
         if let Some(d) = self.detail.as_mut() {
             // In the detail, up and down scroll the logs; scrolling up stops following.
             if d.tab == DetailTab::Logs {
-                let max = d.logs.len().saturating_sub(1);
+                let max = d.visible_logs().len().saturating_sub(1);
                 d.scroll = (d.scroll as i64 - delta).clamp(0, max as i64) as usize;
                 d.follow = d.scroll == 0 && d.follow;
             }
@@ -420,7 +482,7 @@ impl App {
     fn move_to(&mut self, row: usize) -> Vec<Effect> {
         if let Some(d) = self.detail.as_mut() {
             d.scroll = if row == 0 {
-                d.logs.len().saturating_sub(1)
+                d.visible_logs().len().saturating_sub(1)
             } else {
                 0
             };
@@ -428,6 +490,21 @@ impl App {
         }
         self.selected = row.min(self.runs.len().saturating_sub(1));
         Vec::new()
+    }
+
+    /// The run open in the detail, else the selected one.
+    fn current_run(&self) -> Option<&Run> {
+        match &self.detail {
+            Some(d) => d.detail.as_ref().map(|x| &x.run),
+            None => self.selected_run(),
+        }
+    }
+
+    fn current_run_id(&self) -> Option<i64> {
+        match &self.detail {
+            Some(d) => Some(d.run_id),
+            None => self.selected_run().map(|r| r.id),
+        }
     }
 
     /// The runs an action applies to: the marked ones, else the one open or selected.
@@ -465,6 +542,12 @@ impl App {
     fn on_filter_key(&mut self, key: KeyEvent, mut text: String) -> Vec<Effect> {
         match key.code {
             KeyCode::Enter => {
+                if let Some(d) = self.detail.as_mut() {
+                    d.search = text.trim().to_owned();
+                    d.tab = DetailTab::Logs;
+                    d.scroll = 0;
+                    return Vec::new();
+                }
                 self.query.text = text.trim().to_owned();
                 self.selected = 0;
                 vec![Effect::LoadRuns(self.query.clone())]

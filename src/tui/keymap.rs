@@ -41,6 +41,9 @@ pub enum Action {
     CopyId,
     Cancel,
     Retry,
+    Claim,
+    Start,
+    Complete,
     ShowEvents,
     ShowLogs,
     ShowArtifacts,
@@ -66,7 +69,7 @@ impl Action {
         (Action::PageDown, "page_down", "page down", false),
         (Action::Open, "open", "open detail", false),
         (Action::Back, "back", "back / close", false),
-        (Action::Filter, "filter", "filter by text", false),
+        (Action::Filter, "filter", "filter runs / search logs", false),
         (
             Action::Command,
             "command",
@@ -83,6 +86,14 @@ impl Action {
         (Action::CopyId, "copy_id", "copy run id (OSC 52)", false),
         (Action::Cancel, "cancel", "cancel marked/selected", true),
         (Action::Retry, "retry", "retry marked/selected", true),
+        (Action::Claim, "claim", "claim next in this queue", true),
+        (Action::Start, "start", "start (console's claim)", true),
+        (
+            Action::Complete,
+            "complete",
+            "complete (asks exit code)",
+            true,
+        ),
         (Action::ShowEvents, "events", "show events", false),
         (Action::ShowLogs, "logs", "show logs", false),
         (Action::ShowArtifacts, "artifacts", "show artifacts", false),
@@ -120,8 +131,8 @@ impl Action {
     fn contexts(self) -> &'static [Context] {
         use Action::*;
         match self {
-            Mark | CopyId | CycleStatus | Filter => &[Context::Runs],
-            Cancel | Retry => &[Context::Runs, Context::Detail],
+            Mark | CopyId | CycleStatus => &[Context::Runs],
+            Filter | Cancel | Retry | Claim | Start | Complete => &[Context::Runs, Context::Detail],
             ShowEvents | ShowLogs | ShowArtifacts | Follow => &[Context::Detail],
             _ => &[Context::Global],
         }
@@ -286,6 +297,9 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("y", Action::CopyId),
     ("x", Action::Cancel),
     ("R", Action::Retry),
+    ("c", Action::Claim),
+    ("S", Action::Start),
+    ("C", Action::Complete),
     ("e", Action::ShowEvents),
     ("l", Action::ShowLogs),
     ("a", Action::ShowArtifacts),

@@ -155,6 +155,9 @@ const FALLBACK_POLL: Duration = Duration::from_secs(5);
 /// The sparkline has minute resolution; its query (every run finished in the last hour) runs at
 /// most this often.
 const ACTIVITY_EVERY: Duration = Duration::from_secs(10);
+/// Lease of a run claimed by hand from the console; an operator who walks away loses it to the
+/// rescuer after this.
+const CONSOLE_LEASE: Duration = Duration::from_secs(600);
 /// Log lines fetched per round trip while following.
 const LOG_PAGE: i64 = 1_000;
 
@@ -201,6 +204,7 @@ async fn load(
         }
     });
 
+    let worker = console_worker_id(ops.actor());
     let mut query = RunsQuery::default();
     let mut activity_at: Option<Instant> = None;
     let mut open: Option<(i64, i64)> = None; // (run id, last log line id seen)
@@ -235,6 +239,36 @@ async fn load(
                     .await;
                     refresh_runs(&ops, &query, &mut activity_at, &tx).await;
                 }
+                Some(Effect::Claim(queue)) => {
+                    let data = match ops.claim_runs(&worker, std::slice::from_ref(&queue), 1, CONSOLE_LEASE).await {
+                        Ok(claimed) => match claimed.first() {
+                            Some(run) => Data::Done(format!("claimed run {} as {worker}", run.id)),
+                            None => Data::Done(format!("nothing queued in {queue}")),
+                        },
+                        Err(e) => Data::Failed(e.to_string()),
+                    };
+                    let _ = tx.send(data);
+                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
+                }
+                Some(Effect::Start(id)) => {
+                    let data = match ops.start_run(&worker, id).await {
+                        Ok(_) => Data::Done(format!("started run {id}")),
+                        Err(e) => Data::Failed(e.to_string()),
+                    };
+                    let _ = tx.send(data);
+                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
+                    refresh_open(&ops, &mut open, &tx).await;
+                }
+                Some(Effect::Complete(id, code)) => {
+                    let error = (code != 0).then(|| format!("exit code {code} (completed from the console)"));
+                    let data = match ops.complete_run(&worker, id, code, error.as_deref()).await {
+                        Ok(run) => Data::Done(format!("run {id} {}", run.status)),
+                        Err(e) => Data::Failed(e.to_string()),
+                    };
+                    let _ = tx.send(data);
+                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
+                    refresh_open(&ops, &mut open, &tx).await;
+                }
                 Some(Effect::Copy(_)) => {}
             },
             Some(()) = changed_rx.recv() => {
@@ -244,6 +278,16 @@ async fn load(
         }
     }
     watcher.abort();
+}
+
+/// The worker id the console claims, starts and completes runs as: `console-<user>`.
+pub fn console_worker_id(user: &str) -> String {
+    let user: String = user
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+        .take(64)
+        .collect();
+    format!("console-{}", if user.is_empty() { "user" } else { &user })
 }
 
 async fn refresh_runs(

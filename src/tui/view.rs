@@ -436,7 +436,17 @@ fn render_detail(frame: &mut Frame, d: &DetailState, app: &App, theme: Theme, ar
             key(Action::ShowEvents),
             detail.events.len()
         )),
-        Line::from(format!("{} logs ({})", key(Action::ShowLogs), d.logs.len())),
+        Line::from(if d.search.is_empty() {
+            format!("{} logs ({})", key(Action::ShowLogs), d.logs.len())
+        } else {
+            format!(
+                "{} logs ({} of {}) /{}",
+                key(Action::ShowLogs),
+                d.visible_logs().len(),
+                d.logs.len(),
+                d.search
+            )
+        }),
         Line::from(format!(
             "{} artifacts ({})",
             key(Action::ShowArtifacts),
@@ -491,13 +501,19 @@ fn render_detail(frame: &mut Frame, d: &DetailState, app: &App, theme: Theme, ar
             })
             .collect(),
         DetailTab::Logs => {
-            if d.logs.is_empty() {
-                vec![Line::styled("no log lines yet", theme.dim())]
+            let visible = d.visible_logs();
+            if visible.is_empty() {
+                let text = if d.logs.is_empty() {
+                    "no log lines yet".to_owned()
+                } else {
+                    format!("no line contains `{}` (Esc clears the search)", d.search)
+                };
+                vec![Line::styled(text, theme.dim())]
             } else {
-                let end = d.logs.len().saturating_sub(d.scroll);
+                let end = visible.len().saturating_sub(d.scroll);
                 let start = end.saturating_sub(height);
-                d.logs
-                    .range(start..end)
+                visible[start..end]
+                    .iter()
                     .map(|l| {
                         let style = match l.level {
                             crate::domain::run::LogLevel::Error => theme.fg(Color::Red),
@@ -556,6 +572,11 @@ fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
             Span::raw(":"),
             Span::raw(text.clone()),
             Span::raw("▏"),
+        ]),
+        Mode::ExitCode { run_id, text } => Line::from(vec![
+            Span::raw(format!("complete run {run_id} with exit code: ")),
+            Span::raw(text.clone()),
+            Span::styled("▏ Enter completes · Esc keeps it running", theme.dim()),
         ]),
         _ => match &app.message {
             Some((Level::Error, text)) => Line::styled(format!("error: {text}"), theme.error()),
