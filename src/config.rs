@@ -59,13 +59,16 @@ impl Paths {
 }
 
 /// The config file. Unknown keys are refused so a typo does not silently fall back to defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub database_url: Option<String>,
     /// The console's keys: action name → one key or a list (`cancel = "d"`, `quit = ["q", "ctrl-c"]`).
     #[serde(default)]
     pub keys: std::collections::BTreeMap<String, KeyList>,
+    /// How service workers are deployed (default: kind = "none").
+    #[serde(default)]
+    pub deployer: crate::deploy::DeployerConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

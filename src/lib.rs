@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod cli;
 pub mod config;
+pub mod deploy;
 pub mod domain;
 pub mod ops;
 pub mod store;

@@ -149,13 +149,10 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
     fill(args.e2e_runs).await?;
     let e2e_concurrency = 16;
     let config = WorkerConfig {
-        id: format!("{tag}-e2e"),
-        queues: queues.clone(),
         concurrency: e2e_concurrency,
-        lease: Duration::from_secs(60),
         drain: true,
-        grace: Duration::from_secs(5),
         idle_poll: Duration::from_millis(200),
+        ..WorkerConfig::in_process(format!("{tag}-e2e"), queues.clone())
     };
     let (_stop_tx, stop_rx) = watch::channel(false);
     let t = Instant::now();
@@ -286,15 +283,7 @@ async fn insert_to_start(
     queues: &[String],
     samples: usize,
 ) -> CliResult<(f64, f64)> {
-    let config = WorkerConfig {
-        id: format!("{project}-latency"),
-        queues: queues.to_vec(),
-        concurrency: 4,
-        lease: Duration::from_secs(60),
-        drain: false,
-        grace: Duration::from_secs(5),
-        idle_poll: Duration::from_secs(5),
-    };
+    let config = WorkerConfig::in_process(format!("{project}-latency"), queues.to_vec());
     let (stop_tx, stop_rx) = watch::channel(false);
     let worker = tokio::spawn(run_worker(ops.clone(), config, stop_rx));
     tokio::time::sleep(Duration::from_millis(300)).await;

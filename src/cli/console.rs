@@ -105,13 +105,14 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> CliResult<ExitCode> {
     let worker = tokio::spawn(run_worker(
         ops.clone(),
         WorkerConfig {
-            id: format!("demo-{}", std::process::id()),
-            queues: vec![crate::ops::demo::DEMO_QUEUE.to_owned()],
             concurrency: 2,
             lease: Duration::from_secs(30),
-            drain: false,
             grace: Duration::from_secs(2),
             idle_poll: Duration::from_secs(2),
+            ..WorkerConfig::in_process(
+                format!("demo-{}", std::process::id()),
+                vec![crate::ops::demo::DEMO_QUEUE.to_owned()],
+            )
         },
         stop_rx.clone(),
     ));

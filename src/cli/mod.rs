@@ -3,6 +3,7 @@
 mod console;
 mod output;
 mod queue;
+mod services;
 
 pub use output::emit as emit_report;
 
@@ -59,6 +60,16 @@ pub enum Command {
     /// The run queue
     #[command(subcommand)]
     Run(RunCommand),
+    /// Services: a schema, a governed manifest, workflows and a worker
+    #[command(subcommand)]
+    Service(services::ServiceCommand),
+    /// Governed manifests of a service
+    #[command(subcommand)]
+    Manifest(services::ManifestCommand),
+    /// Deploy a service's worker with the configured deployer ([deployer] in config.toml)
+    Deploy { service: String },
+    /// The worker registry: deployment status and heartbeat of each service's worker
+    Workers,
     /// Claim and execute runs until stopped (SIGTERM/SIGINT finish or release what is held)
     Worker(crate::worker::WorkerArgs),
     /// Benchmarks that print figures
@@ -204,13 +215,26 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
             queue::workflow(&connect(&cli, &options).await?, cli.json, cmd).await
         }
         Some(Command::Run(cmd)) => queue::run(&connect(&cli, &options).await?, cli.json, cmd).await,
+        Some(Command::Service(cmd)) => {
+            services::service(&connect(&cli, &options).await?, cli.json, cmd).await
+        }
+        Some(Command::Manifest(cmd)) => {
+            services::manifest(&connect(&cli, &options).await?, cli.json, cmd).await
+        }
+        Some(Command::Deploy { service }) => {
+            services::deploy(&cli, &connect(&cli, &options).await?, service).await
+        }
+        Some(Command::Workers) => {
+            services::workers(&connect(&cli, &options).await?, cli.json).await
+        }
         Some(Command::Worker(args)) => {
             let options = StoreOptions {
                 max_connections: args.concurrency.saturating_add(4),
                 ..options
             };
             let ops = connect(&cli, &options).await?;
-            crate::worker::run_cli(ops, args).await
+            let deployer = services::deployer_settings(&cli)?;
+            crate::worker::run_cli(ops, args, deployer).await
         }
         Some(Command::Bench(args)) => queue::bench(&cli, args).await,
     }

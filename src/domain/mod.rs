@@ -1,9 +1,12 @@
 //! Pure types and rules: the vocabulary of DESIGN.md, the state machines and input validation.
 //! Nothing here does IO or is async, so every rule is unit-tested directly.
 
+pub mod deployment;
 pub mod error;
+pub mod manifest;
 pub mod project;
 pub mod run;
+pub mod service;
 pub mod workflow;
 
 pub use error::InvalidInput;

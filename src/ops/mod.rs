@@ -3,17 +3,21 @@
 
 mod catalog;
 pub mod demo;
+mod deploy;
 mod error;
 mod overview;
 mod queue;
+mod services;
 
 use std::sync::Arc;
 
 use crate::store::Store;
 
+pub use deploy::*;
 pub use error::OpsError;
 pub use overview::*;
 pub use queue::*;
+pub use services::*;
 
 pub type OpsResult<T> = Result<T, OpsError>;
 

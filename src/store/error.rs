@@ -54,7 +54,7 @@ fn classify(code: Option<&str>, message: &str) -> StoreError {
     let msg = message.to_owned();
     match code {
         // PostgreSQL SQLSTATEs.
-        Some("23505") => StoreError::Conflict(msg),
+        Some("23505" | "42P06") => StoreError::Conflict(msg),
         Some("23503") => StoreError::NotFound(msg),
         Some("23514" | "23502" | "22P02" | "22023" | "22001" | "54000" | "42501") => {
             StoreError::Invalid(msg)
@@ -72,7 +72,10 @@ fn classify(code: Option<&str>, message: &str) -> StoreError {
         Some("14" | "5" | "517" | "261" | "26") => StoreError::Unavailable(msg),
         _ if msg.starts_with("no such table") => StoreError::NotMigrated(msg),
         // RAISE(ABORT, …) from our triggers arrives as a plain constraint error (code 19 or 1).
-        _ if msg.contains("illegal run transition") || msg.contains("append-only") => {
+        _ if msg.contains("illegal run transition")
+            || msg.contains("append-only")
+            || msg.contains("manifest rule:") =>
+        {
             StoreError::Invalid(msg)
         }
         _ => StoreError::Database(msg),

@@ -3,6 +3,7 @@
 
 mod error;
 pub mod postgres;
+pub mod services;
 mod shared;
 pub mod sqlite;
 
@@ -20,6 +21,7 @@ use crate::domain::run::{
 use crate::domain::workflow::{NewWorkflow, Workflow};
 
 pub use error::{StoreError, StoreResult};
+pub use services::ServiceStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,7 +39,7 @@ pub struct MigrationState {
 
 /// Everything the use cases need from a database. Mutations are one transaction each.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: ServiceStore + Send + Sync {
     fn kind(&self) -> StoreKind;
     /// Where the store lives, with any password redacted.
     fn location(&self) -> String;

@@ -5,6 +5,11 @@ use std::str::FromStr;
 use super::{MigrationState, StoreError, StoreResult};
 use crate::domain::run::{MinuteActivity, RescueOutcome, RunStatus, StatusCount};
 
+/// A validated identifier, double-quoted for DDL all the same (inner quotes doubled).
+pub(super) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 pub(super) fn status(text: &str) -> StoreResult<RunStatus> {
     RunStatus::from_str(text).map_err(|e| StoreError::Database(e.to_string()))
 }

@@ -3,6 +3,7 @@
 mod child;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,7 +13,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::cli::{CliError, CliResult};
-use crate::domain::run::{ClaimedRun, Completion, Hold, RunStatus};
+use crate::deploy::DeployerConfig;
+use crate::domain::run::{ClaimedRun, Completion, Hold, LogLevel, NewLogLine, RunStatus};
 use crate::domain::workflow::Workflow;
 use crate::ops::{Ops, OpsResult, check_worker_id};
 
@@ -38,6 +40,9 @@ pub struct WorkerArgs {
     /// Seconds to let running commands finish on SIGTERM/SIGINT before releasing them
     #[arg(long, default_value_t = 30)]
     pub grace: u64,
+    /// Serve this service's task queue (<schema>-tasks) and heartbeat in its worker registry
+    #[arg(long)]
+    pub service: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,23 +55,59 @@ pub struct WorkerConfig {
     pub grace: Duration,
     /// Longest sleep between claims when nothing wakes the worker.
     pub idle_poll: Duration,
+    /// How `deploy-service` runs deploy a service's worker, and where manifests are written.
+    pub deployer: DeployerConfig,
+    pub manifest_dir: PathBuf,
+    /// A service worker heartbeats in that service's registry entry.
+    pub service: Option<String>,
 }
 
 impl WorkerConfig {
-    pub fn from_args(args: &WorkerArgs) -> OpsResult<Self> {
+    /// A worker inside another command (demo, bench, tests): four at a time, one-minute leases,
+    /// no deployer, manifests under the temp dir. Callers override what they need.
+    pub fn in_process(id: String, queues: Vec<String>) -> Self {
+        Self {
+            id,
+            queues,
+            concurrency: 4,
+            lease: Duration::from_secs(60),
+            drain: false,
+            grace: Duration::from_secs(5),
+            idle_poll: Duration::from_secs(5),
+            deployer: DeployerConfig::default(),
+            manifest_dir: std::env::temp_dir().join("ospdeck-manifests"),
+            service: None,
+        }
+    }
+
+    pub fn from_args(
+        args: &WorkerArgs,
+        (deployer, manifest_dir): (DeployerConfig, PathBuf),
+    ) -> OpsResult<Self> {
         let id = args.id.clone().unwrap_or_else(default_worker_id);
         check_worker_id(&id)?;
         for queue in &args.queues {
             crate::domain::workflow::check_queue_name(queue)?;
         }
+        let mut queues = args.queues.clone();
+        if let Some(schema) = &args.service {
+            crate::domain::service::check_schema_name(schema)?;
+            let own = crate::domain::manifest::task_queue(schema);
+            if !queues.contains(&own) {
+                queues.push(own);
+            }
+        }
         Ok(Self {
             id,
-            queues: args.queues.clone(),
+            queues,
             concurrency: args.concurrency,
             lease: Duration::from_secs(args.lease),
             drain: args.drain,
             grace: Duration::from_secs(args.grace),
             idle_poll: Duration::from_secs(5),
+            deployer,
+            manifest_dir,
+            service: args.service.clone(),
         })
     }
 }
@@ -97,8 +138,16 @@ pub struct WorkerStats {
     pub rescued: u64,
 }
 
-pub async fn run_cli(ops: Ops, args: &WorkerArgs) -> CliResult<ExitCode> {
-    let config = WorkerConfig::from_args(args)?;
+pub async fn run_cli(
+    ops: Ops,
+    args: &WorkerArgs,
+    deployer: (DeployerConfig, PathBuf),
+) -> CliResult<ExitCode> {
+    let config = WorkerConfig::from_args(args, deployer)?;
+    if let Some(schema) = &config.service {
+        // Refuse an unknown service now rather than heartbeat into nothing.
+        ops.service(schema).await.map_err(CliError::from)?;
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_stop_signal().await;
@@ -161,6 +210,20 @@ pub async fn run_worker(
 ) -> OpsResult<WorkerStats> {
     let mut stats = WorkerStats::default();
     let mut waker = ops.store().run_waker().await?;
+    let heartbeat_task = match config.service.clone() {
+        Some(schema) => {
+            // The first beat before any claim: a service worker is known the moment it starts.
+            if let Err(e) = ops.service_worker_heartbeat(&schema, &config.id).await {
+                tracing::warn!(error = %e, service = %schema, "service heartbeat failed");
+            }
+            Some(tokio::spawn(service_heartbeats(
+                ops.clone(),
+                schema,
+                config.id.clone(),
+            )))
+        }
+        None => None,
+    };
     let mut workflows: HashMap<i64, Workflow> = HashMap::new();
     let mut in_flight: HashMap<i64, InFlight> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(256);
@@ -183,7 +246,7 @@ pub async fn run_worker(
                 let hold = run.hold();
                 let task = tokio::spawn(execute(
                     ops.clone(),
-                    config.id.clone(),
+                    config.clone(),
                     run,
                     workflow,
                     control_rx,
@@ -230,7 +293,22 @@ pub async fn run_worker(
     }
 
     shut_down(&ops, &config, &mut stats, &mut in_flight, &mut done_rx).await;
+    if let Some(task) = heartbeat_task {
+        task.abort();
+    }
     Ok(stats)
+}
+
+/// A service worker's heartbeat in the registry: at once, then every few seconds.
+async fn service_heartbeats(ops: Ops, schema: String, worker_id: String) {
+    let every = Duration::from_secs(crate::domain::deployment::HEARTBEAT_EVERY_SECS as u64);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = ops.service_worker_heartbeat(&schema, &worker_id).await {
+            tracing::warn!(error = %e, service = %schema, "service heartbeat failed");
+        }
+    }
 }
 
 /// Looks up each claimed run's workflow (cached); starts the runs that are still ours.
@@ -328,16 +406,22 @@ async fn shut_down(
 
 async fn execute(
     ops: Ops,
-    worker: String,
+    config: WorkerConfig,
     run: ClaimedRun,
     workflow: Workflow,
     control: watch::Receiver<Control>,
     done: mpsc::Sender<Finished>,
 ) {
+    let worker = config.id.clone();
     let hold = run.hold();
     let outcome = match ops.start_runs(&worker, &[hold]).await {
         Ok(started) if started.contains(&run.id) => {
-            match run_child(&ops, &worker, &run, &workflow, control).await {
+            let completion = if workflow.command == crate::ops::DEPLOY_COMMAND {
+                Some(deploy_run(&ops, &config, &run).await)
+            } else {
+                run_child(&ops, &worker, &run, &workflow, control).await
+            };
+            match completion {
                 Some(completion) => finish(&ops, &worker, completion).await,
                 None => None,
             }
@@ -354,6 +438,74 @@ async fn execute(
             outcome,
         })
         .await;
+}
+
+/// The built-in `deploy-service` workflow: the configured deployer, its steps logged on the run.
+async fn deploy_run(ops: &Ops, config: &WorkerConfig, run: &ClaimedRun) -> Completion {
+    let hold = run.hold();
+    let schema = run
+        .payload
+        .get("service")
+        .and_then(|s| s.as_str())
+        .unwrap_or("");
+    let failed = |error: String| Completion {
+        hold,
+        exit_code: Some(1),
+        error: Some(error),
+        canceled: false,
+    };
+    let report = match ops
+        .deploy_service(schema, &config.deployer, &config.manifest_dir)
+        .await
+    {
+        Ok(report) => report,
+        Err(e) => return failed(format!("deploy of {schema:?} failed: {e}")),
+    };
+    let mut lines: Vec<NewLogLine> = Vec::new();
+    for step in &report.steps {
+        let level = if step.exit_code == Some(0) {
+            LogLevel::Info
+        } else {
+            LogLevel::Error
+        };
+        lines.push(NewLogLine::new(
+            level,
+            &format!(
+                "attempt {} {}: exit {}",
+                step.attempt,
+                step.step.as_str(),
+                step.exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "none".into())
+            ),
+            serde_json::json!({}),
+        ));
+        for line in step.output.lines().take(200) {
+            lines.push(NewLogLine::new(
+                level,
+                line,
+                serde_json::json!({ "step": step.step.as_str() }),
+            ));
+        }
+    }
+    lines.push(NewLogLine::new(
+        LogLevel::Info,
+        &report.summary,
+        serde_json::json!({}),
+    ));
+    if let Err(e) = ops.append_logs(run.id, &lines).await {
+        tracing::warn!(run_id = run.id, error = %e, "could not store deploy log lines");
+    }
+    if report.deployed() {
+        Completion {
+            hold,
+            exit_code: Some(0),
+            error: None,
+            canceled: false,
+        }
+    } else {
+        failed(report.summary)
+    }
 }
 
 /// Completes a run; retries briefly when the store is unreachable, since the result matters.

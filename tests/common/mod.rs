@@ -122,10 +122,22 @@ impl Harness {
         }
     }
 
+    /// A table of schema osp_metadata (services, manifests, registry) as raw SQL spells it.
+    pub fn meta(&self, name: &str) -> String {
+        match self.kind() {
+            StoreKind::Postgres => format!("osp_metadata.{name}"),
+            StoreKind::Sqlite => name.to_owned(),
+        }
+    }
+
     pub async fn count(&self, table: &str) -> i64 {
-        let rows: Vec<(i64,)> = self
-            .fetch_all(&format!("SELECT count(*) FROM {}", self.table(table)))
-            .await;
+        self.scalar(&format!("SELECT count(*) FROM {}", self.table(table)))
+            .await
+    }
+
+    /// The first column of the first row of a raw query that answers an integer.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let rows: Vec<(i64,)> = self.fetch_all(sql).await;
         rows.first().map_or(0, |r| r.0)
     }
 

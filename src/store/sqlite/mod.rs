@@ -55,6 +55,9 @@ macro_rules! workflow_select {
     };
 }
 
+// After the macros above, which it uses.
+mod services;
+
 const CLAIM_ALL_SQL: &str =
     concat!(
     "UPDATE runs SET status = 'claimed', worker_id = ?1, changed_by = ?1, attempt = attempt + 1,

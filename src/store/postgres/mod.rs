@@ -1,6 +1,8 @@
 //! The team store: PostgreSQL (Supabase-compatible). Queue operations call the `ops.*` SQL
 //! functions of the migration, so psql, PostgREST and edge functions share exactly this queue.
 
+mod services;
+
 use std::str::FromStr;
 use std::time::Duration;
 

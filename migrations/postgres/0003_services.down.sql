@@ -1,0 +1,10 @@
+DROP TABLE osp_metadata.worker_deploy_attempts;
+DROP TABLE osp_metadata.worker_registry;
+DROP FUNCTION osp_metadata.insert_service_manifest(bigint, text, text, jsonb, text, text[]);
+DROP TABLE osp_metadata.service_manifests;
+DROP FUNCTION osp_metadata.service_manifests_guard();
+DROP FUNCTION osp_metadata.check_locked_fields(bigint, bigint, jsonb);
+DROP TABLE osp_metadata.manifest_transitions;
+ALTER TABLE ops.workflows DROP COLUMN service_id;
+DROP TABLE osp_metadata.services;
+DROP SCHEMA osp_metadata;

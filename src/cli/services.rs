@@ -1,0 +1,367 @@
+//! `service …`, `manifest …`, `deploy`, `workers`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::output::{emit, opt, table, time};
+use super::{Cli, CliError, CliResult, resolve_config};
+use crate::config::read_file_config;
+use crate::deploy::DeployerConfig;
+use crate::domain::manifest::{Bump, ChangeKind, MAX_MANIFEST_BYTES};
+use crate::domain::service::WorkflowSpec;
+use crate::ops::{CreateService, Ops};
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Create a service: its manifest 1.0.0, workflows, schema, registry entry and a queued deploy
+    /// run, all in one transaction
+    Create {
+        #[arg(long)]
+        project: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Database schema of the service: [a-z][a-z0-9_]{1,62}
+        #[arg(long)]
+        schema: Option<String>,
+        /// NAME:ACTIVITY,ACTIVITY… (repeatable)
+        #[arg(long = "workflow", value_parser = parse_workflow_spec)]
+        workflows: Vec<WorkflowSpec>,
+        /// Take name, schema and workflows from a manifest file (`-` for stdin)
+        #[arg(long, conflicts_with = "workflows")]
+        from_file: Option<String>,
+    },
+    /// List services with manifest and worker status
+    List,
+    /// A service with its manifest status, worker status and recent runs
+    Show { schema: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Show a manifest (the governing one unless --version)
+    Show {
+        service: String,
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Every version with its status
+    History {
+        service: String,
+    },
+    /// Field-level difference between two versions
+    Diff {
+        service: String,
+        from: String,
+        to: String,
+    },
+    /// Propose a new draft version from a file (`-` for stdin)
+    Propose {
+        service: String,
+        #[arg(long)]
+        file: String,
+        /// Exact version (default: bump the highest existing one)
+        #[arg(long, conflicts_with = "bump")]
+        version: Option<String>,
+        #[arg(long, value_parser = parse_bump)]
+        bump: Option<Bump>,
+    },
+    /// Activate a draft; the previous version is superseded and the workflows follow
+    Activate {
+        service: String,
+        version: String,
+    },
+    /// Freeze the service: nothing can be activated until it is unlocked
+    Lock {
+        service: String,
+    },
+    Unlock {
+        service: String,
+    },
+}
+
+fn parse_workflow_spec(s: &str) -> Result<WorkflowSpec, String> {
+    s.parse().map_err(|e: crate::domain::InvalidInput| e.0)
+}
+
+fn parse_bump(s: &str) -> Result<Bump, String> {
+    s.parse().map_err(|e: crate::domain::InvalidInput| e.0)
+}
+
+/// A file or stdin (`-`), refusing more than `limit` bytes instead of reading them all.
+pub fn read_source(source: &str, limit: usize, what: &str) -> CliResult<String> {
+    let mut text = String::new();
+    let cap = limit as u64 + 1;
+    let read = if source == "-" {
+        std::io::stdin().take(cap).read_to_string(&mut text)
+    } else {
+        std::fs::File::open(source).and_then(|f| f.take(cap).read_to_string(&mut text))
+    };
+    read.map_err(|e| CliError(format!("cannot read {what} from {source}: {e}")))?;
+    if text.len() > limit {
+        return Err(CliError(format!(
+            "{what} in {source} is over the {limit}-byte limit"
+        )));
+    }
+    Ok(text)
+}
+
+pub async fn service(ops: &Ops, json: bool, cmd: &ServiceCommand) -> CliResult<ExitCode> {
+    match cmd {
+        ServiceCommand::Create {
+            project,
+            name,
+            schema,
+            workflows,
+            from_file,
+        } => {
+            let manifest = from_file
+                .as_deref()
+                .map(|f| read_source(f, MAX_MANIFEST_BYTES, "manifest"))
+                .transpose()?;
+            let created = ops
+                .create_service(&CreateService {
+                    project,
+                    name: name.as_deref(),
+                    schema: schema.as_deref(),
+                    workflows: workflows.clone(),
+                    manifest: manifest.as_deref(),
+                })
+                .await?;
+            emit(json, &created, || {
+                format!(
+                    "created service {} ({}) with manifest {} active; deploy run {} queued",
+                    created.service.schema,
+                    created.service.name,
+                    created.manifest.version,
+                    created.deploy_run_id
+                )
+            });
+        }
+        ServiceCommand::List => {
+            let services = ops.list_services().await?;
+            emit(json, &services, || {
+                table(
+                    &[
+                        "SCHEMA",
+                        "NAME",
+                        "PROJECT",
+                        "MANIFEST",
+                        "STATUS",
+                        "WORKER",
+                        "HEARTBEAT",
+                    ],
+                    services.iter().map(|s| {
+                        vec![
+                            s.service.schema.clone(),
+                            s.service.name.clone(),
+                            s.service.project.clone(),
+                            opt(&s.manifest.as_ref().map(|m| m.version.clone())),
+                            opt(&s.manifest.as_ref().map(|m| m.status)),
+                            opt(&s.deployment.as_ref().map(|d| d.status)),
+                            format!("{:?}", s.worker).to_lowercase(),
+                        ]
+                    }),
+                )
+            });
+        }
+        ServiceCommand::Show { schema } => {
+            let detail = ops.service_detail(schema).await?;
+            emit(json, &detail, || {
+                let o = &detail.overview;
+                let mut out = format!(
+                    "service {} ({}) in project {}, created {} by {}\nmanifest {} {}\nworker {} ({}), attempts {}, last heartbeat {}",
+                    o.service.schema,
+                    o.service.name,
+                    o.service.project,
+                    time(&o.service.created_at),
+                    o.service.created_by,
+                    opt(&o.manifest.as_ref().map(|m| m.version.clone())),
+                    opt(&o.manifest.as_ref().map(|m| m.status)),
+                    opt(&o.deployment.as_ref().map(|d| d.status)),
+                    format!("{:?}", o.worker).to_lowercase(),
+                    opt(&o.deployment.as_ref().map(|d| d.attempts)),
+                    opt(&o
+                        .deployment
+                        .as_ref()
+                        .and_then(|d| d.last_heartbeat)
+                        .map(|t| time(&t))),
+                );
+                if !detail.recent_runs.is_empty() {
+                    out.push_str("\n\nrecent runs:\n");
+                    out.push_str(&table(
+                        &["ID", "WORKFLOW", "STATUS", "CREATED"],
+                        detail.recent_runs.iter().map(|r| {
+                            vec![
+                                r.id.to_string(),
+                                r.workflow.clone(),
+                                r.status.to_string(),
+                                time(&r.created_at),
+                            ]
+                        }),
+                    ));
+                }
+                out
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn manifest(ops: &Ops, json: bool, cmd: &ManifestCommand) -> CliResult<ExitCode> {
+    match cmd {
+        ManifestCommand::Show { service, version } => {
+            let m = ops.manifest(service, version.as_deref()).await?;
+            emit(json, &m, || {
+                format!(
+                    "{} {} ({}), locked fields: {}\n{}",
+                    service,
+                    m.version,
+                    m.status,
+                    m.locked_fields.join(", "),
+                    serde_json::to_string_pretty(&m.content).unwrap_or_default()
+                )
+            });
+        }
+        ManifestCommand::History { service } => {
+            let history = ops.manifest_history(service).await?;
+            emit(json, &history, || {
+                table(
+                    &["VERSION", "STATUS", "LOCKED FIELDS", "BY", "CREATED"],
+                    history.iter().map(|m| {
+                        vec![
+                            m.version.clone(),
+                            m.status.to_string(),
+                            m.locked_fields.join(","),
+                            m.created_by.clone(),
+                            time(&m.created_at),
+                        ]
+                    }),
+                )
+            });
+        }
+        ManifestCommand::Diff { service, from, to } => {
+            let changes = ops.manifest_diff(service, from, to).await?;
+            emit(json, &changes, || {
+                if changes.is_empty() {
+                    return format!("{from} and {to} have the same content");
+                }
+                changes
+                    .iter()
+                    .map(|c| {
+                        let show = |v: &Option<serde_json::Value>| {
+                            v.as_ref().map(|v| v.to_string()).unwrap_or_default()
+                        };
+                        match c.kind {
+                            ChangeKind::Added => format!("+ {} = {}", c.path, show(&c.after)),
+                            ChangeKind::Removed => format!("- {} = {}", c.path, show(&c.before)),
+                            ChangeKind::Changed => {
+                                format!("~ {}: {} → {}", c.path, show(&c.before), show(&c.after))
+                            }
+                        }
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        ManifestCommand::Propose {
+            service,
+            file,
+            version,
+            bump,
+        } => {
+            let text = read_source(file, MAX_MANIFEST_BYTES, "manifest")?;
+            let m = ops
+                .propose_manifest(service, &text, version.as_deref(), *bump)
+                .await?;
+            emit(json, &m, || {
+                format!("proposed {service} {} (draft)", m.version)
+            });
+        }
+        ManifestCommand::Activate { service, version } => {
+            let m = ops.activate_manifest(service, version).await?;
+            emit(json, &m, || format!("{service} {} is active", m.version));
+        }
+        ManifestCommand::Lock { service } => {
+            let m = ops.lock_manifest(service).await?;
+            emit(json, &m, || format!("{service} {} is locked", m.version));
+        }
+        ManifestCommand::Unlock { service } => {
+            let m = ops.unlock_manifest(service).await?;
+            emit(json, &m, || {
+                format!("{service} {} is active again", m.version)
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The deployer of config.toml and where manifests are written for it.
+pub fn deployer_settings(cli: &Cli) -> CliResult<(DeployerConfig, PathBuf)> {
+    let resolved = resolve_config(cli)?;
+    let config = read_file_config(&resolved.paths.config_file)
+        .map_err(|e| CliError(e.to_string()))?
+        .map(|c| c.deployer)
+        .unwrap_or_default();
+    config.check().map_err(CliError)?;
+    let dir = config
+        .manifest_dir
+        .clone()
+        .unwrap_or_else(|| resolved.paths.data_dir.join("manifests"));
+    Ok((config, dir))
+}
+
+pub async fn deploy(cli: &Cli, ops: &Ops, schema: &str) -> CliResult<ExitCode> {
+    let (config, dir) = deployer_settings(cli)?;
+    let report = ops.deploy_service(schema, &config, &dir).await?;
+    emit(cli.json, &report, || {
+        let mut out = String::new();
+        for s in &report.steps {
+            out.push_str(&format!(
+                "attempt {} {}: exit {}\n",
+                s.attempt,
+                s.step.as_str(),
+                opt(&s.exit_code)
+            ));
+        }
+        out.push_str(&format!("{schema}: {}", report.summary));
+        out
+    });
+    Ok(if report.deployed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub async fn workers(ops: &Ops, json: bool) -> CliResult<ExitCode> {
+    let workers = ops.workers().await?;
+    emit(json, &workers, || {
+        table(
+            &[
+                "SERVICE",
+                "STATUS",
+                "WORKER",
+                "ATTEMPTS",
+                "HEARTBEAT",
+                "LAST SEEN",
+                "VERSION",
+            ],
+            workers.iter().map(|w| {
+                let d = &w.deployment;
+                vec![
+                    d.service_schema.clone(),
+                    d.status.to_string(),
+                    opt(&d.worker_id),
+                    d.attempts.to_string(),
+                    format!("{:?}", w.liveness).to_lowercase(),
+                    opt(&d.last_heartbeat.map(|t| time(&t))),
+                    opt(&d.worker_version),
+                ]
+            }),
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
