@@ -221,4 +221,18 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn the_railway_preset_is_a_valid_config() {
+        let text = include_str!("../assets/deployer-railway.toml");
+        let config: FileConfig = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.deployer.kind, crate::deploy::DeployerKind::Command);
+        assert_eq!(config.deployer.check(), Ok(()));
+        assert!(
+            config
+                .deployer
+                .rollback
+                .is_some_and(|r| r.contains("osp-worker-{schema}"))
+        );
+    }
 }

@@ -101,6 +101,7 @@ mod cases {
                 payload: Some(r#"{"branch":"main","n":[1,2]}"#),
                 max_attempts: Some(2),
                 run_after: None,
+                acknowledge: false,
             })
             .await?;
         let run = h.ops.run(id).await?;
@@ -620,6 +621,7 @@ mod cases {
             priority,
             max_attempts,
             run_after: None,
+            acknowledge: false,
         };
         let big = format!("{{\"x\":\"{}\"}}", "a".repeat(1024 * 1024));
         let cases: Vec<(EnqueueRequest, &str)> = vec![

@@ -11,6 +11,7 @@ conformance!(
     a_failing_deploy_is_retried_then_succeeds,
     a_deploy_that_always_fails_rolls_back_and_keeps_every_output,
     deployer_none_waits_for_a_worker_heartbeat,
+    upgrades_across_breaking_advisories_need_acknowledgement,
 );
 
 mod cases {
@@ -678,6 +679,85 @@ mod cases {
             .await?;
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].queue, "telecom_billing-tasks");
+        Ok(())
+    }
+
+    pub async fn upgrades_across_breaking_advisories_need_acknowledgement(
+        h: Harness,
+    ) -> TestResult {
+        use ospdeck::domain::tool::{NewAdvisory, Severity};
+        use ospdeck::domain::workflow::WorkflowType;
+        setup(&h).await?;
+        h.ops.add_tool("odoo", "17.0", "odoo:17.0").await?;
+        assert!(h.ops.add_tool("odoo", "17.0", "odoo:17.0").await.is_err());
+        assert!(matches!(
+            h.ops.add_tool("odoo", "18.0", "has spaces").await,
+            Err(OpsError::Invalid(_))
+        ));
+        assert_eq!(h.ops.list_tools().await?.len(), 1);
+        h.ops
+            .add_advisory(&NewAdvisory::new(
+                "odoo",
+                "16.0",
+                "17.0",
+                Severity::Breaking,
+                "ORM API changes",
+                Some("https://example.com/17"),
+            )?)
+            .await?;
+        h.ops
+            .add_advisory(&NewAdvisory::new(
+                "odoo",
+                "15.0",
+                "16.0",
+                Severity::Warning,
+                "asset bundles",
+                None,
+            )?)
+            .await?;
+        h.ops
+            .create_workflow(
+                "telecom",
+                "upgrade",
+                WorkflowType::Upgrade,
+                "true",
+                None,
+                None,
+            )
+            .await?;
+        let upgrade = |payload: &'static str, acknowledge: bool| ospdeck::ops::EnqueueRequest {
+            project: "telecom",
+            workflow: "upgrade",
+            payload: Some(payload),
+            acknowledge,
+            ..Default::default()
+        };
+        let across = r#"{"tool":"odoo","from_version":"15.0","to_version":"17.0"}"#;
+        let before = h.count("runs").await;
+        let refused = h.ops.enqueue_run(&upgrade(across, false)).await.err();
+        assert!(
+            matches!(&refused, Some(OpsError::Refused(m)) if m.contains("ORM API changes") && m.contains("--acknowledge")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            h.count("runs").await,
+            before,
+            "a refused upgrade was queued"
+        );
+        h.ops.enqueue_run(&upgrade(across, true)).await?;
+        let shown = h
+            .ops
+            .advisories_for_upgrade(&serde_json::from_str(across)?)
+            .await?;
+        assert_eq!(shown.len(), 2);
+        // Only a warning on the way: queued without acknowledgement.
+        h.ops
+            .enqueue_run(&upgrade(
+                r#"{"tool":"odoo","from_version":"15.0","to_version":"16.0"}"#,
+                false,
+            ))
+            .await?;
+        assert_eq!(h.count("runs").await, before + 2);
         Ok(())
     }
 }

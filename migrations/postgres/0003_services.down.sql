@@ -8,3 +8,5 @@ DROP TABLE osp_metadata.manifest_transitions;
 ALTER TABLE ops.workflows DROP COLUMN service_id;
 DROP TABLE osp_metadata.services;
 DROP SCHEMA osp_metadata;
+ALTER TABLE ops.runs DROP CONSTRAINT runs_payload_check;
+ALTER TABLE ops.runs ADD CONSTRAINT runs_payload_check CHECK (octet_length(payload::text) <= 1048576);

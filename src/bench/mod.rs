@@ -2,6 +2,7 @@
 
 mod console;
 mod queue;
+mod services;
 
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use crate::ops::{Ops, OpsResult};
 
 pub use console::{ConsoleBenchArgs, console};
 pub use queue::{QueueBenchArgs, queue};
+pub use services::{ServicesBenchArgs, services};
 
 /// A spinner on stderr while a phase runs, or nothing when output is piped or JSON.
 fn spinner(show: bool, label: &str) -> ProgressBar {

@@ -4,6 +4,7 @@ mod console;
 mod output;
 mod queue;
 mod services;
+mod tools;
 
 pub use output::emit as emit_report;
 
@@ -70,6 +71,12 @@ pub enum Command {
     Deploy { service: String },
     /// The worker registry: deployment status and heartbeat of each service's worker
     Workers,
+    /// Tool versions and their images
+    #[command(subcommand)]
+    Tool(tools::ToolCommand),
+    /// Upgrade advisories between tool versions
+    #[command(subcommand)]
+    Advisory(tools::AdvisoryCommand),
     /// Claim and execute runs until stopped (SIGTERM/SIGINT finish or release what is held)
     Worker(crate::worker::WorkerArgs),
     /// Benchmarks that print figures
@@ -226,6 +233,12 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
         }
         Some(Command::Workers) => {
             services::workers(&connect(&cli, &options).await?, cli.json).await
+        }
+        Some(Command::Tool(cmd)) => {
+            tools::tool(&connect(&cli, &options).await?, cli.json, cmd).await
+        }
+        Some(Command::Advisory(cmd)) => {
+            tools::advisory(&connect(&cli, &options).await?, cli.json, cmd).await
         }
         Some(Command::Worker(args)) => {
             let options = StoreOptions {

@@ -52,6 +52,9 @@ pub enum RunCommand {
         payload: Option<String>,
         #[arg(long, allow_negative_numbers = true)]
         max_attempts: Option<i64>,
+        /// Queue an upgrade even though it crosses a breaking advisory
+        #[arg(long)]
+        acknowledge: bool,
     },
     /// List runs, newest first
     List {
@@ -129,6 +132,8 @@ pub enum BenchArgs {
     Queue(crate::bench::QueueBenchArgs),
     /// The console against a large store: first frame, refresh and render times, memory, idle output
     Console(crate::bench::ConsoleBenchArgs),
+    /// Services created per second and manifest diff time on a 1 MB manifest
+    Services(crate::bench::ServicesBenchArgs),
 }
 
 fn parse_workflow_type(s: &str) -> Result<WorkflowType, String> {
@@ -241,6 +246,7 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
             priority,
             payload,
             max_attempts,
+            acknowledge,
         } => {
             let payload = payload.as_deref().map(read_payload).transpose()?;
             let req = EnqueueRequest {
@@ -250,9 +256,34 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
                 payload: payload.as_deref(),
                 max_attempts: *max_attempts,
                 run_after: None,
+                acknowledge: *acknowledge,
             };
             let id = ops.enqueue_run(&req).await?;
-            emit(json, &serde_json::json!({ "id": id }), || id.to_string());
+            let advisories = match payload.as_deref().map(serde_json::from_str) {
+                Some(Ok(value)) => ops.advisories_for_upgrade(&value).await?,
+                _ => Vec::new(),
+            };
+            if !json {
+                for a in &advisories {
+                    eprintln!(
+                        "note: {} advisory {} {}→{}: {}{}",
+                        a.severity,
+                        a.tool_name,
+                        a.from_version,
+                        a.to_version,
+                        a.title,
+                        a.guide_url
+                            .as_deref()
+                            .map(|u| format!(" ({u})"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            emit(
+                json,
+                &serde_json::json!({ "id": id, "advisories": advisories }),
+                || id.to_string(),
+            );
         }
         RunCommand::List {
             status,
@@ -439,6 +470,9 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> CliResult<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         BenchArgs::Console(a) => crate::bench::console(cli, a)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        BenchArgs::Services(a) => crate::bench::services(cli, a)
             .await
             .map(|()| ExitCode::SUCCESS),
     }

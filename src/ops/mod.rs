@@ -8,6 +8,7 @@ mod error;
 mod overview;
 mod queue;
 mod services;
+mod tools;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub use error::OpsError;
 pub use overview::*;
 pub use queue::*;
 pub use services::*;
+pub use tools::*;
 
 pub type OpsResult<T> = Result<T, OpsError>;
 

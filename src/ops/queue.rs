@@ -20,6 +20,8 @@ pub struct EnqueueRequest<'a> {
     pub payload: Option<&'a str>,
     pub max_attempts: Option<i64>,
     pub run_after: Option<DateTime<Utc>>,
+    /// An upgrade across a breaking advisory is queued only when this is set.
+    pub acknowledge: bool,
 }
 
 /// A run with its history, for `run show` and the console's detail view.
@@ -55,6 +57,10 @@ impl Ops {
             req.max_attempts,
             req.run_after,
         )?;
+        if workflow.workflow_type == crate::domain::workflow::WorkflowType::Upgrade {
+            let advisories = self.advisories_for_upgrade(&run.payload).await?;
+            super::require_acknowledged(&advisories, req.acknowledge)?;
+        }
         let ids = self
             .store
             .enqueue_runs(&self.actor, std::slice::from_ref(&run))

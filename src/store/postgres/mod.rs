@@ -2,6 +2,7 @@
 //! functions of the migration, so psql, PostgREST and edge functions share exactly this queue.
 
 mod services;
+mod tools;
 
 use std::str::FromStr;
 use std::time::Duration;
