@@ -5,10 +5,15 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ospdeck::domain::deployment::{DeploymentStatus, Liveness, WorkerDeployment};
+use ospdeck::domain::manifest::{Manifest, ManifestContent, ManifestStatus};
 use ospdeck::domain::run::{
     LogLevel, MinuteActivity, Run, RunArtifact, RunEvent, RunLog, RunStatus, StatusCount,
 };
+use ospdeck::domain::service::Service;
+use ospdeck::ops::ServiceOverview;
 use ospdeck::ops::{QueueOverview, RunDetail};
+use ospdeck::store::services::ManifestHead;
 use ospdeck::tui::app::{App, Confirm, Data, DetailTab, Effect, LOG_RING, Mode, Pane, RunsQuery};
 use ospdeck::tui::keymap::Keymap;
 use ospdeck::tui::view::{self, Theme};
@@ -605,11 +610,333 @@ fn snapshot_command_line_and_error() {
 
 #[test]
 fn snapshot_other_panes() {
-    for (key, name) in [('1', "services"), ('2', "manifests"), ('3', "templates")] {
+    for (key, name) in [
+        ('1', "services_loading"),
+        ('2', "manifests_unchosen"),
+        ('3', "templates"),
+    ] {
         snap(&format!("pane_{name}"), || {
             let mut app = loaded(false);
             press(&mut app, &key.to_string());
             app
         });
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Services and Manifests panes
+// ---------------------------------------------------------------------------------------------
+
+fn head(id: i64, service_id: i64, version: &str, status: ManifestStatus) -> ManifestHead {
+    ManifestHead {
+        id,
+        service_id,
+        version: version.into(),
+        status,
+        locked_fields: vec!["service_id".into(), "schema_name".into()],
+        created_by: "operator".into(),
+        created_at: t0() - Duration::hours(id),
+    }
+}
+
+fn overview_of(
+    id: i64,
+    schema: &str,
+    status: ManifestStatus,
+    dep: DeploymentStatus,
+    beat: Option<i64>,
+) -> ServiceOverview {
+    ServiceOverview {
+        service: Service {
+            id,
+            project_id: 1,
+            project: "telecom".into(),
+            name: format!("{schema} service"),
+            schema: schema.into(),
+            created_by: "operator".into(),
+            created_at: t0() - Duration::days(2),
+        },
+        manifest: Some(head(id * 10, id, "1.0.0", status)),
+        deployment: Some(WorkerDeployment {
+            id,
+            service_id: id,
+            service_schema: schema.into(),
+            manifest_id: Some(id * 10),
+            manifest_path: None,
+            status: dep,
+            attempts: 1,
+            logs: None,
+            deployed_at: None,
+            last_heartbeat: beat.map(|s| t0() - Duration::seconds(s)),
+            worker_id: beat.map(|_| "billing-worker-1".to_owned()),
+            worker_version: None,
+            updated_at: t0(),
+        }),
+        worker: match beat {
+            None => Liveness::Missing,
+            Some(s) if s < 30 => Liveness::Alive,
+            Some(_) => Liveness::Stale,
+        },
+    }
+}
+
+fn with_services() -> App {
+    let mut app = loaded(false);
+    app.on_data(
+        Data::Services(vec![
+            overview_of(
+                1,
+                "crm_sync",
+                ManifestStatus::Active,
+                DeploymentStatus::Pending,
+                None,
+            ),
+            overview_of(
+                2,
+                "payments_gateway",
+                ManifestStatus::Locked,
+                DeploymentStatus::Failed,
+                Some(600),
+            ),
+            overview_of(
+                3,
+                "telecom_billing",
+                ManifestStatus::Active,
+                DeploymentStatus::Deployed,
+                Some(4),
+            ),
+        ]),
+        t0(),
+    );
+    press(&mut app, "1");
+    app
+}
+
+fn content() -> serde_json::Value {
+    let wf = "processBilling:calculateCharges,sendInvoice"
+        .parse()
+        .map(|w| vec![w])
+        .unwrap_or_default();
+    ManifestContent::initial("Telecom Billing", "telecom_billing", &wf).to_value()
+}
+
+fn with_manifests() -> App {
+    let mut app = with_services();
+    press(&mut app, "G");
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::LoadManifests {
+            schema: "telecom_billing".into(),
+            version: None
+        }]
+    );
+    let manifest = Manifest {
+        id: 30,
+        service_id: 3,
+        service_name: "Telecom Billing".into(),
+        version: "1.0.0".into(),
+        status: ManifestStatus::Active,
+        content: content(),
+        locked_fields: vec!["service_id".into(), "schema_name".into()],
+        created_by: "operator".into(),
+        created_at: t0(),
+        updated_at: t0(),
+    };
+    app.on_data(
+        Data::Manifests {
+            schema: "telecom_billing".into(),
+            history: vec![
+                head(30, 3, "1.0.0", ManifestStatus::Active),
+                head(31, 3, "1.1.0", ManifestStatus::Draft),
+            ],
+            content: Some(Box::new(manifest)),
+        },
+        t0(),
+    );
+    app
+}
+
+#[test]
+fn services_open_their_manifests_and_deploy_after_confirmation() {
+    let mut app = with_services();
+    assert_eq!(app.pane, Pane::Services);
+    press(&mut app, "j");
+    assert_eq!(
+        app.catalog
+            .selected_service()
+            .map(|s| s.service.schema.as_str()),
+        Some("payments_gateway")
+    );
+    assert!(press(&mut app, "d").is_empty());
+    assert_eq!(
+        app.mode,
+        Mode::Confirm(Confirm::Deploy("payments_gateway".into()))
+    );
+    assert_eq!(
+        press(&mut app, "y"),
+        vec![Effect::Deploy("payments_gateway".into())]
+    );
+    let app = with_manifests();
+    assert_eq!(app.pane, Pane::Manifests);
+    assert_eq!(
+        app.catalog.selected_version().map(|v| v.version.as_str()),
+        Some("1.0.0")
+    );
+}
+
+#[test]
+fn manifests_activate_drafts_only_and_lock_after_confirmation() {
+    let mut app = with_manifests();
+    // The governing version is selected: activating it is refused in place.
+    assert!(press(&mut app, "A").is_empty());
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|(_, m)| m.contains("only a draft"))
+    );
+    press(&mut app, "j");
+    press(&mut app, "A");
+    assert_eq!(
+        app.mode,
+        Mode::Confirm(Confirm::Activate("telecom_billing".into(), "1.1.0".into()))
+    );
+    assert_eq!(
+        press(&mut app, "y"),
+        vec![Effect::Activate {
+            schema: "telecom_billing".into(),
+            version: "1.1.0".into()
+        }]
+    );
+    assert_eq!(
+        press(&mut app, "D"),
+        vec![Effect::Diff {
+            schema: "telecom_billing".into(),
+            from: "1.0.0".into(),
+            to: "1.1.0".into()
+        }]
+    );
+    press(&mut app, "L");
+    assert_eq!(
+        app.mode,
+        Mode::Confirm(Confirm::Lock("telecom_billing".into()))
+    );
+    press(&mut app, "n");
+    // Read-only: none of these keys exists.
+    let mut ro = with_manifests();
+    ro.read_only = true;
+    ro.keymap = Keymap::new(&BTreeMap::new(), true).unwrap_or_else(|e| panic!("{e}"));
+    assert!(press(&mut ro, "jALUpd").is_empty());
+    assert_eq!(ro.mode, Mode::Normal);
+}
+
+#[test]
+fn the_manifest_editor_validates_as_you_type_and_refuses_invalid_text() {
+    let mut app = with_manifests();
+    press(&mut app, "p");
+    assert_eq!(app.mode, Mode::Editing);
+    assert_eq!(app.editor.as_ref().and_then(|e| e.problem.clone()), None);
+    // Break the JSON: a stray character at the start.
+    press(&mut app, "x");
+    let problem = app.editor.as_ref().and_then(|e| e.problem.clone());
+    assert!(
+        problem
+            .as_deref()
+            .is_some_and(|p| p.contains("invalid manifest")),
+        "{problem:?}"
+    );
+    let ctrl_s = KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL);
+    assert!(app.on_key(ctrl_s).is_empty());
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|(_, m)| m.starts_with("not proposed"))
+    );
+    assert!(app.editor.is_some(), "the editor stays open with the text");
+    app.on_key(code(KeyCode::Backspace));
+    let effects = app.on_key(ctrl_s);
+    match effects.as_slice() {
+        [Effect::Propose { schema, text }] => {
+            assert_eq!(schema, "telecom_billing");
+            assert!(text.contains("\"service_schema\": \"telecom_billing\""));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(app.editor.is_none());
+}
+
+#[test]
+fn the_service_form_names_the_problem_and_creates_when_valid() {
+    let mut app = with_services();
+    press(&mut app, "n");
+    assert_eq!(app.mode, Mode::Editing);
+    let form = app.form.as_ref().unwrap_or_else(|| panic!("no form"));
+    assert_eq!((form.value(0).as_str(), form.focus), ("telecom", 1));
+    press(&mut app, "Billing");
+    app.on_key(code(KeyCode::Tab));
+    press(&mut app, "Bad Schema");
+    assert!(
+        app.form
+            .as_ref()
+            .and_then(|f| f.problem.clone())
+            .is_some_and(|p| p.contains("invalid schema"))
+    );
+    for _ in 0.."Bad Schema".len() {
+        app.on_key(code(KeyCode::Backspace));
+    }
+    press(&mut app, "billing");
+    app.on_key(code(KeyCode::Tab));
+    press(&mut app, "processBilling:calc,send nightly");
+    assert_eq!(app.form.as_ref().and_then(|f| f.problem.clone()), None);
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::CreateService {
+            project: "telecom".into(),
+            name: "Billing".into(),
+            schema: "billing".into(),
+            workflows: vec!["processBilling:calc,send".into(), "nightly:".into()],
+        }]
+    );
+}
+
+#[test]
+fn snapshot_services_and_manifests() {
+    snap("pane_services", with_services);
+    snap("pane_manifests", with_manifests);
+    snap("manifest_diff", || {
+        let mut app = with_manifests();
+        app.on_data(
+            Data::Diff {
+                from: "1.0.0".into(),
+                to: "1.1.0".into(),
+                changes: ospdeck::domain::manifest::diff(&content(), &{
+                    let mut c = content();
+                    c["description"] = serde_json::json!("adds auditing");
+                    c["workflows"][0]["activities"][1] = serde_json::json!("sendReminder");
+                    c
+                }),
+            },
+            t0(),
+        );
+        app
+    });
+    snap("manifest_editor", || {
+        let mut app = with_manifests();
+        press(&mut app, "px");
+        app
+    });
+    snap("service_form", || {
+        let mut app = with_services();
+        press(&mut app, "nBilling");
+        app
+    });
+    snap("confirm_lock", || {
+        let mut app = with_manifests();
+        press(&mut app, "L");
+        app
+    });
+    snap("help_manifests", || {
+        let mut app = with_manifests();
+        press(&mut app, "?");
+        app
+    });
 }

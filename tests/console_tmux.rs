@@ -151,55 +151,74 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
     let (home, db) = demo_store()?;
     let tmux = Tmux::new("rw");
     tmux.start(home.path(), &db, "")?;
-    tmux.wait_for("Runs (16)")?;
+    tmux.wait_for("Runs (19)")?;
 
     tmux.keys(&["2"])?;
-    tmux.wait_for("Manifest versions")?;
+    tmux.wait_for("Choose a service in Services")?;
     tmux.keys(&["4"])?;
-    tmux.wait_for("Runs (16)")?;
+    tmux.wait_for("Runs (19)")?;
 
-    // Filter to the deploy runs; the last of them (run 3) succeeded with logs.
+    // Filter to the deploy runs (the demo's and its services' deploy-service runs); the oldest
+    // of them (run 3) succeeded with logs.
     tmux.keys(&["/"])?;
     tmux.text("deploy")?;
     tmux.keys(&["Enter"])?;
-    let screen = tmux.wait_for("Runs (4) /deploy")?;
+    let screen = tmux.wait_for("Runs (7) /deploy")?;
     assert!(!screen.contains("demo/build"), "{screen}");
     tmux.keys(&["G", "Enter"])?;
     tmux.wait_for("run 3  demo/deploy  succeeded")?;
     tmux.keys(&["l"])?;
     tmux.wait_for("starting deploy")?;
     tmux.keys(&["Escape"])?;
-    tmux.wait_for("Runs (4) /deploy")?;
+    tmux.wait_for("Runs (7) /deploy")?;
     tmux.keys(&["Escape"])?;
-    tmux.wait_for("Runs (16)")?;
+    tmux.wait_for("Runs (19)")?;
 
-    // Cancel the newest queued run after confirming; the store agrees.
+    // Cancel the newest queued run (the last service's deploy run) after confirming.
     tmux.keys(&[":"])?;
     tmux.text("runs queued")?;
     tmux.keys(&["Enter"])?;
     tmux.wait_for("status=queued")?;
-    assert_eq!(run_status(home.path(), &db, "16")?, "queued");
+    assert_eq!(run_status(home.path(), &db, "19")?, "queued");
     tmux.keys(&["x"])?;
-    tmux.wait_for("Cancel run 16?")?;
+    tmux.wait_for("Cancel run 19?")?;
     tmux.keys(&["y"])?;
-    tmux.wait_for("canceled 16")?;
-    assert_eq!(run_status(home.path(), &db, "16")?, "canceled");
+    tmux.wait_for("canceled 19")?;
+    assert_eq!(run_status(home.path(), &db, "19")?, "canceled");
 
     // Claim the next queued run of that queue by hand, start it, complete it with exit code 0.
     tmux.keys(&["c"])?;
-    tmux.wait_for("claimed run 13 as console-")?;
-    assert_eq!(run_status(home.path(), &db, "13")?, "claimed");
+    tmux.wait_for("claimed run 17 as console-")?;
+    assert_eq!(run_status(home.path(), &db, "17")?, "claimed");
     tmux.keys(&[":"])?;
-    tmux.text("run 13")?;
+    tmux.text("run 17")?;
     tmux.keys(&["Enter"])?;
-    tmux.wait_for("run 13  demo/build  claimed")?;
+    tmux.wait_for("run 17  demo/deploy-service  claimed")?;
     tmux.keys(&["S"])?;
-    tmux.wait_for("started run 13")?;
+    tmux.wait_for("started run 17")?;
     tmux.keys(&["C"])?;
     tmux.wait_for("with exit code: 0")?;
     tmux.keys(&["Enter"])?;
-    tmux.wait_for("run 13 succeeded")?;
-    assert_eq!(run_status(home.path(), &db, "13")?, "succeeded");
+    tmux.wait_for("run 17 succeeded")?;
+    assert_eq!(run_status(home.path(), &db, "17")?, "succeeded");
+
+    // Services: pick one, see its manifest, activate its draft after confirming.
+    tmux.keys(&["1"])?;
+    tmux.wait_for("Services (3)")?;
+    tmux.keys(&["G", "Enter"])?;
+    tmux.wait_for("1.1.0        draft")?;
+    tmux.keys(&["j", "A"])?;
+    tmux.wait_for("Activate telecom_billing 1.1.0?")?;
+    tmux.keys(&["y"])?;
+    tmux.wait_for("telecom_billing 1.1.0 is active")?;
+    let out = ospdeck(
+        home.path(),
+        &db,
+        &["manifest", "history", "telecom_billing", "--json"],
+    )?;
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(history[1]["status"], "active", "{history}");
+    assert_eq!(history[0]["status"], "superseded", "{history}");
 
     tmux.keys(&["q"])?;
     let screen = tmux.wait_for("exit=0")?;
@@ -234,7 +253,7 @@ fn monitor_mode_changes_nothing() -> TestResult {
     std::thread::sleep(Duration::from_millis(500));
     let screen = tmux.screen()?;
     assert!(!screen.contains("confirm"), "{screen}");
-    for id in ["13", "14", "15", "16"] {
+    for id in ["13", "14", "15", "16", "17", "18", "19"] {
         assert_eq!(run_status(home.path(), &db, id)?, "queued", "run {id}");
     }
     tmux.keys(&["q"])?;
@@ -248,7 +267,7 @@ fn sigterm_and_sighup_restore_the_terminal() -> TestResult {
     for signal in ["TERM", "HUP"] {
         let tmux = Tmux::new(&format!("sig{signal}"));
         tmux.start(home.path(), &db, "")?;
-        tmux.wait_for("Runs (16)")?;
+        tmux.wait_for("Runs (19)")?;
         let shell = tmux.cmd(&["list-panes", "-t", "main", "-F", "#{pane_pid}"])?;
         let shell = String::from_utf8_lossy(&shell.stdout).trim().to_owned();
         let killed = Command::new("pkill")

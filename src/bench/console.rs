@@ -292,7 +292,14 @@ async fn idle_bytes(ops: &Ops, secs: u64) -> CliResult<u64> {
         after - before
     };
     let (looped, idle) = tokio::join!(
-        crate::tui::drive(&mut terminal, &mut app, ops, input_rx, stop_rx),
+        crate::tui::drive(
+            &mut terminal,
+            &mut app,
+            ops,
+            crate::tui::LoaderSettings::default(),
+            input_rx,
+            stop_rx
+        ),
         measure
     );
     looped.map_err(CliError)?;

@@ -40,7 +40,18 @@ async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)
     };
     let store = open_store(&resolved, &options, true).await?;
     let ops = Ops::connect_as(store, cli.as_user.as_deref()).await?;
-    Ok((ops, ConsoleOptions { read_only, keys }))
+    let (deployer, manifest_dir) = super::services::deployer_settings(cli)?;
+    Ok((
+        ops,
+        ConsoleOptions {
+            read_only,
+            keys,
+            loader: crate::tui::LoaderSettings {
+                deployer,
+                manifest_dir,
+            },
+        },
+    ))
 }
 
 fn require_terminal() -> CliResult {
@@ -85,9 +96,10 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> CliResult<ExitCode> {
     bar.finish_and_clear();
     let summary = match &seeded {
         Some(s) => format!(
-            "seeded project `{}`: {} workflows, {} runs in every state",
+            "seeded project `{}`: {} workflows, {} services, {} runs in every state",
             crate::ops::demo::DEMO_PROJECT,
             s.workflows,
+            s.services,
             s.runs
         ),
         None => format!(
@@ -111,7 +123,10 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> CliResult<ExitCode> {
             idle_poll: Duration::from_secs(2),
             ..WorkerConfig::in_process(
                 format!("demo-{}", std::process::id()),
-                vec![crate::ops::demo::DEMO_QUEUE.to_owned()],
+                vec![
+                    crate::ops::demo::DEMO_QUEUE.to_owned(),
+                    crate::ops::DEPLOY_QUEUE.to_owned(),
+                ],
             )
         },
         stop_rx.clone(),

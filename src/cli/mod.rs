@@ -3,7 +3,7 @@
 mod console;
 mod output;
 mod queue;
-mod services;
+pub(crate) mod services;
 mod tools;
 
 pub use output::emit as emit_report;

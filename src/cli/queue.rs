@@ -265,18 +265,7 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
             };
             if !json {
                 for a in &advisories {
-                    eprintln!(
-                        "note: {} advisory {} {}→{}: {}{}",
-                        a.severity,
-                        a.tool_name,
-                        a.from_version,
-                        a.to_version,
-                        a.title,
-                        a.guide_url
-                            .as_deref()
-                            .map(|u| format!(" ({u})"))
-                            .unwrap_or_default()
-                    );
+                    eprintln!("note: {} advisory {}", a.severity, a.describe());
                 }
             }
             emit(

@@ -162,6 +162,21 @@ impl NewAdvisory {
 }
 
 impl Advisory {
+    /// `odoo 16.0→17.0: title (guide)`, as CLI notes and refusals name it.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}→{}: {}{}",
+            self.tool_name,
+            self.from_version,
+            self.to_version,
+            self.title,
+            self.guide_url
+                .as_deref()
+                .map(|u| format!(" ({u})"))
+                .unwrap_or_default()
+        )
+    }
+
     /// Whether an upgrade from `from` to `to` crosses this advisory's step.
     pub fn applies_to(&self, from: &str, to: &str) -> bool {
         compare_versions(&self.from_version, from) != Ordering::Less

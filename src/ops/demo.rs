@@ -67,6 +67,7 @@ const PLAN: &[(&str, RunStatus, bool)] = &[
 pub struct DemoSummary {
     pub project: &'static str,
     pub workflows: usize,
+    pub services: usize,
     pub runs: usize,
 }
 
@@ -110,11 +111,67 @@ pub async fn seed_demo(ops: &Ops, progress: &dyn Fn(u64, u64)) -> OpsResult<Opti
         ops.retry_run(run.id).await?;
         runs += 1;
     }
+    seed_services(ops).await?;
+    runs += DEMO_SERVICES.len();
     Ok(Some(DemoSummary {
         project: DEMO_PROJECT,
         workflows: WORKFLOWS.len(),
+        services: DEMO_SERVICES.len(),
         runs,
     }))
+}
+
+/// (schema, name, workflows): one with a draft waiting, one locked, one on its second version.
+const DEMO_SERVICES: &[(&str, &str, &[&str])] = &[
+    (
+        "telecom_billing",
+        "Telecom Billing",
+        &[
+            "processBilling:calculateCharges,sendInvoice",
+            "handlePayment:processPayment,updateAccount",
+        ],
+    ),
+    (
+        "payments_gateway",
+        "Payments Gateway",
+        &["authorize:checkFraud,capture"],
+    ),
+    ("crm_sync", "CRM Sync", &["syncContacts:fetch,upsert"]),
+];
+
+async fn seed_services(ops: &Ops) -> OpsResult<()> {
+    for (schema, name, workflows) in DEMO_SERVICES {
+        ops.create_service(&super::CreateService {
+            project: DEMO_PROJECT,
+            name: Some(name),
+            schema: Some(schema),
+            workflows: workflows.iter().filter_map(|w| w.parse().ok()).collect(),
+            manifest: None,
+        })
+        .await?;
+    }
+    propose_described(ops, "telecom_billing", "adds invoice auditing").await?;
+    ops.lock_manifest("payments_gateway").await?;
+    let v = propose_described(ops, "crm_sync", "nightly contact sync").await?;
+    ops.activate_manifest("crm_sync", &v.version).await?;
+    Ok(())
+}
+
+/// A minor version of the governing manifest with a description added, as a draft.
+async fn propose_described(
+    ops: &Ops,
+    schema: &str,
+    description: &str,
+) -> OpsResult<crate::domain::manifest::Manifest> {
+    let mut content = ops.manifest(schema, None).await?.content;
+    content["description"] = json!(description);
+    ops.propose_manifest(
+        schema,
+        &content.to_string(),
+        None,
+        Some(crate::domain::manifest::Bump::Minor),
+    )
+    .await
 }
 
 async fn seed_run(ops: &Ops, workflow: &str, status: RunStatus, fail: bool) -> OpsResult<()> {
@@ -222,6 +279,14 @@ pub async fn keep_feeding(ops: Ops, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => return,
             _ = tick.tick() => {}
+        }
+        // One service worker that keeps its heartbeat, so the registry shows one alive.
+        if n % 3 == 0
+            && let Err(e) = ops
+                .service_worker_heartbeat("telecom_billing", "demo-billing-worker")
+                .await
+        {
+            tracing::warn!(error = %e, "demo heartbeat failed");
         }
         let (workflow, ..) = WORKFLOWS[n % WORKFLOWS.len()];
         let payload =

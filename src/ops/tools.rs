@@ -69,22 +69,7 @@ pub fn require_acknowledged(advisories: &[Advisory], acknowledged: bool) -> OpsR
     if breaking.is_empty() || acknowledged {
         return Ok(());
     }
-    let list: Vec<String> = breaking
-        .iter()
-        .map(|a| {
-            format!(
-                "{} {}→{}: {}{}",
-                a.tool_name,
-                a.from_version,
-                a.to_version,
-                a.title,
-                a.guide_url
-                    .as_deref()
-                    .map(|u| format!(" ({u})"))
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
+    let list: Vec<String> = breaking.iter().map(|a| a.describe()).collect();
     Err(OpsError::Refused(format!(
         "this upgrade crosses {} breaking advisor{}: {}; read the guide, then queue it again with --acknowledge",
         breaking.len(),

@@ -7,9 +7,12 @@ use std::collections::{BTreeSet, VecDeque};
 use chrono::{DateTime, FixedOffset, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
+use super::catalog::{Catalog, ManifestEditor, ServiceForm};
 use super::keymap::{Action, Context, Keymap};
+use crate::domain::manifest::{FieldChange, Manifest, ManifestStatus};
 use crate::domain::run::{Run, RunLog, RunStatus};
-use crate::ops::{QueueCounts, QueueOverview, RunDetail};
+use crate::ops::{QueueCounts, QueueOverview, RunDetail, ServiceOverview};
+use crate::store::services::ManifestHead;
 
 /// Log lines kept per open run; older ones scroll out, however chatty the run is.
 pub const LOG_RING: usize = 2_000;
@@ -52,6 +55,10 @@ pub enum DetailTab {
 pub enum Confirm {
     Cancel(Vec<i64>),
     Retry(Vec<i64>),
+    Deploy(String),
+    Activate(String, String),
+    Lock(String),
+    Unlock(String),
 }
 
 impl Confirm {
@@ -59,6 +66,14 @@ impl Confirm {
         let (verb, ids) = match self {
             Confirm::Cancel(ids) => ("Cancel", ids),
             Confirm::Retry(ids) => ("Retry", ids),
+            Confirm::Deploy(s) => return format!("Deploy the worker of {s} now?"),
+            Confirm::Activate(s, v) => {
+                return format!("Activate {s} {v}? The current version is superseded.");
+            }
+            Confirm::Lock(s) => {
+                return format!("Lock {s}? Nothing can be activated until it is unlocked.");
+            }
+            Confirm::Unlock(s) => return format!("Unlock {s}?"),
         };
         match ids.as_slice() {
             [one] => format!("{verb} run {one}?"),
@@ -83,6 +98,8 @@ pub enum Mode {
     Filter(String),
     Command(String),
     Confirm(Confirm),
+    /// Keys go to the open editor or form.
+    Editing,
     /// Asking the exit code to complete a run with.
     ExitCode {
         run_id: i64,
@@ -143,6 +160,34 @@ pub enum Effect {
     Start(i64),
     Complete(i64, i32),
     Copy(String),
+    LoadServices,
+    /// A service's versions, and one version's content (the governing one when None).
+    LoadManifests {
+        schema: String,
+        version: Option<String>,
+    },
+    Diff {
+        schema: String,
+        from: String,
+        to: String,
+    },
+    Propose {
+        schema: String,
+        text: String,
+    },
+    Activate {
+        schema: String,
+        version: String,
+    },
+    Lock(String),
+    Unlock(String),
+    Deploy(String),
+    CreateService {
+        project: String,
+        name: String,
+        schema: String,
+        workflows: Vec<String>,
+    },
 }
 
 /// Answers from the background, applied in arrival order.
@@ -157,6 +202,17 @@ pub enum Data {
     Logs(i64, Vec<RunLog>),
     Done(String),
     Failed(String),
+    Services(Vec<ServiceOverview>),
+    Manifests {
+        schema: String,
+        history: Vec<ManifestHead>,
+        content: Option<Box<Manifest>>,
+    },
+    Diff {
+        from: String,
+        to: String,
+        changes: Vec<FieldChange>,
+    },
 }
 
 pub struct App {
@@ -184,6 +240,9 @@ pub struct App {
     /// Rows the list shows per page, set by the view from the screen size.
     pub page_rows: usize,
     pub quit: bool,
+    pub catalog: Catalog,
+    pub editor: Option<ManifestEditor>,
+    pub form: Option<ServiceForm>,
 }
 
 impl App {
@@ -208,18 +267,23 @@ impl App {
             offset: *chrono::Local::now().offset(),
             page_rows: 10,
             quit: false,
+            catalog: Catalog::default(),
+            editor: None,
+            form: None,
         }
     }
 
     /// What to load first.
     pub fn start(&self) -> Vec<Effect> {
-        vec![Effect::LoadRuns(self.query.clone())]
+        vec![Effect::LoadRuns(self.query.clone()), Effect::LoadServices]
     }
 
     pub fn context(&self) -> Context {
         match (&self.pane, &self.detail) {
             (Pane::Runs, Some(_)) => Context::Detail,
             (Pane::Runs, None) => Context::Runs,
+            (Pane::Services, _) => Context::Services,
+            (Pane::Manifests, _) => Context::Manifests,
             _ => Context::Global,
         }
     }
@@ -273,6 +337,18 @@ impl App {
             }
             Data::Done(text) => self.message = Some((Level::Info, text)),
             Data::Failed(text) => self.message = Some((Level::Error, text)),
+            Data::Services(services) => {
+                self.catalog.set_services(services);
+                self.last_update = Some(now);
+            }
+            Data::Manifests {
+                schema,
+                history,
+                content,
+            } => self
+                .catalog
+                .set_manifests(schema, history, content.map(|c| *c)),
+            Data::Diff { from, to, changes } => self.catalog.diff = Some((from, to, changes)),
         }
     }
 
@@ -297,12 +373,17 @@ impl App {
                     Vec::new()
                 }
             },
+            Mode::Editing => self.on_editing_key(key),
             Mode::Confirm(confirm) => match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => {
                     self.marked.clear();
                     vec![match confirm {
                         Confirm::Cancel(ids) => Effect::Cancel(ids),
                         Confirm::Retry(ids) => Effect::Retry(ids),
+                        Confirm::Deploy(schema) => Effect::Deploy(schema),
+                        Confirm::Activate(schema, version) => Effect::Activate { schema, version },
+                        Confirm::Lock(schema) => Effect::Lock(schema),
+                        Confirm::Unlock(schema) => Effect::Unlock(schema),
                     }]
                 }
                 _ => {
@@ -339,6 +420,20 @@ impl App {
             Action::PageDown => self.move_by(self.page_rows.max(1) as i64),
             Action::Top => self.move_to(0),
             Action::Bottom => self.move_to(usize::MAX),
+            Action::Open if self.pane == Pane::Services => {
+                match self
+                    .catalog
+                    .selected_service()
+                    .map(|s| s.service.schema.clone())
+                {
+                    Some(schema) => self.open_manifests(schema),
+                    None => Vec::new(),
+                }
+            }
+            Action::Open if self.pane == Pane::Manifests => {
+                self.catalog.diff = None;
+                self.load_selected_version()
+            }
             Action::Open => match (self.pane, self.selected_run()) {
                 (Pane::Runs, Some(run)) if self.detail.is_none() => {
                     let id = run.id;
@@ -346,6 +441,12 @@ impl App {
                 }
                 _ => Vec::new(),
             },
+            Action::Back if self.pane == Pane::Manifests => {
+                if self.catalog.diff.take().is_none() {
+                    self.pane = Pane::Services;
+                }
+                Vec::new()
+            }
             Action::Back => {
                 if let Some(d) = self.detail.as_mut().filter(|d| !d.search.is_empty()) {
                     d.search.clear();
@@ -422,6 +523,74 @@ impl App {
             Action::ShowEvents => self.detail_tab(DetailTab::Events),
             Action::ShowLogs => self.detail_tab(DetailTab::Logs),
             Action::ShowArtifacts => self.detail_tab(DetailTab::Artifacts),
+            Action::NewService => {
+                let project = self
+                    .catalog
+                    .selected_service()
+                    .map(|s| s.service.project.clone())
+                    .unwrap_or_default();
+                self.form = Some(ServiceForm::new(&project));
+                self.mode = Mode::Editing;
+                Vec::new()
+            }
+            Action::Deploy => match self.catalog.selected_service() {
+                Some(s) => {
+                    self.mode = Mode::Confirm(Confirm::Deploy(s.service.schema.clone()));
+                    Vec::new()
+                }
+                None => Vec::new(),
+            },
+            Action::Propose => {
+                let (Some(schema), Some(content)) =
+                    (self.catalog.service.clone(), self.catalog.content.as_ref())
+                else {
+                    return self.fail("open a service's manifest first (Enter in Services)".into());
+                };
+                self.editor = Some(ManifestEditor::new(&schema, &content.content));
+                self.mode = Mode::Editing;
+                Vec::new()
+            }
+            Action::Activate => {
+                let (Some(schema), Some(v)) = (
+                    self.catalog.service.clone(),
+                    self.catalog.selected_version(),
+                ) else {
+                    return Vec::new();
+                };
+                if v.status != ManifestStatus::Draft {
+                    let text = format!(
+                        "{} is {}; only a draft can be activated",
+                        v.version, v.status
+                    );
+                    return self.fail(text);
+                }
+                self.mode = Mode::Confirm(Confirm::Activate(schema, v.version.clone()));
+                Vec::new()
+            }
+            Action::Lock | Action::Unlock => {
+                if let Some(schema) = self.catalog.service.clone() {
+                    self.mode = Mode::Confirm(if action == Action::Lock {
+                        Confirm::Lock(schema)
+                    } else {
+                        Confirm::Unlock(schema)
+                    });
+                }
+                Vec::new()
+            }
+            Action::Diff => {
+                let (Some(schema), Some(gov), Some(sel)) = (
+                    self.catalog.service.clone(),
+                    self.catalog.governing(),
+                    self.catalog.selected_version(),
+                ) else {
+                    return self.fail("nothing to compare with: no governing version".into());
+                };
+                vec![Effect::Diff {
+                    schema,
+                    from: gov.version.clone(),
+                    to: sel.version.clone(),
+                }]
+            }
             Action::Follow => {
                 if let Some(d) = self.detail.as_mut() {
                     d.follow = !d.follow;
@@ -437,6 +606,108 @@ impl App {
 
     fn switch_pane(&mut self, pane: Pane) -> Vec<Effect> {
         self.pane = pane;
+        match pane {
+            Pane::Services => vec![Effect::LoadServices],
+            Pane::Manifests => match self.catalog.service.clone() {
+                Some(schema) => vec![Effect::LoadManifests {
+                    schema,
+                    version: self.catalog.selected_version().map(|v| v.version.clone()),
+                }],
+                None => Vec::new(),
+            },
+            _ => Vec::new(),
+        }
+    }
+
+    fn open_manifests(&mut self, schema: String) -> Vec<Effect> {
+        self.pane = Pane::Manifests;
+        if self.catalog.service.as_deref() != Some(schema.as_str()) {
+            self.catalog.history.clear();
+            self.catalog.content = None;
+            self.catalog.diff = None;
+        }
+        self.catalog.service = Some(schema.clone());
+        vec![Effect::LoadManifests {
+            schema,
+            version: None,
+        }]
+    }
+
+    fn load_selected_version(&self) -> Vec<Effect> {
+        match (&self.catalog.service, self.catalog.selected_version()) {
+            (Some(schema), Some(v)) => vec![Effect::LoadManifests {
+                schema: schema.clone(),
+                version: Some(v.version.clone()),
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Keys for the manifest editor or the service form: Ctrl-S submits when valid, Esc leaves.
+    fn on_editing_key(&mut self, key: KeyEvent) -> Vec<Effect> {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if let Some(mut editor) = self.editor.take() {
+            match key.code {
+                KeyCode::Esc => return Vec::new(),
+                KeyCode::Char('s') if ctrl => {
+                    if let Some(problem) = &editor.problem {
+                        let text = format!("not proposed: {problem}");
+                        self.editor = Some(editor);
+                        self.mode = Mode::Editing;
+                        return self.fail(text);
+                    }
+                    return vec![Effect::Propose {
+                        schema: editor.schema.clone(),
+                        text: editor.text(),
+                    }];
+                }
+                _ => {
+                    editor.textarea.input(key);
+                    editor.validate();
+                }
+            }
+            self.editor = Some(editor);
+            self.mode = Mode::Editing;
+            return Vec::new();
+        }
+        if let Some(mut form) = self.form.take() {
+            let submit = (key.code == KeyCode::Char('s') && ctrl)
+                || (key.code == KeyCode::Enter && form.focus == form.fields.len() - 1);
+            match key.code {
+                KeyCode::Esc => return Vec::new(),
+                _ if submit => {
+                    if let Some(problem) = &form.problem {
+                        let text = format!("not created: {problem}");
+                        self.form = Some(form);
+                        self.mode = Mode::Editing;
+                        return self.fail(text);
+                    }
+                    return vec![Effect::CreateService {
+                        project: form.value(0),
+                        name: form.value(1),
+                        schema: form.value(2),
+                        workflows: form
+                            .workflows()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|w| format!("{}:{}", w.name, w.activities.join(",")))
+                            .collect(),
+                    }];
+                }
+                KeyCode::Tab | KeyCode::Down | KeyCode::Enter => {
+                    form.focus = (form.focus + 1) % form.fields.len();
+                }
+                KeyCode::BackTab | KeyCode::Up => {
+                    form.focus = (form.focus + form.fields.len() - 1) % form.fields.len();
+                }
+                _ => {
+                    form.fields[form.focus].input(key);
+                    form.validate();
+                }
+            }
+            self.form = Some(form);
+            self.mode = Mode::Editing;
+        }
         Vec::new()
     }
 
@@ -462,6 +733,17 @@ impl App {
     }
 
     fn move_by(&mut self, delta: i64) -> Vec<Effect> {
+        match self.pane {
+            Pane::Services => {
+                self.catalog.move_service(delta);
+                return Vec::new();
+            }
+            Pane::Manifests => {
+                self.catalog.move_version(delta);
+                return Vec::new();
+            }
+            _ => {}
+        }
         if let Some(d) = self.detail.as_mut() {
             // In the detail, up and down scroll the logs; scrolling up stops following.
             if d.tab == DetailTab::Logs {
@@ -480,6 +762,10 @@ impl App {
     }
 
     fn move_to(&mut self, row: usize) -> Vec<Effect> {
+        if matches!(self.pane, Pane::Services | Pane::Manifests) {
+            let delta = if row == 0 { i64::MIN / 2 } else { i64::MAX / 2 };
+            return self.move_by(delta);
+        }
         if let Some(d) = self.detail.as_mut() {
             d.scroll = if row == 0 {
                 d.visible_logs().len().saturating_sub(1)
@@ -594,8 +880,14 @@ impl App {
                 Ok(id) if id > 0 => self.open_run(id),
                 _ => self.fail(format!("`{id}` is not a run id")),
             },
-            ("services" | "service", _) => self.not_yet(Pane::Services),
-            ("manifests" | "manifest", _) => self.not_yet(Pane::Manifests),
+            ("services", _) | ("service", None) => self.switch_pane(Pane::Services),
+            ("service" | "manifest" | "manifests", Some(schema)) => {
+                match crate::domain::service::check_schema_name(schema) {
+                    Ok(()) => self.open_manifests(schema.to_owned()),
+                    Err(e) => self.fail(e.0),
+                }
+            }
+            ("manifests" | "manifest", None) => self.switch_pane(Pane::Manifests),
             ("templates" | "template", _) => self.not_yet(Pane::Templates),
             ("help", _) => {
                 self.mode = Mode::Help;

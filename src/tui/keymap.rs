@@ -14,6 +14,10 @@ pub enum Context {
     Runs,
     /// One run's detail (events, logs, artifacts).
     Detail,
+    /// The service list.
+    Services,
+    /// One service's manifest versions.
+    Manifests,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +52,13 @@ pub enum Action {
     ShowLogs,
     ShowArtifacts,
     Follow,
+    NewService,
+    Deploy,
+    Propose,
+    Activate,
+    Lock,
+    Unlock,
+    Diff,
 }
 
 impl Action {
@@ -98,6 +109,33 @@ impl Action {
         (Action::ShowLogs, "logs", "show logs", false),
         (Action::ShowArtifacts, "artifacts", "show artifacts", false),
         (Action::Follow, "follow", "follow logs on/off", false),
+        (
+            Action::NewService,
+            "new_service",
+            "create a service (form)",
+            true,
+        ),
+        (
+            Action::Deploy,
+            "deploy",
+            "deploy the service's worker",
+            true,
+        ),
+        (
+            Action::Propose,
+            "propose",
+            "propose a version (editor)",
+            true,
+        ),
+        (
+            Action::Activate,
+            "activate",
+            "activate the selected draft",
+            true,
+        ),
+        (Action::Lock, "lock", "lock the service", true),
+        (Action::Unlock, "unlock", "unlock the service", true),
+        (Action::Diff, "diff", "diff with the governing one", false),
     ];
 
     fn entry(self) -> (&'static str, &'static str, bool) {
@@ -134,6 +172,8 @@ impl Action {
             Mark | CopyId | CycleStatus => &[Context::Runs],
             Filter | Cancel | Retry | Claim | Start | Complete => &[Context::Runs, Context::Detail],
             ShowEvents | ShowLogs | ShowArtifacts | Follow => &[Context::Detail],
+            NewService | Deploy => &[Context::Services],
+            Propose | Activate | Lock | Unlock | Diff => &[Context::Manifests],
             _ => &[Context::Global],
         }
     }
@@ -304,6 +344,13 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("l", Action::ShowLogs),
     ("a", Action::ShowArtifacts),
     ("f", Action::Follow),
+    ("n", Action::NewService),
+    ("d", Action::Deploy),
+    ("p", Action::Propose),
+    ("A", Action::Activate),
+    ("L", Action::Lock),
+    ("U", Action::Unlock),
+    ("D", Action::Diff),
 ];
 
 #[derive(Debug, Clone)]

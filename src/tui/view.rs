@@ -28,6 +28,15 @@ impl Theme {
         }
     }
 
+    /// A colour, or no style at all under NO_COLOR.
+    pub fn color_or_plain(self, color: Color) -> Style {
+        self.fg(color)
+    }
+
+    pub fn dim_style(self) -> Style {
+        self.dim()
+    }
+
     fn fg(self, color: Color) -> Style {
         if self.color {
             Style::default().fg(color)
@@ -89,7 +98,15 @@ pub fn render(frame: &mut Frame, app: &mut App, theme: Theme) {
             Some(detail) => render_detail(frame, detail, app, theme, body),
             None => render_runs(frame, app, theme, body),
         },
+        Pane::Services => super::view_catalog::render_services(frame, app, theme, body),
+        Pane::Manifests => super::view_catalog::render_manifests(frame, app, theme, body),
         pane => render_pending_pane(frame, pane, theme, body),
+    }
+    if let Some(editor) = app.editor.as_mut() {
+        super::view_catalog::render_editor(frame, editor, theme, body);
+    }
+    if let Some(form) = app.form.as_mut() {
+        super::view_catalog::render_form(frame, form, theme, body);
     }
     render_bottom_line(frame, app, theme, message);
     render_status_bar(frame, app, theme, status);
@@ -137,9 +154,8 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
 
 fn render_pending_pane(frame: &mut Frame, pane: Pane, theme: Theme, area: Rect) {
     let what = match pane {
-        Pane::Services => "Services with their governed manifests and worker status",
-        Pane::Manifests => "Manifest versions, diffs, proposals and locks",
-        _ => "Template bundles, versions, defaults and labels",
+        Pane::Templates => "Template bundles, versions, defaults and labels",
+        _ => "This pane",
     };
     let text = vec![
         Line::from(""),

@@ -1,0 +1,174 @@
+//! The Services and Manifests panes: what they hold, and the two editors (a service form and a
+//! manifest JSON editor) validated as the operator types.
+
+use ratatui_textarea::TextArea;
+use serde_json::Value;
+
+use crate::domain::manifest::{FieldChange, Manifest, ManifestStatus, parse_manifest};
+use crate::domain::service::{WorkflowSpec, check_schema_name, check_service_name};
+use crate::ops::ServiceOverview;
+use crate::store::services::ManifestHead;
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub services: Vec<ServiceOverview>,
+    pub loaded: bool,
+    pub selected: usize,
+    /// The service the Manifests pane shows.
+    pub service: Option<String>,
+    pub history: Vec<ManifestHead>,
+    pub version_selected: usize,
+    /// The content of the version on screen.
+    pub content: Option<Manifest>,
+    /// A diff on screen instead of the content: (from, to, changes).
+    pub diff: Option<(String, String, Vec<FieldChange>)>,
+}
+
+impl Catalog {
+    pub fn selected_service(&self) -> Option<&ServiceOverview> {
+        self.services.get(self.selected)
+    }
+
+    pub fn selected_version(&self) -> Option<&ManifestHead> {
+        self.history.get(self.version_selected)
+    }
+
+    pub fn governing(&self) -> Option<&ManifestHead> {
+        self.history
+            .iter()
+            .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked))
+    }
+
+    pub fn set_services(&mut self, services: Vec<ServiceOverview>) {
+        let keep = self.selected_service().map(|s| s.service.id);
+        self.services = services;
+        self.loaded = true;
+        self.selected = keep
+            .and_then(|id| self.services.iter().position(|s| s.service.id == id))
+            .unwrap_or(self.selected)
+            .min(self.services.len().saturating_sub(1));
+    }
+
+    /// New history for `schema`; the version on screen stays selected if it still exists.
+    pub fn set_manifests(
+        &mut self,
+        schema: String,
+        history: Vec<ManifestHead>,
+        content: Option<Manifest>,
+    ) {
+        let same_service = self.service.as_deref() == Some(schema.as_str());
+        let keep = content.as_ref().map(|m| m.version.clone()).or_else(|| {
+            same_service
+                .then(|| self.selected_version().map(|v| v.version.clone()))
+                .flatten()
+        });
+        self.service = Some(schema);
+        self.history = history;
+        self.version_selected = keep
+            .and_then(|v| self.history.iter().position(|m| m.version == v))
+            .or_else(|| {
+                self.history.iter().position(|m| {
+                    matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked)
+                })
+            })
+            .unwrap_or(0);
+        if content.is_some() {
+            self.content = content;
+        }
+    }
+
+    pub fn move_service(&mut self, delta: i64) {
+        if !self.services.is_empty() {
+            let last = self.services.len() as i64 - 1;
+            self.selected = (self.selected as i64 + delta).clamp(0, last) as usize;
+        }
+    }
+
+    pub fn move_version(&mut self, delta: i64) {
+        if !self.history.is_empty() {
+            let last = self.history.len() as i64 - 1;
+            self.version_selected = (self.version_selected as i64 + delta).clamp(0, last) as usize;
+        }
+    }
+}
+
+/// The manifest JSON editor (ratatui-textarea), checked against the manifest rules on every key.
+pub struct ManifestEditor {
+    pub schema: String,
+    pub textarea: TextArea<'static>,
+    /// None when the text is a valid manifest for the service.
+    pub problem: Option<String>,
+}
+
+impl ManifestEditor {
+    pub fn new(schema: &str, content: &Value) -> Self {
+        let text = serde_json::to_string_pretty(content).unwrap_or_else(|_| "{}".into());
+        let mut editor = Self {
+            schema: schema.to_owned(),
+            textarea: TextArea::new(text.lines().map(str::to_owned).collect()),
+            problem: None,
+        };
+        editor.validate();
+        editor
+    }
+
+    pub fn text(&self) -> String {
+        self.textarea.lines().join("\n")
+    }
+
+    pub fn validate(&mut self) {
+        self.problem = parse_manifest(&self.text(), &self.schema)
+            .err()
+            .map(|e| e.0);
+    }
+}
+
+pub const FORM_FIELDS: [&str; 4] = ["project", "name", "schema", "workflows"];
+
+/// The service form: four one-line fields, checked as the operator types.
+pub struct ServiceForm {
+    pub fields: [TextArea<'static>; 4],
+    pub focus: usize,
+    pub problem: Option<String>,
+}
+
+impl ServiceForm {
+    pub fn new(project: &str) -> Self {
+        let field = |text: &str| TextArea::new(vec![text.to_owned()]);
+        let mut form = Self {
+            fields: [field(project), field(""), field(""), field("")],
+            focus: if project.is_empty() { 0 } else { 1 },
+            problem: None,
+        };
+        form.validate();
+        form
+    }
+
+    pub fn value(&self, i: usize) -> String {
+        self.fields[i].lines().join("").trim().to_owned()
+    }
+
+    /// `processBilling:calculateCharges,sendInvoice handlePayment:pay` (space or ';' between).
+    pub fn workflows(&self) -> Result<Vec<WorkflowSpec>, String> {
+        self.value(3)
+            .split([' ', ';'])
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<WorkflowSpec>().map_err(|e| e.0))
+            .collect()
+    }
+
+    pub fn validate(&mut self) {
+        self.problem = (|| {
+            if self.value(0).is_empty() {
+                return Some("project: which project the service belongs to".to_owned());
+            }
+            if let Err(e) = check_service_name(&self.value(1)) {
+                return Some(e.0);
+            }
+            if let Err(e) = check_schema_name(&self.value(2)) {
+                return Some(e.0);
+            }
+            self.workflows().err()
+        })();
+    }
+}
