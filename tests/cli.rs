@@ -279,3 +279,75 @@ fn unreachable_and_unmigrated_databases_are_clear_errors() -> TestResult {
     assert_eq!(status[0]["applied"], true);
     Ok(())
 }
+
+#[test]
+fn service_commands_answer_bad_input_in_one_line() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    assert!(
+        ospdeck(h, &["project", "create", "telecom"])
+            .status
+            .success()
+    );
+    let create = |schema: &str| {
+        ospdeck(
+            h,
+            &[
+                "service",
+                "create",
+                "--project",
+                "telecom",
+                "--name",
+                "Billing",
+                "--schema",
+                schema,
+            ],
+        )
+    };
+    for hostile in [
+        "x\"; DROP SCHEMA ops; --",
+        "Billing",
+        "pg_x",
+        "public",
+        "a b",
+    ] {
+        assert_one_line_error(&create(hostile), "invalid schema");
+    }
+    let manifest = h.join("m.json");
+    std::fs::write(&manifest, r#"{"service_id":"billing","unknown":1}"#)?;
+    assert_one_line_error(
+        &ospdeck(
+            h,
+            &[
+                "service",
+                "create",
+                "--project",
+                "telecom",
+                "--from-file",
+                &manifest.display().to_string(),
+            ],
+        ),
+        "invalid",
+    );
+    assert!(create("billing").status.success());
+    assert_one_line_error(&create("billing"), "already exists");
+    assert_one_line_error(
+        &ospdeck(h, &["manifest", "activate", "billing", "9.9.9"]),
+        "no manifest version 9.9.9",
+    );
+    assert_one_line_error(
+        &ospdeck(
+            h,
+            &["manifest", "propose", "billing", "--file", "/no/such/file"],
+        ),
+        "cannot read manifest",
+    );
+    assert_one_line_error(
+        &ospdeck(h, &["manifest", "show", "nothere"]),
+        "unknown service",
+    );
+    let o = ospdeck(h, &["service", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o))?;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    Ok(())
+}

@@ -12,6 +12,7 @@ conformance!(
     a_deploy_that_always_fails_rolls_back_and_keeps_every_output,
     deployer_none_waits_for_a_worker_heartbeat,
     upgrades_across_breaking_advisories_need_acknowledgement,
+    a_worker_runs_the_queued_deploy_through_the_deployer,
 );
 
 mod cases {
@@ -758,6 +759,35 @@ mod cases {
             ))
             .await?;
         assert_eq!(h.count("runs").await, before + 2);
+        Ok(())
+    }
+
+    pub async fn a_worker_runs_the_queued_deploy_through_the_deployer(h: Harness) -> TestResult {
+        use ospdeck::worker::{WorkerConfig, run_worker};
+        setup(&h).await?;
+        let created = h.ops.create_service(&request(SCHEMA)).await?;
+        let dir = tempfile::tempdir()?;
+        let config = WorkerConfig {
+            drain: true,
+            deployer: flaky(dir.path(), 1),
+            manifest_dir: dir.path().to_owned(),
+            ..WorkerConfig::in_process("deployer-1".into(), vec![ospdeck::ops::DEPLOY_QUEUE.into()])
+        };
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stats = run_worker(h.ops.clone(), config, stop_rx).await?;
+        assert_eq!((stats.claimed, stats.succeeded), (1, 1));
+        let run = h.ops.run(created.deploy_run_id).await?;
+        assert_eq!(run.status, RunStatus::Succeeded);
+        let logs = h.ops.run_logs(run.id, 0, None, 100).await?;
+        let text: Vec<&str> = logs.iter().map(|l| l.message.as_str()).collect();
+        assert!(text.contains(&"attempt 1 deploy: exit 4"), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|l| l.contains("deployed manifest 1.0.0 on attempt 2")),
+            "{text:?}"
+        );
+        let workers = h.ops.workers().await?;
+        assert_eq!(workers[0].deployment.status, DeploymentStatus::Deployed);
         Ok(())
     }
 }

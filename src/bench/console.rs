@@ -29,6 +29,9 @@ pub struct ConsoleBenchArgs {
     /// Runs to add to the store before measuring (most finished, some queued)
     #[arg(long, default_value_t = 100_000)]
     pub runs: usize,
+    /// Services to add (each with its manifest, workflows and registry entry)
+    #[arg(long, default_value_t = 1_000)]
+    pub services: usize,
     /// Frames to render for the render-time figures
     #[arg(long, default_value_t = 300)]
     pub frames: usize,
@@ -50,6 +53,11 @@ struct Report {
     refresh_p99_ms: f64,
     overview_p50_ms: f64,
     overview_p99_ms: f64,
+    services_added: usize,
+    services_refresh_p50_ms: f64,
+    services_refresh_p99_ms: f64,
+    services_render_p50_ms: f64,
+    services_render_p99_ms: f64,
     render_p50_ms: f64,
     render_p99_ms: f64,
     peak_rss_mib: Option<f64>,
@@ -69,6 +77,8 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
 
     let bar = spinner(show, &format!("adding {} runs", args.runs));
     seed(&ops, args.runs).await?;
+    bar.set_message(format!("adding {} services", args.services));
+    seed_services(&ops, args.services).await?;
     bar.finish_and_clear();
     reset_peak_rss();
 
@@ -94,6 +104,28 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         refresh(&fresh_ops, &mut app).await?;
         refresh_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let mut services_ms = Vec::with_capacity(args.refreshes);
+    for _ in 0..args.refreshes {
+        let t = Instant::now();
+        let services = fresh_ops.list_services().await?;
+        app.on_data(Data::Services(services), Utc::now());
+        services_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mut services_render_ms = Vec::with_capacity(args.frames);
+    app.on_key(crossterm::event::KeyEvent::from(
+        crossterm::event::KeyCode::Char('1'),
+    ));
+    for _ in 0..args.frames {
+        app.on_key(crossterm::event::KeyEvent::from(
+            crossterm::event::KeyCode::Down,
+        ));
+        let t = Instant::now();
+        draw(&mut terminal, &mut app)?;
+        services_render_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    app.on_key(crossterm::event::KeyEvent::from(
+        crossterm::event::KeyCode::Char('4'),
+    ));
     let mut activity_ms = Vec::with_capacity(args.refreshes);
     for _ in 0..args.refreshes {
         let t = Instant::now();
@@ -119,6 +151,8 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
     let (refresh_p50, refresh_p99) = p50_p99(&mut refresh_ms);
     let (render_p50, render_p99) = p50_p99(&mut render_ms);
     let (overview_p50, overview_p99) = p50_p99(&mut activity_ms);
+    let (services_p50, services_p99) = p50_p99(&mut services_ms);
+    let (services_render_p50, services_render_p99) = p50_p99(&mut services_render_ms);
     let report = Report {
         store: store.location(),
         runs_added: args.runs,
@@ -128,6 +162,11 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         refresh_p99_ms: refresh_p99,
         overview_p50_ms: overview_p50,
         overview_p99_ms: overview_p99,
+        services_added: args.services,
+        services_refresh_p50_ms: services_p50,
+        services_refresh_p99_ms: services_p99,
+        services_render_p50_ms: services_render_p50,
+        services_render_p99_ms: services_render_p99,
         render_p50_ms: render_p50,
         render_p99_ms: render_p99,
         peak_rss_mib: peak_rss_mib(),
@@ -145,10 +184,12 @@ fn render(r: &Report) -> String {
          time to first frame (connect, load, draw)  {:>9.1} ms\n\
          refresh on change (page of {RUN_PAGE} + counts) p50 {:.1} ms   p99 {:.1} ms\n\
          overview with last-hour activity (every 10 s) p50 {:.1} ms   p99 {:.1} ms\n\
+         services list ({} services)              p50 {:.1} ms   p99 {:.1} ms\n\
+         services pane render                   p50 {:.2} ms   p99 {:.2} ms\n\
          frame render                           p50 {:.2} ms   p99 {:.2} ms   (budget 16.7 ms at 60 Hz)\n\
          peak RSS while measuring               {}\n\
          idle: {} bytes written in {} s         ({:.0} bytes/minute)\n\
-         services and template versions: not in this build yet (issues 3 and 4)",
+         template versions: not in this build yet (issue 4)",
         r.store,
         r.runs_added,
         r.screen,
@@ -157,6 +198,11 @@ fn render(r: &Report) -> String {
         r.refresh_p99_ms,
         r.overview_p50_ms,
         r.overview_p99_ms,
+        r.services_added,
+        r.services_refresh_p50_ms,
+        r.services_refresh_p99_ms,
+        r.services_render_p50_ms,
+        r.services_render_p99_ms,
         r.render_p50_ms,
         r.render_p99_ms,
         r.peak_rss_mib
@@ -248,6 +294,29 @@ async fn seed(ops: &Ops, n: usize) -> CliResult {
             .collect();
         ops.complete_runs(&worker, &done).await?;
         moved += holds.len();
+    }
+    Ok(())
+}
+
+/// Adds `n` services in a project of their own, each one whole (manifest, workflows, registry).
+async fn seed_services(ops: &Ops, n: usize) -> CliResult {
+    let stamp = Utc::now().format("%m%d%H%M%S%3f").to_string();
+    let project = format!("bench-console-svc-{stamp}");
+    ops.create_project(&project, Some("console benchmark services"))
+        .await?;
+    let workflows: Vec<crate::domain::service::WorkflowSpec> = ["process:a,b"]
+        .iter()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    for i in 0..n {
+        ops.create_service(&crate::ops::CreateService {
+            project: &project,
+            name: Some("Bench service"),
+            schema: Some(&format!("c{stamp}_{i}")),
+            workflows: workflows.clone(),
+            manifest: None,
+        })
+        .await?;
     }
     Ok(())
 }
