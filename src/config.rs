@@ -69,6 +69,46 @@ pub struct FileConfig {
     /// How service workers are deployed (default: kind = "none").
     #[serde(default)]
     pub deployer: crate::deploy::DeployerConfig,
+    /// Where template bundle files live and how they are resolved.
+    #[serde(default)]
+    pub artifacts: ArtifactsConfig,
+}
+
+/// `[artifacts]` in config.toml.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactsConfig {
+    /// The artifact store (default: <data dir>/artifacts).
+    pub dir: Option<PathBuf>,
+    /// The local content cache (default: <cache dir>/artifacts).
+    pub cache_dir: Option<PathBuf>,
+    /// Bundles laid out as <dir>/<template>/<version>/<path>, served when nothing else can.
+    pub fallback_dir: Option<PathBuf>,
+    /// Resolve from the artifact store at all (OSPDECK_TEMPLATE_REMOTE=off switches it off too).
+    #[serde(default = "yes")]
+    pub remote: bool,
+    #[serde(default = "default_ttl")]
+    pub pointer_ttl_secs: u64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_ttl() -> u64 {
+    60
+}
+
+impl Default for ArtifactsConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            cache_dir: None,
+            fallback_dir: None,
+            remote: true,
+            pointer_ttl_secs: default_ttl(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -3,6 +3,7 @@
 //! Layers (imports point down only): `cli`, `tui` and `worker` call `ops`; `ops` combines `domain` rules
 //! with a `store`; `domain` is pure.
 
+pub mod artifacts;
 pub mod bench;
 pub mod cli;
 pub mod config;

@@ -3,6 +3,7 @@
 mod console;
 mod queue;
 mod services;
+mod templates;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::ops::{Ops, OpsResult};
 pub use console::{ConsoleBenchArgs, console};
 pub use queue::{QueueBenchArgs, queue};
 pub use services::{ServicesBenchArgs, services};
+pub use templates::{TemplatesBenchArgs, templates};
 
 /// A spinner on stderr while a phase runs, or nothing when output is piped or JSON.
 fn spinner(show: bool, label: &str) -> ProgressBar {

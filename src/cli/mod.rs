@@ -4,6 +4,7 @@ mod console;
 mod output;
 mod queue;
 pub(crate) mod services;
+mod templates;
 mod tools;
 
 pub use output::emit as emit_report;
@@ -71,6 +72,9 @@ pub enum Command {
     Deploy { service: String },
     /// The worker registry: deployment status and heartbeat of each service's worker
     Workers,
+    /// Versioned template bundles: publish, lifecycle, resolve
+    #[command(subcommand)]
+    Template(templates::TemplateCommand),
     /// Tool versions and their images
     #[command(subcommand)]
     Tool(tools::ToolCommand),
@@ -233,6 +237,9 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
         }
         Some(Command::Workers) => {
             services::workers(&connect(&cli, &options).await?, cli.json).await
+        }
+        Some(Command::Template(cmd)) => {
+            templates::template(&cli, &connect(&cli, &options).await?, cmd).await
         }
         Some(Command::Tool(cmd)) => {
             tools::tool(&connect(&cli, &options).await?, cli.json, cmd).await

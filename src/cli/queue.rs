@@ -134,6 +134,8 @@ pub enum BenchArgs {
     Console(crate::bench::ConsoleBenchArgs),
     /// Services created per second and manifest diff time on a 1 MB manifest
     Services(crate::bench::ServicesBenchArgs),
+    /// Publishing a 256 MiB bundle against sha256sum, and warm-cache resolve latency
+    Templates(crate::bench::TemplatesBenchArgs),
 }
 
 fn parse_workflow_type(s: &str) -> Result<WorkflowType, String> {
@@ -462,6 +464,9 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> CliResult<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         BenchArgs::Services(a) => crate::bench::services(cli, a)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        BenchArgs::Templates(a) => crate::bench::templates(cli, a)
             .await
             .map(|()| ExitCode::SUCCESS),
     }

@@ -7,6 +7,7 @@ pub mod manifest;
 pub mod project;
 pub mod run;
 pub mod service;
+pub mod template;
 pub mod tool;
 pub mod workflow;
 

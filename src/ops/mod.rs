@@ -8,6 +8,7 @@ mod error;
 mod overview;
 mod queue;
 mod services;
+mod templates;
 mod tools;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use error::OpsError;
 pub use overview::*;
 pub use queue::*;
 pub use services::*;
+pub use templates::*;
 pub use tools::*;
 
 pub type OpsResult<T> = Result<T, OpsError>;

@@ -74,7 +74,8 @@ fn classify(code: Option<&str>, message: &str) -> StoreError {
         // RAISE(ABORT, …) from our triggers arrives as a plain constraint error (code 19 or 1).
         _ if msg.contains("illegal run transition")
             || msg.contains("append-only")
-            || msg.contains("manifest rule:") =>
+            || msg.contains("manifest rule:")
+            || msg.contains("template rule:") =>
         {
             StoreError::Invalid(msg)
         }

@@ -6,6 +6,7 @@ pub mod postgres;
 pub mod services;
 mod shared;
 pub mod sqlite;
+pub mod templates;
 pub mod tools;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::domain::workflow::{NewWorkflow, Workflow};
 
 pub use error::{StoreError, StoreResult};
 pub use services::ServiceStore;
+pub use templates::TemplateStore;
 pub use tools::ToolStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,7 +43,7 @@ pub struct MigrationState {
 
 /// Everything the use cases need from a database. Mutations are one transaction each.
 #[async_trait]
-pub trait Store: ServiceStore + ToolStore + Send + Sync {
+pub trait Store: ServiceStore + TemplateStore + ToolStore + Send + Sync {
     fn kind(&self) -> StoreKind;
     /// Where the store lives, with any password redacted.
     fn location(&self) -> String;

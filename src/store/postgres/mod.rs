@@ -2,6 +2,7 @@
 //! functions of the migration, so psql, PostgREST and edge functions share exactly this queue.
 
 mod services;
+mod templates;
 mod tools;
 
 use std::str::FromStr;

@@ -57,6 +57,7 @@ macro_rules! workflow_select {
 
 // After the macros above, which it uses.
 mod services;
+mod templates;
 mod tools;
 
 const CLAIM_ALL_SQL: &str =

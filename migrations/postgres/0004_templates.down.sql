@@ -1,0 +1,10 @@
+DROP TABLE ops.template_labels;
+DROP FUNCTION ops.template_labels_guard();
+DROP TABLE ops.template_artifacts;
+DROP FUNCTION ops.template_artifacts_guard();
+ALTER TABLE ops.templates DROP COLUMN default_version_id;
+DROP TRIGGER templates_default_guard ON ops.templates;
+DROP FUNCTION ops.templates_default_guard();
+DROP TABLE ops.template_versions;
+DROP FUNCTION ops.template_versions_guard();
+DROP TABLE ops.templates;

@@ -1,0 +1,4 @@
+DROP TABLE template_labels;
+DROP TABLE template_artifacts;
+DROP TABLE template_versions;
+DROP TABLE templates;

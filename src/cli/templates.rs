@@ -1,0 +1,329 @@
+//! `template …`: publish, lifecycle, resolve.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::output::{emit, opt, table, time};
+use super::{Cli, CliError, CliResult, resolve_config};
+use crate::artifacts::{FsArtifactStore, ResolveRequest, Resolver, ResolverConfig};
+use crate::config::read_file_config;
+use crate::domain::template::VersionStatus;
+use crate::ops::{Ops, PublishRequest, Selector};
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Publish a bundle folder (its manifest.json lists the artifacts) as a new version
+    Publish {
+        dir: PathBuf,
+        #[arg(long)]
+        template: String,
+        #[arg(long)]
+        version: String,
+        /// draft (default) or stable
+        #[arg(long, value_parser = parse_status)]
+        status: Option<VersionStatus>,
+        #[arg(long)]
+        changelog: Option<String>,
+        #[arg(long)]
+        set_default: bool,
+        #[arg(long)]
+        label: Option<String>,
+    },
+    List,
+    /// Versions of a template, in semver order
+    Versions {
+        template: String,
+    },
+    /// Draft → stable
+    Promote {
+        template: String,
+        version: String,
+    },
+    /// Stable → deprecated (still resolvable when pinned exactly)
+    Deprecate {
+        template: String,
+        version: String,
+        #[arg(long)]
+        message: Option<String>,
+    },
+    /// Move the default pointer (rollback is moving it back)
+    Default {
+        template: String,
+        version: String,
+    },
+    /// Point a label at a version; --percent makes it a canary for that share of units
+    Label {
+        template: String,
+        label: String,
+        version: String,
+        #[arg(long, allow_negative_numbers = true)]
+        percent: Option<i32>,
+    },
+    /// Artifacts added, removed, changed between two versions
+    Diff {
+        template: String,
+        from: String,
+        to: String,
+    },
+    /// Delete a draft version
+    Delete {
+        template: String,
+        version: String,
+    },
+    /// Which version a request means, and a verified local file for each artifact
+    Resolve {
+        template: String,
+        #[arg(long, conflicts_with = "label")]
+        version: Option<String>,
+        #[arg(long)]
+        label: Option<String>,
+        #[arg(long)]
+        locale: Option<String>,
+        /// A unit key (clinic, tenant…) for canary labels: the same unit always gets the same answer
+        #[arg(long)]
+        unit: Option<String>,
+    },
+}
+
+fn parse_status(s: &str) -> Result<VersionStatus, String> {
+    s.parse().map_err(|e: crate::domain::InvalidInput| e.0)
+}
+
+/// The artifact store and resolver settings of config.toml (and OSPDECK_TEMPLATE_REMOTE).
+pub fn artifact_settings(cli: &Cli) -> CliResult<(Arc<FsArtifactStore>, ResolverConfig)> {
+    let resolved = resolve_config(cli)?;
+    let config = read_file_config(&resolved.paths.config_file)
+        .map_err(|e| CliError(e.to_string()))?
+        .map(|c| c.artifacts)
+        .unwrap_or_default();
+    let store = Arc::new(FsArtifactStore::new(
+        config
+            .dir
+            .clone()
+            .unwrap_or_else(|| resolved.paths.data_dir.join("artifacts")),
+    ));
+    let env_off = std::env::var("OSPDECK_TEMPLATE_REMOTE")
+        .map(|v| matches!(v.trim(), "off" | "0" | "false" | "no"))
+        .unwrap_or(false);
+    let remote: Option<Arc<dyn crate::artifacts::ArtifactStore>> = if config.remote && !env_off {
+        Some(store.clone())
+    } else {
+        None
+    };
+    Ok((
+        store,
+        ResolverConfig {
+            remote,
+            cache_dir: config
+                .cache_dir
+                .unwrap_or_else(|| resolved.paths.cache_dir.join("artifacts")),
+            fallback_dir: config.fallback_dir,
+            pointer_ttl: Duration::from_secs(config.pointer_ttl_secs),
+        },
+    ))
+}
+
+pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<ExitCode> {
+    let json = cli.json;
+    match cmd {
+        TemplateCommand::Publish {
+            dir,
+            template,
+            version,
+            status,
+            changelog,
+            set_default,
+            label,
+        } => {
+            let (store, _) = artifact_settings(cli)?;
+            let bar = if !json && std::io::stderr().is_terminal() {
+                let bar =
+                    ProgressBar::new(0).with_message(format!("publishing {template} {version}"));
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} {pos}/{len} files")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar
+            } else {
+                ProgressBar::hidden()
+            };
+            let v = ops
+                .publish_bundle(
+                    dir,
+                    &PublishRequest {
+                        template,
+                        version,
+                        status: *status,
+                        changelog: changelog.as_deref(),
+                        set_default: *set_default,
+                        label: label.as_deref(),
+                    },
+                    store,
+                    &|done, total| {
+                        bar.set_length(total);
+                        bar.set_position(done);
+                    },
+                )
+                .await?;
+            bar.finish_and_clear();
+            emit(json, &v, || {
+                format!(
+                    "published {} {} ({}), digest {}",
+                    v.template, v.version, v.status, v.digest
+                )
+            });
+        }
+        TemplateCommand::List => {
+            let list = ops.list_templates().await?;
+            emit(json, &list, || {
+                table(
+                    &["TEMPLATE", "DEFAULT", "VERSIONS", "LABELS"],
+                    list.iter().map(|t| {
+                        vec![
+                            t.name.clone(),
+                            opt(&t.default_version),
+                            t.versions.to_string(),
+                            t.labels
+                                .iter()
+                                .map(|l| {
+                                    if l.percent < 100 {
+                                        format!("{}={}@{}%", l.label, l.version, l.percent)
+                                    } else {
+                                        format!("{}={}", l.label, l.version)
+                                    }
+                                })
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                        ]
+                    }),
+                )
+            });
+        }
+        TemplateCommand::Versions { template } => {
+            let versions = ops.template_versions(template).await?;
+            emit(json, &versions, || {
+                table(
+                    &["VERSION", "STATUS", "DIGEST", "BY", "CREATED", "CHANGELOG"],
+                    versions.iter().map(|v| {
+                        vec![
+                            v.version.clone(),
+                            v.status.to_string(),
+                            v.digest[..12.min(v.digest.len())].to_owned(),
+                            v.created_by.clone(),
+                            time(&v.created_at),
+                            opt(&v.changelog),
+                        ]
+                    }),
+                )
+            });
+        }
+        TemplateCommand::Promote { template, version } => {
+            let v = ops.promote_version(template, version).await?;
+            emit(json, &v, || format!("{template} {} is stable", v.version));
+        }
+        TemplateCommand::Deprecate {
+            template,
+            version,
+            message,
+        } => {
+            let v = ops
+                .deprecate_version(template, version, message.as_deref())
+                .await?;
+            emit(json, &v, || {
+                format!("{template} {} is deprecated", v.version)
+            });
+        }
+        TemplateCommand::Default { template, version } => {
+            ops.set_default_version(template, version).await?;
+            emit(
+                json,
+                &serde_json::json!({ "template": template, "default": version }),
+                || format!("{template} default is {version}"),
+            );
+        }
+        TemplateCommand::Label {
+            template,
+            label,
+            version,
+            percent,
+        } => {
+            ops.set_label(template, label, version, *percent).await?;
+            emit(
+                json,
+                &serde_json::json!({ "template": template, "label": label, "version": version, "percent": percent.unwrap_or(100) }),
+                || {
+                    format!(
+                        "{template} {label} → {version} ({}%)",
+                        percent.unwrap_or(100)
+                    )
+                },
+            );
+        }
+        TemplateCommand::Diff { template, from, to } => {
+            let changes = ops.template_diff(template, from, to).await?;
+            emit(json, &changes, || {
+                if changes.is_empty() {
+                    return format!("{from} and {to} have the same artifacts");
+                }
+                changes
+                    .iter()
+                    .map(|c| format!("{:<8} {}", c.change, c.path))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        TemplateCommand::Delete { template, version } => {
+            ops.delete_draft(template, version).await?;
+            emit(json, &serde_json::json!({ "deleted": version }), || {
+                format!("deleted draft {template} {version}")
+            });
+        }
+        TemplateCommand::Resolve {
+            template,
+            version,
+            label,
+            locale,
+            unit,
+        } => {
+            let (_, config) = artifact_settings(cli)?;
+            let resolver = Resolver::new(ops.clone(), config);
+            let selector = match (version, label) {
+                (Some(v), _) => Selector::Version(v.clone()),
+                (None, Some(l)) => Selector::Label(l.clone()),
+                (None, None) => Selector::Default,
+            };
+            let r = resolver
+                .resolve(&ResolveRequest {
+                    template: template.clone(),
+                    selector,
+                    locale: locale.clone(),
+                    unit: unit.clone(),
+                })
+                .await?;
+            emit(json, &r, || {
+                let mut out = format!("{} {} (digest {})\n", r.template, r.version, r.digest);
+                out.push_str(&table(
+                    &["PATH", "KIND", "LOCALE", "SOURCE", "SHA256", "FILE"],
+                    r.artifacts.iter().map(|a| {
+                        vec![
+                            a.path.clone(),
+                            a.kind.clone(),
+                            opt(&a.locale),
+                            format!("{:?}", a.source).to_lowercase(),
+                            a.sha256[..12.min(a.sha256.len())].to_owned(),
+                            a.file.display().to_string(),
+                        ]
+                    }),
+                ));
+                out
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,112 @@
+//! Template bundles in the database: templates, versions, their artifacts, default and labels.
+
+use async_trait::async_trait;
+use semver::Version;
+use sqlx::FromRow;
+
+use super::{AuditEntry, StoreResult};
+use crate::domain::template::{
+    Label, StoredArtifact, TemplateSummary, TemplateVersion, VersionStatus,
+};
+
+/// A version as publish hands it over: its files are already in the artifact store.
+#[derive(Debug, Clone)]
+pub struct NewVersionRecord {
+    pub template: String,
+    pub version: Version,
+    pub status: VersionStatus,
+    pub changelog: Option<String>,
+    pub digest: String,
+    pub artifacts: Vec<StoredArtifact>,
+    pub set_default: bool,
+    pub label: Option<String>,
+}
+
+/// Where a template's default and labels point.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pointers {
+    pub default_version: Option<String>,
+    pub labels: Vec<Label>,
+}
+
+#[async_trait]
+pub trait TemplateStore: Send + Sync {
+    /// One transaction: the template (created on first publish), the version, its artifacts,
+    /// then its status, default and label. Nothing of it is visible until it all is.
+    async fn publish_version(
+        &self,
+        actor: &str,
+        new: &NewVersionRecord,
+    ) -> StoreResult<TemplateVersion>;
+    async fn list_templates(&self) -> StoreResult<Vec<TemplateSummary>>;
+    /// Versions in semver order (numeric, never text).
+    async fn template_versions(&self, template: &str) -> StoreResult<Vec<TemplateVersion>>;
+    async fn version_artifacts(
+        &self,
+        template: &str,
+        version: &str,
+    ) -> StoreResult<Vec<StoredArtifact>>;
+    async fn pointers(&self, template: &str) -> StoreResult<Pointers>;
+    async fn set_version_status(
+        &self,
+        actor: &str,
+        template: &str,
+        version: &str,
+        to: VersionStatus,
+        message: Option<&str>,
+    ) -> StoreResult<TemplateVersion>;
+    async fn set_default(&self, actor: &str, template: &str, version: &str) -> StoreResult<()>;
+    async fn set_label(
+        &self,
+        actor: &str,
+        template: &str,
+        label: &str,
+        version: &str,
+        percent: i32,
+    ) -> StoreResult<()>;
+    async fn delete_draft(&self, actor: &str, template: &str, version: &str) -> StoreResult<()>;
+}
+
+/// The audit row of a change to a template version; callers add before/after.
+pub(super) fn template_audit<'a>(
+    actor: &'a str,
+    action: &'static str,
+    template: &str,
+    version: &str,
+) -> AuditEntry<'a> {
+    AuditEntry {
+        actor,
+        action,
+        entity_type: "template",
+        entity_id: format!("{template}@{version}"),
+        project_id: None,
+        before: None,
+        after: None,
+    }
+}
+
+/// An artifact row as both stores select it (no times, so one type serves both).
+#[derive(FromRow)]
+pub(super) struct ArtifactRow {
+    kind: String,
+    locale: Option<String>,
+    role: Option<String>,
+    path: String,
+    content_type: String,
+    sha256: String,
+    size_bytes: i64,
+}
+
+impl From<ArtifactRow> for StoredArtifact {
+    fn from(r: ArtifactRow) -> Self {
+        StoredArtifact {
+            kind: r.kind,
+            locale: r.locale,
+            role: r.role,
+            path: r.path,
+            content_type: r.content_type,
+            sha256: r.sha256,
+            size_bytes: r.size_bytes,
+        }
+    }
+}

@@ -1,0 +1,586 @@
+//! Template bundles on both stores: publish, resolve from store / cache / filesystem with hash
+//! checks, lifecycle, canary labels, and a publish that dies before its commit.
+
+mod common;
+
+conformance!(
+    publish_then_resolve_from_store_then_cache,
+    tampered_copies_are_never_served,
+    a_warm_cache_resolves_with_the_store_unreachable,
+    rollback_is_moving_the_default_back,
+    deprecated_versions_resolve_only_when_pinned,
+    canary_labels_send_a_sticky_share,
+    a_publish_that_dies_before_commit_leaves_nothing,
+    bad_bundles_are_refused_and_nothing_is_written,
+    lifecycle_rules_hold_for_ops_and_raw_sql,
+);
+
+mod cases {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ospdeck::artifacts::{
+        ArtifactStore, FsArtifactStore, ResolveRequest, Resolver, ResolverConfig, Source,
+    };
+    use ospdeck::domain::template::VersionStatus;
+    use ospdeck::ops::{OpsError, PublishRequest, Selector};
+    use ospdeck::store::StoreKind;
+
+    use super::common::{Harness, TestResult};
+
+    const T: &str = "section7";
+
+    /// A bundle folder: manifest.json and files whose content carries `salt`.
+    fn bundle(dir: &Path, salt: &str) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(dir.join("fr"))?;
+        std::fs::create_dir_all(dir.join("en"))?;
+        std::fs::write(dir.join("fr/master.md"), format!("bonjour {salt}"))?;
+        std::fs::write(dir.join("en/master.md"), format!("hello {salt}"))?;
+        std::fs::write(dir.join("config.json"), "{\"max_tokens\": 100}")?;
+        std::fs::write(
+            dir.join("manifest.json"),
+            r#"{"artifacts": [
+                {"kind": "master_prompt", "locale": "fr", "role": "system", "path": "fr/master.md", "content_type": "text/markdown"},
+                {"kind": "master_prompt", "locale": "en", "role": "system", "path": "en/master.md", "content_type": "text/markdown"},
+                {"kind": "json_config", "path": "config.json", "content_type": "application/json"}
+            ]}"#,
+        )?;
+        Ok(dir.to_owned())
+    }
+
+    struct Env {
+        _tmp: tempfile::TempDir,
+        store: Arc<FsArtifactStore>,
+        root: PathBuf,
+    }
+
+    impl Env {
+        fn new() -> std::io::Result<Self> {
+            let tmp = tempfile::tempdir()?;
+            let root = tmp.path().to_owned();
+            Ok(Self {
+                store: Arc::new(FsArtifactStore::new(root.join("store"))),
+                _tmp: tmp,
+                root,
+            })
+        }
+
+        fn resolver(&self, h: &Harness, remote: bool, fallback: bool) -> Resolver {
+            Resolver::new(
+                h.ops.clone(),
+                ResolverConfig {
+                    remote: remote.then(|| self.store.clone() as Arc<dyn ArtifactStore>),
+                    cache_dir: self.root.join("cache"),
+                    fallback_dir: fallback.then(|| self.root.join("fallback")),
+                    pointer_ttl: Duration::from_secs(60),
+                },
+            )
+        }
+
+        async fn publish(
+            &self,
+            h: &Harness,
+            version: &str,
+            status: VersionStatus,
+            default: bool,
+        ) -> Result<(), OpsError> {
+            let dir = bundle(&self.root.join(format!("bundle-{version}")), version)
+                .map_err(|e| OpsError::Refused(e.to_string()))?;
+            h.ops
+                .publish_bundle(
+                    &dir,
+                    &PublishRequest {
+                        template: T,
+                        version,
+                        status: Some(status),
+                        set_default: default,
+                        ..Default::default()
+                    },
+                    self.store.clone(),
+                    &|_, _| {},
+                )
+                .await
+                .map(|_| ())
+        }
+    }
+
+    fn req(selector: Selector, locale: Option<&str>) -> ResolveRequest {
+        ResolveRequest {
+            template: T.into(),
+            selector,
+            locale: locale.map(str::to_owned),
+            unit: None,
+        }
+    }
+
+    pub async fn publish_then_resolve_from_store_then_cache(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        let first = env
+            .resolver(&h, true, false)
+            .resolve(&req(Selector::Default, Some("fr")))
+            .await?;
+        assert_eq!(first.version, "1.0.0");
+        assert_eq!(first.digest.len(), 64);
+        let paths: Vec<&str> = first.artifacts.iter().map(|a| a.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            vec!["config.json", "fr/master.md"],
+            "fr and locale-free only"
+        );
+        assert!(first.artifacts.iter().all(|a| a.source == Source::Remote));
+        let fr = &first.artifacts[1];
+        assert_eq!(std::fs::read_to_string(&fr.file)?, "bonjour 1.0.0");
+        let second = env
+            .resolver(&h, true, false)
+            .resolve(&req(Selector::Version("1.0.0".into()), Some("fr")))
+            .await?;
+        assert!(second.artifacts.iter().all(|a| a.source == Source::Cache));
+        // Content addressing deduplicates: the same config in two versions is one object.
+        env.publish(&h, "1.1.0", VersionStatus::Stable, false)
+            .await?;
+        let objects = walk(&env.root.join("store"));
+        assert_eq!(objects, 3 + 2, "config.json stored once");
+        Ok(())
+    }
+
+    fn walk(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| {
+                        let p = e.path();
+                        if p.is_dir() { walk(&p) } else { 1 }
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    pub async fn tampered_copies_are_never_served(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        let versions = h.ops.template_versions(T).await?;
+        let artifacts = h.store.version_artifacts(T, &versions[0].version).await?;
+        let fr = artifacts
+            .iter()
+            .find(|a| a.path == "fr/master.md")
+            .ok_or("fr")?;
+        // The stored object is tampered with on disk; the fallback folder has the right bytes.
+        std::fs::write(env.store.object_path(&fr.sha256), "tampered")?;
+        bundle(&env.root.join("fallback").join(T).join("1.0.0"), "1.0.0")?;
+        let r = env
+            .resolver(&h, true, true)
+            .resolve(&req(Selector::Default, Some("fr")))
+            .await?;
+        let got = r
+            .artifacts
+            .iter()
+            .find(|a| a.path == "fr/master.md")
+            .ok_or("fr")?;
+        assert_eq!(got.source, Source::Filesystem);
+        assert_eq!(std::fs::read_to_string(&got.file)?, "bonjour 1.0.0");
+        // Nothing tampered made it into the cache.
+        let cached = ospdeck::artifacts::sha256_file(&ospdeck::artifacts::object_path(
+            &env.root.join("cache"),
+            &fr.sha256,
+        ));
+        assert!(cached.is_err(), "a bad copy was cached");
+        // A tampered cache entry is discarded and fetched again from the (repaired) store.
+        env.store
+            .put_file(&env.root.join("bundle-1.0.0/fr/master.md"))?;
+        env.resolver(&h, true, false)
+            .resolve(&req(Selector::Default, Some("fr")))
+            .await?;
+        let cache_file = ospdeck::artifacts::object_path(&env.root.join("cache"), &fr.sha256);
+        std::fs::write(&cache_file, "rotten")?;
+        let again = env
+            .resolver(&h, true, false)
+            .resolve(&req(Selector::Default, Some("fr")))
+            .await?;
+        let got = again
+            .artifacts
+            .iter()
+            .find(|a| a.path == "fr/master.md")
+            .ok_or("fr")?;
+        assert_eq!(got.source, Source::Remote);
+        assert_eq!(std::fs::read_to_string(&got.file)?, "bonjour 1.0.0");
+        // No good copy anywhere: an error, never the bad bytes.
+        std::fs::write(env.store.object_path(&fr.sha256), "tampered")?;
+        std::fs::write(&cache_file, "rotten")?;
+        let err = env
+            .resolver(&h, true, false)
+            .resolve(&req(Selector::Default, Some("fr")))
+            .await
+            .err();
+        assert!(
+            err.as_ref()
+                .is_some_and(|e| e.to_string().contains("not available from any source")),
+            "{err:?}"
+        );
+        Ok(())
+    }
+
+    pub async fn a_warm_cache_resolves_with_the_store_unreachable(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        env.resolver(&h, true, false)
+            .resolve(&req(Selector::Default, None))
+            .await?;
+        std::fs::remove_dir_all(env.root.join("store"))?;
+        let r = env
+            .resolver(&h, true, false)
+            .resolve(&req(Selector::Default, None))
+            .await?;
+        assert_eq!(r.artifacts.len(), 3);
+        assert!(r.artifacts.iter().all(|a| a.source == Source::Cache));
+        // Remote switched off: the cache still serves.
+        let r = env
+            .resolver(&h, false, false)
+            .resolve(&req(Selector::Default, None))
+            .await?;
+        assert!(r.artifacts.iter().all(|a| a.source == Source::Cache));
+        Ok(())
+    }
+
+    pub async fn rollback_is_moving_the_default_back(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        env.publish(&h, "1.1.0", VersionStatus::Stable, true)
+            .await?;
+        let now = |h: &Harness| {
+            let r = env.resolver(h, true, false);
+            async move { r.resolve(&req(Selector::Default, Some("fr"))).await }
+        };
+        assert_eq!(now(&h).await?.version, "1.1.0");
+        h.ops.set_default_version(T, "1.0.0").await?;
+        let back = now(&h).await?;
+        assert_eq!(back.version, "1.0.0");
+        let fr = back
+            .artifacts
+            .iter()
+            .find(|a| a.path == "fr/master.md")
+            .ok_or("fr")?;
+        assert_eq!(std::fs::read_to_string(&fr.file)?, "bonjour 1.0.0");
+        let list = h.ops.list_templates().await?;
+        assert_eq!(list[0].default_version.as_deref(), Some("1.0.0"));
+        Ok(())
+    }
+
+    pub async fn deprecated_versions_resolve_only_when_pinned(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        env.publish(&h, "1.2.0", VersionStatus::Stable, false)
+            .await?;
+        env.publish(&h, "1.10.0", VersionStatus::Stable, false)
+            .await?;
+        h.ops.set_label(T, "beta", "1.10.0", None).await?;
+        // latest is the highest stable by semver (1.10.0 > 1.2.0).
+        let latest = h
+            .ops
+            .select_version(T, &Selector::Label("latest".into()), None)
+            .await?;
+        assert_eq!(latest.version, "1.10.0");
+        h.ops
+            .deprecate_version(T, "1.10.0", Some("use 1.2.0"))
+            .await?;
+        assert!(matches!(
+            h.ops
+                .select_version(T, &Selector::Label("beta".into()), None)
+                .await,
+            Err(OpsError::Refused(_))
+        ));
+        let pinned = h
+            .ops
+            .select_version(T, &Selector::Version("1.10.0".into()), None)
+            .await?;
+        assert_eq!(pinned.status, VersionStatus::Deprecated);
+        let latest = h
+            .ops
+            .select_version(T, &Selector::Label("latest".into()), None)
+            .await?;
+        assert_eq!(latest.version, "1.2.0");
+        // The default cannot be deprecated; a missing label or version is an error.
+        assert!(matches!(
+            h.ops.deprecate_version(T, "1.0.0", None).await,
+            Err(OpsError::Refused(_))
+        ));
+        assert!(matches!(
+            h.ops
+                .select_version(T, &Selector::Label("nope".into()), None)
+                .await,
+            Err(OpsError::NotFound(_))
+        ));
+        assert!(matches!(
+            h.ops
+                .select_version(T, &Selector::Version("9.9.9".into()), None)
+                .await,
+            Err(OpsError::NotFound(_))
+        ));
+        Ok(())
+    }
+
+    pub async fn canary_labels_send_a_sticky_share(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        env.publish(&h, "2.0.0", VersionStatus::Stable, false)
+            .await?;
+        h.ops.set_label(T, "canary", "2.0.0", Some(10)).await?;
+        let units: Vec<String> = (0..10_000).map(|i| format!("clinic-{i}")).collect();
+        let canary = Selector::Label("canary".into());
+        let mut in_ten = Vec::new();
+        for u in &units {
+            let v = h.ops.select_version(T, &canary, Some(u)).await?;
+            if v.version == "2.0.0" {
+                in_ten.push(u.clone());
+            }
+        }
+        assert!(
+            (700..=1300).contains(&in_ten.len()),
+            "10% ± 3%: {}",
+            in_ten.len()
+        );
+        h.ops.set_label(T, "canary", "2.0.0", Some(30)).await?;
+        let mut in_thirty = 0;
+        for u in &units {
+            if h.ops.select_version(T, &canary, Some(u)).await?.version == "2.0.0" {
+                in_thirty += 1;
+            }
+        }
+        assert!((2700..=3300).contains(&in_thirty), "30% ± 3%: {in_thirty}");
+        for u in &in_ten {
+            assert_eq!(
+                h.ops.select_version(T, &canary, Some(u)).await?.version,
+                "2.0.0",
+                "{u} dropped out when the share grew"
+            );
+        }
+        Ok(())
+    }
+
+    pub async fn a_publish_that_dies_before_commit_leaves_nothing(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        // The last write of the transaction fails, as if the process died right before commit.
+        let (install, remove) = match h.kind() {
+            StoreKind::Postgres => (
+                "CREATE OR REPLACE FUNCTION public.injected_failure() RETURNS trigger LANGUAGE plpgsql AS
+                 $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$;
+                 CREATE TRIGGER injected BEFORE INSERT ON ops.audit_log
+                     FOR EACH ROW EXECUTE FUNCTION public.injected_failure()"
+                    .to_owned(),
+                "DROP TRIGGER injected ON ops.audit_log".to_owned(),
+            ),
+            StoreKind::Sqlite => (
+                "CREATE TRIGGER injected BEFORE INSERT ON audit_log
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+                    .to_owned(),
+                "DROP TRIGGER injected".to_owned(),
+            ),
+        };
+        h.raw(&install).await?;
+        let result = env.publish(&h, "1.0.0", VersionStatus::Stable, true).await;
+        h.raw(&remove).await?;
+        assert!(result.is_err());
+        for table in [
+            "templates",
+            "template_versions",
+            "template_artifacts",
+            "template_labels",
+        ] {
+            assert_eq!(h.count(table).await, 0, "{table}");
+        }
+        assert!(matches!(
+            h.ops.template_versions(T).await,
+            Err(OpsError::NotFound(_))
+        ));
+        // The same version publishes cleanly afterwards.
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        assert_eq!(h.ops.template_versions(T).await?.len(), 1);
+        Ok(())
+    }
+
+    pub async fn bad_bundles_are_refused_and_nothing_is_written(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        let dir = bundle(&env.root.join("b"), "x")?;
+        let manifest = dir.join("manifest.json");
+        let good = std::fs::read_to_string(&manifest)?;
+        let publish = |version: &'static str| {
+            let ops = h.ops.clone();
+            let store = env.store.clone();
+            let dir = dir.clone();
+            async move {
+                ops.publish_bundle(
+                    &dir,
+                    &PublishRequest {
+                        template: T,
+                        version,
+                        ..Default::default()
+                    },
+                    store,
+                    &|_, _| {},
+                )
+                .await
+            }
+        };
+        let cases: Vec<(String, &str)> = vec![
+            (
+                good.replace("fr/master.md", "../outside.md"),
+                "inside the bundle",
+            ),
+            (
+                good.replace("fr/master.md", "/etc/passwd"),
+                "inside the bundle",
+            ),
+            (
+                good.replace("config.json\"", "missing.json\""),
+                "missing.json",
+            ),
+            (good.replace("en/master.md", "fr/master.md"), "listed twice"),
+            (good.replace("json_config", "poem"), "unknown artifact kind"),
+            (good.replace("\"en\"", "\"de\""), "unknown locale"),
+            (r#"{"artifacts": []}"#.to_owned(), "no artifacts"),
+            ("not json".to_owned(), "invalid manifest.json"),
+        ];
+        for (text, expect) in cases {
+            std::fs::write(&manifest, &text)?;
+            let err = publish("1.0.0")
+                .await
+                .err()
+                .ok_or("accepted a bad bundle")?;
+            assert!(err.to_string().contains(expect), "{expect}: {err}");
+        }
+        std::fs::write(&manifest, &good)?;
+        // A symlink that leads out of the bundle.
+        let outside = env.root.join("secret.txt");
+        std::fs::write(&outside, "secret")?;
+        std::fs::remove_file(dir.join("config.json"))?;
+        std::os::unix::fs::symlink(&outside, dir.join("config.json"))?;
+        let err = publish("1.0.0")
+            .await
+            .err()
+            .ok_or("followed a symlink out")?;
+        assert!(err.to_string().contains("outside the bundle"), "{err}");
+        assert!(matches!(publish("1.2").await, Err(OpsError::Invalid(_))));
+        assert!(matches!(
+            publish("1.0.0-rc.1").await,
+            Err(OpsError::Invalid(_))
+        ));
+        assert_eq!(h.count("templates").await, 0);
+        assert_eq!(h.count("template_versions").await, 0);
+        Ok(())
+    }
+
+    pub async fn lifecycle_rules_hold_for_ops_and_raw_sql(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        env.publish(&h, "1.1.0", VersionStatus::Draft, false)
+            .await?;
+        assert!(matches!(
+            env.publish(&h, "1.1.0", VersionStatus::Draft, false).await,
+            Err(OpsError::Refused(_))
+        ));
+        // Drafts cannot be the default or labelled; stable ones cannot be deleted.
+        assert!(matches!(
+            h.ops.set_default_version(T, "1.1.0").await,
+            Err(OpsError::Refused(_))
+        ));
+        assert!(matches!(
+            h.ops.set_label(T, "next", "1.1.0", None).await,
+            Err(OpsError::Refused(_))
+        ));
+        assert!(matches!(
+            h.ops.delete_draft(T, "1.0.0").await,
+            Err(OpsError::Refused(_))
+        ));
+        for bad in ["latest", "2.0.0", "Bad"] {
+            assert!(
+                matches!(
+                    h.ops.set_label(T, bad, "1.0.0", None).await,
+                    Err(OpsError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            h.ops.set_label(T, "canary", "1.0.0", Some(101)).await,
+            Err(OpsError::Invalid(_))
+        ));
+        let diff = h.ops.template_diff(T, "1.0.0", "1.1.0").await?;
+        let changed: Vec<(&str, &str)> = diff.iter().map(|c| (c.path.as_str(), c.change)).collect();
+        assert_eq!(
+            changed,
+            vec![("en/master.md", "changed"), ("fr/master.md", "changed")]
+        );
+        h.ops.promote_version(T, "1.1.0").await?;
+        assert!(matches!(
+            h.ops.promote_version(T, "1.1.0").await,
+            Err(OpsError::Refused(_))
+        ));
+        env.publish(&h, "1.2.0", VersionStatus::Draft, false)
+            .await?;
+        h.ops.delete_draft(T, "1.2.0").await?;
+        assert_eq!(h.ops.template_versions(T).await?.len(), 2);
+
+        // Raw SQL: a stable version's files, status and default pointer keep the rules.
+        let artifacts = h.table("template_artifacts");
+        let versions = h.table("template_versions");
+        let templates = h.table("templates");
+        let stable_id = h
+            .scalar(&format!("SELECT id FROM {versions} WHERE semver = '1.0.0'"))
+            .await;
+        for (sql, what) in [
+            (
+                format!(
+                    "UPDATE {artifacts} SET sha256 = '{}' WHERE version_id = {stable_id}",
+                    "0".repeat(64)
+                ),
+                "edit a stable file",
+            ),
+            (
+                format!("DELETE FROM {artifacts} WHERE version_id = {stable_id}"),
+                "delete a stable file",
+            ),
+            (
+                format!("UPDATE {versions} SET status = 'draft' WHERE id = {stable_id}"),
+                "stable -> draft",
+            ),
+            (
+                format!("DELETE FROM {versions} WHERE id = {stable_id}"),
+                "delete a stable version",
+            ),
+            (
+                format!(
+                    "UPDATE {versions} SET digest = '{}' WHERE id = {stable_id}",
+                    "1".repeat(64)
+                ),
+                "change a digest",
+            ),
+        ] {
+            assert!(h.raw(&sql).await.is_err(), "{what} was allowed");
+        }
+        env.publish(&h, "1.3.0", VersionStatus::Draft, false)
+            .await?;
+        let draft_id = h
+            .scalar(&format!("SELECT id FROM {versions} WHERE semver = '1.3.0'"))
+            .await;
+        assert!(
+            h.raw(&format!(
+                "UPDATE {templates} SET default_version_id = {draft_id}"
+            ))
+            .await
+            .is_err(),
+            "a draft became the default"
+        );
+        Ok(())
+    }
+}
