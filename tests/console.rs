@@ -11,7 +11,9 @@ use ospdeck::domain::run::{
     LogLevel, MinuteActivity, Run, RunArtifact, RunEvent, RunLog, RunStatus, StatusCount,
 };
 use ospdeck::domain::service::Service;
+use ospdeck::domain::template::{StoredArtifact, TemplateVersion, VersionStatus};
 use ospdeck::ops::ServiceOverview;
+use ospdeck::ops::VersionRow;
 use ospdeck::ops::{QueueOverview, RunDetail};
 use ospdeck::store::services::ManifestHead;
 use ospdeck::tui::app::{App, Confirm, Data, DetailTab, Effect, LOG_RING, Mode, Pane, RunsQuery};
@@ -613,7 +615,7 @@ fn snapshot_other_panes() {
     for (key, name) in [
         ('1', "services_loading"),
         ('2', "manifests_unchosen"),
-        ('3', "templates"),
+        ('3', "templates_loading"),
     ] {
         snap(&format!("pane_{name}"), || {
             let mut app = loaded(false);
@@ -937,6 +939,129 @@ fn snapshot_services_and_manifests() {
     snap("help_manifests", || {
         let mut app = with_manifests();
         press(&mut app, "?");
+        app
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates pane
+// ---------------------------------------------------------------------------------------------
+
+fn version_row(version: &str, status: VersionStatus, default: bool, labels: &[&str]) -> VersionRow {
+    VersionRow {
+        version: TemplateVersion {
+            id: 1,
+            template: "section7".into(),
+            version: version.into(),
+            status,
+            digest: "d".repeat(64),
+            changelog: None,
+            deprecation: None,
+            created_by: "operator".into(),
+            created_at: t0(),
+        },
+        is_default: default,
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+    }
+}
+
+fn with_templates() -> App {
+    let mut app = loaded(false);
+    assert_eq!(press(&mut app, "3"), vec![Effect::LoadTemplates]);
+    app.on_data(
+        Data::Templates(vec![
+            version_row("1.2.0", VersionStatus::Draft, false, &[]),
+            version_row("1.1.0", VersionStatus::Stable, false, &["canary@20%"]),
+            version_row("1.0.0", VersionStatus::Stable, true, &["stable"]),
+        ]),
+        t0(),
+    );
+    app
+}
+
+#[test]
+fn template_versions_are_promoted_defaulted_and_labelled_after_confirmation() {
+    let mut app = with_templates();
+    assert_eq!(
+        press(&mut app, "j"),
+        vec![Effect::LoadTemplateArtifacts {
+            template: "section7".into(),
+            version: "1.1.0".into()
+        }]
+    );
+    press(&mut app, "*");
+    assert_eq!(
+        app.mode,
+        Mode::Confirm(Confirm::MakeDefault("section7".into(), "1.1.0".into()))
+    );
+    assert_eq!(
+        press(&mut app, "y"),
+        vec![Effect::MakeDefault {
+            template: "section7".into(),
+            version: "1.1.0".into()
+        }]
+    );
+    press(&mut app, "t");
+    press(&mut app, "canary 30");
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::Label {
+            template: "section7".into(),
+            label: "canary".into(),
+            version: "1.1.0".into(),
+            percent: 30
+        }]
+    );
+    press(&mut app, "k");
+    press(&mut app, "P");
+    assert_eq!(
+        app.mode,
+        Mode::Confirm(Confirm::Promote("section7".into(), "1.2.0".into()))
+    );
+    press(&mut app, "n");
+    press(&mut app, "jX");
+    assert_eq!(
+        app.mode,
+        Mode::Confirm(Confirm::Deprecate("section7".into(), "1.1.0".into()))
+    );
+}
+
+#[test]
+fn snapshot_templates() {
+    snap("pane_templates", || {
+        let mut app = with_templates();
+        app.on_data(
+            Data::TemplateArtifacts {
+                template: "section7".into(),
+                version: "1.2.0".into(),
+                artifacts: vec![
+                    StoredArtifact {
+                        kind: "master_prompt".into(),
+                        locale: Some("fr".into()),
+                        role: Some("system".into()),
+                        path: "fr/master.md".into(),
+                        content_type: "text/markdown".into(),
+                        sha256: "a".repeat(64),
+                        size_bytes: 179,
+                    },
+                    StoredArtifact {
+                        kind: "json_config".into(),
+                        locale: None,
+                        role: None,
+                        path: "config.json".into(),
+                        content_type: "application/json".into(),
+                        sha256: "b".repeat(64),
+                        size_bytes: 91,
+                    },
+                ],
+            },
+            t0(),
+        );
+        app
+    });
+    snap("label_prompt", || {
+        let mut app = with_templates();
+        press(&mut app, "jtcanary 25");
         app
     });
 }

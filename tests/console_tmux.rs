@@ -155,6 +155,8 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
 
     tmux.keys(&["2"])?;
     tmux.wait_for("Choose a service in Services")?;
+    tmux.keys(&["3"])?;
+    tmux.wait_for("Template versions (3)")?;
     tmux.keys(&["4"])?;
     tmux.wait_for("Runs (19)")?;
 

@@ -32,6 +32,9 @@ pub struct ConsoleBenchArgs {
     /// Services to add (each with its manifest, workflows and registry entry)
     #[arg(long, default_value_t = 1_000)]
     pub services: usize,
+    /// Template versions to publish (small bundles)
+    #[arg(long, default_value_t = 200)]
+    pub template_versions: usize,
     /// Frames to render for the render-time figures
     #[arg(long, default_value_t = 300)]
     pub frames: usize,
@@ -58,6 +61,11 @@ struct Report {
     services_refresh_p99_ms: f64,
     services_render_p50_ms: f64,
     services_render_p99_ms: f64,
+    template_versions_added: usize,
+    templates_refresh_p50_ms: f64,
+    templates_refresh_p99_ms: f64,
+    templates_render_p50_ms: f64,
+    templates_render_p99_ms: f64,
     render_p50_ms: f64,
     render_p99_ms: f64,
     peak_rss_mib: Option<f64>,
@@ -79,6 +87,12 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
     seed(&ops, args.runs).await?;
     bar.set_message(format!("adding {} services", args.services));
     seed_services(&ops, args.services).await?;
+    bar.set_message(format!(
+        "publishing {} template versions",
+        args.template_versions
+    ));
+    let bundles = tempfile::tempdir().map_err(|e| CliError(e.to_string()))?;
+    seed_templates(&ops, bundles.path(), args.template_versions).await?;
     bar.finish_and_clear();
     reset_peak_rss();
 
@@ -112,9 +126,7 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         services_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let mut services_render_ms = Vec::with_capacity(args.frames);
-    app.on_key(crossterm::event::KeyEvent::from(
-        crossterm::event::KeyCode::Char('1'),
-    ));
+    app.on_key(key('1'));
     for _ in 0..args.frames {
         app.on_key(crossterm::event::KeyEvent::from(
             crossterm::event::KeyCode::Down,
@@ -123,9 +135,24 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         draw(&mut terminal, &mut app)?;
         services_render_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    app.on_key(crossterm::event::KeyEvent::from(
-        crossterm::event::KeyCode::Char('4'),
-    ));
+    let mut templates_ms = Vec::with_capacity(args.refreshes);
+    for _ in 0..args.refreshes {
+        let t = Instant::now();
+        let rows = fresh_ops.version_rows().await?;
+        app.on_data(Data::Templates(rows), Utc::now());
+        templates_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    app.on_key(key('3'));
+    let mut templates_render_ms = Vec::with_capacity(args.frames);
+    for _ in 0..args.frames {
+        app.on_key(crossterm::event::KeyEvent::from(
+            crossterm::event::KeyCode::Down,
+        ));
+        let t = Instant::now();
+        draw(&mut terminal, &mut app)?;
+        templates_render_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    app.on_key(key('4'));
     let mut activity_ms = Vec::with_capacity(args.refreshes);
     for _ in 0..args.refreshes {
         let t = Instant::now();
@@ -153,6 +180,8 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
     let (overview_p50, overview_p99) = p50_p99(&mut activity_ms);
     let (services_p50, services_p99) = p50_p99(&mut services_ms);
     let (services_render_p50, services_render_p99) = p50_p99(&mut services_render_ms);
+    let (templates_p50, templates_p99) = p50_p99(&mut templates_ms);
+    let (templates_render_p50, templates_render_p99) = p50_p99(&mut templates_render_ms);
     let report = Report {
         store: store.location(),
         runs_added: args.runs,
@@ -167,6 +196,11 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         services_refresh_p99_ms: services_p99,
         services_render_p50_ms: services_render_p50,
         services_render_p99_ms: services_render_p99,
+        template_versions_added: args.template_versions,
+        templates_refresh_p50_ms: templates_p50,
+        templates_refresh_p99_ms: templates_p99,
+        templates_render_p50_ms: templates_render_p50,
+        templates_render_p99_ms: templates_render_p99,
         render_p50_ms: render_p50,
         render_p99_ms: render_p99,
         peak_rss_mib: peak_rss_mib(),
@@ -186,10 +220,11 @@ fn render(r: &Report) -> String {
          overview with last-hour activity (every 10 s) p50 {:.1} ms   p99 {:.1} ms\n\
          services list ({} services)              p50 {:.1} ms   p99 {:.1} ms\n\
          services pane render                   p50 {:.2} ms   p99 {:.2} ms\n\
+         template versions list ({} versions)     p50 {:.1} ms   p99 {:.1} ms\n\
+         templates pane render                  p50 {:.2} ms   p99 {:.2} ms\n\
          frame render                           p50 {:.2} ms   p99 {:.2} ms   (budget 16.7 ms at 60 Hz)\n\
          peak RSS while measuring               {}\n\
-         idle: {} bytes written in {} s         ({:.0} bytes/minute)\n\
-         template versions: not in this build yet (issue 4)",
+         idle: {} bytes written in {} s         ({:.0} bytes/minute)",
         r.store,
         r.runs_added,
         r.screen,
@@ -203,6 +238,11 @@ fn render(r: &Report) -> String {
         r.services_refresh_p99_ms,
         r.services_render_p50_ms,
         r.services_render_p99_ms,
+        r.template_versions_added,
+        r.templates_refresh_p50_ms,
+        r.templates_refresh_p99_ms,
+        r.templates_render_p50_ms,
+        r.templates_render_p99_ms,
         r.render_p50_ms,
         r.render_p99_ms,
         r.peak_rss_mib
@@ -212,6 +252,10 @@ fn render(r: &Report) -> String {
         r.idle_secs,
         r.idle_bytes_per_minute
     )
+}
+
+fn key(c: char) -> crossterm::event::KeyEvent {
+    crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Char(c))
 }
 
 fn new_app(ops: &Ops) -> CliResult<App> {
@@ -316,6 +360,41 @@ async fn seed_services(ops: &Ops, n: usize) -> CliResult {
             workflows: workflows.clone(),
             manifest: None,
         })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Publishes `n` versions of a two-file bundle as one template (stable, the first as default).
+async fn seed_templates(ops: &Ops, dir: &std::path::Path, n: usize) -> CliResult {
+    let io = |e: std::io::Error| CliError(format!("bench bundle: {e}"));
+    let store: std::sync::Arc<dyn crate::artifacts::ArtifactStore> =
+        std::sync::Arc::new(crate::artifacts::FsArtifactStore::new(dir.join("store")));
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).map_err(io)?;
+    std::fs::write(
+        bundle.join("manifest.json"),
+        r#"{"artifacts": [
+            {"kind": "master_prompt", "locale": "fr", "path": "fr.md", "content_type": "text/markdown"},
+            {"kind": "json_config", "path": "config.json", "content_type": "application/json"}]}"#,
+    )
+    .map_err(io)?;
+    let name = format!("bench-console-{}", Utc::now().format("%m%d%H%M%S%3f"));
+    for i in 0..n {
+        std::fs::write(bundle.join("fr.md"), format!("version {i}")).map_err(io)?;
+        std::fs::write(bundle.join("config.json"), "{}").map_err(io)?;
+        ops.publish_bundle(
+            &bundle,
+            &crate::ops::PublishRequest {
+                template: &name,
+                version: &format!("1.{i}.0"),
+                status: Some(crate::domain::template::VersionStatus::Stable),
+                set_default: i == 0,
+                ..Default::default()
+            },
+            store.clone(),
+            &|_, _| {},
+        )
         .await?;
     }
     Ok(())

@@ -88,7 +88,8 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> CliResult<ExitCode> {
     } else {
         ProgressBar::hidden()
     };
-    let seeded = crate::ops::demo::seed_demo(&ops, &|done, total| {
+    let (artifacts, _) = super::templates::artifact_settings(cli)?;
+    let seeded = crate::ops::demo::seed_demo(&ops, artifacts, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })

@@ -4,7 +4,7 @@ mod console;
 mod output;
 mod queue;
 pub(crate) mod services;
-mod templates;
+pub(crate) mod templates;
 mod tools;
 
 pub use output::emit as emit_report;

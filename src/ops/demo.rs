@@ -1,6 +1,7 @@
 //! A demo workspace, so a newcomer sees a live console at once: a project with workflows of every
 //! type and runs in every state (with logs and artifacts), then a trickle of new runs.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -8,7 +9,9 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use super::{EnqueueRequest, Ops, OpsError, OpsResult};
+use crate::artifacts::ArtifactStore;
 use crate::domain::run::{Completion, LogLevel, NewArtifact, NewLogLine, RunStatus};
+use crate::domain::template::VersionStatus;
 use crate::domain::workflow::WorkflowType;
 
 pub const DEMO_PROJECT: &str = "demo";
@@ -71,8 +74,94 @@ pub struct DemoSummary {
     pub runs: usize,
 }
 
+/// The demo bundle of assets/bundles/section7, built into the binary.
+const SECTION7: &[(&str, &str)] = &[
+    (
+        "manifest.json",
+        include_str!("../../assets/bundles/section7/manifest.json"),
+    ),
+    (
+        "fr/master.md",
+        include_str!("../../assets/bundles/section7/fr/master.md"),
+    ),
+    (
+        "en/master.md",
+        include_str!("../../assets/bundles/section7/en/master.md"),
+    ),
+    (
+        "config.json",
+        include_str!("../../assets/bundles/section7/config.json"),
+    ),
+    (
+        "examples/fr-golden.md",
+        include_str!("../../assets/bundles/section7/examples/fr-golden.md"),
+    ),
+    (
+        "examples/en-golden.md",
+        include_str!("../../assets/bundles/section7/examples/en-golden.md"),
+    ),
+];
+
+/// section7 in three versions: 1.0.0 stable and default, 1.1.0 stable on a 20% canary, 1.2.0 draft.
+async fn seed_templates(ops: &Ops, store: Arc<dyn ArtifactStore>) -> OpsResult<()> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| OpsError::Refused(format!("cannot write the demo bundle: {e}")))?;
+    let write = |extra: &str| -> std::io::Result<()> {
+        for (path, text) in SECTION7 {
+            let file = dir.path().join(path);
+            if let Some(parent) = file.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let body = if path.ends_with(".md") {
+                format!("{text}{extra}")
+            } else {
+                (*text).to_owned()
+            };
+            std::fs::write(file, body)?;
+        }
+        Ok(())
+    };
+    let plan: [(&str, &str, VersionStatus, bool); 3] = [
+        ("1.0.0", "", VersionStatus::Stable, true),
+        (
+            "1.1.0",
+            "\nRevised wording.\n",
+            VersionStatus::Stable,
+            false,
+        ),
+        (
+            "1.2.0",
+            "\nDraft: new citation rules.\n",
+            VersionStatus::Draft,
+            false,
+        ),
+    ];
+    for (version, extra, status, default) in plan {
+        write(extra).map_err(|e| OpsError::Refused(format!("demo bundle: {e}")))?;
+        ops.publish_bundle(
+            dir.path(),
+            &super::PublishRequest {
+                template: "section7",
+                version,
+                status: Some(status),
+                changelog: Some("demo"),
+                set_default: default,
+                label: default.then_some("stable"),
+            },
+            store.clone(),
+            &|_, _| {},
+        )
+        .await?;
+    }
+    ops.set_label("section7", "canary", "1.1.0", Some(20)).await
+}
+
 /// Seeds the demo project unless it exists (then answers None). `progress(done, total)`.
-pub async fn seed_demo(ops: &Ops, progress: &dyn Fn(u64, u64)) -> OpsResult<Option<DemoSummary>> {
+pub async fn seed_demo(
+    ops: &Ops,
+    artifacts: Arc<dyn ArtifactStore>,
+    progress: &dyn Fn(u64, u64),
+) -> OpsResult<Option<DemoSummary>> {
     match ops.project(DEMO_PROJECT).await {
         Ok(_) => return Ok(None),
         Err(OpsError::NotFound(_)) => {}
@@ -113,6 +202,7 @@ pub async fn seed_demo(ops: &Ops, progress: &dyn Fn(u64, u64)) -> OpsResult<Opti
     }
     seed_services(ops).await?;
     runs += DEMO_SERVICES.len();
+    seed_templates(ops, artifacts).await?;
     Ok(Some(DemoSummary {
         project: DEMO_PROJECT,
         workflows: WORKFLOWS.len(),

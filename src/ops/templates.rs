@@ -36,6 +36,16 @@ pub enum Selector {
     Default,
 }
 
+/// One version with where the template's pointers stand, for lists (the console's Templates pane).
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRow {
+    #[serde(flatten)]
+    pub version: TemplateVersion,
+    pub is_default: bool,
+    /// `stable`, `canary@10%`, …
+    pub labels: Vec<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ArtifactChange {
     pub path: String,
@@ -151,6 +161,43 @@ impl Ops {
 
     pub async fn list_templates(&self) -> OpsResult<Vec<TemplateSummary>> {
         Ok(self.store.list_templates().await?)
+    }
+
+    /// Every version of every template, newest first within a template, with its pointers.
+    pub async fn version_rows(&self) -> OpsResult<Vec<VersionRow>> {
+        let mut rows = Vec::new();
+        for t in self.store.list_templates().await? {
+            let versions = self.store.template_versions(&t.name).await?;
+            for v in versions.into_iter().rev() {
+                let labels = t
+                    .labels
+                    .iter()
+                    .filter(|l| l.version == v.version)
+                    .map(|l| {
+                        if l.percent < 100 {
+                            format!("{}@{}%", l.label, l.percent)
+                        } else {
+                            l.label.clone()
+                        }
+                    })
+                    .collect();
+                rows.push(VersionRow {
+                    is_default: t.default_version.as_deref() == Some(v.version.as_str()),
+                    labels,
+                    version: v,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    pub async fn version_artifacts(
+        &self,
+        template: &str,
+        version: &str,
+    ) -> OpsResult<Vec<StoredArtifact>> {
+        let v = self.template_version(template, version).await?;
+        Ok(self.store.version_artifacts(template, &v.version).await?)
     }
 
     pub async fn template_versions(&self, template: &str) -> OpsResult<Vec<TemplateVersion>> {

@@ -11,7 +11,8 @@ use super::catalog::{Catalog, ManifestEditor, ServiceForm};
 use super::keymap::{Action, Context, Keymap};
 use crate::domain::manifest::{FieldChange, Manifest, ManifestStatus};
 use crate::domain::run::{Run, RunLog, RunStatus};
-use crate::ops::{QueueCounts, QueueOverview, RunDetail, ServiceOverview};
+use crate::domain::template::StoredArtifact;
+use crate::ops::{QueueCounts, QueueOverview, RunDetail, ServiceOverview, VersionRow};
 use crate::store::services::ManifestHead;
 
 /// Log lines kept per open run; older ones scroll out, however chatty the run is.
@@ -59,6 +60,9 @@ pub enum Confirm {
     Activate(String, String),
     Lock(String),
     Unlock(String),
+    Promote(String, String),
+    Deprecate(String, String),
+    MakeDefault(String, String),
 }
 
 impl Confirm {
@@ -74,6 +78,13 @@ impl Confirm {
                 return format!("Lock {s}? Nothing can be activated until it is unlocked.");
             }
             Confirm::Unlock(s) => return format!("Unlock {s}?"),
+            Confirm::Promote(t, v) => {
+                return format!("Promote {t} {v} to stable? Its files freeze.");
+            }
+            Confirm::Deprecate(t, v) => {
+                return format!("Deprecate {t} {v}? Only exact pins will resolve it.");
+            }
+            Confirm::MakeDefault(t, v) => return format!("Make {t} {v} the default?"),
         };
         match ids.as_slice() {
             [one] => format!("{verb} run {one}?"),
@@ -100,6 +111,12 @@ pub enum Mode {
     Confirm(Confirm),
     /// Keys go to the open editor or form.
     Editing,
+    /// Asking a label (and optional percent) for a template version.
+    LabelInput {
+        template: String,
+        version: String,
+        text: String,
+    },
     /// Asking the exit code to complete a run with.
     ExitCode {
         run_id: i64,
@@ -188,6 +205,29 @@ pub enum Effect {
         schema: String,
         workflows: Vec<String>,
     },
+    LoadTemplates,
+    LoadTemplateArtifacts {
+        template: String,
+        version: String,
+    },
+    Promote {
+        template: String,
+        version: String,
+    },
+    Deprecate {
+        template: String,
+        version: String,
+    },
+    MakeDefault {
+        template: String,
+        version: String,
+    },
+    Label {
+        template: String,
+        label: String,
+        version: String,
+        percent: i32,
+    },
 }
 
 /// Answers from the background, applied in arrival order.
@@ -212,6 +252,12 @@ pub enum Data {
         from: String,
         to: String,
         changes: Vec<FieldChange>,
+    },
+    Templates(Vec<VersionRow>),
+    TemplateArtifacts {
+        template: String,
+        version: String,
+        artifacts: Vec<StoredArtifact>,
     },
 }
 
@@ -284,7 +330,7 @@ impl App {
             (Pane::Runs, None) => Context::Runs,
             (Pane::Services, _) => Context::Services,
             (Pane::Manifests, _) => Context::Manifests,
-            _ => Context::Global,
+            (Pane::Templates, _) => Context::Templates,
         }
     }
 
@@ -349,6 +395,12 @@ impl App {
                 .catalog
                 .set_manifests(schema, history, content.map(|c| *c)),
             Data::Diff { from, to, changes } => self.catalog.diff = Some((from, to, changes)),
+            Data::Templates(rows) => self.catalog.set_versions(rows),
+            Data::TemplateArtifacts {
+                template,
+                version,
+                artifacts,
+            } => self.catalog.artifacts = Some((template, version, artifacts)),
         }
     }
 
@@ -374,6 +426,41 @@ impl App {
                 }
             },
             Mode::Editing => self.on_editing_key(key),
+            Mode::LabelInput {
+                template,
+                version,
+                mut text,
+            } => match key.code {
+                KeyCode::Enter => {
+                    let mut words = text.split_whitespace();
+                    let label = words.next().unwrap_or("").to_owned();
+                    match words.next().map(|p| p.trim_end_matches('%').parse::<i32>()) {
+                        None => vec![Effect::Label {
+                            template,
+                            label,
+                            version,
+                            percent: 100,
+                        }],
+                        Some(Ok(percent)) => vec![Effect::Label {
+                            template,
+                            label,
+                            version,
+                            percent,
+                        }],
+                        Some(Err(_)) => self.fail(format!("`{text}`: a label, then a percent")),
+                    }
+                }
+                KeyCode::Esc => Vec::new(),
+                _ => {
+                    edit_line(&mut text, &key);
+                    self.mode = Mode::LabelInput {
+                        template,
+                        version,
+                        text,
+                    };
+                    Vec::new()
+                }
+            },
             Mode::Confirm(confirm) => match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => {
                     self.marked.clear();
@@ -384,6 +471,15 @@ impl App {
                         Confirm::Activate(schema, version) => Effect::Activate { schema, version },
                         Confirm::Lock(schema) => Effect::Lock(schema),
                         Confirm::Unlock(schema) => Effect::Unlock(schema),
+                        Confirm::Promote(template, version) => {
+                            Effect::Promote { template, version }
+                        }
+                        Confirm::Deprecate(template, version) => {
+                            Effect::Deprecate { template, version }
+                        }
+                        Confirm::MakeDefault(template, version) => {
+                            Effect::MakeDefault { template, version }
+                        }
                     }]
                 }
                 _ => {
@@ -430,6 +526,7 @@ impl App {
                     None => Vec::new(),
                 }
             }
+            Action::Open if self.pane == Pane::Templates => self.load_template_artifacts(),
             Action::Open if self.pane == Pane::Manifests => {
                 self.catalog.diff = None;
                 self.load_selected_version()
@@ -591,6 +688,23 @@ impl App {
                     to: sel.version.clone(),
                 }]
             }
+            Action::Promote | Action::Deprecate | Action::MakeDefault | Action::LabelVersion => {
+                let Some(row) = self.catalog.selected_template_version() else {
+                    return Vec::new();
+                };
+                let (t, v) = (row.version.template.clone(), row.version.version.clone());
+                self.mode = match action {
+                    Action::Promote => Mode::Confirm(Confirm::Promote(t, v)),
+                    Action::Deprecate => Mode::Confirm(Confirm::Deprecate(t, v)),
+                    Action::MakeDefault => Mode::Confirm(Confirm::MakeDefault(t, v)),
+                    _ => Mode::LabelInput {
+                        template: t,
+                        version: v,
+                        text: String::new(),
+                    },
+                };
+                Vec::new()
+            }
             Action::Follow => {
                 if let Some(d) = self.detail.as_mut() {
                     d.follow = !d.follow;
@@ -608,6 +722,7 @@ impl App {
         self.pane = pane;
         match pane {
             Pane::Services => vec![Effect::LoadServices],
+            Pane::Templates => vec![Effect::LoadTemplates],
             Pane::Manifests => match self.catalog.service.clone() {
                 Some(schema) => vec![Effect::LoadManifests {
                     schema,
@@ -631,6 +746,16 @@ impl App {
             schema,
             version: None,
         }]
+    }
+
+    fn load_template_artifacts(&self) -> Vec<Effect> {
+        match self.catalog.selected_template_version() {
+            Some(row) => vec![Effect::LoadTemplateArtifacts {
+                template: row.version.template.clone(),
+                version: row.version.version.clone(),
+            }],
+            None => Vec::new(),
+        }
     }
 
     fn load_selected_version(&self) -> Vec<Effect> {
@@ -742,6 +867,10 @@ impl App {
                 self.catalog.move_version(delta);
                 return Vec::new();
             }
+            Pane::Templates => {
+                self.catalog.move_template_version(delta);
+                return self.load_template_artifacts();
+            }
             _ => {}
         }
         if let Some(d) = self.detail.as_mut() {
@@ -762,7 +891,10 @@ impl App {
     }
 
     fn move_to(&mut self, row: usize) -> Vec<Effect> {
-        if matches!(self.pane, Pane::Services | Pane::Manifests) {
+        if matches!(
+            self.pane,
+            Pane::Services | Pane::Manifests | Pane::Templates
+        ) {
             let delta = if row == 0 { i64::MIN / 2 } else { i64::MAX / 2 };
             return self.move_by(delta);
         }
@@ -888,7 +1020,7 @@ impl App {
                 }
             }
             ("manifests" | "manifest", None) => self.switch_pane(Pane::Manifests),
-            ("templates" | "template", _) => self.not_yet(Pane::Templates),
+            ("templates" | "template", _) => self.switch_pane(Pane::Templates),
             ("help", _) => {
                 self.mode = Mode::Help;
                 Vec::new()
@@ -897,11 +1029,6 @@ impl App {
                 "unknown command `{line}`: try :runs [STATUS], :run ID, :help, :q"
             )),
         }
-    }
-
-    fn not_yet(&mut self, pane: Pane) -> Vec<Effect> {
-        self.pane = pane;
-        Vec::new()
     }
 
     fn fail(&mut self, text: String) -> Vec<Effect> {

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::domain::manifest::{FieldChange, Manifest, ManifestStatus, parse_manifest};
 use crate::domain::service::{WorkflowSpec, check_schema_name, check_service_name};
-use crate::ops::ServiceOverview;
+use crate::domain::template::StoredArtifact;
+use crate::ops::{ServiceOverview, VersionRow};
 use crate::store::services::ManifestHead;
 
 #[derive(Debug, Default)]
@@ -22,6 +23,11 @@ pub struct Catalog {
     pub content: Option<Manifest>,
     /// A diff on screen instead of the content: (from, to, changes).
     pub diff: Option<(String, String, Vec<FieldChange>)>,
+    pub versions: Vec<VersionRow>,
+    pub versions_loaded: bool,
+    pub version_row: usize,
+    /// The files of the version on screen: (template, version, artifacts).
+    pub artifacts: Option<(String, String, Vec<StoredArtifact>)>,
 }
 
 impl Catalog {
@@ -81,6 +87,33 @@ impl Catalog {
         if !self.services.is_empty() {
             let last = self.services.len() as i64 - 1;
             self.selected = (self.selected as i64 + delta).clamp(0, last) as usize;
+        }
+    }
+
+    pub fn selected_template_version(&self) -> Option<&VersionRow> {
+        self.versions.get(self.version_row)
+    }
+
+    pub fn set_versions(&mut self, rows: Vec<VersionRow>) {
+        let keep = self
+            .selected_template_version()
+            .map(|r| (r.version.template.clone(), r.version.version.clone()));
+        self.versions = rows;
+        self.versions_loaded = true;
+        self.version_row = keep
+            .and_then(|(t, v)| {
+                self.versions
+                    .iter()
+                    .position(|r| r.version.template == t && r.version.version == v)
+            })
+            .unwrap_or(self.version_row)
+            .min(self.versions.len().saturating_sub(1));
+    }
+
+    pub fn move_template_version(&mut self, delta: i64) {
+        if !self.versions.is_empty() {
+            let last = self.versions.len() as i64 - 1;
+            self.version_row = (self.version_row as i64 + delta).clamp(0, last) as usize;
         }
     }
 

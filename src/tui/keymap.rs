@@ -18,6 +18,8 @@ pub enum Context {
     Services,
     /// One service's manifest versions.
     Manifests,
+    /// Template versions.
+    Templates,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -59,6 +61,10 @@ pub enum Action {
     Lock,
     Unlock,
     Diff,
+    Promote,
+    Deprecate,
+    MakeDefault,
+    LabelVersion,
 }
 
 impl Action {
@@ -136,6 +142,30 @@ impl Action {
         (Action::Lock, "lock", "lock the service", true),
         (Action::Unlock, "unlock", "unlock the service", true),
         (Action::Diff, "diff", "diff with the governing one", false),
+        (
+            Action::Promote,
+            "promote",
+            "promote a draft to stable",
+            true,
+        ),
+        (
+            Action::Deprecate,
+            "deprecate",
+            "deprecate a stable version",
+            true,
+        ),
+        (
+            Action::MakeDefault,
+            "make_default",
+            "make default (rollback)",
+            true,
+        ),
+        (
+            Action::LabelVersion,
+            "label",
+            "label it (name [percent])",
+            true,
+        ),
     ];
 
     fn entry(self) -> (&'static str, &'static str, bool) {
@@ -174,6 +204,7 @@ impl Action {
             ShowEvents | ShowLogs | ShowArtifacts | Follow => &[Context::Detail],
             NewService | Deploy => &[Context::Services],
             Propose | Activate | Lock | Unlock | Diff => &[Context::Manifests],
+            Promote | Deprecate | MakeDefault | LabelVersion => &[Context::Templates],
             _ => &[Context::Global],
         }
     }
@@ -351,6 +382,10 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("L", Action::Lock),
     ("U", Action::Unlock),
     ("D", Action::Diff),
+    ("P", Action::Promote),
+    ("X", Action::Deprecate),
+    ("*", Action::MakeDefault),
+    ("t", Action::LabelVersion),
 ];
 
 #[derive(Debug, Clone)]

@@ -80,6 +80,8 @@ pub(super) async fn load(
     let mut activity_at: Option<Instant> = None;
     let mut open: Option<(i64, i64)> = None; // (run id, last log line id seen)
     let mut manifests_on_screen: Option<(String, Option<String>)> = None;
+    // Template versions are listed only once the pane has been opened.
+    let mut templates_wanted = false;
     loop {
         tokio::select! {
             effect = effects.recv() => match effect {
@@ -143,12 +145,26 @@ pub(super) async fn load(
                 }
                 Some(Effect::Copy(_)) => {}
                 Some(Effect::LoadServices) => refresh_services(&ops, &tx).await,
+                Some(Effect::LoadTemplates) => {
+                    templates_wanted = true;
+                    refresh_templates(&ops, &tx).await;
+                }
+                Some(Effect::LoadTemplateArtifacts { template, version }) => {
+                    let data = match ops.version_artifacts(&template, &version).await {
+                        Ok(artifacts) => Data::TemplateArtifacts { template, version, artifacts },
+                        Err(e) => Data::Failed(e.to_string()),
+                    };
+                    let _ = tx.send(data);
+                }
                 Some(Effect::LoadManifests { schema, version }) => {
                     manifests_on_screen = Some((schema, version));
                     refresh_manifests(&ops, &manifests_on_screen, &tx).await;
                 }
                 Some(other) => {
                     catalog_action(&ops, &settings, other, &tx).await;
+                    if templates_wanted {
+                        refresh_templates(&ops, &tx).await;
+                    }
                     refresh_services(&ops, &tx).await;
                     refresh_manifests(&ops, &manifests_on_screen, &tx).await;
                     refresh_runs(&ops, &query, &mut activity_at, &tx).await;
@@ -159,6 +175,9 @@ pub(super) async fn load(
                 refresh_open(&ops, &mut open, &tx).await;
                 refresh_services(&ops, &tx).await;
                 refresh_manifests(&ops, &manifests_on_screen, &tx).await;
+                if templates_wanted {
+                    refresh_templates(&ops, &tx).await;
+                }
             }
         }
     }
@@ -169,6 +188,14 @@ async fn refresh_services(ops: &Ops, tx: &mpsc::UnboundedSender<Data>) {
     let data = match ops.list_services().await {
         Ok(services) => Data::Services(services),
         Err(e) => Data::Failed(format!("loading services: {e}")),
+    };
+    let _ = tx.send(data);
+}
+
+async fn refresh_templates(ops: &Ops, tx: &mpsc::UnboundedSender<Data>) {
+    let data = match ops.version_rows().await {
+        Ok(rows) => Data::Templates(rows),
+        Err(e) => Data::Failed(format!("loading templates: {e}")),
     };
     let _ = tx.send(data);
 }
@@ -254,6 +281,27 @@ async fn catalog_action(
                 )
             })
         }
+        Effect::Promote { template, version } => ops
+            .promote_version(&template, &version)
+            .await
+            .map(|v| format!("{template} {} is stable", v.version)),
+        Effect::Deprecate { template, version } => ops
+            .deprecate_version(&template, &version, None)
+            .await
+            .map(|v| format!("{template} {} is deprecated", v.version)),
+        Effect::MakeDefault { template, version } => ops
+            .set_default_version(&template, &version)
+            .await
+            .map(|()| format!("{template} default is {version}")),
+        Effect::Label {
+            template,
+            label,
+            version,
+            percent,
+        } => ops
+            .set_label(&template, &label, &version, Some(percent))
+            .await
+            .map(|()| format!("{template} {label} → {version} ({percent}%)")),
         _ => return,
     };
     let _ = tx.send(match result {

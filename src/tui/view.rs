@@ -100,7 +100,7 @@ pub fn render(frame: &mut Frame, app: &mut App, theme: Theme) {
         },
         Pane::Services => super::view_catalog::render_services(frame, app, theme, body),
         Pane::Manifests => super::view_catalog::render_manifests(frame, app, theme, body),
-        pane => render_pending_pane(frame, pane, theme, body),
+        Pane::Templates => super::view_catalog::render_templates(frame, app, theme, body),
     }
     if let Some(editor) = app.editor.as_mut() {
         super::view_catalog::render_editor(frame, editor, theme, body);
@@ -150,30 +150,6 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         theme.dim()
     };
     frame.render_widget(Span::styled(badge, badge_style), right);
-}
-
-fn render_pending_pane(frame: &mut Frame, pane: Pane, theme: Theme, area: Rect) {
-    let what = match pane {
-        Pane::Templates => "Template bundles, versions, defaults and labels",
-        _ => "This pane",
-    };
-    let text = vec![
-        Line::from(""),
-        Line::from(format!(
-            "{what} are not managed by this build of ospdeck yet."
-        )),
-        Line::from(""),
-        Line::styled(
-            "The run queue is live in the Runs pane: press 4.",
-            theme.dim(),
-        ),
-    ];
-    frame.render_widget(
-        Paragraph::new(text)
-            .wrap(Wrap { trim: true })
-            .block(Block::default().borders(Borders::ALL).title(pane.title())),
-        area,
-    );
 }
 
 /// "10k+" once a count hit its cap.
@@ -586,6 +562,15 @@ fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         ]),
         Mode::Command(text) => Line::from(vec![
             Span::raw(":"),
+            Span::raw(text.clone()),
+            Span::raw("▏"),
+        ]),
+        Mode::LabelInput {
+            template,
+            version,
+            text,
+        } => Line::from(vec![
+            Span::raw(format!("label {template} {version} as (name [percent]): ")),
             Span::raw(text.clone()),
             Span::raw("▏"),
         ]),

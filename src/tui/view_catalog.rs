@@ -304,3 +304,98 @@ pub fn render_form(frame: &mut Frame, form: &mut ServiceForm, theme: Theme, area
         frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), *last);
     }
 }
+
+pub fn render_templates(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
+    let c = &app.catalog;
+    let [list, body] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(" Template versions ({}) ", c.versions.len()));
+    if c.versions.is_empty() {
+        let text = if c.versions_loaded {
+            "No templates yet. Publish one: `ospdeck template publish DIR --template T --version 1.0.0`."
+        } else {
+            "loading…"
+        };
+        frame.render_widget(
+            Paragraph::new(text).wrap(Wrap { trim: true }).block(block),
+            area,
+        );
+        return;
+    }
+    let rows = c.versions.iter().map(|r| {
+        let v = &r.version;
+        let style = theme.color_or_plain(match v.status {
+            crate::domain::template::VersionStatus::Draft => Color::Cyan,
+            crate::domain::template::VersionStatus::Stable => Color::Green,
+            crate::domain::template::VersionStatus::Deprecated => Color::DarkGray,
+        });
+        let mut tags = r.labels.clone();
+        if r.is_default {
+            tags.insert(0, "default".into());
+        }
+        Row::new(vec![
+            Cell::from(v.template.clone()),
+            Cell::from(v.version.clone()),
+            Cell::from(Span::styled(v.status.as_str(), style)),
+            Cell::from(tags.join(",")),
+        ])
+    });
+    let mut state = TableState::default().with_selected(Some(c.version_row));
+    frame.render_stateful_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Min(9),
+                Constraint::Length(7),
+                Constraint::Length(10),
+                Constraint::Min(14),
+            ],
+        )
+        .block(block)
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
+        list,
+        &mut state,
+    );
+    let selected = c.selected_template_version();
+    let (title, lines): (String, Vec<Line>) = match (&c.artifacts, selected) {
+        (Some((t, v, artifacts)), Some(row))
+            if *t == row.version.template && *v == row.version.version =>
+        {
+            let mut lines = vec![Line::styled(
+                format!(
+                    "digest {}…",
+                    &row.version.digest[..16.min(row.version.digest.len())]
+                ),
+                theme.dim_style(),
+            )];
+            lines.extend(artifacts.iter().map(|a| {
+                Line::from(vec![
+                    Span::raw(format!("{} ", a.path)),
+                    Span::styled(
+                        format!(
+                            "{} {}B {}",
+                            a.locale.as_deref().unwrap_or("-"),
+                            a.size_bytes,
+                            &a.sha256[..10.min(a.sha256.len())]
+                        ),
+                        theme.dim_style(),
+                    ),
+                ])
+            }));
+            (format!(" {t} {v} · {} artifacts ", artifacts.len()), lines)
+        }
+        (_, Some(row)) => (
+            format!(" {} {} ", row.version.template, row.version.version),
+            vec![Line::styled("Enter shows its artifacts", theme.dim_style())],
+        ),
+        _ => (" artifacts ".into(), Vec::new()),
+    };
+    frame.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: true })
+            .block(Block::default().borders(Borders::ALL).title(title)),
+        body,
+    );
+}
