@@ -89,6 +89,8 @@ pub struct ArtifactsConfig {
     pub remote: bool,
     #[serde(default = "default_ttl")]
     pub pointer_ttl_secs: u64,
+    /// S3-compatible object storage instead of `dir` (e.g. Supabase Storage's S3 endpoint).
+    pub s3: Option<crate::artifacts::S3Config>,
 }
 
 fn yes() -> bool {
@@ -107,6 +109,7 @@ impl Default for ArtifactsConfig {
             fallback_dir: None,
             remote: true,
             pointer_ttl_secs: default_ttl(),
+            s3: None,
         }
     }
 }

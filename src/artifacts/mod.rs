@@ -2,6 +2,7 @@
 //! local cache keyed the same way, and the resolver that serves a version's files from them.
 
 mod resolver;
+mod s3;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -12,6 +13,7 @@ use sha2::{Digest, Sha256};
 pub use resolver::{
     Resolution, ResolveRequest, ResolvedArtifact, Resolver, ResolverConfig, Source,
 };
+pub use s3::{S3ArtifactStore, S3Config};
 
 use crate::domain::template::hex;
 

@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::output::{emit, opt, table, time};
 use super::{Cli, CliError, CliResult, resolve_config};
-use crate::artifacts::{FsArtifactStore, ResolveRequest, Resolver, ResolverConfig};
+use crate::artifacts::{
+    ArtifactStore, FsArtifactStore, ResolveRequest, Resolver, ResolverConfig, S3ArtifactStore,
+};
 use crate::config::read_file_config;
 use crate::domain::template::VersionStatus;
 use crate::ops::{Ops, PublishRequest, Selector};
@@ -96,22 +98,28 @@ fn parse_status(s: &str) -> Result<VersionStatus, String> {
 }
 
 /// The artifact store and resolver settings of config.toml (and OSPDECK_TEMPLATE_REMOTE).
-pub fn artifact_settings(cli: &Cli) -> CliResult<(Arc<FsArtifactStore>, ResolverConfig)> {
+pub fn artifact_settings(cli: &Cli) -> CliResult<(Arc<dyn ArtifactStore>, ResolverConfig)> {
     let resolved = resolve_config(cli)?;
     let config = read_file_config(&resolved.paths.config_file)
         .map_err(|e| CliError(e.to_string()))?
         .map(|c| c.artifacts)
         .unwrap_or_default();
-    let store = Arc::new(FsArtifactStore::new(
-        config
-            .dir
-            .clone()
-            .unwrap_or_else(|| resolved.paths.data_dir.join("artifacts")),
-    ));
+    let store: Arc<dyn ArtifactStore> = match &config.s3 {
+        Some(s3) => Arc::new(
+            S3ArtifactStore::new(s3)
+                .map_err(|e| CliError(format!("bad [artifacts.s3] settings: {e}")))?,
+        ),
+        None => Arc::new(FsArtifactStore::new(
+            config
+                .dir
+                .clone()
+                .unwrap_or_else(|| resolved.paths.data_dir.join("artifacts")),
+        )),
+    };
     let env_off = std::env::var("OSPDECK_TEMPLATE_REMOTE")
         .map(|v| matches!(v.trim(), "off" | "0" | "false" | "no"))
         .unwrap_or(false);
-    let remote: Option<Arc<dyn crate::artifacts::ArtifactStore>> = if config.remote && !env_off {
+    let remote: Option<Arc<dyn ArtifactStore>> = if config.remote && !env_off {
         Some(store.clone())
     } else {
         None
