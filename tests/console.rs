@@ -1027,6 +1027,32 @@ fn template_versions_are_promoted_defaulted_and_labelled_after_confirmation() {
 }
 
 #[test]
+fn the_template_command_selects_that_template() {
+    let mut app = loaded(false);
+    press(&mut app, ":template other");
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::LoadTemplates]
+    );
+    let mut other = version_row("2.0.0", VersionStatus::Stable, true, &[]);
+    other.version.template = "other".into();
+    app.on_data(
+        Data::Templates(vec![
+            version_row("1.0.0", VersionStatus::Stable, true, &[]),
+            other,
+        ]),
+        t0(),
+    );
+    assert_eq!(app.pane, Pane::Templates);
+    assert_eq!(
+        app.catalog
+            .selected_template_version()
+            .map(|r| r.version.template.as_str()),
+        Some("other")
+    );
+}
+
+#[test]
 fn snapshot_templates() {
     snap("pane_templates", || {
         let mut app = with_templates();

@@ -1020,6 +1020,10 @@ impl App {
                 }
             }
             ("manifests" | "manifest", None) => self.switch_pane(Pane::Manifests),
+            ("template", Some(name)) => {
+                self.catalog.wanted_template = Some(name.to_owned());
+                self.switch_pane(Pane::Templates)
+            }
             ("templates" | "template", _) => self.switch_pane(Pane::Templates),
             ("help", _) => {
                 self.mode = Mode::Help;

@@ -28,6 +28,8 @@ pub struct Catalog {
     pub version_row: usize,
     /// The files of the version on screen: (template, version, artifacts).
     pub artifacts: Option<(String, String, Vec<StoredArtifact>)>,
+    /// `:template NAME` before the versions arrived: select its newest version when they do.
+    pub wanted_template: Option<String>,
 }
 
 impl Catalog {
@@ -100,6 +102,16 @@ impl Catalog {
             .map(|r| (r.version.template.clone(), r.version.version.clone()));
         self.versions = rows;
         self.versions_loaded = true;
+        if let Some(name) = self.wanted_template.take() {
+            if let Some(i) = self
+                .versions
+                .iter()
+                .position(|r| r.version.template == name)
+            {
+                self.version_row = i;
+                return;
+            }
+        }
         self.version_row = keep
             .and_then(|(t, v)| {
                 self.versions
