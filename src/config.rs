@@ -141,6 +141,32 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// A config file that holds secrets (a database password, object-store keys) but that other users
+/// can read deserves a warning.
+pub fn secrets_warning(path: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    let config = read_file_config(path).ok()??;
+    let password = config
+        .database_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .is_some_and(|u| u.password().is_some());
+    if password || config.artifacts.s3.is_some() {
+        Some(format!(
+            "{} holds secrets and other users can read it (mode {:o}); run `chmod 600 {}`",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        ))
+    } else {
+        None
+    }
+}
+
 pub fn read_file_config(path: &Path) -> Result<Option<FileConfig>, ConfigError> {
     match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text).map(Some).map_err(|e| {
@@ -277,5 +303,23 @@ mod tests {
                 .rollback
                 .is_some_and(|r| r.contains("osp-worker-{schema}"))
         );
+    }
+
+    #[test]
+    fn secrets_readable_by_others_draw_a_warning() -> Result<(), Box<dyn std::error::Error>> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "database_url = \"postgres://ops:s3cret@db/ops\"\n")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        let warning = secrets_warning(&path).ok_or("no warning")?;
+        assert!(warning.contains("chmod 600"));
+        assert!(!warning.contains("s3cret"), "the warning shows the secret");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        assert_eq!(secrets_warning(&path), None);
+        std::fs::write(&path, "database_url = \"postgres://ops@db/ops\"\n")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        assert_eq!(secrets_warning(&path), None, "no secret, no warning");
+        Ok(())
     }
 }

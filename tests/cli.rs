@@ -351,3 +351,19 @@ fn service_commands_answer_bad_input_in_one_line() -> TestResult {
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     Ok(())
 }
+
+#[test]
+fn read_only_refuses_writes_and_still_reads() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    assert!(ospdeck(h, &["project", "create", "acme"]).status.success());
+    let o = ospdeck(h, &["--read-only", "project", "create", "other"]);
+    assert!(!o.status.success());
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+    assert!(stderr(&o).starts_with("error: "), "{}", stderr(&o));
+    let o = ospdeck(h, &["--read-only", "project", "list", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list: serde_json::Value = serde_json::from_str(&stdout(&o))?;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    Ok(())
+}

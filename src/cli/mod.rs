@@ -1,5 +1,6 @@
 //! The scriptable front end: parses arguments, calls `ops`, prints tables or `--json`.
 
+mod access;
 mod console;
 mod output;
 mod queue;
@@ -38,6 +39,9 @@ pub struct Cli {
     /// Act as this user where the store cannot know it (SQLite; default: the OS user)
     #[arg(long = "as", global = true, value_name = "USER")]
     pub as_user: Option<String>,
+    /// Open the store read-only: any write is refused by the database itself
+    #[arg(long, global = true)]
+    pub read_only: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -75,6 +79,19 @@ pub enum Command {
     /// Versioned template bundles: publish, lifecycle, resolve
     #[command(subcommand)]
     Template(templates::TemplateCommand),
+    /// Project members and their roles
+    #[command(subcommand)]
+    Member(access::MemberCommand),
+    /// The audit trail, newest first
+    Audit {
+        #[arg(long)]
+        project: Option<String>,
+        /// Entity type: project, workflow, service, manifest, template, worker, membership, …
+        #[arg(long)]
+        entity: Option<String>,
+        #[arg(long)]
+        limit: Option<i64>,
+    },
     /// Tool versions and their images
     #[command(subcommand)]
     Tool(tools::ToolCommand),
@@ -137,6 +154,9 @@ pub async fn run(cli: Cli) -> ExitCode {
 /// Resolves the configuration the same way for every command.
 pub fn resolve_config(cli: &Cli) -> CliResult<Resolved> {
     let paths = config::Paths::platform().map_err(|e| CliError(e.to_string()))?;
+    if let Some(warning) = config::secrets_warning(&paths.config_file) {
+        eprintln!("warning: {warning}");
+    }
     config::resolve(cli.db.as_deref(), |k| std::env::var(k).ok(), paths)
         .map_err(|e| CliError(e.to_string()))
 }
@@ -187,9 +207,12 @@ async fn connect(cli: &Cli, options: &StoreOptions) -> CliResult<Ops> {
 }
 
 async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
-    let options = StoreOptions::default();
+    let options = StoreOptions {
+        read_only: cli.read_only,
+        ..StoreOptions::default()
+    };
     match &cli.command {
-        None => console::console(&cli, false).await,
+        None => console::console(&cli, cli.read_only).await,
         Some(Command::Monitor) => console::console(&cli, true).await,
         Some(Command::Demo(args)) => console::demo(&cli, args).await,
         Some(Command::Doctor) => doctor(&cli).await,
@@ -237,6 +260,23 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
         }
         Some(Command::Workers) => {
             services::workers(&connect(&cli, &options).await?, cli.json).await
+        }
+        Some(Command::Member(cmd)) => {
+            access::member(&connect(&cli, &options).await?, cli.json, cmd).await
+        }
+        Some(Command::Audit {
+            project,
+            entity,
+            limit,
+        }) => {
+            access::audit(
+                &connect(&cli, &options).await?,
+                cli.json,
+                project.as_deref(),
+                entity.as_deref(),
+                *limit,
+            )
+            .await
         }
         Some(Command::Template(cmd)) => {
             templates::template(&cli, &connect(&cli, &options).await?, cmd).await

@@ -4,6 +4,7 @@
 pub mod deployment;
 pub mod error;
 pub mod manifest;
+pub mod permission;
 pub mod project;
 pub mod run;
 pub mod service;

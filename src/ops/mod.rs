@@ -1,6 +1,7 @@
 //! Use cases: the only place that combines domain rules with the store. The CLI, the worker and
 //! the console call these and nothing below them.
 
+mod access;
 mod catalog;
 pub mod demo;
 mod deploy;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use crate::store::Store;
 
+pub use access::*;
 pub use deploy::*;
 pub use error::OpsError;
 pub use overview::*;

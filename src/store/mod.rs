@@ -1,6 +1,7 @@
 //! Persistence behind one trait with two implementations: SQLite (embedded default) and PostgreSQL.
 //! Only this layer writes SQL; `ops` calls it, and the conformance suite proves both agree.
 
+pub mod access;
 mod error;
 pub mod postgres;
 pub mod services;
@@ -22,6 +23,7 @@ use crate::domain::run::{
 };
 use crate::domain::workflow::{NewWorkflow, Workflow};
 
+pub use access::AccessStore;
 pub use error::{StoreError, StoreResult};
 pub use services::ServiceStore;
 pub use templates::TemplateStore;
@@ -43,7 +45,7 @@ pub struct MigrationState {
 
 /// Everything the use cases need from a database. Mutations are one transaction each.
 #[async_trait]
-pub trait Store: ServiceStore + TemplateStore + ToolStore + Send + Sync {
+pub trait Store: AccessStore + ServiceStore + TemplateStore + ToolStore + Send + Sync {
     fn kind(&self) -> StoreKind;
     /// Where the store lives, with any password redacted.
     fn location(&self) -> String;

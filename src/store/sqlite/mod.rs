@@ -56,6 +56,7 @@ macro_rules! workflow_select {
 }
 
 // After the macros above, which it uses.
+mod access;
 mod services;
 mod templates;
 mod tools;

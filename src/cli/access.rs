@@ -1,0 +1,95 @@
+//! `member …` and `audit`.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::CliResult;
+use super::output::{emit, opt, table, time};
+use crate::domain::permission::Role;
+use crate::ops::Ops;
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add a member, or change their role (owner, admin, developer, viewer)
+    Add {
+        #[arg(long)]
+        project: String,
+        user: String,
+        #[arg(value_parser = parse_role)]
+        role: Role,
+    },
+    Remove {
+        #[arg(long)]
+        project: String,
+        user: String,
+    },
+    List {
+        #[arg(long)]
+        project: String,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse().map_err(|e: crate::domain::InvalidInput| e.0)
+}
+
+pub async fn member(ops: &Ops, json: bool, cmd: &MemberCommand) -> CliResult<ExitCode> {
+    match cmd {
+        MemberCommand::Add {
+            project,
+            user,
+            role,
+        } => {
+            let m = ops.set_member(project, user, *role).await?;
+            emit(json, &m, || {
+                format!("{} is {} of {}", m.user, m.role, m.project)
+            });
+        }
+        MemberCommand::Remove { project, user } => {
+            ops.remove_member(project, user).await?;
+            emit(json, &serde_json::json!({ "removed": user }), || {
+                format!("{user} is no longer a member of {project}")
+            });
+        }
+        MemberCommand::List { project } => {
+            let members = ops.members(project).await?;
+            emit(json, &members, || {
+                table(
+                    &["USER", "ROLE", "SINCE"],
+                    members
+                        .iter()
+                        .map(|m| vec![m.user.clone(), m.role.to_string(), time(&m.created_at)]),
+                )
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn audit(
+    ops: &Ops,
+    json: bool,
+    project: Option<&str>,
+    entity: Option<&str>,
+    limit: Option<i64>,
+) -> CliResult<ExitCode> {
+    let rows = ops.audit_trail(project, entity, limit).await?;
+    emit(json, &rows, || {
+        table(
+            &["ID", "AT", "ACTOR", "ACTION", "ENTITY", "ID", "PROJECT"],
+            rows.iter().map(|r| {
+                vec![
+                    r.id.to_string(),
+                    time(&r.at),
+                    r.actor.clone(),
+                    r.action.clone(),
+                    r.entity_type.clone(),
+                    r.entity_id.clone(),
+                    opt(&r.project_id),
+                ]
+            }),
+        )
+    });
+    Ok(ExitCode::SUCCESS)
+}
