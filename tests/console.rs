@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, FixedOffset, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ospdeck::domain::deployment::{DeploymentStatus, Liveness, WorkerDeployment};
-use ospdeck::domain::manifest::{Manifest, ManifestContent, ManifestStatus};
+use ospdeck::domain::manifest::{Manifest, ManifestContent, ManifestHead, ManifestStatus};
 use ospdeck::domain::run::{
     LogLevel, MinuteActivity, Run, RunArtifact, RunEvent, RunLog, RunStatus, StatusCount,
 };
@@ -15,7 +15,7 @@ use ospdeck::domain::template::{StoredArtifact, TemplateVersion, VersionStatus};
 use ospdeck::ops::ServiceOverview;
 use ospdeck::ops::VersionRow;
 use ospdeck::ops::{QueueOverview, RunDetail};
-use ospdeck::store::services::ManifestHead;
+
 use ospdeck::tui::app::{App, Confirm, Data, DetailTab, Effect, LOG_RING, Mode, Pane, RunsQuery};
 use ospdeck::tui::keymap::Keymap;
 use ospdeck::tui::view::{self, Theme};

@@ -296,6 +296,18 @@ impl Manifest {
     }
 }
 
+/// A manifest version without its content, for lists.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ManifestHead {
+    pub id: i64,
+    pub service_id: i64,
+    pub version: String,
+    pub status: ManifestStatus,
+    pub locked_fields: Vec<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {

@@ -2,12 +2,12 @@
 //! (every `Store` is one), implemented beside each backend's queue.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
 use super::StoreResult;
 use crate::domain::deployment::{DeployAttempt, DeploymentStatus, WorkerDeployment};
+pub use crate::domain::manifest::ManifestHead;
 use crate::domain::manifest::{Manifest, ManifestStatus};
 use crate::domain::run::NewRun;
 use crate::domain::service::Service;
@@ -35,18 +35,6 @@ pub struct CreatedService {
     pub service: Service,
     pub manifest: Manifest,
     pub deploy_run_id: i64,
-}
-
-/// A manifest version without its content, for lists.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ManifestHead {
-    pub id: i64,
-    pub service_id: i64,
-    pub version: String,
-    pub status: ManifestStatus,
-    pub locked_fields: Vec<String>,
-    pub created_by: String,
-    pub created_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

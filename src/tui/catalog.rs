@@ -4,11 +4,12 @@
 use ratatui_textarea::TextArea;
 use serde_json::Value;
 
-use crate::domain::manifest::{FieldChange, Manifest, ManifestStatus, parse_manifest};
+use crate::domain::manifest::{
+    FieldChange, Manifest, ManifestHead, ManifestStatus, parse_manifest,
+};
 use crate::domain::service::{WorkflowSpec, check_schema_name, check_service_name};
 use crate::domain::template::StoredArtifact;
 use crate::ops::{ServiceOverview, VersionRow};
-use crate::store::services::ManifestHead;
 
 #[derive(Debug, Default)]
 pub struct Catalog {
