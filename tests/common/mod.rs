@@ -25,6 +25,26 @@ pub struct Harness {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Test databases are named `ospdeck_t_<pid>_<n>`. Those of test processes that have ended are
+/// dropped here, so repeated `cargo test` runs do not pile databases up on the server.
+async fn drop_databases_of_finished_runs(admin: &mut sqlx::PgConnection) {
+    let names: Vec<(String,)> =
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'ospdeck\\_t\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for (name,) in names {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let finished = pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists());
+        if finished {
+            // Another process may be dropping it at the same moment: errors do not matter.
+            let _ = admin
+                .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
+                .await;
+        }
+    }
+}
+
 impl Harness {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -49,6 +69,7 @@ impl Harness {
                 return None;
             }
         };
+        drop_databases_of_finished_runs(&mut admin).await;
         let name = format!(
             "ospdeck_t_{}_{}",
             std::process::id(),
