@@ -1091,3 +1091,48 @@ fn snapshot_templates() {
         app
     });
 }
+
+#[test]
+fn the_audit_overlay_loads_on_command_and_closes_on_any_key() {
+    let mut app = loaded(false);
+    press(&mut app, ":audit");
+    assert_eq!(app.on_key(code(KeyCode::Enter)), vec![Effect::LoadAudit]);
+    assert_eq!(app.mode, Mode::Audit);
+    assert!(
+        press(&mut app, "x").is_empty(),
+        "a key in the overlay acts on nothing"
+    );
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn snapshot_audit() {
+    snap("audit", || {
+        let mut app = loaded(false);
+        press(&mut app, ":audit");
+        app.on_key(code(KeyCode::Enter));
+        let row = |id: i64, action: &str, entity: &str, entity_id: &str| {
+            ospdeck::store::access::AuditRow {
+                id,
+                actor: "operator".into(),
+                action: action.into(),
+                entity_type: entity.into(),
+                entity_id: entity_id.into(),
+                project_id: Some(1),
+                before: None,
+                after: None,
+                at: t0() - Duration::minutes(id),
+            }
+        };
+        app.on_data(
+            Data::Audit(vec![
+                row(1, "activate", "manifest", "telecom_billing@1.1.0"),
+                row(2, "publish", "template", "section7@1.2.0"),
+                row(3, "member", "membership", "alice"),
+                row(4, "create", "service", "telecom_billing"),
+            ]),
+            t0(),
+        );
+        app
+    });
+}

@@ -13,6 +13,7 @@ use crate::domain::manifest::{FieldChange, Manifest, ManifestHead, ManifestStatu
 use crate::domain::run::{Run, RunLog, RunStatus};
 use crate::domain::template::StoredArtifact;
 use crate::ops::{QueueCounts, QueueOverview, RunDetail, ServiceOverview, VersionRow};
+use crate::store::access::AuditRow;
 
 /// Log lines kept per open run; older ones scroll out, however chatty the run is.
 pub const LOG_RING: usize = 2_000;
@@ -110,6 +111,8 @@ pub enum Mode {
     Confirm(Confirm),
     /// Keys go to the open editor or form.
     Editing,
+    /// The audit trail overlay (`:audit`); any key closes it.
+    Audit,
     /// Asking a label (and optional percent) for a template version.
     LabelInput {
         template: String,
@@ -205,6 +208,8 @@ pub enum Effect {
         workflows: Vec<String>,
     },
     LoadTemplates,
+    /// The newest audit rows, for the `:audit` overlay.
+    LoadAudit,
     LoadTemplateArtifacts {
         template: String,
         version: String,
@@ -253,6 +258,7 @@ pub enum Data {
         changes: Vec<FieldChange>,
     },
     Templates(Vec<VersionRow>),
+    Audit(Vec<AuditRow>),
     TemplateArtifacts {
         template: String,
         version: String,
@@ -288,6 +294,8 @@ pub struct App {
     pub catalog: Catalog,
     pub editor: Option<ManifestEditor>,
     pub form: Option<ServiceForm>,
+    /// What the `:audit` overlay shows.
+    pub audit: Vec<AuditRow>,
 }
 
 impl App {
@@ -315,6 +323,7 @@ impl App {
             catalog: Catalog::default(),
             editor: None,
             form: None,
+            audit: Vec::new(),
         }
     }
 
@@ -395,6 +404,7 @@ impl App {
                 .set_manifests(schema, history, content.map(|c| *c)),
             Data::Diff { from, to, changes } => self.catalog.diff = Some((from, to, changes)),
             Data::Templates(rows) => self.catalog.set_versions(rows),
+            Data::Audit(rows) => self.audit = rows,
             Data::TemplateArtifacts {
                 template,
                 version,
@@ -406,6 +416,7 @@ impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         match std::mem::replace(&mut self.mode, Mode::Normal) {
             Mode::Normal => self.on_normal_key(key),
+            Mode::Audit => Vec::new(),
             Mode::Help => {
                 // Any key closes help; `q` there should not quit by surprise.
                 Vec::new()
@@ -1027,6 +1038,10 @@ impl App {
             ("help", _) => {
                 self.mode = Mode::Help;
                 Vec::new()
+            }
+            ("audit", _) => {
+                self.mode = Mode::Audit;
+                vec![Effect::LoadAudit]
             }
             _ => self.fail(format!(
                 "unknown command `{line}`: try :runs [STATUS], :run ID, :help, :q"

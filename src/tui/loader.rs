@@ -28,6 +28,8 @@ const ACTIVITY_EVERY: Duration = Duration::from_secs(10);
 /// Lease of a run claimed by hand from the console; an operator who walks away loses it to the
 /// rescuer after this.
 const CONSOLE_LEASE: Duration = Duration::from_secs(600);
+/// Audit rows the `:audit` overlay shows.
+const AUDIT_ROWS: i64 = 200;
 /// Log lines fetched per round trip while following.
 const LOG_PAGE: i64 = 1_000;
 
@@ -145,6 +147,13 @@ pub(super) async fn load(
                 }
                 Some(Effect::Copy(_)) => {}
                 Some(Effect::LoadServices) => refresh_services(&ops, &tx).await,
+                Some(Effect::LoadAudit) => {
+                    let data = match ops.audit_trail(None, None, Some(AUDIT_ROWS)).await {
+                        Ok(rows) => Data::Audit(rows),
+                        Err(e) => Data::Failed(format!("loading the audit trail: {e}")),
+                    };
+                    let _ = tx.send(data);
+                }
                 Some(Effect::LoadTemplates) => {
                     templates_wanted = true;
                     refresh_templates(&ops, &tx).await;

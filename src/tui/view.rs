@@ -113,6 +113,7 @@ pub fn render(frame: &mut Frame, app: &mut App, theme: Theme) {
 
     match &app.mode {
         Mode::Help => render_help(frame, app, theme, area),
+        Mode::Audit => render_audit(frame, app, theme, area),
         Mode::Confirm(confirm) => render_dialog(
             frame,
             &confirm.question(),
@@ -663,6 +664,40 @@ fn render_help(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         };
         frame.render_widget(Paragraph::new(lines), column);
     }
+}
+
+fn render_audit(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
+    let popup = Rect {
+        x: area.x + 1,
+        y: area.y + 1,
+        width: area.width.saturating_sub(2),
+        height: area.height.saturating_sub(2),
+    };
+    frame.render_widget(Clear, popup);
+    let lines: Vec<Line> = if app.audit.is_empty() {
+        vec![Line::styled("loading…", theme.dim())]
+    } else {
+        app.audit
+            .iter()
+            .take(popup.height.saturating_sub(2) as usize)
+            .map(|r| {
+                Line::from(vec![
+                    Span::styled(time(app, Some(r.at)), theme.dim()),
+                    Span::raw(format!("  {}  ", r.actor)),
+                    Span::styled(r.action.clone(), theme.fg(Color::Cyan)),
+                    Span::raw(format!("  {} {}", r.entity_type, r.entity_id)),
+                ])
+            })
+            .collect()
+    };
+    frame.render_widget(
+        Paragraph::new(lines).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" audit trail, newest first · any key closes "),
+        ),
+        popup,
+    );
 }
 
 fn render_dialog(frame: &mut Frame, question: &str, hint: &str, theme: Theme, area: Rect) {
