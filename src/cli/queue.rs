@@ -260,11 +260,7 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
                 run_after: None,
                 acknowledge: *acknowledge,
             };
-            let id = ops.enqueue_run(&req).await?;
-            let advisories = match payload.as_deref().map(serde_json::from_str) {
-                Some(Ok(value)) => ops.advisories_for_upgrade(&value).await?,
-                _ => Vec::new(),
-            };
+            let (id, advisories) = ops.enqueue_run_with_advisories(&req).await?;
             if !json {
                 for a in &advisories {
                     eprintln!("note: {} advisory {}", a.severity, a.describe());

@@ -48,6 +48,15 @@ pub const MAX_LIST_LIMIT: i64 = 10_000;
 
 impl Ops {
     pub async fn enqueue_run(&self, req: &EnqueueRequest<'_>) -> OpsResult<i64> {
+        Ok(self.enqueue_run_with_advisories(req).await?.0)
+    }
+
+    /// Queues a run and answers the upgrade advisories it crosses (empty unless the workflow is
+    /// an upgrade whose payload names tool, from_version and to_version).
+    pub async fn enqueue_run_with_advisories(
+        &self,
+        req: &EnqueueRequest<'_>,
+    ) -> OpsResult<(i64, Vec<crate::domain::tool::Advisory>)> {
         let workflow = self.workflow(req.project, req.workflow).await?;
         let run = NewRun::new(
             workflow.project_id,
@@ -57,17 +66,23 @@ impl Ops {
             req.max_attempts,
             req.run_after,
         )?;
-        if workflow.workflow_type == crate::domain::workflow::WorkflowType::Upgrade {
+        let advisories = if workflow.workflow_type == crate::domain::workflow::WorkflowType::Upgrade
+        {
             let advisories = self.advisories_for_upgrade(&run.payload).await?;
             super::require_acknowledged(&advisories, req.acknowledge)?;
-        }
+            advisories
+        } else {
+            Vec::new()
+        };
         let ids = self
             .store
             .enqueue_runs(&self.actor, std::slice::from_ref(&run))
             .await?;
-        ids.first()
+        let id = ids
+            .first()
             .copied()
-            .ok_or_else(|| OpsError::Refused("the store queued nothing".into()))
+            .ok_or_else(|| OpsError::Refused("the store queued nothing".into()))?;
+        Ok((id, advisories))
     }
 
     /// Queues many validated runs in one transaction (all or none).

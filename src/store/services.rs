@@ -5,7 +5,9 @@ use async_trait::async_trait;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::StoreResult;
+use serde_json::json;
+
+use super::{AuditEntry, StoreResult};
 use crate::domain::deployment::{DeployAttempt, DeploymentStatus, WorkerDeployment};
 pub use crate::domain::manifest::ManifestHead;
 use crate::domain::manifest::{Manifest, ManifestStatus};
@@ -105,4 +107,112 @@ pub trait ServiceStore: Send + Sync {
         worker_id: &str,
         worker_version: &str,
     ) -> StoreResult<WorkerDeployment>;
+}
+
+// The audit rows of these changes, the same on both stores.
+
+/// What a manifest's audit rows record of it (its content is recorded where it is proposed).
+pub(super) fn manifest_audit(m: &Manifest) -> Value {
+    json!({ "version": m.version, "status": m.status, "locked_fields": m.locked_fields })
+}
+
+pub(super) fn service_created<'a>(
+    actor: &'a str,
+    new: &NewServiceRecord,
+    service: &Service,
+    manifest: &Manifest,
+    deploy_run_id: i64,
+) -> AuditEntry<'a> {
+    AuditEntry {
+        actor,
+        action: "create",
+        entity_type: "service",
+        entity_id: new.schema.clone(),
+        project_id: Some(new.project_id),
+        before: None,
+        after: Some(json!({
+            "service": service,
+            "manifest": manifest_audit(manifest),
+            "workflows": new.workflows.iter().map(|w| &w.name).collect::<Vec<_>>(),
+            "deploy_run": deploy_run_id,
+        })),
+    }
+}
+
+fn manifest_entry<'a>(
+    actor: &'a str,
+    action: &'static str,
+    service: &Service,
+    manifest: &Manifest,
+) -> AuditEntry<'a> {
+    AuditEntry {
+        actor,
+        action,
+        entity_type: "manifest",
+        entity_id: format!("{}@{}", service.schema, manifest.version),
+        project_id: Some(service.project_id),
+        before: None,
+        after: None,
+    }
+}
+
+pub(super) fn manifest_proposed<'a>(
+    actor: &'a str,
+    service: &Service,
+    manifest: &Manifest,
+    content: &Value,
+) -> AuditEntry<'a> {
+    AuditEntry {
+        after: Some(json!({ "manifest": manifest_audit(manifest), "content": content })),
+        ..manifest_entry(actor, "propose", service, manifest)
+    }
+}
+
+pub(super) fn manifest_activated<'a>(
+    actor: &'a str,
+    service: &Service,
+    manifest: &Manifest,
+    before: Option<Value>,
+) -> AuditEntry<'a> {
+    AuditEntry {
+        before,
+        after: Some(manifest_audit(manifest)),
+        ..manifest_entry(actor, "activate", service, manifest)
+    }
+}
+
+pub(super) fn manifest_lock_changed<'a>(
+    actor: &'a str,
+    service: &Service,
+    manifest: &Manifest,
+    from: ManifestStatus,
+    to: ManifestStatus,
+) -> AuditEntry<'a> {
+    let action = if to == ManifestStatus::Locked {
+        "lock"
+    } else {
+        "unlock"
+    };
+    AuditEntry {
+        before: Some(json!({ "status": from })),
+        after: Some(json!({ "status": to })),
+        ..manifest_entry(actor, action, service, manifest)
+    }
+}
+
+pub(super) fn deployment_changed<'a>(
+    actor: &'a str,
+    service: &Service,
+    before: &str,
+    after: Value,
+) -> AuditEntry<'a> {
+    AuditEntry {
+        actor,
+        action: "deployment",
+        entity_type: "worker",
+        entity_id: service.schema.clone(),
+        project_id: Some(service.project_id),
+        before: Some(json!({ "status": before })),
+        after: Some(after),
+    }
 }

@@ -10,8 +10,18 @@ pub(super) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// An enum stored as text (status, type, level, role…), back into its domain type. A value the
+/// domain does not know means the database holds something no writer of ours put there.
+pub(super) fn decode<T>(text: &str) -> StoreResult<T>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    T::from_str(text).map_err(|e| StoreError::Database(e.to_string()))
+}
+
 pub(super) fn status(text: &str) -> StoreResult<RunStatus> {
-    RunStatus::from_str(text).map_err(|e| StoreError::Database(e.to_string()))
+    decode(text)
 }
 
 pub(super) fn migration_states(

@@ -329,7 +329,7 @@ impl App {
 
     /// What to load first.
     pub fn start(&self) -> Vec<Effect> {
-        vec![Effect::LoadRuns(self.query.clone()), Effect::LoadServices]
+        vec![Effect::LoadRuns(self.query.clone())]
     }
 
     pub fn context(&self) -> Context {

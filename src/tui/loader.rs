@@ -82,7 +82,9 @@ pub(super) async fn load(
     let mut activity_at: Option<Instant> = None;
     let mut open: Option<(i64, i64)> = None; // (run id, last log line id seen)
     let mut manifests_on_screen: Option<(String, Option<String>)> = None;
-    // Template versions are listed only once the pane has been opened.
+    // Services and template versions are listed only once their pane has been opened: a console
+    // that stays on Runs never pays for them on a change.
+    let mut services_wanted = false;
     let mut templates_wanted = false;
     loop {
         tokio::select! {
@@ -146,7 +148,10 @@ pub(super) async fn load(
                     refresh_open(&ops, &mut open, &tx).await;
                 }
                 Some(Effect::Copy(_)) => {}
-                Some(Effect::LoadServices) => refresh_services(&ops, &tx).await,
+                Some(Effect::LoadServices) => {
+                    services_wanted = true;
+                    refresh_services(&ops, &tx).await;
+                }
                 Some(Effect::LoadAudit) => {
                     let data = match ops.audit_trail(None, None, Some(AUDIT_ROWS)).await {
                         Ok(rows) => Data::Audit(rows),
@@ -174,7 +179,9 @@ pub(super) async fn load(
                     if templates_wanted {
                         refresh_templates(&ops, &tx).await;
                     }
-                    refresh_services(&ops, &tx).await;
+                    if services_wanted {
+                        refresh_services(&ops, &tx).await;
+                    }
                     refresh_manifests(&ops, &manifests_on_screen, &tx).await;
                     refresh_runs(&ops, &query, &mut activity_at, &tx).await;
                 }
@@ -182,7 +189,9 @@ pub(super) async fn load(
             Some(()) = changed_rx.recv() => {
                 refresh_runs(&ops, &query, &mut activity_at, &tx).await;
                 refresh_open(&ops, &mut open, &tx).await;
-                refresh_services(&ops, &tx).await;
+                if services_wanted {
+                    refresh_services(&ops, &tx).await;
+                }
                 refresh_manifests(&ops, &manifests_on_screen, &tx).await;
                 if templates_wanted {
                     refresh_templates(&ops, &tx).await;

@@ -29,15 +29,7 @@ impl Theme {
     }
 
     /// A colour, or no style at all under NO_COLOR.
-    pub fn color_or_plain(self, color: Color) -> Style {
-        self.fg(color)
-    }
-
-    pub fn dim_style(self) -> Style {
-        self.dim()
-    }
-
-    fn fg(self, color: Color) -> Style {
+    pub fn fg(self, color: Color) -> Style {
         if self.color {
             Style::default().fg(color)
         } else {
@@ -67,7 +59,7 @@ impl Theme {
         Style::default().add_modifier(Modifier::REVERSED)
     }
 
-    fn dim(self) -> Style {
+    pub fn dim(self) -> Style {
         if self.color {
             Style::default().fg(Color::DarkGray)
         } else {

@@ -13,7 +13,7 @@ use crate::domain::deployment::{DeploymentStatus, Liveness};
 use crate::domain::manifest::{ChangeKind, ManifestStatus};
 
 fn manifest_style(theme: Theme, status: ManifestStatus) -> Style {
-    theme.color_or_plain(match status {
+    theme.fg(match status {
         ManifestStatus::Draft => Color::Cyan,
         ManifestStatus::Active => Color::Green,
         ManifestStatus::Locked => Color::Yellow,
@@ -22,7 +22,7 @@ fn manifest_style(theme: Theme, status: ManifestStatus) -> Style {
 }
 
 fn deployment_style(theme: Theme, status: DeploymentStatus) -> Style {
-    theme.color_or_plain(match status {
+    theme.fg(match status {
         DeploymentStatus::Deployed => Color::Green,
         DeploymentStatus::Deploying | DeploymentStatus::Pending => Color::Yellow,
         DeploymentStatus::Failed => Color::Red,
@@ -31,7 +31,7 @@ fn deployment_style(theme: Theme, status: DeploymentStatus) -> Style {
 }
 
 fn liveness_style(theme: Theme, l: Liveness) -> Style {
-    theme.color_or_plain(match l {
+    theme.fg(match l {
         Liveness::Alive => Color::Green,
         Liveness::Stale => Color::Yellow,
         Liveness::Missing => Color::Red,
@@ -171,7 +171,7 @@ pub fn render_manifests(frame: &mut Frame, app: &App, theme: Theme, area: Rect) 
                 changes.len()
             ),
             if changes.is_empty() {
-                vec![Line::styled("same content", theme.dim_style())]
+                vec![Line::styled("same content", theme.dim())]
             } else {
                 changes
                     .iter()
@@ -183,11 +183,11 @@ pub fn render_manifests(frame: &mut Frame, app: &App, theme: Theme, area: Rect) 
                         match ch.kind {
                             ChangeKind::Added => Line::styled(
                                 format!("+ {} = {}", ch.path, show(&ch.after)),
-                                theme.color_or_plain(Color::Green),
+                                theme.fg(Color::Green),
                             ),
                             ChangeKind::Removed => Line::styled(
                                 format!("- {} = {}", ch.path, show(&ch.before)),
-                                theme.color_or_plain(Color::Red),
+                                theme.fg(Color::Red),
                             ),
                             ChangeKind::Changed => Line::styled(
                                 format!(
@@ -196,7 +196,7 @@ pub fn render_manifests(frame: &mut Frame, app: &App, theme: Theme, area: Rect) 
                                     show(&ch.before),
                                     show(&ch.after)
                                 ),
-                                theme.color_or_plain(Color::Yellow),
+                                theme.fg(Color::Yellow),
                             ),
                         }
                     })
@@ -243,8 +243,8 @@ pub fn render_editor(frame: &mut Frame, editor: &mut ManifestEditor, theme: Them
         .set_cursor_line_style(Style::default().add_modifier(Modifier::UNDERLINED));
     frame.render_widget(&editor.textarea, text);
     let line = match &editor.problem {
-        None => Line::styled("✓ a valid manifest", theme.color_or_plain(Color::Green)),
-        Some(p) => Line::styled(format!("✗ {p}"), theme.color_or_plain(Color::Red)),
+        None => Line::styled("✓ a valid manifest", theme.fg(Color::Green)),
+        Some(p) => Line::styled(format!("✗ {p}"), theme.fg(Color::Red)),
     };
     frame.render_widget(line, status);
 }
@@ -281,11 +281,9 @@ pub fn render_form(frame: &mut Frame, form: &mut ServiceForm, theme: Theme, area
                 .borders(Borders::ALL)
                 .title(format!(" {} ", hints[i]))
                 .border_style(if focused {
-                    theme
-                        .color_or_plain(Color::Cyan)
-                        .add_modifier(Modifier::BOLD)
+                    theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)
                 } else {
-                    theme.dim_style()
+                    theme.dim()
                 }),
         );
         field.set_cursor_style(if focused {
@@ -297,8 +295,8 @@ pub fn render_form(frame: &mut Frame, form: &mut ServiceForm, theme: Theme, area
         frame.render_widget(&*field, areas[i]);
     }
     let line = match &form.problem {
-        None => Line::styled("✓ ready to create", theme.color_or_plain(Color::Green)),
-        Some(p) => Line::styled(format!("✗ {p}"), theme.color_or_plain(Color::Red)),
+        None => Line::styled("✓ ready to create", theme.fg(Color::Green)),
+        Some(p) => Line::styled(format!("✗ {p}"), theme.fg(Color::Red)),
     };
     if let Some(last) = areas.last() {
         frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), *last);
@@ -326,7 +324,7 @@ pub fn render_templates(frame: &mut Frame, app: &App, theme: Theme, area: Rect) 
     }
     let rows = c.versions.iter().map(|r| {
         let v = &r.version;
-        let style = theme.color_or_plain(match v.status {
+        let style = theme.fg(match v.status {
             crate::domain::template::VersionStatus::Draft => Color::Cyan,
             crate::domain::template::VersionStatus::Stable => Color::Green,
             crate::domain::template::VersionStatus::Deprecated => Color::DarkGray,
@@ -368,7 +366,7 @@ pub fn render_templates(frame: &mut Frame, app: &App, theme: Theme, area: Rect) 
                     "digest {}…",
                     &row.version.digest[..16.min(row.version.digest.len())]
                 ),
-                theme.dim_style(),
+                theme.dim(),
             )];
             lines.extend(artifacts.iter().map(|a| {
                 Line::from(vec![
@@ -380,7 +378,7 @@ pub fn render_templates(frame: &mut Frame, app: &App, theme: Theme, area: Rect) 
                             a.size_bytes,
                             &a.sha256[..10.min(a.sha256.len())]
                         ),
-                        theme.dim_style(),
+                        theme.dim(),
                     ),
                 ])
             }));
@@ -388,7 +386,7 @@ pub fn render_templates(frame: &mut Frame, app: &App, theme: Theme, area: Rect) 
         }
         (_, Some(row)) => (
             format!(" {} {} ", row.version.template, row.version.version),
-            vec![Line::styled("Enter shows its artifacts", theme.dim_style())],
+            vec![Line::styled("Enter shows its artifacts", theme.dim())],
         ),
         _ => (" artifacts ".into(), Vec::new()),
     };

@@ -1,7 +1,5 @@
 //! Memberships and the audit trail on PostgreSQL.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -11,7 +9,8 @@ use sqlx::types::Json;
 use super::{PgStore, audit};
 use crate::domain::permission::Role;
 use crate::store::access::{AccessStore, AuditFilter, AuditRow, Member};
-use crate::store::{AuditEntry, StoreError, StoreResult};
+use crate::store::shared::decode;
+use crate::store::{AuditEntry, StoreResult};
 
 #[derive(FromRow)]
 struct MemberRow {
@@ -26,7 +25,7 @@ impl MemberRow {
         Ok(Member {
             project: self.project,
             user: self.user_id,
-            role: Role::from_str(&self.role).map_err(|e| StoreError::Database(e.to_string()))?,
+            role: decode::<Role>(&self.role)?,
             created_at: self.created_at,
         })
     }

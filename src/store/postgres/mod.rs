@@ -17,7 +17,7 @@ use sqlx::types::Json;
 use sqlx::{FromRow, Postgres, Transaction};
 
 use super::shared::{
-    conflict_as, migration_states, minute_activity, status, status_counts, tally_rescue,
+    conflict_as, decode, migration_states, minute_activity, status, status_counts, tally_rescue,
 };
 use super::{
     AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
@@ -142,8 +142,7 @@ impl WorkflowRow {
             project_id: self.project_id,
             project: self.project,
             name: self.name,
-            workflow_type: WorkflowType::from_str(&self.workflow_type)
-                .map_err(|e| StoreError::Database(e.to_string()))?,
+            workflow_type: decode::<WorkflowType>(&self.workflow_type)?,
             queue: self.task_queue,
             command: self.command,
             timeout_secs: self.timeout_secs,
@@ -695,8 +694,7 @@ impl Store for PgStore {
                 Ok(RunLog {
                     id: r.id,
                     run_id: r.run_id,
-                    level: LogLevel::from_str(&r.level)
-                        .map_err(|e| StoreError::Database(e.to_string()))?,
+                    level: decode::<LogLevel>(&r.level)?,
                     message: r.message,
                     metadata: r.metadata.0,
                     created_at: r.created_at,

@@ -1,7 +1,5 @@
 //! Services, manifests and the worker registry on PostgreSQL (schema osp_metadata).
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -15,9 +13,11 @@ use crate::domain::service::Service;
 use crate::domain::workflow::NewWorkflow;
 use crate::store::services::{
     CreatedService, DeploymentUpdate, ManifestHead, NewServiceRecord, ServiceStore,
+    deployment_changed, manifest_activated, manifest_audit, manifest_lock_changed,
+    manifest_proposed, service_created,
 };
-use crate::store::shared::{conflict_as, quote_ident};
-use crate::store::{AuditEntry, StoreError, StoreResult};
+use crate::store::shared::{conflict_as, decode, quote_ident};
+use crate::store::{StoreError, StoreResult};
 
 #[derive(FromRow)]
 struct ServiceRow {
@@ -70,7 +70,7 @@ impl ManifestRow {
             service_id: self.service_id,
             service_name: self.service_name,
             version: self.version,
-            status: manifest_status(&self.status)?,
+            status: decode(&self.status)?,
             content: self.manifest_content.0,
             locked_fields: self.locked_fields,
             created_by: self.created_by,
@@ -106,16 +106,12 @@ impl HeadRow {
             id: self.id,
             service_id: self.service_id,
             version: self.version,
-            status: manifest_status(&self.status)?,
+            status: decode(&self.status)?,
             locked_fields: self.locked_fields,
             created_by: self.created_by,
             created_at: self.created_at,
         })
     }
-}
-
-fn manifest_status(s: &str) -> StoreResult<ManifestStatus> {
-    ManifestStatus::from_str(s).map_err(|e| StoreError::Database(e.to_string()))
 }
 
 #[derive(FromRow)]
@@ -156,8 +152,7 @@ impl RegistryRow {
             service_schema: self.service_schema,
             manifest_id: self.manifest_id,
             manifest_path: self.manifest_path,
-            status: DeploymentStatus::from_str(&self.deployment_status)
-                .map_err(|e| StoreError::Database(e.to_string()))?,
+            status: decode::<DeploymentStatus>(&self.deployment_status)?,
             attempts: self.attempts,
             logs: self.logs,
             deployed_at: self.deployed_at,
@@ -241,8 +236,20 @@ async fn governing_in(
     .await?)
 }
 
-fn manifest_audit(m: &Manifest) -> Value {
-    json!({ "version": m.version, "status": m.status, "locked_fields": m.locked_fields })
+/// The deployment status of the service's registry row, locked for the rest of the transaction.
+async fn registry_status_in(
+    tx: &mut Transaction<'static, Postgres>,
+    service: &Service,
+) -> StoreResult<String> {
+    let status: Option<String> = sqlx::query_scalar(
+        "SELECT deployment_status FROM osp_metadata.worker_registry WHERE service_id = $1 FOR UPDATE",
+    )
+    .bind(service.id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    status.ok_or_else(|| {
+        StoreError::NotFound(format!("{} has no worker registry entry", service.schema))
+    })
 }
 
 #[async_trait]
@@ -321,20 +328,7 @@ impl ServiceStore for PgStore {
         let manifest = manifest_in(&mut tx, manifest_id).await?;
         audit(
             &mut tx,
-            &AuditEntry {
-                actor,
-                action: "create",
-                entity_type: "service",
-                entity_id: new.schema.clone(),
-                project_id: Some(new.project_id),
-                before: None,
-                after: Some(json!({
-                    "service": service,
-                    "manifest": manifest_audit(&manifest),
-                    "workflows": new.workflows.iter().map(|w| &w.name).collect::<Vec<_>>(),
-                    "deploy_run": deploy_run_id,
-                })),
-            },
+            &service_created(actor, new, &service, &manifest, deploy_run_id),
         )
         .await?;
         tx.commit().await?;
@@ -420,15 +414,7 @@ impl ServiceStore for PgStore {
         let manifest = manifest_in(&mut tx, id).await?;
         audit(
             &mut tx,
-            &AuditEntry {
-                actor,
-                action: "propose",
-                entity_type: "manifest",
-                entity_id: format!("{}@{version}", service.schema),
-                project_id: Some(service.project_id),
-                before: None,
-                after: Some(json!({ "manifest": manifest_audit(&manifest), "content": content })),
-            },
+            &manifest_proposed(actor, service, &manifest, content),
         )
         .await?;
         tx.commit().await?;
@@ -474,15 +460,7 @@ impl ServiceStore for PgStore {
         };
         audit(
             &mut tx,
-            &AuditEntry {
-                actor,
-                action: "activate",
-                entity_type: "manifest",
-                entity_id: format!("{}@{version}", service.schema),
-                project_id: Some(service.project_id),
-                before,
-                after: Some(manifest_audit(&manifest)),
-            },
+            &manifest_activated(actor, service, &manifest, before),
         )
         .await?;
         tx.commit().await?;
@@ -512,19 +490,7 @@ impl ServiceStore for PgStore {
         let manifest = manifest_in(&mut tx, id).await?;
         audit(
             &mut tx,
-            &AuditEntry {
-                actor,
-                action: if to == ManifestStatus::Locked {
-                    "lock"
-                } else {
-                    "unlock"
-                },
-                entity_type: "manifest",
-                entity_id: format!("{}@{}", service.schema, manifest.version),
-                project_id: Some(service.project_id),
-                before: Some(json!({ "status": from })),
-                after: Some(json!({ "status": to })),
-            },
+            &manifest_lock_changed(actor, service, &manifest, from, to),
         )
         .await?;
         tx.commit().await?;
@@ -555,18 +521,7 @@ impl ServiceStore for PgStore {
         update: &DeploymentUpdate,
     ) -> StoreResult<WorkerDeployment> {
         let mut tx = self.pool.begin().await?;
-        let before: Option<String> = sqlx::query_scalar(
-            "SELECT deployment_status FROM osp_metadata.worker_registry WHERE service_id = $1 FOR UPDATE",
-        )
-        .bind(service.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(before) = before else {
-            return Err(StoreError::NotFound(format!(
-                "{} has no worker registry entry",
-                service.schema
-            )));
-        };
+        let before = registry_status_in(&mut tx, service).await?;
         let starting = update.status == DeploymentStatus::Deploying;
         let row: RegistryRow = sqlx::query_as(&format!(
             "UPDATE osp_metadata.worker_registry
@@ -591,15 +546,12 @@ impl ServiceStore for PgStore {
         .await?;
         audit(
             &mut tx,
-            &AuditEntry {
+            &deployment_changed(
                 actor,
-                action: "deployment",
-                entity_type: "worker",
-                entity_id: service.schema.clone(),
-                project_id: Some(service.project_id),
-                before: Some(json!({ "status": before })),
-                after: Some(json!({ "status": update.status, "manifest_id": update.manifest_id })),
-            },
+                service,
+                &before,
+                json!({ "status": update.status, "manifest_id": update.manifest_id }),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -646,8 +598,7 @@ impl ServiceStore for PgStore {
             .map(|r| {
                 Ok(DeployAttempt {
                     attempt: r.attempt,
-                    step: DeployStep::from_str(&r.step)
-                        .map_err(|e| StoreError::Database(e.to_string()))?,
+                    step: decode::<DeployStep>(&r.step)?,
                     exit_code: r.exit_code,
                     output: r.output,
                     started_at: r.started_at,
@@ -664,18 +615,7 @@ impl ServiceStore for PgStore {
         worker_version: &str,
     ) -> StoreResult<WorkerDeployment> {
         let mut tx = self.pool.begin().await?;
-        let before: Option<String> = sqlx::query_scalar(
-            "SELECT deployment_status FROM osp_metadata.worker_registry WHERE service_id = $1 FOR UPDATE",
-        )
-        .bind(service.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(before) = before else {
-            return Err(StoreError::NotFound(format!(
-                "{} has no worker registry entry",
-                service.schema
-            )));
-        };
+        let before = registry_status_in(&mut tx, service).await?;
         let becomes_deployed = before == "pending";
         let row: RegistryRow = sqlx::query_as(&format!(
             "UPDATE osp_metadata.worker_registry
@@ -696,15 +636,12 @@ impl ServiceStore for PgStore {
         if becomes_deployed {
             audit(
                 &mut tx,
-                &AuditEntry {
-                    actor: worker_id,
-                    action: "deployment",
-                    entity_type: "worker",
-                    entity_id: service.schema.clone(),
-                    project_id: Some(service.project_id),
-                    before: Some(json!({ "status": before })),
-                    after: Some(json!({ "status": "deployed", "worker_id": worker_id })),
-                },
+                &deployment_changed(
+                    worker_id,
+                    service,
+                    &before,
+                    json!({ "status": "deployed", "worker_id": worker_id }),
+                ),
             )
             .await?;
         }

@@ -1,7 +1,5 @@
 //! Template bundles on PostgreSQL.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -11,7 +9,7 @@ use super::{PgStore, audit};
 use crate::domain::template::{
     Label, StoredArtifact, TemplateSummary, TemplateVersion, VersionStatus,
 };
-use crate::store::shared::conflict_as;
+use crate::store::shared::{conflict_as, decode};
 use crate::store::templates::{
     ArtifactRow, NewVersionRecord, Pointers, TemplateStore, template_audit as entry,
 };
@@ -36,8 +34,7 @@ impl VersionRow {
             id: self.id,
             template: self.template,
             version: self.semver,
-            status: VersionStatus::from_str(&self.status)
-                .map_err(|e| StoreError::Database(e.to_string()))?,
+            status: decode::<VersionStatus>(&self.status)?,
             digest: self.digest,
             changelog: self.changelog,
             deprecation: self.deprecation,

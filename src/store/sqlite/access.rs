@@ -1,7 +1,5 @@
 //! Memberships and the audit trail on SQLite (times in milliseconds, JSON as text).
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::FromRow;
@@ -9,7 +7,8 @@ use sqlx::FromRow;
 use super::{SqliteStore, audit, json as parse_json, ts};
 use crate::domain::permission::Role;
 use crate::store::access::{AccessStore, AuditFilter, AuditRow, Member};
-use crate::store::{AuditEntry, StoreError, StoreResult};
+use crate::store::shared::decode;
+use crate::store::{AuditEntry, StoreResult};
 
 #[derive(FromRow)]
 struct MemberRow {
@@ -24,7 +23,7 @@ impl MemberRow {
         Ok(Member {
             project: self.project,
             user: self.user_id,
-            role: Role::from_str(&self.role).map_err(|e| StoreError::Database(e.to_string()))?,
+            role: decode::<Role>(&self.role)?,
             created_at: ts(self.created_at),
         })
     }

@@ -2,7 +2,6 @@
 //! first take the write lock up front (`BEGIN IMMEDIATE`), so a claim never races another writer.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +13,7 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, Sqlite, Transaction};
 
 use super::shared::{
-    conflict_as, migration_states, minute_activity, status, status_counts, tally_rescue,
+    conflict_as, decode, migration_states, minute_activity, status, status_counts, tally_rescue,
 };
 use super::{
     AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
@@ -195,8 +194,7 @@ impl WorkflowRow {
             project_id: self.project_id,
             project: self.project,
             name: self.name,
-            workflow_type: WorkflowType::from_str(&self.workflow_type)
-                .map_err(|e| StoreError::Database(e.to_string()))?,
+            workflow_type: decode::<WorkflowType>(&self.workflow_type)?,
             queue: self.task_queue,
             command: self.command,
             timeout_secs: self.timeout_secs,
@@ -804,8 +802,7 @@ impl Store for SqliteStore {
                 Ok(RunLog {
                     id: r.id,
                     run_id: r.run_id,
-                    level: LogLevel::from_str(&r.level)
-                        .map_err(|e| StoreError::Database(e.to_string()))?,
+                    level: decode::<LogLevel>(&r.level)?,
                     message: r.message,
                     metadata: json(&r.metadata),
                     created_at: ts(r.created_at),

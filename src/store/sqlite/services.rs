@@ -1,8 +1,6 @@
 //! Services, manifests and the worker registry on SQLite. Same rules as PostgreSQL (the triggers
 //! of migration 0003); no per-service schema, since SQLite has none to give.
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use sqlx::{FromRow, Sqlite, Transaction};
@@ -14,9 +12,11 @@ use crate::domain::service::Service;
 use crate::domain::workflow::NewWorkflow;
 use crate::store::services::{
     CreatedService, DeploymentUpdate, ManifestHead, NewServiceRecord, ServiceStore,
+    deployment_changed, manifest_activated, manifest_audit, manifest_lock_changed,
+    manifest_proposed, service_created,
 };
-use crate::store::shared::conflict_as;
-use crate::store::{AuditEntry, StoreError, StoreResult};
+use crate::store::shared::{conflict_as, decode};
+use crate::store::{StoreError, StoreResult};
 
 #[derive(FromRow)]
 struct ServiceRow {
@@ -62,10 +62,6 @@ struct ManifestRow {
     updated_at: i64,
 }
 
-fn manifest_status(s: &str) -> StoreResult<ManifestStatus> {
-    ManifestStatus::from_str(s).map_err(|e| StoreError::Database(e.to_string()))
-}
-
 fn fields(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
@@ -77,7 +73,7 @@ impl ManifestRow {
             service_id: self.service_id,
             service_name: self.service_name,
             version: self.version,
-            status: manifest_status(&self.status)?,
+            status: decode(&self.status)?,
             content: json(&self.manifest_content),
             locked_fields: fields(&self.locked_fields),
             created_by: self.created_by,
@@ -109,7 +105,7 @@ impl HeadRow {
             id: self.id,
             service_id: self.service_id,
             version: self.version,
-            status: manifest_status(&self.status)?,
+            status: decode(&self.status)?,
             locked_fields: fields(&self.locked_fields),
             created_by: self.created_by,
             created_at: ts(self.created_at),
@@ -155,8 +151,7 @@ impl RegistryRow {
             service_schema: self.service_schema,
             manifest_id: self.manifest_id,
             manifest_path: self.manifest_path,
-            status: DeploymentStatus::from_str(&self.deployment_status)
-                .map_err(|e| StoreError::Database(e.to_string()))?,
+            status: decode::<DeploymentStatus>(&self.deployment_status)?,
             attempts: self.attempts,
             logs: self.logs,
             deployed_at: opt_ts(self.deployed_at),
@@ -262,8 +257,19 @@ async fn insert_manifest(
     .await?)
 }
 
-fn manifest_audit(m: &Manifest) -> Value {
-    json!({ "version": m.version, "status": m.status, "locked_fields": m.locked_fields })
+/// The deployment status of the service's registry row, locked for the rest of the transaction.
+async fn registry_status_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    service: &Service,
+) -> StoreResult<String> {
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT deployment_status FROM worker_registry WHERE service_id = ?1")
+            .bind(service.id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    status.ok_or_else(|| {
+        StoreError::NotFound(format!("{} has no worker registry entry", service.schema))
+    })
 }
 
 #[async_trait]
@@ -333,20 +339,7 @@ impl ServiceStore for SqliteStore {
         let manifest = manifest_in(&mut tx, manifest_id).await?;
         audit(
             &mut tx,
-            &AuditEntry {
-                actor,
-                action: "create",
-                entity_type: "service",
-                entity_id: new.schema.clone(),
-                project_id: Some(new.project_id),
-                before: None,
-                after: Some(json!({
-                    "service": service,
-                    "manifest": manifest_audit(&manifest),
-                    "workflows": new.workflows.iter().map(|w| &w.name).collect::<Vec<_>>(),
-                    "deploy_run": deploy_run_id,
-                })),
-            },
+            &service_created(actor, new, &service, &manifest, deploy_run_id),
         )
         .await?;
         tx.commit().await?;
@@ -435,15 +428,7 @@ impl ServiceStore for SqliteStore {
         let manifest = manifest_in(&mut tx, id).await?;
         audit(
             &mut tx,
-            &AuditEntry {
-                actor,
-                action: "propose",
-                entity_type: "manifest",
-                entity_id: format!("{}@{version}", service.schema),
-                project_id: Some(service.project_id),
-                before: None,
-                after: Some(json!({ "manifest": manifest_audit(&manifest), "content": content })),
-            },
+            &manifest_proposed(actor, service, &manifest, content),
         )
         .await?;
         tx.commit().await?;
@@ -496,15 +481,7 @@ impl ServiceStore for SqliteStore {
         };
         audit(
             &mut tx,
-            &AuditEntry {
-                actor,
-                action: "activate",
-                entity_type: "manifest",
-                entity_id: format!("{}@{version}", service.schema),
-                project_id: Some(service.project_id),
-                before,
-                after: Some(manifest_audit(&manifest)),
-            },
+            &manifest_activated(actor, service, &manifest, before),
         )
         .await?;
         tx.commit().await?;
@@ -535,19 +512,7 @@ impl ServiceStore for SqliteStore {
         let manifest = manifest_in(&mut tx, id).await?;
         audit(
             &mut tx,
-            &AuditEntry {
-                actor,
-                action: if to == ManifestStatus::Locked {
-                    "lock"
-                } else {
-                    "unlock"
-                },
-                entity_type: "manifest",
-                entity_id: format!("{}@{}", service.schema, manifest.version),
-                project_id: Some(service.project_id),
-                before: Some(json!({ "status": from })),
-                after: Some(json!({ "status": to })),
-            },
+            &manifest_lock_changed(actor, service, &manifest, from, to),
         )
         .await?;
         tx.commit().await?;
@@ -578,18 +543,7 @@ impl ServiceStore for SqliteStore {
         update: &DeploymentUpdate,
     ) -> StoreResult<WorkerDeployment> {
         let mut tx = self.write_tx().await?;
-        let before: Option<String> = sqlx::query_scalar(
-            "SELECT deployment_status FROM worker_registry WHERE service_id = ?1",
-        )
-        .bind(service.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(before) = before else {
-            return Err(StoreError::NotFound(format!(
-                "{} has no worker registry entry",
-                service.schema
-            )));
-        };
+        let before = registry_status_in(&mut tx, service).await?;
         let starting = update.status == DeploymentStatus::Deploying;
         let row: RegistryRow = sqlx::query_as(&format!(
             "UPDATE worker_registry
@@ -615,15 +569,12 @@ impl ServiceStore for SqliteStore {
         .await?;
         audit(
             &mut tx,
-            &AuditEntry {
+            &deployment_changed(
                 actor,
-                action: "deployment",
-                entity_type: "worker",
-                entity_id: service.schema.clone(),
-                project_id: Some(service.project_id),
-                before: Some(json!({ "status": before })),
-                after: Some(json!({ "status": update.status, "manifest_id": update.manifest_id })),
-            },
+                service,
+                &before,
+                json!({ "status": update.status, "manifest_id": update.manifest_id }),
+            ),
         )
         .await?;
         tx.commit().await?;
@@ -671,8 +622,7 @@ impl ServiceStore for SqliteStore {
             .map(|r| {
                 Ok(DeployAttempt {
                     attempt: r.attempt,
-                    step: DeployStep::from_str(&r.step)
-                        .map_err(|e| StoreError::Database(e.to_string()))?,
+                    step: decode::<DeployStep>(&r.step)?,
                     exit_code: r.exit_code,
                     output: r.output,
                     started_at: ts(r.started_at),
@@ -689,18 +639,7 @@ impl ServiceStore for SqliteStore {
         worker_version: &str,
     ) -> StoreResult<WorkerDeployment> {
         let mut tx = self.write_tx().await?;
-        let before: Option<String> = sqlx::query_scalar(
-            "SELECT deployment_status FROM worker_registry WHERE service_id = ?1",
-        )
-        .bind(service.id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(before) = before else {
-            return Err(StoreError::NotFound(format!(
-                "{} has no worker registry entry",
-                service.schema
-            )));
-        };
+        let before = registry_status_in(&mut tx, service).await?;
         let becomes_deployed = before == "pending";
         let row: RegistryRow = sqlx::query_as(&format!(
             "UPDATE worker_registry
@@ -722,15 +661,12 @@ impl ServiceStore for SqliteStore {
         if becomes_deployed {
             audit(
                 &mut tx,
-                &AuditEntry {
-                    actor: worker_id,
-                    action: "deployment",
-                    entity_type: "worker",
-                    entity_id: service.schema.clone(),
-                    project_id: Some(service.project_id),
-                    before: Some(json!({ "status": before })),
-                    after: Some(json!({ "status": "deployed", "worker_id": worker_id })),
-                },
+                &deployment_changed(
+                    worker_id,
+                    service,
+                    &before,
+                    json!({ "status": "deployed", "worker_id": worker_id }),
+                ),
             )
             .await?;
         }

@@ -1,7 +1,5 @@
 //! Template bundles on SQLite (times in milliseconds; writes take the lock up front).
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::{FromRow, Sqlite, Transaction};
@@ -10,7 +8,7 @@ use super::{SqliteStore, audit, ts};
 use crate::domain::template::{
     Label, StoredArtifact, TemplateSummary, TemplateVersion, VersionStatus,
 };
-use crate::store::shared::conflict_as;
+use crate::store::shared::{conflict_as, decode};
 use crate::store::templates::{
     ArtifactRow, NewVersionRecord, Pointers, TemplateStore, template_audit as entry,
 };
@@ -35,8 +33,7 @@ impl VersionRow {
             id: self.id,
             template: self.template,
             version: self.semver,
-            status: VersionStatus::from_str(&self.status)
-                .map_err(|e| StoreError::Database(e.to_string()))?,
+            status: decode::<VersionStatus>(&self.status)?,
             digest: self.digest,
             changelog: self.changelog,
             deprecation: self.deprecation,

@@ -1,15 +1,13 @@
 //! Tools and upgrade advisories on SQLite (times in milliseconds).
 
-use std::str::FromStr;
-
 use async_trait::async_trait;
 use sqlx::FromRow;
 
 use super::{SqliteStore, audit, ts};
 use crate::domain::tool::{Advisory, NewAdvisory, Severity, Tool};
-use crate::store::shared::conflict_as;
+use crate::store::shared::{conflict_as, decode};
 use crate::store::tools::ToolStore;
-use crate::store::{AuditEntry, StoreError, StoreResult};
+use crate::store::{AuditEntry, StoreResult};
 
 #[derive(FromRow)]
 struct ToolRow {
@@ -39,8 +37,7 @@ impl AdvisoryRow {
             tool_name: self.tool_name,
             from_version: self.from_version,
             to_version: self.to_version,
-            severity: Severity::from_str(&self.severity)
-                .map_err(|e| StoreError::Database(e.to_string()))?,
+            severity: decode::<Severity>(&self.severity)?,
             title: self.title,
             guide_url: self.guide_url,
             created_at: ts(self.created_at),
