@@ -13,14 +13,21 @@ mod cases {
     pub async fn members_and_the_audit_trail(h: Harness) -> TestResult {
         h.ops.create_project("acme", None).await?;
         h.ops.create_project("other", None).await?;
-        h.ops.set_member("acme", "alice", Role::Developer).await?;
-        let changed = h.ops.set_member("acme", "alice", Role::Admin).await?;
+        h.ops
+            .set_member("acme", "alice", Role::Developer, false)
+            .await?;
+        let changed = h
+            .ops
+            .set_member("acme", "alice", Role::Admin, false)
+            .await?;
         assert_eq!(
             (changed.user.as_str(), changed.role),
             ("alice", Role::Admin)
         );
-        h.ops.set_member("acme", "bob", Role::Viewer).await?;
-        h.ops.set_member("other", "carol", Role::Owner).await?;
+        h.ops.set_member("acme", "bob", Role::Viewer, false).await?;
+        h.ops
+            .set_member("other", "carol", Role::Owner, false)
+            .await?;
         let members: Vec<(String, Role)> = h
             .ops
             .members("acme")
@@ -30,7 +37,12 @@ mod cases {
             .collect();
         assert_eq!(
             members,
-            vec![("alice".into(), Role::Admin), ("bob".into(), Role::Viewer)]
+            vec![
+                ("alice".into(), Role::Admin),
+                ("bob".into(), Role::Viewer),
+                // Whoever creates a project is its first owner.
+                ("tester".into(), Role::Owner),
+            ]
         );
         h.ops.remove_member("acme", "bob").await?;
         assert!(matches!(
@@ -38,11 +50,11 @@ mod cases {
             Err(OpsError::NotFound(_))
         ));
         assert!(matches!(
-            h.ops.set_member("acme", "", Role::Viewer).await,
+            h.ops.set_member("acme", "", Role::Viewer, false).await,
             Err(OpsError::Invalid(_))
         ));
         assert!(matches!(
-            h.ops.set_member("nope", "dave", Role::Viewer).await,
+            h.ops.set_member("nope", "dave", Role::Viewer, false).await,
             Err(OpsError::NotFound(_))
         ));
 

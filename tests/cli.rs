@@ -367,3 +367,91 @@ fn read_only_refuses_writes_and_still_reads() -> TestResult {
     assert_eq!(list.as_array().map(Vec::len), Some(1));
     Ok(())
 }
+
+#[test]
+fn roles_decide_and_a_refusal_is_one_line_that_writes_nothing() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    // The test runs as the owner of the database file: the store's administrator.
+    let o = ospdeck(h, &["whoami", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let me: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(me["administrator"], true);
+    assert_eq!(me["store"], "sqlite");
+
+    assert!(
+        ospdeck(h, &["--as", "olga", "project", "create", "acme"])
+            .status
+            .success()
+    );
+    let o = ospdeck(
+        h,
+        &[
+            "--as",
+            "olga",
+            "member",
+            "add",
+            "--project",
+            "acme",
+            "vic",
+            "viewer",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = ospdeck(h, &["--as", "vic", "whoami", "--json"]);
+    let vic: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(vic["user"], "vic");
+    assert_eq!(vic["administrator"], false);
+    assert_eq!(vic["roles"][0]["role"], "viewer");
+
+    let create = [
+        "--as",
+        "vic",
+        "workflow",
+        "create",
+        "--project",
+        "acme",
+        "build",
+        "--type",
+        "build",
+        "--command",
+        "true",
+    ];
+    let o = ospdeck(h, &create);
+    assert_one_line_error(
+        &o,
+        "permission denied: creating workflow build needs developer or higher in project acme; \
+         vic is a viewer there",
+    );
+    let o = ospdeck(h, &["workflow", "list", "--project", "acme", "--json"]);
+    let workflows: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(
+        workflows.as_array().map(Vec::len),
+        Some(0),
+        "nothing written"
+    );
+    // Reading is every member's; tools are the administrator's.
+    assert!(ospdeck(h, &["--as", "vic", "run", "list"]).status.success());
+    let o = ospdeck(
+        h,
+        &[
+            "--as", "olga", "tool", "add", "odoo", "17.0", "--image", "odoo:17",
+        ],
+    );
+    assert_one_line_error(&o, "is for the store's administrator");
+    // The last owner stays.
+    let o = ospdeck(
+        h,
+        &[
+            "--as",
+            "olga",
+            "member",
+            "remove",
+            "--project",
+            "acme",
+            "olga",
+        ],
+    );
+    assert_one_line_error(&o, "olga is the last owner of acme");
+    Ok(())
+}

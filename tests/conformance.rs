@@ -768,7 +768,10 @@ mod cases {
         )
         .await?;
         assert!(ro.is_read_only());
-        let ops = Ops::new(ro, "viewer");
+        let ops = Ops::new(
+            ro,
+            ospdeck::domain::permission::Identity::administrator("viewer"),
+        );
         assert_eq!(ops.run(id).await?.status, RunStatus::Queued);
         let err = ops
             .enqueue_run(&EnqueueRequest {

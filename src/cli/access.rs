@@ -11,13 +11,17 @@ use crate::ops::Ops;
 
 #[derive(Debug, Subcommand)]
 pub enum MemberCommand {
-    /// Add a member, or change their role (owner, admin, developer, viewer)
+    /// Add a member, or change their role (owner, admin, developer, viewer). On PostgreSQL an
+    /// administrator also creates the member's login role (in group ospdeck_member)
     Add {
         #[arg(long)]
         project: String,
         user: String,
         #[arg(value_parser = parse_role)]
         role: Role,
+        /// The user signs in through an API gateway's JWT (its subject): create no login role
+        #[arg(long)]
+        jwt_subject: bool,
     },
     Remove {
         #[arg(long)]
@@ -40,8 +44,9 @@ pub async fn member(ops: &Ops, json: bool, cmd: &MemberCommand) -> CliResult<Exi
             project,
             user,
             role,
+            jwt_subject,
         } => {
-            let m = ops.set_member(project, user, *role).await?;
+            let m = ops.set_member(project, user, *role, *jwt_subject).await?;
             emit(json, &m, || {
                 format!("{} is {} of {}", m.user, m.role, m.project)
             });
@@ -90,6 +95,38 @@ pub async fn audit(
                 ]
             }),
         )
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn whoami(ops: &Ops, json: bool) -> CliResult<ExitCode> {
+    let me = ops.whoami().await?;
+    emit(json, &me, || {
+        let mut out = format!(
+            "{}{} on {}",
+            me.identity.user,
+            if me.identity.administrator {
+                " (administrator: project roles do not apply)"
+            } else {
+                ""
+            },
+            match me.store {
+                crate::store::StoreKind::Sqlite => "SQLite",
+                crate::store::StoreKind::Postgres => "PostgreSQL",
+            }
+        );
+        if me.roles.is_empty() {
+            out.push_str("\nno project memberships");
+        } else {
+            out.push('\n');
+            out.push_str(&table(
+                &["PROJECT", "ROLE"],
+                me.roles
+                    .iter()
+                    .map(|r| vec![r.project.clone(), r.role.to_string()]),
+            ));
+        }
+        out
     });
     Ok(ExitCode::SUCCESS)
 }

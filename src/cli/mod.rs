@@ -36,7 +36,8 @@ pub struct Cli {
     /// Print machine-readable JSON (stable field names)
     #[arg(long, global = true)]
     pub json: bool,
-    /// Act as this user where the store cannot know it (SQLite; default: the OS user)
+    /// Act as this user where the store cannot know it (SQLite only; default: the OS user). The
+    /// user's project roles apply unless it owns the database file
     #[arg(long = "as", global = true, value_name = "USER")]
     pub as_user: Option<String>,
     /// Open the store read-only: any write is refused by the database itself
@@ -82,6 +83,8 @@ pub enum Command {
     /// Project members and their roles
     #[command(subcommand)]
     Member(access::MemberCommand),
+    /// Who you are to the store, and your role in each project
+    Whoami,
     /// The audit trail, newest first
     Audit {
         #[arg(long)]
@@ -264,6 +267,7 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
         Some(Command::Member(cmd)) => {
             access::member(&connect(&cli, &options).await?, cli.json, cmd).await
         }
+        Some(Command::Whoami) => access::whoami(&connect(&cli, &options).await?, cli.json).await,
         Some(Command::Audit {
             project,
             entity,

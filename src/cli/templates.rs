@@ -27,6 +27,10 @@ pub enum TemplateCommand {
         template: String,
         #[arg(long)]
         version: String,
+        /// The project a new template joins: its members publish and govern it by role. Without
+        /// it a new template is shared, and only an administrator may publish or govern it
+        #[arg(long)]
+        project: Option<String>,
         /// draft (default) or stable
         #[arg(long, value_parser = parse_status)]
         status: Option<VersionStatus>,
@@ -144,6 +148,7 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
             dir,
             template,
             version,
+            project,
             status,
             changelog,
             set_default,
@@ -167,6 +172,7 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
                     &PublishRequest {
                         template,
                         version,
+                        project: project.as_deref(),
                         status: *status,
                         changelog: changelog.as_deref(),
                         set_default: *set_default,

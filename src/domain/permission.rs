@@ -103,8 +103,96 @@ impl Permission {
     }
 }
 
+impl Permission {
+    /// The name the PostgreSQL policies use (`ops.permissions`).
+    pub fn as_str(self) -> &'static str {
+        use Permission::*;
+        match self {
+            Read => "read",
+            EnqueueRun => "enqueue_run",
+            CreateWorkflow => "create_workflow",
+            ProposeManifest => "propose_manifest",
+            PublishDraftTemplate => "publish_draft_template",
+            ClaimAndFinishRuns => "claim_and_finish_runs",
+            ActivateManifest => "activate_manifest",
+            DeployWorker => "deploy_worker",
+            PromoteTemplate => "promote_template",
+            DeprecateTemplate => "deprecate_template",
+            MovePointers => "move_pointers",
+            CancelAnyRun => "cancel_any_run",
+            LockManifest => "lock_manifest",
+            ManageMembers => "manage_members",
+            ManageProject => "manage_project",
+        }
+    }
+}
+
 pub fn allowed(role: Role, permission: Permission) -> bool {
     role >= permission.least_role()
+}
+
+/// The least role that holds every one of `needs` (viewer for none).
+pub fn least_role_for(needs: &[Permission]) -> Role {
+    needs
+        .iter()
+        .map(|p| p.least_role())
+        .max()
+        .unwrap_or(Role::Viewer)
+}
+
+/// Who is acting, and whether the store lets them past the project roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub user: String,
+    /// The store's administrator, to whom project roles do not apply: on PostgreSQL a superuser,
+    /// a role with BYPASSRLS (Supabase's service_role) or the owner of the ops tables, exactly the
+    /// roles row-level security lets through; on SQLite the owner of the database file.
+    pub administrator: bool,
+}
+
+impl Identity {
+    pub fn administrator(user: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            administrator: true,
+        }
+    }
+
+    pub fn member(user: impl Into<String>) -> Self {
+        Self {
+            user: user.into(),
+            administrator: false,
+        }
+    }
+}
+
+/// The sentence an operator reads when `user` (holding `role` in `project`, or none) may not do
+/// `what`, which needs all of `needs`.
+pub fn refusal(
+    user: &str,
+    role: Option<Role>,
+    project: &str,
+    needs: &[Permission],
+    what: &str,
+) -> String {
+    let least = least_role_for(needs);
+    let held = match role {
+        Some(r) => format!("{user} is {} {r} there", article(r)),
+        None => format!("{user} is not a member of it"),
+    };
+    let higher = if least == Role::Owner {
+        String::new()
+    } else {
+        " or higher".to_owned()
+    };
+    format!("permission denied: {what} needs {least}{higher} in project {project}; {held}")
+}
+
+fn article(role: Role) -> &'static str {
+    match role {
+        Role::Admin | Role::Owner => "an",
+        Role::Viewer | Role::Developer => "a",
+    }
 }
 
 #[cfg(test)]
@@ -155,6 +243,55 @@ mod tests {
             }
         }
         assert_eq!(pairs, 60);
+    }
+
+    #[test]
+    fn refusals_name_the_role_needed_and_the_role_held() {
+        use Permission::*;
+        assert_eq!(
+            refusal(
+                "alice",
+                Some(Role::Viewer),
+                "acme",
+                &[EnqueueRun],
+                "queuing a run"
+            ),
+            "permission denied: queuing a run needs developer or higher in project acme; \
+             alice is a viewer there"
+        );
+        assert_eq!(
+            refusal(
+                "bob",
+                None,
+                "acme",
+                &[EnqueueRun, DeployWorker],
+                "deploying billing"
+            ),
+            "permission denied: deploying billing needs admin or higher in project acme; \
+             bob is not a member of it"
+        );
+        assert_eq!(
+            refusal(
+                "carol",
+                Some(Role::Admin),
+                "acme",
+                &[LockManifest],
+                "locking billing"
+            ),
+            "permission denied: locking billing needs owner in project acme; carol is an admin there"
+        );
+        assert_eq!(least_role_for(&[]), Role::Viewer);
+    }
+
+    #[test]
+    fn permission_names_are_unique_snake_case() {
+        let names: std::collections::HashSet<&str> =
+            Permission::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names.len(), Permission::ALL.len());
+        for p in Permission::ALL {
+            let json = serde_json::to_value(p).unwrap_or_default();
+            assert_eq!(json.as_str(), Some(p.as_str()));
+        }
     }
 
     #[test]

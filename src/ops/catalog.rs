@@ -1,13 +1,15 @@
 //! Projects and workflows.
 
-use super::{Ops, OpsError, OpsResult};
+use super::{Ops, OpsError, OpsResult, Scope};
+use crate::domain::permission::Permission;
 use crate::domain::project::{NewProject, Project};
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
 
 impl Ops {
+    /// Anyone who can sign in may create a project and becomes its first owner.
     pub async fn create_project(&self, key: &str, name: Option<&str>) -> OpsResult<Project> {
         let new = NewProject::new(key, name)?;
-        Ok(self.store.create_project(&self.actor, &new).await?)
+        Ok(self.store.create_project(self.actor(), &new).await?)
     }
 
     pub async fn list_projects(&self) -> OpsResult<Vec<Project>> {
@@ -32,6 +34,12 @@ impl Ops {
         timeout_secs: Option<i64>,
     ) -> OpsResult<Workflow> {
         let project = self.project(project_key).await?;
+        self.authorize(
+            project.scope(),
+            &[Permission::CreateWorkflow],
+            &format!("creating workflow {name}"),
+        )
+        .await?;
         let new = NewWorkflow::new(
             project.id,
             name,
@@ -40,7 +48,7 @@ impl Ops {
             queue,
             timeout_secs,
         )?;
-        Ok(self.store.create_workflow(&self.actor, &new).await?)
+        Ok(self.store.create_workflow(self.actor(), &new).await?)
     }
 
     pub async fn list_workflows(&self, project_key: Option<&str>) -> OpsResult<Vec<Workflow>> {
@@ -58,5 +66,14 @@ impl Ops {
                 "unknown workflow {name:?} in project {project_key} (see `ospdeck workflow list`)"
             ))
         })
+    }
+}
+
+impl Project {
+    pub(crate) fn scope(&self) -> Scope<'_> {
+        Scope {
+            project_id: self.id,
+            project: &self.key,
+        }
     }
 }

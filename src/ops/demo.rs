@@ -142,6 +142,7 @@ async fn seed_templates(ops: &Ops, store: Arc<dyn ArtifactStore>) -> OpsResult<(
             dir.path(),
             &super::PublishRequest {
                 template: "section7",
+                project: Some(DEMO_PROJECT),
                 version,
                 status: Some(status),
                 changelog: Some("demo"),

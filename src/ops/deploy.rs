@@ -11,6 +11,7 @@ use super::{Ops, OpsError, OpsResult};
 use crate::deploy::{self, DeployContext, DeployOutcome, DeployerConfig, DeployerKind, StepSink};
 use crate::domain::deployment::{DeployAttempt, DeploymentStatus, WorkerDeployment};
 use crate::domain::manifest::task_queue;
+use crate::domain::permission::Permission;
 use crate::store::Store;
 use crate::store::services::DeploymentUpdate;
 
@@ -68,6 +69,14 @@ impl Ops {
             .check()
             .map_err(|e| OpsError::Invalid(crate::domain::InvalidInput::new(e)))?;
         let service = self.service(schema).await?;
+        // Also for a worker executing a queued deploy-service run: the deployer launches workers
+        // with deployment credentials, so whoever runs it deploys.
+        self.authorize(
+            service.scope(),
+            &[Permission::DeployWorker],
+            &format!("deploying {schema}"),
+        )
+        .await?;
         let manifest = self.manifest(schema, None).await?;
         let path: PathBuf = manifest_dir.join(format!("{schema}.json"));
         write_manifest(&path, &manifest.content)?;
@@ -78,7 +87,7 @@ impl Ops {
         let deployment = self
             .store
             .update_deployment(
-                &self.actor,
+                self.actor(),
                 &service,
                 &DeploymentUpdate {
                     status: starting,
@@ -136,7 +145,7 @@ impl Ops {
         } else {
             self.store
                 .update_deployment(
-                    &self.actor,
+                    self.actor(),
                     &service,
                     &DeploymentUpdate {
                         status,
@@ -170,6 +179,12 @@ impl Ops {
     ) -> OpsResult<WorkerDeployment> {
         super::check_worker_id(worker_id)?;
         let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::ClaimAndFinishRuns],
+            &format!("serving {schema} as a worker"),
+        )
+        .await?;
         Ok(self
             .store
             .worker_heartbeat(&service, worker_id, env!("CARGO_PKG_VERSION"))

@@ -9,6 +9,9 @@ pub enum OpsError {
     Invalid(#[from] InvalidInput),
     #[error("{0}")]
     NotFound(String),
+    /// The identity's role in the project does not allow it (ops' own check).
+    #[error("{0}")]
+    Forbidden(String),
     /// The request is well-formed but the current state does not allow it.
     #[error("{0}")]
     Refused(String),

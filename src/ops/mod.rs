@@ -14,6 +14,7 @@ mod tools;
 
 use std::sync::Arc;
 
+use crate::domain::permission::Identity;
 use crate::store::Store;
 
 pub use access::*;
@@ -27,32 +28,25 @@ pub use tools::*;
 
 pub type OpsResult<T> = Result<T, OpsError>;
 
-/// A store plus who is acting on it.
+/// A store plus who is acting on it. Every use case that changes something checks the
+/// identity's project role against `domain::permission` first (administrators pass), so the
+/// refusal is one sentence in place; on PostgreSQL the database checks the same matrix again.
 #[derive(Clone)]
 pub struct Ops {
     store: Arc<dyn Store>,
-    actor: String,
+    identity: Identity,
 }
 
 impl Ops {
-    pub fn new(store: Arc<dyn Store>, actor: impl Into<String>) -> Self {
-        Self {
-            store,
-            actor: actor.into(),
-        }
+    pub fn new(store: Arc<dyn Store>, identity: Identity) -> Self {
+        Self { store, identity }
     }
 
-    /// The acting user: an explicit `--as` where the store cannot know it, else the database's own
-    /// user (PostgreSQL), else the OS user (SQLite: whoever can write the file).
+    /// Acts as whoever the store says (PostgreSQL: the connected role or a gateway's JWT subject;
+    /// SQLite: `--as`, else the OS user).
     pub async fn connect_as(store: Arc<dyn Store>, as_user: Option<&str>) -> OpsResult<Self> {
-        let actor = match as_user {
-            Some(user) => user.to_owned(),
-            None => match store.database_user().await? {
-                Some(user) => user,
-                None => whoami::username(),
-            },
-        };
-        Ok(Self::new(store, actor))
+        let identity = store.identity(as_user).await?;
+        Ok(Self::new(store, identity))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -60,6 +54,10 @@ impl Ops {
     }
 
     pub fn actor(&self) -> &str {
-        &self.actor
+        &self.identity.user
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 }

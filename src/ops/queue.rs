@@ -5,7 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Ops, OpsError, OpsResult};
+use super::{Ops, OpsError, OpsResult, Scope};
+use crate::domain::permission::Permission;
 use crate::domain::run::{
     CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun,
     RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunStatus,
@@ -58,6 +59,12 @@ impl Ops {
         req: &EnqueueRequest<'_>,
     ) -> OpsResult<(i64, Vec<crate::domain::tool::Advisory>)> {
         let workflow = self.workflow(req.project, req.workflow).await?;
+        self.authorize(
+            workflow.scope(),
+            enqueue_needs(&workflow.command),
+            &format!("queuing a run of {}", workflow.name),
+        )
+        .await?;
         let run = NewRun::new(
             workflow.project_id,
             workflow.id,
@@ -76,7 +83,7 @@ impl Ops {
         };
         let ids = self
             .store
-            .enqueue_runs(&self.actor, std::slice::from_ref(&run))
+            .enqueue_runs(self.actor(), std::slice::from_ref(&run))
             .await?;
         let id = ids
             .first()
@@ -87,7 +94,25 @@ impl Ops {
 
     /// Queues many validated runs in one transaction (all or none).
     pub async fn enqueue_runs(&self, runs: &[NewRun]) -> OpsResult<Vec<i64>> {
-        Ok(self.store.enqueue_runs(&self.actor, runs).await?)
+        if !self.identity().administrator {
+            let mut workflows: Vec<i64> = runs.iter().map(|r| r.workflow_id).collect();
+            workflows.sort_unstable();
+            workflows.dedup();
+            for id in workflows {
+                let workflow = self
+                    .store
+                    .workflow(id)
+                    .await?
+                    .ok_or_else(|| OpsError::NotFound(format!("unknown workflow id {id}")))?;
+                self.authorize(
+                    workflow.scope(),
+                    enqueue_needs(&workflow.command),
+                    &format!("queuing runs of {}", workflow.name),
+                )
+                .await?;
+            }
+        }
+        Ok(self.store.enqueue_runs(self.actor(), runs).await?)
     }
 
     pub async fn run(&self, id: i64) -> OpsResult<Run> {
@@ -144,7 +169,19 @@ impl Ops {
         lease: Duration,
     ) -> OpsResult<Vec<ClaimedRun>> {
         check_worker_id(worker)?;
-        Ok(self.store.claim_runs(worker, queues, limit, lease).await?)
+        // A member claims only in the projects where it may work.
+        let projects = self.projects_with(Permission::ClaimAndFinishRuns).await?;
+        if projects.as_ref().is_some_and(Vec::is_empty) {
+            return Err(OpsError::Forbidden(format!(
+                "permission denied: claiming runs needs developer or higher in a project, and {} \
+                 holds that in none",
+                self.actor()
+            )));
+        }
+        Ok(self
+            .store
+            .claim_runs(worker, queues, projects.as_deref(), limit, lease)
+            .await?)
     }
 
     /// Claims the next run for `worker` and answers it in full, or None when nothing is queued.
@@ -168,6 +205,12 @@ impl Ops {
     pub async fn start_run(&self, worker: &str, id: i64) -> OpsResult<Run> {
         check_worker_id(worker)?;
         let run = self.run(id).await?;
+        self.authorize(
+            run.scope(),
+            &[Permission::ClaimAndFinishRuns],
+            &format!("starting run {id}"),
+        )
+        .await?;
         require_held(&run, worker, &[RunStatus::Claimed], "start")?;
         let started = self
             .store
@@ -208,6 +251,12 @@ impl Ops {
     ) -> OpsResult<Run> {
         check_worker_id(worker)?;
         let run = self.run(id).await?;
+        self.authorize(
+            run.scope(),
+            &[Permission::ClaimAndFinishRuns],
+            &format!("completing run {id}"),
+        )
+        .await?;
         require_held(&run, worker, &[RunStatus::Running], "complete")?;
         let error = error
             .map(str::trim)
@@ -233,11 +282,20 @@ impl Ops {
     }
 
     pub async fn rescue_expired(&self) -> OpsResult<RescueOutcome> {
-        Ok(self.store.rescue_expired(&self.actor).await?)
+        Ok(self.store.rescue_expired(self.actor()).await?)
     }
 
     pub async fn cancel_run(&self, id: i64) -> OpsResult<CancelOutcome> {
-        match self.store.cancel_run(&self.actor, id).await? {
+        if !self.identity().administrator {
+            let run = self.run(id).await?;
+            self.authorize(
+                run.scope(),
+                &[Permission::CancelAnyRun],
+                &format!("canceling run {id}"),
+            )
+            .await?;
+        }
+        match self.store.cancel_run(self.actor(), id).await? {
             None => Err(unknown_run(id)),
             Some(CancelOutcome::AlreadyFinished(status)) => Err(OpsError::Refused(format!(
                 "run {id} already finished ({status}); nothing to cancel"
@@ -248,6 +306,18 @@ impl Ops {
 
     pub async fn retry_run(&self, id: i64) -> OpsResult<i64> {
         let run = self.run(id).await?;
+        if !self.identity().administrator {
+            let command = match self.store.workflow(run.workflow_id).await? {
+                Some(w) => w.command,
+                None => String::new(),
+            };
+            self.authorize(
+                run.scope(),
+                enqueue_needs(&command),
+                &format!("retrying run {id}"),
+            )
+            .await?;
+        }
         if !run.status.is_terminal() {
             return Err(OpsError::Refused(format!(
                 "run {id} is {}; only a finished run can be retried (cancel it first)",
@@ -255,7 +325,7 @@ impl Ops {
             )));
         }
         self.store
-            .retry_run(&self.actor, id)
+            .retry_run(self.actor(), id)
             .await?
             .ok_or_else(|| unknown_run(id))
     }
@@ -279,8 +349,41 @@ impl Ops {
 
     pub async fn add_artifact(&self, artifact: &NewArtifact) -> OpsResult<i64> {
         artifact.validate()?;
-        self.run(artifact.run_id).await?;
+        let run = self.run(artifact.run_id).await?;
+        self.authorize(
+            run.scope(),
+            &[Permission::ClaimAndFinishRuns],
+            &format!("adding an artifact to run {}", run.id),
+        )
+        .await?;
         Ok(self.store.add_artifact(artifact).await?)
+    }
+}
+
+/// Queuing the built-in deploy workflow launches a worker: that is deploying, an admin's act.
+fn enqueue_needs(command: &str) -> &'static [Permission] {
+    if command == super::DEPLOY_COMMAND {
+        &[Permission::EnqueueRun, Permission::DeployWorker]
+    } else {
+        &[Permission::EnqueueRun]
+    }
+}
+
+impl Run {
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            project_id: self.project_id,
+            project: &self.project,
+        }
+    }
+}
+
+impl crate::domain::workflow::Workflow {
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            project_id: self.project_id,
+            project: &self.project,
+        }
     }
 }
 

@@ -4,12 +4,13 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Ops, OpsError, OpsResult, RunQuery};
+use super::{Ops, OpsError, OpsResult, RunQuery, Scope};
 use crate::domain::deployment::{Liveness, WorkerDeployment, liveness};
 use crate::domain::manifest::{
     self, Bump, DEFAULT_LOCKED_FIELDS, FIRST_VERSION, FieldChange, Manifest, ManifestContent,
     ManifestStatus, check_locked_fields, parse_manifest, parse_version,
 };
+use crate::domain::permission::Permission;
 use crate::domain::run::{NewRun, Run};
 use crate::domain::service::{Service, WorkflowSpec, check_schema_name, check_service_name};
 use crate::domain::workflow::{NewWorkflow, WorkflowType};
@@ -81,6 +82,13 @@ fn service_workflows(
 impl Ops {
     pub async fn create_service(&self, req: &CreateService<'_>) -> OpsResult<CreatedService> {
         let project = self.project(req.project).await?;
+        // A new service activates its first manifest and queues its worker's deployment.
+        self.authorize(
+            project.scope(),
+            &[Permission::ActivateManifest, Permission::DeployWorker],
+            "creating a service",
+        )
+        .await?;
         let content = match req.manifest {
             Some(text) => {
                 // The file names the schema; flags may repeat it but not contradict it.
@@ -152,7 +160,7 @@ impl Ops {
                 run_after: None,
             },
         };
-        Ok(self.store.create_service(&self.actor, &record).await?)
+        Ok(self.store.create_service(self.actor(), &record).await?)
     }
 
     pub async fn service(&self, schema: &str) -> OpsResult<Service> {
@@ -294,6 +302,12 @@ impl Ops {
         bump: Option<Bump>,
     ) -> OpsResult<Manifest> {
         let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::ProposeManifest],
+            &format!("proposing a manifest for {schema}"),
+        )
+        .await?;
         let content = parse_manifest(text, schema)?;
         let value = content.to_value();
         let history = self.store.manifest_history(service.id).await?;
@@ -339,7 +353,7 @@ impl Ops {
         Ok(self
             .store
             .insert_draft(
-                &self.actor,
+                self.actor(),
                 &service,
                 &version.to_string(),
                 &value,
@@ -351,6 +365,12 @@ impl Ops {
     /// Activates a draft: the governing version is superseded and the service's workflows follow.
     pub async fn activate_manifest(&self, schema: &str, version: &str) -> OpsResult<Manifest> {
         let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::ActivateManifest],
+            &format!("activating a manifest of {schema}"),
+        )
+        .await?;
         let version = parse_version(version)?.to_string();
         let target = self
             .store
@@ -376,15 +396,21 @@ impl Ops {
         let workflows = service_workflows(service.project_id, schema, &content)?;
         Ok(self
             .store
-            .activate_manifest(&self.actor, &service, &version, &workflows)
+            .activate_manifest(self.actor(), &service, &version, &workflows)
             .await?)
     }
 
     pub async fn lock_manifest(&self, schema: &str) -> OpsResult<Manifest> {
         let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::LockManifest],
+            &format!("locking {schema}"),
+        )
+        .await?;
         self.store
             .set_manifest_lock(
-                &self.actor,
+                self.actor(),
                 &service,
                 ManifestStatus::Active,
                 ManifestStatus::Locked,
@@ -395,9 +421,15 @@ impl Ops {
 
     pub async fn unlock_manifest(&self, schema: &str) -> OpsResult<Manifest> {
         let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::LockManifest],
+            &format!("unlocking {schema}"),
+        )
+        .await?;
         self.store
             .set_manifest_lock(
-                &self.actor,
+                self.actor(),
                 &service,
                 ManifestStatus::Locked,
                 ManifestStatus::Active,
@@ -418,6 +450,15 @@ impl Ops {
                 deployment,
             })
             .collect())
+    }
+}
+
+impl Service {
+    pub(crate) fn scope(&self) -> Scope<'_> {
+        Scope {
+            project_id: self.project_id,
+            project: &self.project,
+        }
     }
 }
 

@@ -10,6 +10,8 @@ use super::{Ops, OpsError, OpsResult};
 use crate::artifacts::ArtifactStore;
 use crate::domain::InvalidInput;
 use crate::domain::manifest::parse_version;
+use crate::domain::permission::Permission;
+use crate::domain::project::Project;
 use crate::domain::template::{
     BUNDLE_MANIFEST, BundleManifest, StoredArtifact, TemplateSummary, TemplateVersion,
     VersionStatus, bundle_digest, check_bundle_manifest, check_label, check_template_name,
@@ -20,6 +22,9 @@ use crate::store::templates::NewVersionRecord;
 #[derive(Debug, Clone, Default)]
 pub struct PublishRequest<'a> {
     pub template: &'a str,
+    /// The project a new template joins; an existing template stays in its own. None for a new
+    /// template makes it shared, which only an administrator may publish or govern.
+    pub project: Option<&'a str>,
     pub version: &'a str,
     pub status: Option<VersionStatus>,
     pub changelog: Option<&'a str>,
@@ -119,6 +124,20 @@ impl Ops {
                     .into(),
             ));
         }
+        let project = self.publish_project(req).await?;
+        let mut needs = vec![Permission::PublishDraftTemplate];
+        if status == VersionStatus::Stable {
+            needs.push(Permission::PromoteTemplate);
+        }
+        if req.set_default || req.label.is_some() {
+            needs.push(Permission::MovePointers);
+        }
+        self.authorize_template(
+            project.as_ref(),
+            &needs,
+            &format!("publishing {} {version}", req.template),
+        )
+        .await?;
         let existing = self.store.template_versions(req.template).await?;
         if existing.iter().any(|v| v.version == version.to_string()) {
             return Err(OpsError::Refused(format!(
@@ -148,6 +167,7 @@ impl Ops {
         }
         let record = NewVersionRecord {
             template: req.template.to_owned(),
+            project_id: project.as_ref().map(|p| p.id),
             digest: bundle_digest(&artifacts),
             version,
             status,
@@ -156,7 +176,86 @@ impl Ops {
             set_default: req.set_default,
             label: req.label.map(str::to_owned),
         };
-        Ok(self.store.publish_version(&self.actor, &record).await?)
+        Ok(self.store.publish_version(self.actor(), &record).await?)
+    }
+
+    /// Where a publish lands: the template's own project, else the one asked for.
+    async fn publish_project(&self, req: &PublishRequest<'_>) -> OpsResult<Option<Project>> {
+        let asked = match req.project {
+            Some(key) => Some(self.project(key).await?),
+            None => None,
+        };
+        match self.store.template_project(req.template).await? {
+            None => Ok(asked),
+            Some(owner) => {
+                let current = self.template_owner(owner).await?;
+                if let Some(asked) = &asked
+                    && current.as_ref().map(|p| p.id) != Some(asked.id)
+                {
+                    return Err(invalid(format!(
+                        "{} belongs to {}, not to project {}",
+                        req.template,
+                        current
+                            .as_ref()
+                            .map(|p| format!("project {}", p.key))
+                            .unwrap_or_else(|| "no project (shared)".into()),
+                        asked.key
+                    )));
+                }
+                Ok(current)
+            }
+        }
+    }
+
+    async fn template_owner(&self, project_id: Option<i64>) -> OpsResult<Option<Project>> {
+        let Some(id) = project_id else {
+            return Ok(None);
+        };
+        let project = self
+            .store
+            .list_projects()
+            .await?
+            .into_iter()
+            .find(|p| p.id == id);
+        project
+            .map(Some)
+            .ok_or_else(|| OpsError::NotFound(format!("the template's project {id} is gone")))
+    }
+
+    /// The project role check for a template; a shared template is an administrator's.
+    async fn authorize_template(
+        &self,
+        project: Option<&Project>,
+        needs: &[Permission],
+        what: &str,
+    ) -> OpsResult<()> {
+        match project {
+            Some(p) => self.authorize(p.scope(), needs, what).await,
+            None => self.require_administrator(&format!("{what}, a shared template (no project),")),
+        }
+    }
+
+    /// Checks `needs` on an existing template's project.
+    async fn authorize_on_template(
+        &self,
+        template: &str,
+        needs: &[Permission],
+        what: &str,
+    ) -> OpsResult<()> {
+        if self.identity().administrator {
+            return Ok(());
+        }
+        let owner = self
+            .store
+            .template_project(template)
+            .await?
+            .ok_or_else(|| {
+                OpsError::NotFound(format!(
+                    "unknown template {template:?} (see `ospdeck template list`)"
+                ))
+            })?;
+        let project = self.template_owner(owner).await?;
+        self.authorize_template(project.as_ref(), needs, what).await
     }
 
     pub async fn list_templates(&self) -> OpsResult<Vec<TemplateSummary>> {
@@ -251,10 +350,16 @@ impl Ops {
                 "only a draft can be promoted",
             )
             .await?;
+        self.authorize_on_template(
+            template,
+            &[Permission::PromoteTemplate],
+            &format!("promoting {template} {}", v.version),
+        )
+        .await?;
         Ok(self
             .store
             .set_version_status(
-                &self.actor,
+                self.actor(),
                 template,
                 &v.version,
                 VersionStatus::Stable,
@@ -277,6 +382,12 @@ impl Ops {
                 "only a stable version can be deprecated",
             )
             .await?;
+        self.authorize_on_template(
+            template,
+            &[Permission::DeprecateTemplate],
+            &format!("deprecating {template} {}", v.version),
+        )
+        .await?;
         let pointers = self.store.pointers(template).await?;
         if pointers.default_version.as_deref() == Some(v.version.as_str()) {
             return Err(OpsError::Refused(format!(
@@ -286,7 +397,7 @@ impl Ops {
         Ok(self
             .store
             .set_version_status(
-                &self.actor,
+                self.actor(),
                 template,
                 &v.version,
                 VersionStatus::Deprecated,
@@ -305,9 +416,15 @@ impl Ops {
                 "the default must be stable",
             )
             .await?;
+        self.authorize_on_template(
+            template,
+            &[Permission::MovePointers],
+            &format!("moving the default of {template}"),
+        )
+        .await?;
         Ok(self
             .store
-            .set_default(&self.actor, template, &v.version)
+            .set_default(self.actor(), template, &v.version)
             .await?)
     }
 
@@ -331,9 +448,15 @@ impl Ops {
                 "labels name stable versions",
             )
             .await?;
+        self.authorize_on_template(
+            template,
+            &[Permission::MovePointers],
+            &format!("moving label {label} of {template}"),
+        )
+        .await?;
         Ok(self
             .store
-            .set_label(&self.actor, template, label, &v.version, percent)
+            .set_label(self.actor(), template, label, &v.version, percent)
             .await?)
     }
 
@@ -346,9 +469,15 @@ impl Ops {
                 "only drafts can be deleted",
             )
             .await?;
+        self.authorize_on_template(
+            template,
+            &[Permission::PublishDraftTemplate],
+            &format!("deleting draft {template} {}", v.version),
+        )
+        .await?;
         Ok(self
             .store
-            .delete_draft(&self.actor, template, &v.version)
+            .delete_draft(self.actor(), template, &v.version)
             .await?)
     }
 

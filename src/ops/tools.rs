@@ -18,6 +18,7 @@ pub fn upgrade_path(payload: &Value) -> Option<(&str, &str, &str)> {
 
 impl Ops {
     pub async fn add_tool(&self, name: &str, version: &str, image: &str) -> OpsResult<Tool> {
+        self.require_administrator("adding a tool")?;
         check_tool_name(name)?;
         check_tool_version(version)?;
         if image.trim().is_empty() || image.len() > 500 || image.chars().any(char::is_whitespace) {
@@ -27,7 +28,7 @@ impl Ops {
         }
         Ok(self
             .store
-            .add_tool(&self.actor, name, version, image)
+            .add_tool(self.actor(), name, version, image)
             .await?)
     }
 
@@ -36,7 +37,8 @@ impl Ops {
     }
 
     pub async fn add_advisory(&self, advisory: &NewAdvisory) -> OpsResult<Advisory> {
-        Ok(self.store.add_advisory(&self.actor, advisory).await?)
+        self.require_administrator("adding an upgrade advisory")?;
+        Ok(self.store.add_advisory(self.actor(), advisory).await?)
     }
 
     pub async fn advisories(&self, tool: Option<&str>) -> OpsResult<Vec<Advisory>> {

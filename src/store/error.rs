@@ -13,6 +13,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("the database is not migrated (run `ospdeck db migrate`): {0}")]
     NotMigrated(String),
+    /// The database's own permission check (grants, row-level security) said no.
+    #[error("refused by the database: {0}")]
+    Forbidden(String),
     #[error("the store is open read-only: {0}")]
     ReadOnly(String),
     #[error("database error: {0}")]
@@ -56,9 +59,10 @@ fn classify(code: Option<&str>, message: &str) -> StoreError {
         // PostgreSQL SQLSTATEs.
         Some("23505" | "42P06") => StoreError::Conflict(msg),
         Some("23503") => StoreError::NotFound(msg),
-        Some("23514" | "23502" | "22P02" | "22023" | "22001" | "54000" | "42501") => {
-            StoreError::Invalid(msg)
-        }
+        Some("23514" | "23502" | "22P02" | "22023" | "22001" | "54000") => StoreError::Invalid(msg),
+        // Grants, row-level security and ops.require; append-only tables answer the same way.
+        Some("42501") if msg.contains("append-only") => StoreError::Invalid(msg),
+        Some("42501") => StoreError::Forbidden(msg),
         Some("42P01" | "3F000" | "42883") => StoreError::NotMigrated(msg),
         Some("25006") => StoreError::ReadOnly(msg),
         Some("57P01" | "57P03" | "08006" | "08001" | "08004" | "3D000" | "28P01" | "28000") => {

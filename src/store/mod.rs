@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::domain::permission::Identity;
 use crate::domain::project::{NewProject, Project};
 use crate::domain::run::{
     CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact,
@@ -55,9 +56,12 @@ pub trait Store: AccessStore + ServiceStore + TemplateStore + ToolStore + Send +
     async fn migration_status(&self) -> StoreResult<Vec<MigrationState>>;
     /// Reverts the newest applied migration; answers which one.
     async fn migrate_down(&self) -> StoreResult<Option<MigrationState>>;
-    /// The identity the database itself knows (PostgreSQL's `current_user`); None on SQLite.
-    async fn database_user(&self) -> StoreResult<Option<String>>;
+    /// Who this store's connections act as. PostgreSQL knows (the session's role, or a gateway's
+    /// JWT subject) and refuses `as_user`; SQLite takes `as_user`, else the OS user, and counts the
+    /// owner of the database file (or root) as its administrator.
+    async fn identity(&self, as_user: Option<&str>) -> StoreResult<Identity>;
 
+    /// The project, with `actor` as its first owner.
     async fn create_project(&self, actor: &str, project: &NewProject) -> StoreResult<Project>;
     async fn list_projects(&self) -> StoreResult<Vec<Project>>;
     async fn find_project(&self, key: &str) -> StoreResult<Option<Project>>;
@@ -72,11 +76,13 @@ pub trait Store: AccessStore + ServiceStore + TemplateStore + ToolStore + Send +
     async fn run(&self, id: i64) -> StoreResult<Option<Run>>;
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;
 
-    /// Claims up to `limit` queued runs (all queues when `queues` is empty), highest priority first.
+    /// Claims up to `limit` queued runs (all queues when `queues` is empty; only runs of
+    /// `projects` when given), highest priority first.
     async fn claim_runs(
         &self,
         worker: &str,
         queues: &[String],
+        projects: Option<&[i64]>,
         limit: u32,
         lease: Duration,
     ) -> StoreResult<Vec<ClaimedRun>>;

@@ -5,9 +5,17 @@ use std::str::FromStr;
 use super::{MigrationState, StoreError, StoreResult};
 use crate::domain::run::{MinuteActivity, RescueOutcome, RunStatus, StatusCount};
 
-/// A validated identifier, double-quoted for DDL all the same (inner quotes doubled).
-pub(super) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+/// An UPDATE or DELETE of a row the transaction has just read must have touched it; when it did
+/// not, row-level security kept the row out of the statement (PostgreSQL filters silently).
+pub(super) fn require_changed(rows: u64, what: impl FnOnce() -> String) -> StoreResult<()> {
+    if rows == 0 {
+        Err(StoreError::Forbidden(format!(
+            "{} is not allowed for this role",
+            what()
+        )))
+    } else {
+        Ok(())
+    }
 }
 
 /// An enum stored as text (status, type, level, role…), back into its domain type. A value the

@@ -13,6 +13,9 @@ use crate::domain::template::{
 #[derive(Debug, Clone)]
 pub struct NewVersionRecord {
     pub template: String,
+    /// The project a new template joins (None: shared, administrators only); an existing
+    /// template keeps its own.
+    pub project_id: Option<i64>,
     pub version: Version,
     pub status: VersionStatus,
     pub changelog: Option<String>,
@@ -39,6 +42,9 @@ pub trait TemplateStore: Send + Sync {
         new: &NewVersionRecord,
     ) -> StoreResult<TemplateVersion>;
     async fn list_templates(&self) -> StoreResult<Vec<TemplateSummary>>;
+    /// The project a template belongs to: None when the template is unknown, Some(None) when it
+    /// is shared (no project).
+    async fn template_project(&self, template: &str) -> StoreResult<Option<Option<i64>>>;
     /// Versions in semver order (numeric, never text).
     async fn template_versions(&self, template: &str) -> StoreResult<Vec<TemplateVersion>>;
     async fn version_artifacts(

@@ -36,12 +36,12 @@ pub struct ConsoleOptions {
 /// on every way out, panics included (ratatui's hook).
 pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String> {
     let keymap = Keymap::new(&options.keys, options.read_only)?;
-    let mut app = App::new(
-        ops.store().location(),
-        ops.actor().to_owned(),
-        keymap,
-        options.read_only,
-    );
+    let user = if ops.identity().administrator {
+        format!("{} (store admin)", ops.actor())
+    } else {
+        ops.actor().to_owned()
+    };
+    let mut app = App::new(ops.store().location(), user, keymap, options.read_only);
     let mut terminal = match ratatui::try_init() {
         Ok(t) => t,
         Err(e) => {

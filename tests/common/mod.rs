@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use ospdeck::domain::permission::Identity;
 use ospdeck::ops::Ops;
 use ospdeck::store::{self, Store, StoreKind, StoreOptions};
 use sqlx::postgres::PgRow;
@@ -40,6 +41,20 @@ async fn drop_databases_of_finished_runs(admin: &mut sqlx::PgConnection) {
             // Another process may be dropping it at the same moment: errors do not matter.
             let _ = admin
                 .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
+                .await;
+        }
+    }
+    // Members' login roles are named after their test database (roles are cluster-wide).
+    let roles: Vec<(String,)> =
+        sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'ospdeck\\_t\\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for (name,) in roles {
+        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+            let _ = admin
+                .execute(format!("DROP ROLE IF EXISTS \"{name}\"").as_str())
                 .await;
         }
     }
@@ -99,7 +114,7 @@ impl Harness {
         .await
         .expect("open store");
         store.migrate().await.expect("migrate");
-        let ops = Ops::new(store.clone(), "tester");
+        let ops = Ops::new(store.clone(), Identity::administrator("tester"));
         Self {
             store,
             ops,
@@ -110,6 +125,25 @@ impl Harness {
 
     pub fn kind(&self) -> StoreKind {
         self.store.kind()
+    }
+
+    /// A prefix for names that must be unique on the whole server (PostgreSQL roles): the test
+    /// database's name, or `u` on SQLite.
+    pub fn unique_prefix(&self) -> String {
+        match self.kind() {
+            StoreKind::Postgres => url::Url::parse(&self.url)
+                .map(|u| u.path().trim_start_matches('/').to_owned())
+                .unwrap_or_default(),
+            StoreKind::Sqlite => "u".to_owned(),
+        }
+    }
+
+    /// The same database, connected as another PostgreSQL login role (trust authentication).
+    pub fn url_as(&self, role: &str) -> String {
+        let mut url = url::Url::parse(&self.url).expect("PG URL");
+        let _ = url.set_username(role);
+        let _ = url.set_password(None);
+        url.to_string()
     }
 
     /// A table name as raw SQL must spell it on this backend.
@@ -161,6 +195,12 @@ impl Harness {
     pub async fn scalar(&self, sql: &str) -> i64 {
         let rows: Vec<(i64,)> = self.fetch_all(sql).await;
         rows.first().map_or(0, |r| r.0)
+    }
+
+    /// The first column of the first row of a raw query that answers text.
+    pub async fn scalar_text(&self, sql: &str) -> String {
+        let rows: Vec<(String,)> = self.fetch_all(sql).await;
+        rows.into_iter().next().map(|r| r.0).unwrap_or_default()
     }
 
     /// The legal transitions as the database's own table lists them.

@@ -52,8 +52,19 @@ impl AccessStore for PgStore {
         project_id: i64,
         user: &str,
         role: Role,
+        login_role: bool,
     ) -> StoreResult<Member> {
         let mut tx = self.pool.begin().await?;
+        if login_role {
+            // CREATE ROLE needs CREATEROLE: an administrator's call (ops decides when to ask).
+            let created: bool = sqlx::query_scalar("SELECT ops.ensure_member_login($1)")
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await?;
+            if created {
+                tracing::info!(%user, "created database login role in ospdeck_member");
+            }
+        }
         let before: Option<String> = sqlx::query_scalar(
             "SELECT role FROM ops.project_memberships WHERE project_id = $1 AND user_id = $2",
         )
@@ -117,6 +128,29 @@ impl AccessStore for PgStore {
         }
         tx.commit().await?;
         Ok(before.is_some())
+    }
+
+    async fn member_role(&self, project_id: i64, user: &str) -> StoreResult<Option<Role>> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM ops.project_memberships WHERE project_id = $1 AND user_id = $2",
+        )
+        .bind(project_id)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        role.as_deref().map(decode::<Role>).transpose()
+    }
+
+    async fn memberships_of(&self, user: &str) -> StoreResult<Vec<(i64, Role)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT project_id, role FROM ops.project_memberships WHERE user_id = $1 ORDER BY project_id",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, role)| Ok((id, decode::<Role>(&role)?)))
+            .collect()
     }
 
     async fn members(&self, project_id: i64) -> StoreResult<Vec<Member>> {

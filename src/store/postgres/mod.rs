@@ -23,6 +23,7 @@ use super::{
     AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
     StoreOptions, StoreResult, redact_url,
 };
+use crate::domain::permission::Identity;
 use crate::domain::project::{NewProject, Project};
 use crate::domain::run::{
     CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, LogLevel, MinuteActivity,
@@ -314,22 +315,46 @@ impl Store for PgStore {
             .find(|m| m.version == newest))
     }
 
-    async fn database_user(&self) -> StoreResult<Option<String>> {
-        Ok(Some(
-            sqlx::query_scalar("SELECT current_user::text")
-                .fetch_one(&self.pool)
-                .await?,
-        ))
+    async fn identity(&self, as_user: Option<&str>) -> StoreResult<Identity> {
+        if let Some(user) = as_user {
+            return Err(StoreError::Invalid(format!(
+                "--as {user}: PostgreSQL knows who you are (the role you connect as, or a \
+                 gateway's JWT subject); connect as that role instead"
+            )));
+        }
+        let (user, administrator): (String, bool) = match sqlx::query_as(
+            "SELECT ops.current_user_id(), ops.is_administrator()",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::from)
+        {
+            Ok(row) => row,
+            // Not migrated yet (doctor, db migrate): the role and whether it is a superuser.
+            Err(StoreError::NotMigrated(_)) => sqlx::query_as(
+                "SELECT session_user::text, rolsuper FROM pg_roles WHERE rolname = current_user",
+            )
+            .fetch_one(&self.pool)
+            .await?,
+            Err(e) => return Err(e),
+        };
+        Ok(Identity {
+            user,
+            administrator,
+        })
     }
 
     async fn create_project(&self, actor: &str, project: &NewProject) -> StoreResult<Project> {
         let mut tx = self.pool.begin().await?;
         let row: ProjectRow = sqlx::query_as(
-            "INSERT INTO ops.projects (workspace_key, slug, name) VALUES ($1, $1, $2)
+            // A trigger makes the creator its first owner (and, for a member, the creator is always
+            // the session's own identity).
+            "INSERT INTO ops.projects (workspace_key, slug, name, created_by) VALUES ($1, $1, $2, $3)
              RETURNING id, workspace_key, slug, name, status, created_at",
         )
         .bind(&project.key)
         .bind(&project.name)
+        .bind(actor)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_as(e, format!("project {} already exists", project.key)))?;
@@ -493,16 +518,19 @@ impl Store for PgStore {
         &self,
         worker: &str,
         queues: &[String],
+        projects: Option<&[i64]>,
         limit: u32,
         lease: Duration,
     ) -> StoreResult<Vec<ClaimedRun>> {
         let mut rows: Vec<ClaimRow> = sqlx::query_as(
-            "SELECT id, attempt, project_id, workflow_id, queue, payload, priority FROM ops.claim_runs($1, $2, $3, $4)",
+            "SELECT id, attempt, project_id, workflow_id, queue, payload, priority
+             FROM ops.claim_runs($1, $2, $3, $4, $5)",
         )
         .bind(worker)
         .bind((!queues.is_empty()).then_some(queues))
         .bind(i32::try_from(limit).unwrap_or(i32::MAX))
         .bind(lease_secs(lease))
+        .bind(projects)
         .fetch_all(&self.pool)
         .await?;
         rows.sort_by_key(|r| (-r.priority, r.id));

@@ -16,7 +16,7 @@ use crate::store::services::{
     deployment_changed, manifest_activated, manifest_audit, manifest_lock_changed,
     manifest_proposed, service_created,
 };
-use crate::store::shared::{conflict_as, decode, quote_ident};
+use crate::store::shared::{conflict_as, decode};
 use crate::store::{StoreError, StoreResult};
 
 #[derive(FromRow)]
@@ -271,7 +271,18 @@ impl ServiceStore for PgStore {
         .bind(actor)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| conflict_as(e, format!("service {} already exists", new.schema)))?;
+        // The insert's trigger creates the service's schema (so a member needs no CREATE on the
+        // database); a schema of that name already there fails it.
+        .map_err(|e| {
+            let schema_taken =
+                matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("42P06"));
+            let what = if schema_taken {
+                format!("schema {} already exists in the database", new.schema)
+            } else {
+                format!("service {} already exists", new.schema)
+            };
+            conflict_as(e, what)
+        })?;
         // Seed 000's function, so that the rules for every writer are the same.
         let manifest_id: i64 = sqlx::query_scalar(
             "SELECT manifest_id FROM osp_metadata.insert_service_manifest($1, $2, $3, $4, 'active', $5)",
@@ -286,16 +297,6 @@ impl ServiceStore for PgStore {
         for wf in &new.workflows {
             insert_workflow(&mut tx, actor, wf, Some(service_id)).await?;
         }
-        // The service's own schema: a validated identifier, quoted all the same.
-        sqlx::query(&format!("CREATE SCHEMA {}", quote_ident(&new.schema)))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                conflict_as(
-                    e,
-                    format!("schema {} already exists in the database", new.schema),
-                )
-            })?;
         sqlx::query(
             "INSERT INTO osp_metadata.worker_registry (service_id, service_schema, manifest_id)
              VALUES ($1, $2, $3)",

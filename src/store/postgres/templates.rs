@@ -9,7 +9,7 @@ use super::{PgStore, audit};
 use crate::domain::template::{
     Label, StoredArtifact, TemplateSummary, TemplateVersion, VersionStatus,
 };
-use crate::store::shared::{conflict_as, decode};
+use crate::store::shared::{conflict_as, decode, require_changed};
 use crate::store::templates::{
     ArtifactRow, NewVersionRecord, Pointers, TemplateStore, template_audit as entry,
 };
@@ -49,13 +49,18 @@ const VERSION_SELECT: &str =
         v.deprecation, v.created_by, v.created_at
  FROM ops.template_versions v JOIN ops.templates t ON t.id = v.template_id ";
 
+/// A version read inside a transaction; `lock` holds it against concurrent lifecycle changes.
+/// Locking needs the right to update it (row-level security), so a developer's publish and
+/// draft deletion read it unlocked: the template rules' triggers still hold for them.
 async fn version_in(
     tx: &mut Transaction<'static, Postgres>,
     template: &str,
     version: &str,
+    lock: bool,
 ) -> StoreResult<TemplateVersion> {
     let row: Option<VersionRow> = sqlx::query_as(&format!(
-        "{VERSION_SELECT} WHERE t.name = $1 AND v.semver = $2 FOR UPDATE OF v"
+        "{VERSION_SELECT} WHERE t.name = $1 AND v.semver = $2{}",
+        if lock { " FOR UPDATE OF v" } else { "" }
     ))
     .bind(template)
     .bind(version)
@@ -63,6 +68,19 @@ async fn version_in(
     .await?;
     row.ok_or_else(|| StoreError::NotFound(format!("{template} has no version {version}")))?
         .into_domain()
+}
+
+/// The template's project, for its audit rows (row-level security files them by project).
+async fn template_project_in(
+    tx: &mut Transaction<'static, Postgres>,
+    template: &str,
+) -> StoreResult<Option<i64>> {
+    let project: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT project_id FROM ops.templates WHERE name = $1")
+            .bind(template)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(project.flatten())
 }
 
 #[async_trait]
@@ -73,14 +91,26 @@ impl TemplateStore for PgStore {
         new: &NewVersionRecord,
     ) -> StoreResult<TemplateVersion> {
         let mut tx = self.pool.begin().await?;
-        let template_id: i64 = sqlx::query_scalar(
-            "INSERT INTO ops.templates (name, created_by) VALUES ($1, $2)
-             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-        )
-        .bind(&new.template)
-        .bind(actor)
-        .fetch_one(&mut *tx)
-        .await?;
+        // Look up before inserting: an upsert would be an UPDATE of the template, which row-level
+        // security reserves for those who may move its pointers.
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM ops.templates WHERE name = $1")
+                .bind(&new.template)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let template_id: i64 =
+            match existing {
+                Some(id) => id,
+                None => sqlx::query_scalar(
+                    "INSERT INTO ops.templates (name, created_by, project_id) VALUES ($1, $2, $3)
+                     RETURNING id",
+                )
+                .bind(&new.template)
+                .bind(actor)
+                .bind(new.project_id)
+                .fetch_one(&mut *tx)
+                .await?,
+            };
         let v = &new.version;
         let version_id: i64 = sqlx::query_scalar(
             "INSERT INTO ops.template_versions
@@ -116,18 +146,25 @@ impl TemplateStore for PgStore {
             .await?;
         }
         if new.status != VersionStatus::Draft {
-            sqlx::query("UPDATE ops.template_versions SET status = $2 WHERE id = $1")
+            let rows = sqlx::query("UPDATE ops.template_versions SET status = $2 WHERE id = $1")
                 .bind(version_id)
                 .bind(new.status.as_str())
                 .execute(&mut *tx)
-                .await?;
+                .await?
+                .rows_affected();
+            require_changed(rows, || {
+                format!("publishing {} as {}", new.template, new.status)
+            })?;
         }
         if new.set_default {
-            sqlx::query("UPDATE ops.templates SET default_version_id = $2 WHERE id = $1")
-                .bind(template_id)
-                .bind(version_id)
-                .execute(&mut *tx)
-                .await?;
+            let rows =
+                sqlx::query("UPDATE ops.templates SET default_version_id = $2 WHERE id = $1")
+                    .bind(template_id)
+                    .bind(version_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            require_changed(rows, || format!("moving the default of {}", new.template))?;
         }
         if let Some(label) = &new.label {
             sqlx::query(
@@ -144,12 +181,13 @@ impl TemplateStore for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        let version = version_in(&mut tx, &new.template, &v.to_string()).await?;
+        let version = version_in(&mut tx, &new.template, &v.to_string(), false).await?;
         let mut e = entry(actor, "publish", &new.template, &version.version);
         e.after = Some(json!({
             "status": version.status, "digest": version.digest, "artifacts": new.artifacts.len(),
             "default": new.set_default, "label": new.label,
         }));
+        e.project_id = template_project_in(&mut tx, &new.template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(version)
@@ -174,6 +212,15 @@ impl TemplateStore for PgStore {
             });
         }
         Ok(out)
+    }
+
+    async fn template_project(&self, template: &str) -> StoreResult<Option<Option<i64>>> {
+        Ok(
+            sqlx::query_scalar("SELECT project_id FROM ops.templates WHERE name = $1")
+                .bind(template)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn template_versions(&self, template: &str) -> StoreResult<Vec<TemplateVersion>> {
@@ -243,7 +290,7 @@ impl TemplateStore for PgStore {
         message: Option<&str>,
     ) -> StoreResult<TemplateVersion> {
         let mut tx = self.pool.begin().await?;
-        let before = version_in(&mut tx, template, version).await?;
+        let before = version_in(&mut tx, template, version, true).await?;
         sqlx::query(
             "UPDATE ops.template_versions SET status = $2, deprecation = coalesce($3, deprecation)
              WHERE id = $1",
@@ -253,7 +300,7 @@ impl TemplateStore for PgStore {
         .bind(message)
         .execute(&mut *tx)
         .await?;
-        let after = version_in(&mut tx, template, version).await?;
+        let after = version_in(&mut tx, template, version, true).await?;
         let mut e = entry(
             actor,
             if to == VersionStatus::Stable {
@@ -266,6 +313,7 @@ impl TemplateStore for PgStore {
         );
         e.before = Some(json!({ "status": before.status }));
         e.after = Some(json!({ "status": after.status, "message": message }));
+        e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(after)
@@ -273,7 +321,7 @@ impl TemplateStore for PgStore {
 
     async fn set_default(&self, actor: &str, template: &str, version: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let v = version_in(&mut tx, template, version).await?;
+        let v = version_in(&mut tx, template, version, true).await?;
         let before: Option<String> = sqlx::query_scalar(
             "SELECT d.semver FROM ops.templates t LEFT JOIN ops.template_versions d ON d.id = t.default_version_id
              WHERE t.name = $1",
@@ -281,14 +329,17 @@ impl TemplateStore for PgStore {
         .bind(template)
         .fetch_one(&mut *tx)
         .await?;
-        sqlx::query("UPDATE ops.templates SET default_version_id = $2 WHERE name = $1")
+        let rows = sqlx::query("UPDATE ops.templates SET default_version_id = $2 WHERE name = $1")
             .bind(template)
             .bind(v.id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        require_changed(rows, || format!("moving the default of {template}"))?;
         let mut e = entry(actor, "set_default", template, version);
         e.before = Some(json!({ "default": before }));
         e.after = Some(json!({ "default": version }));
+        e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(())
@@ -303,7 +354,7 @@ impl TemplateStore for PgStore {
         percent: i32,
     ) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let v = version_in(&mut tx, template, version).await?;
+        let v = version_in(&mut tx, template, version, true).await?;
         let before: Option<(String, i32)> = sqlx::query_as(
             "SELECT v.semver, l.percent FROM ops.template_labels l
              JOIN ops.templates t ON t.id = l.template_id JOIN ops.template_versions v ON v.id = l.version_id
@@ -330,6 +381,7 @@ impl TemplateStore for PgStore {
         let mut e = entry(actor, "label", template, version);
         e.before = before.map(|(v, p)| json!({ "label": label, "version": v, "percent": p }));
         e.after = Some(json!({ "label": label, "version": version, "percent": percent }));
+        e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(())
@@ -337,13 +389,16 @@ impl TemplateStore for PgStore {
 
     async fn delete_draft(&self, actor: &str, template: &str, version: &str) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
-        let v = version_in(&mut tx, template, version).await?;
-        sqlx::query("DELETE FROM ops.template_versions WHERE id = $1")
+        let v = version_in(&mut tx, template, version, false).await?;
+        let deleted = sqlx::query("DELETE FROM ops.template_versions WHERE id = $1")
             .bind(v.id)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+        require_changed(deleted, || format!("deleting {template} {version}"))?;
         let mut e = entry(actor, "delete", template, version);
         e.before = Some(json!({ "status": v.status, "digest": v.digest }));
+        e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(())

@@ -50,6 +50,8 @@ impl AccessStore for SqliteStore {
         project_id: i64,
         user: &str,
         role: Role,
+        // SQLite has no users of its own to create.
+        _login_role: bool,
     ) -> StoreResult<Member> {
         let mut tx = self.write_tx().await?;
         let before: Option<String> = sqlx::query_scalar(
@@ -120,6 +122,29 @@ impl AccessStore for SqliteStore {
         }
         tx.commit().await?;
         Ok(before.is_some())
+    }
+
+    async fn member_role(&self, project_id: i64, user: &str) -> StoreResult<Option<Role>> {
+        let role: Option<String> = sqlx::query_scalar(
+            "SELECT role FROM project_memberships WHERE project_id = ?1 AND user_id = ?2",
+        )
+        .bind(project_id)
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        role.as_deref().map(decode::<Role>).transpose()
+    }
+
+    async fn memberships_of(&self, user: &str) -> StoreResult<Vec<(i64, Role)>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT project_id, role FROM project_memberships WHERE user_id = ?1 ORDER BY project_id",
+        )
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, role)| Ok((id, decode::<Role>(&role)?)))
+            .collect()
     }
 
     async fn members(&self, project_id: i64) -> StoreResult<Vec<Member>> {

@@ -19,6 +19,7 @@ use super::{
     AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
     StoreOptions, StoreResult,
 };
+use crate::domain::permission::Identity;
 use crate::domain::project::{NewProject, Project};
 use crate::domain::run::{
     CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, LogLevel, MinuteActivity,
@@ -65,6 +66,7 @@ const CLAIM_ALL_SQL: &str =
     "UPDATE runs SET status = 'claimed', worker_id = ?1, changed_by = ?1, attempt = attempt + 1,
             claimed_at = ", now_ms!(), ", lease_expires_at = ", now_ms!(), " + ?2
      WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND run_after <= ", now_ms!(), "
+                    AND (?5 IS NULL OR project_id IN (SELECT value FROM json_each(?5)))
                   ORDER BY priority DESC, id LIMIT ?3)
      RETURNING id, attempt, project_id, workflow_id, queue, payload, priority"
 );
@@ -74,6 +76,7 @@ const CLAIM_SOME_SQL: &str =
             claimed_at = ", now_ms!(), ", lease_expires_at = ", now_ms!(), " + ?2
      WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND run_after <= ", now_ms!(), "
                     AND queue IN (SELECT value FROM json_each(?4))
+                    AND (?5 IS NULL OR project_id IN (SELECT value FROM json_each(?5)))
                   ORDER BY priority DESC, id LIMIT ?3)
      RETURNING id, attempt, project_id, workflow_id, queue, payload, priority"
 );
@@ -375,22 +378,46 @@ impl Store for SqliteStore {
             .find(|m| m.version == newest))
     }
 
-    async fn database_user(&self) -> StoreResult<Option<String>> {
-        Ok(None)
+    async fn identity(&self, as_user: Option<&str>) -> StoreResult<Identity> {
+        let owner = file_owner(&self.path);
+        Ok(match as_user {
+            Some(user) => Identity {
+                user: user.to_owned(),
+                administrator: owner
+                    .as_ref()
+                    .is_some_and(|(_, name)| name.as_deref() == Some(user)),
+            },
+            None => {
+                // SAFETY: geteuid has no preconditions and cannot fail.
+                let euid = unsafe { libc::geteuid() };
+                Identity {
+                    user: whoami::username(),
+                    administrator: euid == 0 || owner.is_some_and(|(uid, _)| uid == euid),
+                }
+            }
+        })
     }
 
     async fn create_project(&self, actor: &str, project: &NewProject) -> StoreResult<Project> {
         let mut tx = self.write_tx().await?;
         let row: ProjectRow = sqlx::query_as(
-            "INSERT INTO projects (workspace_key, slug, name) VALUES (?1, ?1, ?2)
+            "INSERT INTO projects (workspace_key, slug, name, created_by) VALUES (?1, ?1, ?2, ?3)
              RETURNING id, workspace_key, slug, name, status, created_at",
         )
         .bind(&project.key)
         .bind(&project.name)
+        .bind(actor)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| conflict_as(e, format!("project {} already exists", project.key)))?;
         let created = Project::from(row);
+        sqlx::query(
+            "INSERT INTO project_memberships (project_id, user_id, role) VALUES (?1, ?2, 'owner')",
+        )
+        .bind(created.id)
+        .bind(actor)
+        .execute(&mut *tx)
+        .await?;
         audit(
             &mut tx,
             &AuditEntry::created(actor, "project", &created.key, Some(created.id), &created),
@@ -552,6 +579,7 @@ impl Store for SqliteStore {
         &self,
         worker: &str,
         queues: &[String],
+        projects: Option<&[i64]>,
         limit: u32,
         lease: Duration,
     ) -> StoreResult<Vec<ClaimedRun>> {
@@ -567,6 +595,7 @@ impl Store for SqliteStore {
             .bind(lease_ms(lease))
             .bind(i64::from(limit))
             .bind(serde_json::to_string(queues).unwrap_or_default())
+            .bind(projects.map(|p| serde_json::to_string(p).unwrap_or_default()))
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -893,6 +922,7 @@ impl Store for SqliteStore {
             .bind(60_000_i64)
             .bind(i64::from(batch))
             .bind(&queues)
+            .bind(None::<String>)
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
@@ -1073,4 +1103,30 @@ async fn applied_versions(pool: &SqlitePool) -> StoreResult<Vec<i64>> {
             .fetch_all(pool)
             .await?,
     )
+}
+
+/// The uid that owns the database file, and its user name where the system knows one.
+fn file_owner(path: &str) -> Option<(u32, Option<String>)> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(path).ok()?.uid();
+    Some((uid, user_name(uid)))
+}
+
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: passwd is plain old data; getpwuid_r fills it with pointers into `buf`, which
+    // outlives every read below, and `result` is null unless an entry was found.
+    unsafe {
+        let mut entry: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() || entry.pw_name.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(entry.pw_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
 }

@@ -64,6 +64,19 @@ async fn version_in(
         .into_domain()
 }
 
+/// The template's project, for its audit rows (row-level security files them by project).
+async fn template_project_in(
+    tx: &mut Transaction<'static, Sqlite>,
+    template: &str,
+) -> StoreResult<Option<i64>> {
+    let project: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT project_id FROM templates WHERE name = ?1")
+            .bind(template)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(project.flatten())
+}
+
 #[async_trait]
 impl TemplateStore for SqliteStore {
     async fn publish_version(
@@ -72,14 +85,24 @@ impl TemplateStore for SqliteStore {
         new: &NewVersionRecord,
     ) -> StoreResult<TemplateVersion> {
         let mut tx = self.write_tx().await?;
-        let template_id: i64 = sqlx::query_scalar(
-            "INSERT INTO templates (name, created_by) VALUES (?1, ?2)
-             ON CONFLICT (name) DO UPDATE SET name = excluded.name RETURNING id",
-        )
-        .bind(&new.template)
-        .bind(actor)
-        .fetch_one(&mut *tx)
-        .await?;
+        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM templates WHERE name = ?1")
+            .bind(&new.template)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let template_id: i64 = match existing {
+            Some(id) => id,
+            None => {
+                sqlx::query_scalar(
+                    "INSERT INTO templates (name, created_by, project_id) VALUES (?1, ?2, ?3)
+                     RETURNING id",
+                )
+                .bind(&new.template)
+                .bind(actor)
+                .bind(new.project_id)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+        };
         let v = &new.version;
         let version_id: i64 = sqlx::query_scalar(
             "INSERT INTO template_versions
@@ -149,6 +172,7 @@ impl TemplateStore for SqliteStore {
             "status": version.status, "digest": version.digest, "artifacts": new.artifacts.len(),
             "default": new.set_default, "label": new.label,
         }));
+        e.project_id = template_project_in(&mut tx, &new.template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(version)
@@ -173,6 +197,15 @@ impl TemplateStore for SqliteStore {
             });
         }
         Ok(out)
+    }
+
+    async fn template_project(&self, template: &str) -> StoreResult<Option<Option<i64>>> {
+        Ok(
+            sqlx::query_scalar("SELECT project_id FROM templates WHERE name = ?1")
+                .bind(template)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     async fn template_versions(&self, template: &str) -> StoreResult<Vec<TemplateVersion>> {
@@ -265,6 +298,7 @@ impl TemplateStore for SqliteStore {
         );
         e.before = Some(json!({ "status": before.status }));
         e.after = Some(json!({ "status": after.status, "message": message }));
+        e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(after)
@@ -288,6 +322,7 @@ impl TemplateStore for SqliteStore {
         let mut e = entry(actor, "set_default", template, version);
         e.before = Some(json!({ "default": before }));
         e.after = Some(json!({ "default": version }));
+        e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(())
@@ -329,6 +364,7 @@ impl TemplateStore for SqliteStore {
         let mut e = entry(actor, "label", template, version);
         e.before = before.map(|(v, p)| json!({ "label": label, "version": v, "percent": p }));
         e.after = Some(json!({ "label": label, "version": version, "percent": percent }));
+        e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(())
@@ -343,6 +379,7 @@ impl TemplateStore for SqliteStore {
             .await?;
         let mut e = entry(actor, "delete", template, version);
         e.before = Some(json!({ "status": v.status, "digest": v.digest }));
+        e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
         tx.commit().await?;
         Ok(())
