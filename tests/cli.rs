@@ -455,3 +455,56 @@ fn roles_decide_and_a_refusal_is_one_line_that_writes_nothing() -> TestResult {
     assert_one_line_error(&o, "olga is the last owner of acme");
     Ok(())
 }
+
+/// A member connected as its own PostgreSQL login role uses the CLI like anyone else; `--as` is
+/// refused there, since the database knows who is connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_member_signs_in_as_its_own_role() -> TestResult {
+    use ospdeck::domain::permission::Role;
+    let Some(h) = common::Harness::postgres("a_postgres_member_signs_in_as_its_own_role").await
+    else {
+        return Ok(());
+    };
+    let home = tempfile::tempdir()?;
+    let viewer = format!("{}_viewer", h.unique_prefix());
+    h.ops.create_project("acme", None).await?;
+    h.ops.create_project("secret", None).await?;
+    // The administrator's `member add` creates the login role.
+    h.ops
+        .set_member("acme", &viewer, Role::Viewer, false)
+        .await?;
+    let url = h.url_as(&viewer);
+    let o = ospdeck(home.path(), &["--db", &url, "whoami", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let me: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(me["user"], viewer.as_str());
+    assert_eq!(me["administrator"], false);
+    assert_eq!(me["roles"][0]["project"], "acme");
+    let o = ospdeck(
+        home.path(),
+        &[
+            "--db",
+            &url,
+            "workflow",
+            "create",
+            "--project",
+            "acme",
+            "build",
+            "--type",
+            "build",
+            "--command",
+            "true",
+        ],
+    );
+    assert_one_line_error(&o, "needs developer or higher in project acme");
+    let o = ospdeck(home.path(), &["--db", &url, "--as", "root", "run", "list"]);
+    assert_one_line_error(&o, "--as root: PostgreSQL knows who you are");
+    let o = ospdeck(home.path(), &["--db", &url, "project", "list", "--json"]);
+    let projects: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(
+        projects.as_array().map(Vec::len),
+        Some(1),
+        "secret stays hidden"
+    );
+    Ok(())
+}

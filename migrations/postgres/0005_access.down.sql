@@ -61,6 +61,13 @@ ALTER TABLE osp_metadata.worker_deploy_attempts DISABLE ROW LEVEL SECURITY;
 
 REVOKE ALL ON ALL TABLES IN SCHEMA ops, osp_metadata FROM ospdeck_member;
 REVOKE ALL ON SCHEMA ops, osp_metadata FROM ospdeck_member;
+DO $$
+BEGIN
+    IF to_regclass('public._sqlx_migrations') IS NOT NULL THEN
+        REVOKE ALL ON public._sqlx_migrations FROM ospdeck_member;
+    END IF;
+END
+$$;
 
 DROP TRIGGER IF EXISTS worker_registry_permission ON osp_metadata.worker_registry;
 DROP FUNCTION IF EXISTS osp_metadata.worker_registry_permission();

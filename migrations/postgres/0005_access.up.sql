@@ -320,6 +320,15 @@ REVOKE ALL ON FUNCTION ops.ensure_member_login(text) FROM PUBLIC;
 -- ---------------------------------------------------------------------------------------------
 
 GRANT USAGE ON SCHEMA ops, osp_metadata TO ospdeck_member;
+-- ospdeck checks that the store is migrated before it acts (sqlx keeps the list in public;
+-- SQL applied by other tools has no such table).
+DO $$
+BEGIN
+    IF to_regclass('public._sqlx_migrations') IS NOT NULL THEN
+        GRANT SELECT ON public._sqlx_migrations TO ospdeck_member;
+    END IF;
+END
+$$;
 GRANT SELECT ON ALL TABLES IN SCHEMA ops, osp_metadata TO ospdeck_member;
 GRANT INSERT, UPDATE ON ops.projects, ops.workflows, ops.runs, ops.templates,
     osp_metadata.worker_registry TO ospdeck_member;
@@ -383,18 +392,23 @@ CREATE POLICY enqueue ON ops.runs FOR INSERT
 CREATE POLICY work ON ops.runs FOR UPDATE
     USING (project_id = ANY ((SELECT ops.projects_where('claim_and_finish_runs'))::bigint[]));
 
-CREATE POLICY read ON ops.run_events FOR SELECT USING (run_id IN (SELECT id FROM ops.runs));
+-- A child row is its run's: EXISTS with the run's key is one index probe per row (an IN list
+-- would hash every visible run on every statement).
+CREATE POLICY read ON ops.run_events FOR SELECT
+    USING (EXISTS (SELECT 1 FROM ops.runs r WHERE r.id = run_events.run_id));
 CREATE POLICY write ON ops.run_events FOR INSERT
-    WITH CHECK (run_id IN (SELECT id FROM ops.runs
-                           WHERE project_id = ANY ((SELECT ops.projects_where('enqueue_run'))::bigint[])));
-CREATE POLICY read ON ops.run_logs FOR SELECT USING (run_id IN (SELECT id FROM ops.runs));
+    WITH CHECK (EXISTS (SELECT 1 FROM ops.runs r WHERE r.id = run_events.run_id
+                        AND r.project_id = ANY ((SELECT ops.projects_where('enqueue_run'))::bigint[])));
+CREATE POLICY read ON ops.run_logs FOR SELECT
+    USING (EXISTS (SELECT 1 FROM ops.runs r WHERE r.id = run_logs.run_id));
 CREATE POLICY write ON ops.run_logs FOR INSERT
-    WITH CHECK (run_id IN (SELECT id FROM ops.runs
-                           WHERE project_id = ANY ((SELECT ops.projects_where('claim_and_finish_runs'))::bigint[])));
-CREATE POLICY read ON ops.run_artifacts FOR SELECT USING (run_id IN (SELECT id FROM ops.runs));
+    WITH CHECK (EXISTS (SELECT 1 FROM ops.runs r WHERE r.id = run_logs.run_id
+                        AND r.project_id = ANY ((SELECT ops.projects_where('claim_and_finish_runs'))::bigint[])));
+CREATE POLICY read ON ops.run_artifacts FOR SELECT
+    USING (EXISTS (SELECT 1 FROM ops.runs r WHERE r.id = run_artifacts.run_id));
 CREATE POLICY write ON ops.run_artifacts FOR INSERT
-    WITH CHECK (run_id IN (SELECT id FROM ops.runs
-                           WHERE project_id = ANY ((SELECT ops.projects_where('claim_and_finish_runs'))::bigint[])));
+    WITH CHECK (EXISTS (SELECT 1 FROM ops.runs r WHERE r.id = run_artifacts.run_id
+                        AND r.project_id = ANY ((SELECT ops.projects_where('claim_and_finish_runs'))::bigint[])));
 
 CREATE POLICY read ON ops.audit_log FOR SELECT
     USING (project_id IS NULL OR project_id = ANY ((SELECT ops.projects_where('read'))::bigint[]));
@@ -409,33 +423,27 @@ CREATE POLICY pointers ON ops.templates FOR UPDATE
     USING (project_id = ANY ((SELECT ops.projects_where('move_pointers'))::bigint[]));
 
 CREATE POLICY read ON ops.template_versions FOR SELECT
-    USING (template_id IN (SELECT id FROM ops.templates));
+    USING (EXISTS (SELECT 1 FROM ops.templates t WHERE t.id = template_versions.template_id));
 CREATE POLICY publish ON ops.template_versions FOR INSERT
-    WITH CHECK (status = 'draft' AND template_id IN (
-        SELECT id FROM ops.templates
-        WHERE project_id = ANY ((SELECT ops.projects_where('publish_draft_template'))::bigint[])));
+    WITH CHECK (status = 'draft' AND EXISTS (SELECT 1 FROM ops.templates t WHERE t.id = template_versions.template_id AND t.project_id = ANY ((SELECT ops.projects_where('publish_draft_template'))::bigint[])));
 CREATE POLICY lifecycle ON ops.template_versions FOR UPDATE
-    USING (template_id IN (SELECT id FROM ops.templates
-                           WHERE project_id = ANY ((SELECT ops.projects_where('promote_template'))::bigint[])))
-    WITH CHECK (status <> 'deprecated' OR template_id IN (
-        SELECT id FROM ops.templates
-        WHERE project_id = ANY ((SELECT ops.projects_where('deprecate_template'))::bigint[])));
+    USING (EXISTS (SELECT 1 FROM ops.templates t WHERE t.id = template_versions.template_id AND t.project_id = ANY ((SELECT ops.projects_where('promote_template'))::bigint[])))
+    WITH CHECK (status <> 'deprecated' OR EXISTS (SELECT 1 FROM ops.templates t WHERE t.id = template_versions.template_id AND t.project_id = ANY ((SELECT ops.projects_where('deprecate_template'))::bigint[])));
 CREATE POLICY discard ON ops.template_versions FOR DELETE
-    USING (template_id IN (SELECT id FROM ops.templates
-                           WHERE project_id = ANY ((SELECT ops.projects_where('publish_draft_template'))::bigint[])));
+    USING (EXISTS (SELECT 1 FROM ops.templates t WHERE t.id = template_versions.template_id AND t.project_id = ANY ((SELECT ops.projects_where('publish_draft_template'))::bigint[])));
 
 CREATE POLICY read ON ops.template_artifacts FOR SELECT
-    USING (version_id IN (SELECT id FROM ops.template_versions));
+    USING (EXISTS (SELECT 1 FROM ops.template_versions v WHERE v.id = template_artifacts.version_id));
 CREATE POLICY publish ON ops.template_artifacts FOR INSERT
-    WITH CHECK (version_id IN (
-        SELECT v.id FROM ops.template_versions v JOIN ops.templates t ON t.id = v.template_id
-        WHERE t.project_id = ANY ((SELECT ops.projects_where('publish_draft_template'))::bigint[])));
+    WITH CHECK (EXISTS (
+        SELECT 1 FROM ops.template_versions v JOIN ops.templates t ON t.id = v.template_id
+        WHERE v.id = template_artifacts.version_id
+          AND t.project_id = ANY ((SELECT ops.projects_where('publish_draft_template'))::bigint[])));
 
 CREATE POLICY read ON ops.template_labels FOR SELECT
-    USING (template_id IN (SELECT id FROM ops.templates));
+    USING (EXISTS (SELECT 1 FROM ops.templates t WHERE t.id = template_labels.template_id));
 CREATE POLICY pointers ON ops.template_labels FOR ALL
-    USING (template_id IN (SELECT id FROM ops.templates
-                           WHERE project_id = ANY ((SELECT ops.projects_where('move_pointers'))::bigint[])));
+    USING (EXISTS (SELECT 1 FROM ops.templates t WHERE t.id = template_labels.template_id AND t.project_id = ANY ((SELECT ops.projects_where('move_pointers'))::bigint[])));
 
 CREATE POLICY read ON osp_metadata.services FOR SELECT
     USING (project_id = ANY ((SELECT ops.projects_where('read'))::bigint[]));
@@ -447,24 +455,23 @@ CREATE POLICY creating ON osp_metadata.services FOR INSERT
 -- Which manifest transition needs which permission is the trigger's business; rows are the
 -- service's project's.
 CREATE POLICY read ON osp_metadata.service_manifests FOR SELECT
-    USING (service_id IN (SELECT id FROM osp_metadata.services));
+    USING (EXISTS (SELECT 1 FROM osp_metadata.services s WHERE s.id = service_manifests.service_id));
 CREATE POLICY write ON osp_metadata.service_manifests FOR ALL
-    USING (service_id IN (SELECT id FROM osp_metadata.services
-                          WHERE project_id = ANY ((SELECT ops.projects_where('propose_manifest'))::bigint[])));
+    USING (EXISTS (SELECT 1 FROM osp_metadata.services s WHERE s.id = service_manifests.service_id AND s.project_id = ANY ((SELECT ops.projects_where('propose_manifest'))::bigint[])));
 
 CREATE POLICY read ON osp_metadata.worker_registry FOR SELECT
-    USING (service_id IN (SELECT id FROM osp_metadata.services));
+    USING (EXISTS (SELECT 1 FROM osp_metadata.services s WHERE s.id = worker_registry.service_id));
 CREATE POLICY creating ON osp_metadata.worker_registry FOR INSERT
-    WITH CHECK (service_id IN (SELECT id FROM osp_metadata.services
-                               WHERE project_id = ANY ((SELECT ops.projects_where('deploy_worker'))::bigint[])));
+    WITH CHECK (EXISTS (SELECT 1 FROM osp_metadata.services s WHERE s.id = worker_registry.service_id AND s.project_id = ANY ((SELECT ops.projects_where('deploy_worker'))::bigint[])));
 -- Service workers heartbeat here (developer); the trigger below keeps deploying an admin's.
 CREATE POLICY work ON osp_metadata.worker_registry FOR UPDATE
-    USING (service_id IN (SELECT id FROM osp_metadata.services
-                          WHERE project_id = ANY ((SELECT ops.projects_where('claim_and_finish_runs'))::bigint[])));
+    USING (EXISTS (SELECT 1 FROM osp_metadata.services s WHERE s.id = worker_registry.service_id AND s.project_id = ANY ((SELECT ops.projects_where('claim_and_finish_runs'))::bigint[])));
 
 CREATE POLICY read ON osp_metadata.worker_deploy_attempts FOR SELECT
-    USING (registry_id IN (SELECT id FROM osp_metadata.worker_registry));
+    USING (EXISTS (SELECT 1 FROM osp_metadata.worker_registry r
+                   WHERE r.id = worker_deploy_attempts.registry_id));
 CREATE POLICY deploy ON osp_metadata.worker_deploy_attempts FOR INSERT
-    WITH CHECK (registry_id IN (
-        SELECT r.id FROM osp_metadata.worker_registry r JOIN osp_metadata.services s ON s.id = r.service_id
-        WHERE s.project_id = ANY ((SELECT ops.projects_where('deploy_worker'))::bigint[])));
+    WITH CHECK (EXISTS (
+        SELECT 1 FROM osp_metadata.worker_registry r JOIN osp_metadata.services s ON s.id = r.service_id
+        WHERE r.id = worker_deploy_attempts.registry_id
+          AND s.project_id = ANY ((SELECT ops.projects_where('deploy_worker'))::bigint[])));
