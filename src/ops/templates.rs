@@ -6,18 +6,17 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Ops, OpsError, OpsResult};
+use super::{Ops, OpsError, OpsResult, Scope};
 use crate::artifacts::ArtifactStore;
 use crate::domain::InvalidInput;
 use crate::domain::manifest::parse_version;
 use crate::domain::permission::Permission;
-use crate::domain::project::Project;
 use crate::domain::template::{
     BUNDLE_MANIFEST, BundleManifest, StoredArtifact, TemplateSummary, TemplateVersion,
     VersionStatus, bundle_digest, check_bundle_manifest, check_label, check_template_name,
     in_canary,
 };
-use crate::store::templates::NewVersionRecord;
+use crate::store::templates::{NewVersionRecord, ProjectRef};
 
 #[derive(Debug, Clone, Default)]
 pub struct PublishRequest<'a> {
@@ -180,57 +179,51 @@ impl Ops {
     }
 
     /// Where a publish lands: the template's own project, else the one asked for.
-    async fn publish_project(&self, req: &PublishRequest<'_>) -> OpsResult<Option<Project>> {
+    async fn publish_project(&self, req: &PublishRequest<'_>) -> OpsResult<Option<ProjectRef>> {
         let asked = match req.project {
-            Some(key) => Some(self.project(key).await?),
+            Some(key) => {
+                let p = self.project(key).await?;
+                Some(ProjectRef {
+                    id: p.id,
+                    key: p.key,
+                })
+            }
             None => None,
         };
-        match self.store.template_project(req.template).await? {
-            None => Ok(asked),
-            Some(owner) => {
-                let current = self.template_owner(owner).await?;
-                if let Some(asked) = &asked
-                    && current.as_ref().map(|p| p.id) != Some(asked.id)
-                {
-                    return Err(invalid(format!(
-                        "{} belongs to {}, not to project {}",
-                        req.template,
-                        current
-                            .as_ref()
-                            .map(|p| format!("project {}", p.key))
-                            .unwrap_or_else(|| "no project (shared)".into()),
-                        asked.key
-                    )));
-                }
-                Ok(current)
-            }
-        }
-    }
-
-    async fn template_owner(&self, project_id: Option<i64>) -> OpsResult<Option<Project>> {
-        let Some(id) = project_id else {
-            return Ok(None);
+        let Some(current) = self.store.template_project(req.template).await? else {
+            return Ok(asked);
         };
-        let project = self
-            .store
-            .list_projects()
-            .await?
-            .into_iter()
-            .find(|p| p.id == id);
-        project
-            .map(Some)
-            .ok_or_else(|| OpsError::NotFound(format!("the template's project {id} is gone")))
+        if let Some(asked) = &asked
+            && current.as_ref() != Some(asked)
+        {
+            return Err(invalid(format!(
+                "{} belongs to {}, not to project {}",
+                req.template,
+                current
+                    .as_ref()
+                    .map(|p| format!("project {}", p.key))
+                    .unwrap_or_else(|| "no project (shared)".into()),
+                asked.key
+            )));
+        }
+        Ok(current)
     }
 
     /// The project role check for a template; a shared template is an administrator's.
     async fn authorize_template(
         &self,
-        project: Option<&Project>,
+        project: Option<&ProjectRef>,
         needs: &[Permission],
         what: &str,
     ) -> OpsResult<()> {
         match project {
-            Some(p) => self.authorize(p.scope(), needs, what).await,
+            Some(p) => {
+                let scope = Scope {
+                    project_id: p.id,
+                    project: &p.key,
+                };
+                self.authorize(scope, needs, what).await
+            }
             None => self.require_administrator(&format!("{what}, a shared template (no project),")),
         }
     }
@@ -245,7 +238,7 @@ impl Ops {
         if self.identity().administrator {
             return Ok(());
         }
-        let owner = self
+        let project = self
             .store
             .template_project(template)
             .await?
@@ -254,7 +247,6 @@ impl Ops {
                     "unknown template {template:?} (see `ospdeck template list`)"
                 ))
             })?;
-        let project = self.template_owner(owner).await?;
         self.authorize_template(project.as_ref(), needs, what).await
     }
 

@@ -25,6 +25,20 @@ pub struct NewVersionRecord {
     pub label: Option<String>,
 }
 
+/// A project as a template names it: its id, and its key for the people reading about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectRef {
+    pub id: i64,
+    pub key: String,
+}
+
+/// A `(project_id, workspace_key)` row of a template LEFT JOIN projects, if the template exists.
+pub(super) fn project_ref(
+    row: Option<(Option<i64>, Option<String>)>,
+) -> Option<Option<ProjectRef>> {
+    row.map(|(id, key)| Some(ProjectRef { id: id?, key: key? }))
+}
+
 /// Where a template's default and labels point.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Pointers {
@@ -44,7 +58,7 @@ pub trait TemplateStore: Send + Sync {
     async fn list_templates(&self) -> StoreResult<Vec<TemplateSummary>>;
     /// The project a template belongs to: None when the template is unknown, Some(None) when it
     /// is shared (no project).
-    async fn template_project(&self, template: &str) -> StoreResult<Option<Option<i64>>>;
+    async fn template_project(&self, template: &str) -> StoreResult<Option<Option<ProjectRef>>>;
     /// Versions in semver order (numeric, never text).
     async fn template_versions(&self, template: &str) -> StoreResult<Vec<TemplateVersion>>;
     async fn version_artifacts(

@@ -11,7 +11,8 @@ use crate::domain::template::{
 };
 use crate::store::shared::{conflict_as, decode, require_changed};
 use crate::store::templates::{
-    ArtifactRow, NewVersionRecord, Pointers, TemplateStore, template_audit as entry,
+    ArtifactRow, NewVersionRecord, Pointers, ProjectRef, TemplateStore, project_ref,
+    template_audit as entry,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -214,13 +215,15 @@ impl TemplateStore for PgStore {
         Ok(out)
     }
 
-    async fn template_project(&self, template: &str) -> StoreResult<Option<Option<i64>>> {
-        Ok(
-            sqlx::query_scalar("SELECT project_id FROM ops.templates WHERE name = $1")
-                .bind(template)
-                .fetch_optional(&self.pool)
-                .await?,
+    async fn template_project(&self, template: &str) -> StoreResult<Option<Option<ProjectRef>>> {
+        let row: Option<(Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT t.project_id, p.workspace_key FROM ops.templates t
+             LEFT JOIN ops.projects p ON p.id = t.project_id WHERE t.name = $1",
         )
+        .bind(template)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(project_ref(row))
     }
 
     async fn template_versions(&self, template: &str) -> StoreResult<Vec<TemplateVersion>> {
