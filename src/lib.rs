@@ -8,7 +8,8 @@ pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod deploy;
-pub mod domain;
+/// The pure layer lives in its own crate, so it cannot import anything above it.
+pub use ospdeck_domain as domain;
 pub mod ops;
 pub mod store;
 pub mod tui;

@@ -28,6 +28,38 @@ pub struct Scope<'a> {
     pub project: &'a str,
 }
 
+/// Things that belong to one project, and so are checked against the role held there.
+pub(crate) trait Scoped {
+    fn scope(&self) -> Scope<'_>;
+}
+
+impl Scoped for crate::domain::project::Project {
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            project_id: self.id,
+            project: &self.key,
+        }
+    }
+}
+
+macro_rules! scoped_by_project_fields {
+    ($($ty:ty),*) => {$(
+        impl Scoped for $ty {
+            fn scope(&self) -> Scope<'_> {
+                Scope {
+                    project_id: self.project_id,
+                    project: &self.project,
+                }
+            }
+        }
+    )*};
+}
+scoped_by_project_fields!(
+    crate::domain::run::Run,
+    crate::domain::workflow::Workflow,
+    crate::domain::service::Service
+);
+
 /// `ospdeck whoami`: the identity and the role held in each project.
 #[derive(Debug, Clone, Serialize)]
 pub struct WhoAmI {

@@ -1,6 +1,6 @@
 //! Projects and workflows.
 
-use super::{Ops, OpsError, OpsResult, Scope};
+use super::{Ops, OpsError, OpsResult, Scoped};
 use crate::domain::permission::Permission;
 use crate::domain::project::{NewProject, Project};
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
@@ -66,14 +66,5 @@ impl Ops {
                 "unknown workflow {name:?} in project {project_key} (see `ospdeck workflow list`)"
             ))
         })
-    }
-}
-
-impl Project {
-    pub(crate) fn scope(&self) -> Scope<'_> {
-        Scope {
-            project_id: self.id,
-            project: &self.key,
-        }
     }
 }

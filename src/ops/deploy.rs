@@ -7,7 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::{Ops, OpsError, OpsResult};
+use super::{Ops, OpsError, OpsResult, Scoped};
 use crate::deploy::{self, DeployContext, DeployOutcome, DeployerConfig, DeployerKind, StepSink};
 use crate::domain::deployment::{DeployAttempt, DeploymentStatus, WorkerDeployment};
 use crate::domain::manifest::task_queue;

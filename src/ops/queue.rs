@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Ops, OpsError, OpsResult, Scope};
+use super::{Ops, OpsError, OpsResult, Scoped};
 use crate::domain::permission::Permission;
 use crate::domain::run::{
     CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun,
@@ -366,24 +366,6 @@ fn enqueue_needs(command: &str) -> &'static [Permission] {
         &[Permission::EnqueueRun, Permission::DeployWorker]
     } else {
         &[Permission::EnqueueRun]
-    }
-}
-
-impl Run {
-    fn scope(&self) -> Scope<'_> {
-        Scope {
-            project_id: self.project_id,
-            project: &self.project,
-        }
-    }
-}
-
-impl crate::domain::workflow::Workflow {
-    fn scope(&self) -> Scope<'_> {
-        Scope {
-            project_id: self.project_id,
-            project: &self.project,
-        }
     }
 }
 

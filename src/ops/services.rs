@@ -4,7 +4,7 @@ use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
 
-use super::{Ops, OpsError, OpsResult, RunQuery, Scope};
+use super::{Ops, OpsError, OpsResult, RunQuery, Scoped};
 use crate::domain::deployment::{Liveness, WorkerDeployment, liveness};
 use crate::domain::manifest::{
     self, Bump, DEFAULT_LOCKED_FIELDS, FIRST_VERSION, FieldChange, Manifest, ManifestContent,
@@ -450,15 +450,6 @@ impl Ops {
                 deployment,
             })
             .collect())
-    }
-}
-
-impl Service {
-    pub(crate) fn scope(&self) -> Scope<'_> {
-        Scope {
-            project_id: self.project_id,
-            project: &self.project,
-        }
     }
 }
 
