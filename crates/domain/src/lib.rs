@@ -3,6 +3,7 @@
 
 pub mod deployment;
 pub mod error;
+pub mod json;
 pub mod manifest;
 pub mod permission;
 pub mod project;

@@ -196,6 +196,7 @@ pub fn parse_manifest(text: &str, schema: &str) -> Result<ManifestContent, Inval
     }
     let content: ManifestContent = serde_json::from_str(text)
         .map_err(|e| InvalidInput::new(format!("invalid manifest: {e}")))?;
+    crate::json::check_json_depth("manifest", &content.to_value())?;
     content.validate(schema)?;
     let size = serde_json::to_vec(&content).map(|v| v.len()).unwrap_or(0);
     if size > MAX_MANIFEST_BYTES {

@@ -175,8 +175,7 @@ pub fn parse_payload(text: &str) -> Result<Value, InvalidInput> {
             text.len()
         )));
     }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| InvalidInput::new(format!("payload is not valid JSON: {e}")))?;
+    let value = crate::json::parse_bounded("payload", text)?;
     // Stored compactly; re-check in case whitespace was all that kept it under the limit.
     let compact = value.to_string();
     if compact.len() > MAX_PAYLOAD_BYTES {
