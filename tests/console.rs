@@ -43,6 +43,7 @@ fn run(id: i64, workflow: &str, status: RunStatus) -> Run {
         status,
         priority: (id % 3) as i32,
         payload: serde_json::json!({ "branch": "main" }),
+        payload_error: None,
         attempt: i32::from(held),
         max_attempts: 3,
         worker_id: held.then(|| "worker-a".to_owned()),

@@ -1,5 +1,6 @@
-//! The worker as a real process: output streamed into logs, cancel and timeout honoured, and a
-//! worker killed with SIGKILL mid-run has its run finished by another once the lease expires.
+//! The worker as a real process: output streamed into logs, cancel and timeout honoured, a
+//! worker killed with SIGKILL mid-run takes its command down with it and has its run finished by
+//! another once the lease expires, and a run whose stored payload cannot be decoded fails alone.
 
 mod common;
 
@@ -42,9 +43,21 @@ async fn wait_for(
     }
 }
 
+/// Whether a process is still running (a zombie waiting to be reaped is not).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().to_owned())
+        })
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
+}
+
 conformance!(
     a_killed_worker_loses_its_run_to_another_after_the_lease,
     the_worker_streams_output_honours_cancel_and_timeouts,
+    a_poison_payload_fails_its_run_alone,
 );
 
 mod cases {
@@ -82,9 +95,33 @@ mod cases {
 
         let mut first = spawn_worker(&h.url, home.path(), &["--id", "doomed", "--lease", "2"]);
         let running = wait_for(&h, id, |s| s == RunStatus::Running, Duration::from_secs(20)).await;
+        // The command has recorded its pid once it is past the supervisor.
+        let t = Instant::now();
+        while !marker.exists() && t.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let first_pid = std::fs::read_to_string(&marker).unwrap_or_default();
+        let first_pid = first_pid.trim();
+        assert!(
+            alive(first_pid),
+            "the first attempt's command ({first_pid:?}) should be running"
+        );
         let _ = first.kill(); // SIGKILL: no goodbye, no release
         first.wait()?;
         running?;
+        // Its command goes with it: nothing it would still do can happen twice.
+        let t = Instant::now();
+        while alive(first_pid) && t.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let orphaned = alive(first_pid);
+        if orphaned {
+            let _ = Command::new("kill").arg(first_pid).status();
+        }
+        assert!(
+            !orphaned,
+            "the killed worker's command {first_pid} kept running"
+        );
         assert_eq!(
             h.ops.run(id).await?.status,
             RunStatus::Running,
@@ -95,9 +132,6 @@ mod cases {
         let status = wait_for(&h, id, |s| s.is_terminal(), Duration::from_secs(30)).await;
         let _ = second.kill();
         let _ = second.wait();
-        if let Ok(pid) = std::fs::read_to_string(&marker) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
         assert_eq!(status?, RunStatus::Succeeded);
         let run = h.ops.run(id).await?;
         assert_eq!(
@@ -125,7 +159,7 @@ mod cases {
         let home = tempfile::tempdir()?;
         h.ops.create_project("acme", None).await?;
         h.ops
-            .create_workflow("acme", "chatty", WorkflowType::Build, "for i in 1 2 3; do echo line $i; done; echo warn >&2; echo \"$OSPDECK_PAYLOAD\"; exit 4", None, None)
+            .create_workflow("acme", "chatty", WorkflowType::Build, "for i in 1 2 3; do echo line $i; done; echo warn >&2; printf 'caf\\351 \\000\\n'; echo \"$OSPDECK_PAYLOAD\"; exit 4", None, None)
             .await?;
         h.ops
             .create_workflow(
@@ -192,7 +226,15 @@ mod cases {
                 .into_iter()
                 .map(|l| l.message)
                 .collect();
-            for expected in ["line 1", "line 2", "line 3", "warn", "{\"k\":\"v\"}"] {
+            // A byte that is not UTF-8 (and a NUL) is kept as U+FFFD and the lines after it still arrive.
+            for expected in [
+                "line 1",
+                "line 2",
+                "line 3",
+                "warn",
+                "caf\u{FFFD} \u{FFFD}",
+                "{\"k\":\"v\"}",
+            ] {
                 assert!(
                     logs.iter().any(|l| l == expected),
                     "{expected} missing from {logs:?}"
@@ -232,6 +274,106 @@ mod cases {
         let exited = worker.wait()?;
         outcome?;
         assert!(exited.success(), "worker exit: {exited}");
+        Ok(())
+    }
+
+    /// A payload nested past what serde_json decodes, put there by raw SQL around the database's
+    /// own bound (as rows from before it, or another tool, could be): the run fails with the reason,
+    /// the worker goes on, the rest of its claim batch succeeds, and listing and showing still work.
+    pub async fn a_poison_payload_fails_its_run_alone(h: Harness) -> TestResult {
+        h.ops.create_project("acme", None).await?;
+        let wf = h
+            .ops
+            .create_workflow("acme", "build", WorkflowType::Build, "echo ok", None, None)
+            .await?;
+        let mut ids = Vec::new();
+        for priority in [3, 1] {
+            ids.push(
+                h.ops
+                    .enqueue_run(&EnqueueRequest {
+                        project: "acme",
+                        workflow: "build",
+                        priority: Some(priority),
+                        ..Default::default()
+                    })
+                    .await?,
+            );
+        }
+        let poison = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(poison.len(), 401);
+        h.lift_json_depth_bound().await;
+        h.raw(&format!(
+            "INSERT INTO {runs} (project_id, workflow_id, queue, priority, payload{by}) \
+             VALUES ({p}, {w}, 'default', 2, '{poison}'{actor})",
+            runs = h.table("runs"),
+            p = wf.project_id,
+            w = wf.id,
+            by = if h.kind() == ospdeck::store::StoreKind::Sqlite {
+                ", changed_by"
+            } else {
+                ""
+            },
+            actor = if h.kind() == ospdeck::store::StoreKind::Sqlite {
+                ", 'psql'"
+            } else {
+                ""
+            },
+        ))
+        .await?;
+        let listed = h.ops.list_runs(&Default::default()).await?;
+        let bad = listed
+            .iter()
+            .find(|r| !ids.contains(&r.id))
+            .ok_or("the poison run is not listed")?;
+        let bad_id = bad.id;
+        assert!(
+            bad.payload_error
+                .as_deref()
+                .is_some_and(|e| e.contains("recursion limit")),
+            "{:?}",
+            bad.payload_error
+        );
+        assert!(
+            h.ops
+                .run_detail(bad_id)
+                .await?
+                .run
+                .payload_text()
+                .starts_with("(unreadable:")
+        );
+
+        // One worker, one claim batch of all three (the poison run in the middle by priority).
+        let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let config = ospdeck::worker::WorkerConfig {
+            drain: true,
+            ..ospdeck::worker::WorkerConfig::in_process("w1".into(), vec![])
+        };
+        let stats = ospdeck::worker::run_worker(h.ops.clone(), config, stop_rx).await?;
+        assert_eq!((stats.claimed, stats.succeeded, stats.failed), (3, 2, 1));
+        for id in &ids {
+            assert_eq!(h.ops.run(*id).await?.status, RunStatus::Succeeded);
+        }
+        let failed = h.ops.run(bad_id).await?;
+        assert_eq!(failed.status, RunStatus::Failed);
+        assert!(
+            failed
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("not executed: stored JSON cannot be decoded")),
+            "{:?}",
+            failed.error
+        );
+        let failed_listed = h
+            .ops
+            .list_runs(&ospdeck::ops::RunQuery {
+                status: Some(RunStatus::Failed),
+                ..Default::default()
+            })
+            .await?;
+        assert_eq!(
+            failed_listed.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![bad_id]
+        );
         Ok(())
     }
 }

@@ -304,7 +304,7 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
                     r.attempt,
                     r.max_attempts,
                     opt(&r.worker_id),
-                    r.payload,
+                    r.payload_text(),
                     time(&r.created_at),
                     r.claimed_at
                         .as_ref()

@@ -18,3 +18,10 @@ pub enum OpsError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+impl OpsError {
+    /// A store outage (see `StoreError::is_transient`): worth waiting out, not an answer.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, OpsError::Store(e) if e.is_transient())
+    }
+}

@@ -11,6 +11,8 @@ use crate::domain::run::{
     CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun,
     RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunStatus,
 };
+use crate::domain::workflow::Workflow;
+use crate::store::RunWaker;
 
 /// An enqueue request as a user gives it: names, not ids; text, not parsed JSON.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +115,16 @@ impl Ops {
             }
         }
         Ok(self.store.enqueue_runs(self.actor(), runs).await?)
+    }
+
+    /// A workflow by id, as a worker needs it for a run it claimed.
+    pub async fn workflow_by_id(&self, id: i64) -> OpsResult<Option<Workflow>> {
+        Ok(self.store.workflow(id).await?)
+    }
+
+    /// Something that wakes a worker when runs may have been queued.
+    pub async fn run_waker(&self) -> OpsResult<Box<dyn RunWaker>> {
+        Ok(self.store.run_waker().await?)
     }
 
     pub async fn run(&self, id: i64) -> OpsResult<Run> {

@@ -24,6 +24,15 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+impl StoreError {
+    /// Whether waiting may cure it: the server is down or restarting, the connection broke, the
+    /// file is locked by another writer, the disk is full. A worker or console waits these out;
+    /// anything else (a refused write, a missing migration) is an answer, not an outage.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Database(_))
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
@@ -65,15 +74,21 @@ fn classify(code: Option<&str>, message: &str) -> StoreError {
         Some("42501") => StoreError::Forbidden(msg),
         Some("42P01" | "3F000" | "42883") => StoreError::NotMigrated(msg),
         Some("25006") => StoreError::ReadOnly(msg),
-        Some("57P01" | "57P03" | "08006" | "08001" | "08004" | "3D000" | "28P01" | "28000") => {
-            StoreError::Unavailable(msg)
-        }
+        // Shutdown, crash recovery, connection failures, and a server out of disk or memory.
+        Some(
+            "57P01" | "57P02" | "57P03" | "08000" | "08003" | "08006" | "08001" | "08004" | "3D000"
+            | "28P01" | "28000" | "53100" | "53200" | "53300",
+        ) => StoreError::Unavailable(msg),
         // SQLite extended result codes.
         Some("2067" | "1555") => StoreError::Conflict(msg),
         Some("787") => StoreError::NotFound(msg),
         Some("275" | "1299" | "1811") => StoreError::Invalid(msg),
         Some("8" | "1032" | "520" | "776") => StoreError::ReadOnly(msg),
-        Some("14" | "5" | "517" | "261" | "26") => StoreError::Unavailable(msg),
+        // Locked (BUSY and its extended codes), cannot open, full disk, I/O error.
+        Some("14" | "5" | "517" | "261" | "26" | "13" | "10") => StoreError::Unavailable(msg),
+        _ if code.is_some_and(|c| c.parse::<u32>().is_ok_and(|n| n & 0xff == 10)) => {
+            StoreError::Unavailable(msg)
+        }
         _ if msg.starts_with("no such table") => StoreError::NotMigrated(msg),
         // RAISE(ABORT, …) from our triggers arrives as a plain constraint error (code 19 or 1).
         _ if msg.contains("illegal run transition")

@@ -2,6 +2,8 @@
 
 use std::str::FromStr;
 
+use serde_json::Value;
+
 use super::{MigrationState, StoreError, StoreResult};
 use crate::domain::run::{MinuteActivity, RescueOutcome, RunStatus, StatusCount};
 
@@ -26,6 +28,27 @@ where
     T::Err: std::fmt::Display,
 {
     T::from_str(text).map_err(|e| StoreError::Database(e.to_string()))
+}
+
+/// JSON text as the database holds it. Text that cannot be decoded (nested beyond serde_json's
+/// limit, written by another tool before the database bounded nesting) must not fail the query it
+/// is part of: one such row used to stop every worker that claimed it, the run list and the console.
+pub(super) fn stored_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("stored JSON cannot be decoded: {e}"))
+}
+
+/// JSON that is only shown (log metadata, audit before/after, manifest content): an undecodable
+/// value becomes an object saying so, rather than failing the read or passing for null.
+pub(super) fn shown_json(text: &str) -> Value {
+    stored_json(text).unwrap_or_else(|e| serde_json::json!({ "undecodable": e }))
+}
+
+/// A run's payload, or null and the reason it could not be decoded (the run then fails alone).
+pub(super) fn payload(text: &str) -> (Value, Option<String>) {
+    match stored_json(text) {
+        Ok(value) => (value, None),
+        Err(e) => (Value::Null, Some(e)),
+    }
 }
 
 pub(super) fn status(text: &str) -> StoreResult<RunStatus> {

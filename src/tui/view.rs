@@ -401,7 +401,7 @@ fn render_detail(frame: &mut Frame, d: &DetailState, app: &App, theme: Theme, ar
         )),
         match &r.error {
             Some(e) => Line::styled(format!("error: {e}"), theme.error()),
-            None => Line::styled(format!("payload {}", r.payload), theme.dim()),
+            None => Line::styled(format!("payload {}", r.payload_text()), theme.dim()),
         },
     ];
     frame.render_widget(

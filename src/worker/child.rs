@@ -1,12 +1,15 @@
 //! One run's child process: `sh -c COMMAND`, output streamed into run_logs, timeout and cancel.
 
+use std::collections::VecDeque;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
+use super::outage::{Backoff, StoreHealth};
 use crate::domain::run::{ClaimedRun, Completion, LogLevel, NewLogLine};
 use crate::domain::workflow::Workflow;
 use crate::ops::Ops;
@@ -24,6 +27,27 @@ pub enum Control {
 const LOG_BATCH: usize = 256;
 const LOG_FLUSH: Duration = Duration::from_millis(100);
 const KILL_GRACE: Duration = Duration::from_secs(5);
+/// Lines held in memory while the store is away; beyond this the oldest are dropped (and the
+/// drop is noted in the log), so a chatty command neither stalls on a full pipe nor eats memory.
+const LOG_BUFFER_LINES: usize = 20_000;
+/// A line longer than this is stored in pieces: a command that never writes a newline must not
+/// make the worker hold its whole output.
+const MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// The workflow's command runs under this small supervisor, which a worker's death takes down
+/// with everything the command started: the kernel sends it SIGHUP when the worker dies (even by
+/// SIGKILL), and it answers by killing its whole process group. SIGTERM (cancel, timeout, the
+/// worker's own shutdown) reaches the group directly and the supervisor waits for the command's
+/// end, so the command's exit status is what the run records.
+const SUPERVISOR: &str = r#"trap 'kill -KILL 0' HUP
+sh -c "$1" &
+child=$!
+trap 'kill -TERM $child 2>/dev/null' TERM
+while :; do
+  wait $child
+  status=$?
+  kill -0 $child 2>/dev/null || exit $status
+done"#;
 
 /// Runs the workflow's command; answers how it ended, or None when the run was abandoned.
 pub async fn run_child(
@@ -31,6 +55,7 @@ pub async fn run_child(
     worker: &str,
     run: &ClaimedRun,
     workflow: &Workflow,
+    health: &StoreHealth,
     mut control: watch::Receiver<Control>,
 ) -> Option<Completion> {
     let hold = run.hold();
@@ -40,8 +65,12 @@ pub async fn run_child(
         error: Some(error),
         canceled: false,
     };
-    let mut child = match Command::new("sh")
+    let worker_pid = std::process::id();
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
+        .arg(SUPERVISOR)
+        .arg("ospdeck-run")
         .arg(&workflow.command)
         .env("OSPDECK_RUN_ID", run.id.to_string())
         .env("OSPDECK_ATTEMPT", run.attempt.to_string())
@@ -53,9 +82,26 @@ pub async fn run_child(
         .stderr(Stdio::piped())
         // Its own process group, so a timeout or cancel stops everything it started.
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-    {
+        .kill_on_drop(true);
+    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
+    // functions (prctl, getppid) on plain integers; it allocates nothing and touches no locks.
+    unsafe {
+        command.pre_exec(move || {
+            // SIGHUP to the supervisor when the thread that forked it (a runtime worker thread,
+            // alive as long as the worker) goes away.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The worker died between fork and prctl: nobody would deliver that signal now.
+            if libc::getppid() as u32 != worker_pid {
+                return Err(std::io::Error::other(
+                    "the worker exited while starting the command",
+                ));
+            }
+            Ok(())
+        });
+    }
+    let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return Some(failed(format!("cannot start `sh -c`: {e}"))),
     };
@@ -80,7 +126,13 @@ pub async fn run_child(
         }),
     ];
     drop(lines_tx);
-    let logger = tokio::spawn(store_lines(ops.clone(), run.id, lines_rx));
+    let logger = tokio::spawn(store_lines(
+        ops.clone(),
+        run.id,
+        lines_rx,
+        health.clone(),
+        control.clone(),
+    ));
 
     let timeout = Duration::from_secs(u64::try_from(workflow.timeout_secs).unwrap_or(1));
     let pgid = child.id();
@@ -177,17 +229,30 @@ async fn forward_lines(
     source: &'static str,
     tx: mpsc::Sender<NewLogLine>,
 ) {
-    let mut lines = BufReader::new(stream).lines();
+    let mut reader = BufReader::new(stream);
+    let mut line: Vec<u8> = Vec::new();
     loop {
-        match lines.next_line().await {
-            Ok(Some(line)) => {
-                let meta = serde_json::json!({ "stream": source });
-                if tx.send(NewLogLine::new(level, &line, meta)).await.is_err() {
-                    return;
+        let (found_newline, used) = match reader.fill_buf().await {
+            Ok([]) => {
+                if !line.is_empty() {
+                    let _ = tx.send(log_line(level, source, &line)).await;
+                }
+                return;
+            }
+            Ok(buf) => {
+                let room = MAX_LINE_BYTES - line.len();
+                match buf.iter().take(room).position(|&b| b == b'\n') {
+                    Some(at) => {
+                        line.extend_from_slice(&buf[..at]);
+                        (true, at + 1)
+                    }
+                    None => {
+                        let take = buf.len().min(room);
+                        line.extend_from_slice(&buf[..take]);
+                        (false, take)
+                    }
                 }
             }
-            Ok(None) => return,
-            // Not UTF-8 or a read error: note it and stop reading this stream.
             Err(e) => {
                 let _ = tx
                     .send(NewLogLine::new(
@@ -198,35 +263,179 @@ async fn forward_lines(
                     .await;
                 return;
             }
+        };
+        reader.consume(used);
+        if found_newline || line.len() >= MAX_LINE_BYTES {
+            if tx.send(log_line(level, source, &line)).await.is_err() {
+                return;
+            }
+            line.clear();
         }
     }
 }
 
+/// Output as the store can keep it: bytes that are not UTF-8 become U+FFFD rather than ending the
+/// log, and NUL (which PostgreSQL text cannot hold) becomes U+FFFD too.
+fn log_line(level: LogLevel, source: &str, bytes: &[u8]) -> NewLogLine {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    let text = String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}");
+    NewLogLine::new(level, &text, serde_json::json!({ "stream": source }))
+}
+
 /// Appends lines in batches, so a chatty command costs one round trip per batch, not per line.
-async fn store_lines(ops: Ops, run_id: i64, mut rx: mpsc::Receiver<NewLogLine>) {
-    let mut batch: Vec<NewLogLine> = Vec::with_capacity(LOG_BATCH);
+/// While the store is away the lines wait in a bounded buffer and are delivered when it answers;
+/// they are given up only when the run is abandoned and the store is still away, or when the
+/// store refuses them outright.
+async fn store_lines(
+    ops: Ops,
+    run_id: i64,
+    mut rx: mpsc::Receiver<NewLogLine>,
+    health: StoreHealth,
+    control: watch::Receiver<Control>,
+) {
+    let mut buffer = LineBuffer::default();
+    let mut backoff = Backoff::new();
+    let mut retry_at: Option<Instant> = None;
+    let mut closed = false;
     loop {
-        let closed = tokio::select! {
-            line = rx.recv() => match line {
-                Some(line) => { batch.push(line); false }
-                None => true,
-            },
-            _ = tokio::time::sleep(LOG_FLUSH), if !batch.is_empty() => false,
-        };
-        while batch.len() < LOG_BATCH {
-            match rx.try_recv() {
-                Ok(line) => batch.push(line),
-                Err(_) => break,
+        let waiting = retry_at.is_some_and(|t| Instant::now() < t);
+        if !closed {
+            tokio::select! {
+                line = rx.recv() => match line {
+                    Some(line) => buffer.push(line),
+                    None => closed = true,
+                },
+                _ = tokio::time::sleep(LOG_FLUSH), if !buffer.is_empty() => {}
+            }
+            while let Ok(line) = rx.try_recv() {
+                buffer.push(line);
+            }
+        } else if waiting {
+            if *control.borrow() == Control::Abandon {
+                tracing::warn!(
+                    run_id,
+                    lines = buffer.len(),
+                    "store away; giving up the log lines of an abandoned run"
+                );
+                return;
+            }
+            tokio::time::sleep_until(retry_at.unwrap_or_else(Instant::now)).await;
+        }
+        if buffer.is_empty() {
+            if closed {
+                return;
+            }
+            continue;
+        }
+        let full = buffer.len() >= LOG_BATCH;
+        if waiting || !(closed || full || rx.is_empty()) {
+            continue;
+        }
+        let batch = buffer.batch(LOG_BATCH);
+        match ops.append_logs(run_id, &batch).await {
+            Ok(()) => {
+                health.ok();
+                backoff.reset();
+                retry_at = None;
+                buffer.delivered(batch.len());
+            }
+            Err(e) if health.failed("storing log lines", &e) => {
+                retry_at = Some(Instant::now() + backoff.next_delay());
+            }
+            Err(e) => {
+                tracing::warn!(run_id, error = %e, lines = batch.len(), "log lines refused; dropping them");
+                buffer.delivered(batch.len());
             }
         }
-        if !batch.is_empty() && (closed || batch.len() >= LOG_BATCH || rx.is_empty()) {
-            if let Err(e) = ops.append_logs(run_id, &batch).await {
-                tracing::warn!(run_id, error = %e, lines = batch.len(), "could not store log lines");
-            }
-            batch.clear();
+    }
+}
+
+/// Lines waiting for the store, oldest first, bounded by dropping the oldest; a note of how many
+/// were dropped goes out ahead of the rest.
+#[derive(Default)]
+struct LineBuffer {
+    lines: VecDeque<NewLogLine>,
+    dropped: u64,
+}
+
+impl LineBuffer {
+    fn push(&mut self, line: NewLogLine) {
+        if self.lines.len() >= LOG_BUFFER_LINES {
+            self.lines.pop_front();
+            self.dropped += 1;
         }
-        if closed {
-            return;
+        self.lines.push_back(line);
+    }
+
+    fn len(&self) -> usize {
+        self.lines.len() + usize::from(self.dropped > 0)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Up to `max` lines to send next (the drop note first, if any).
+    fn batch(&self, max: usize) -> Vec<NewLogLine> {
+        let note = (self.dropped > 0).then(|| {
+            NewLogLine::new(
+                LogLevel::Warn,
+                &format!(
+                    "{} earlier lines were dropped while the store was unreachable",
+                    self.dropped
+                ),
+                serde_json::Value::Null,
+            )
+        });
+        note.into_iter()
+            .chain(self.lines.iter().cloned())
+            .take(max)
+            .collect()
+    }
+
+    /// The first `n` lines of the last batch are stored.
+    fn delivered(&mut self, mut n: usize) {
+        if self.dropped > 0 && n > 0 {
+            self.dropped = 0;
+            n -= 1;
         }
+        self.lines.drain(..n.min(self.lines.len()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(n: usize) -> NewLogLine {
+        NewLogLine::new(
+            LogLevel::Info,
+            &format!("line {n}"),
+            serde_json::Value::Null,
+        )
+    }
+
+    #[test]
+    fn the_buffer_drops_the_oldest_and_says_how_many() {
+        let mut b = LineBuffer::default();
+        for n in 0..LOG_BUFFER_LINES + 3 {
+            b.push(line(n));
+        }
+        assert_eq!(b.len(), LOG_BUFFER_LINES + 1);
+        let batch = b.batch(2);
+        assert_eq!(
+            batch[0].message,
+            "3 earlier lines were dropped while the store was unreachable"
+        );
+        assert_eq!(batch[1].message, "line 3");
+        b.delivered(2);
+        assert_eq!(b.batch(1)[0].message, "line 4");
+        assert_eq!(b.len(), LOG_BUFFER_LINES - 1);
+    }
+
+    #[test]
+    fn output_that_is_not_utf8_is_kept_lossily() {
+        let l = log_line(LogLevel::Info, "stdout", b"caf\xe9 \x00 ok\r");
+        assert_eq!(l.message, "caf\u{FFFD} \u{FFFD} ok");
     }
 }

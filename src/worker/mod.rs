@@ -1,6 +1,7 @@
 //! The headless worker: claims runs, runs their commands, keeps their leases, finishes them.
 
 mod child;
+mod outage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -12,13 +13,17 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use tokio::time::Instant;
+
 use crate::cli::{CliError, CliResult};
 use crate::deploy::DeployerConfig;
 use crate::domain::run::{ClaimedRun, Completion, Hold, LogLevel, NewLogLine, RunStatus};
 use crate::domain::workflow::Workflow;
-use crate::ops::{Ops, OpsResult, check_worker_id};
+use crate::ops::{Ops, OpsError, OpsResult, check_worker_id};
+use crate::store::RunWaker;
 
 pub use child::{Control, run_child};
+pub use outage::{Backoff, StoreHealth};
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
@@ -60,6 +65,9 @@ pub struct WorkerConfig {
     pub manifest_dir: PathBuf,
     /// A service worker heartbeats in that service's registry entry.
     pub service: Option<String>,
+    /// Print store outages on stderr as well as in the log (a worker process of its own; not a
+    /// worker inside the console, whose screen stderr would scribble on).
+    pub announce: bool,
 }
 
 impl WorkerConfig {
@@ -77,6 +85,7 @@ impl WorkerConfig {
             deployer: DeployerConfig::default(),
             manifest_dir: std::env::temp_dir().join("ospdeck-manifests"),
             service: None,
+            announce: false,
         }
     }
 
@@ -108,6 +117,7 @@ impl WorkerConfig {
             deployer,
             manifest_dir,
             service: args.service.clone(),
+            announce: true,
         })
     }
 }
@@ -190,254 +200,629 @@ async fn wait_for_stop_signal() {
     }
 }
 
-struct InFlight {
+/// A run this worker holds, from its claim until the store has recorded how it ended. Every held
+/// run keeps its lease renewed, whatever its stage, so an outage that delays a stage does not
+/// hand the run to another worker.
+struct Held {
     hold: Hold,
-    control: watch::Sender<Control>,
-    task: JoinHandle<()>,
+    stage: Stage,
 }
 
-/// What an execution task reports back to the loop.
+enum Stage {
+    /// Claimed; its workflow is not known yet (the lookup waits for the store).
+    Claimed(ClaimedRun),
+    /// Its command (or the deployer) is running in a task of its own.
+    Running {
+        control: watch::Sender<Control>,
+        task: JoinHandle<()>,
+    },
+    /// Ended; how it ended waits to be recorded (batched, and kept through an outage).
+    Ended(Completion),
+}
+
+/// What an execution task reports back to the loop: how the run ended, or None when it was
+/// given up (fenced, or abandoned on shutdown) and must not be completed.
 struct Finished {
     run_id: i64,
-    outcome: Option<RunStatus>,
+    completion: Option<Completion>,
 }
 
-/// Claims and executes runs until `stop` turns true (or, with `drain`, the queue is empty).
+/// The loop's view of the store: when it may be asked again after a failure.
+struct Pacing {
+    health: StoreHealth,
+    backoff: Backoff,
+    retry_at: Option<Instant>,
+    /// After an outage, rescuing waits until holders have had time to renew their leases, so a
+    /// run whose lease ran out only because the store was away is not taken from its holder.
+    rescue_not_before: Instant,
+}
+
+impl Pacing {
+    fn ready(&self) -> bool {
+        self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// A store call worked.
+    fn ok(&mut self, lease: Duration) {
+        if self.health.is_down() {
+            self.rescue_not_before = Instant::now() + lease / 2;
+        }
+        self.health.ok();
+        self.backoff.reset();
+        self.retry_at = None;
+    }
+
+    /// A store call failed: an outage schedules the next try; anything else is the caller's to
+    /// act on (answered as the error).
+    fn failed(&mut self, doing: &str, error: OpsError) -> OpsResult<()> {
+        if self.health.failed(doing, &error) {
+            self.retry_at = Some(Instant::now() + self.backoff.next_delay());
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+}
+
+/// Claims and executes runs until `stop` turns true (or, with `drain`, the queue is empty). A store
+/// outage is waited out; only an error that waiting cannot cure (say, a role without the right to
+/// claim) ends the worker.
 pub async fn run_worker(
     ops: Ops,
     config: WorkerConfig,
     mut stop: watch::Receiver<bool>,
 ) -> OpsResult<WorkerStats> {
     let mut stats = WorkerStats::default();
-    let mut waker = ops.store().run_waker().await?;
-    let heartbeat_task = match config.service.clone() {
-        Some(schema) => {
-            // The first beat before any claim: a service worker is known the moment it starts.
-            if let Err(e) = ops.service_worker_heartbeat(&schema, &config.id).await {
-                tracing::warn!(error = %e, service = %schema, "service heartbeat failed");
-            }
-            Some(tokio::spawn(service_heartbeats(
-                ops.clone(),
-                schema,
-                config.id.clone(),
-            )))
-        }
-        None => None,
+    let mut pacing = Pacing {
+        health: StoreHealth::new(&config.id, config.announce),
+        backoff: Backoff::new(),
+        retry_at: None,
+        rescue_not_before: Instant::now(),
     };
+    let mut waker = None;
+    let heartbeat_task = config.service.clone().map(|schema| {
+        tokio::spawn(service_heartbeats(
+            ops.clone(),
+            schema,
+            config.id.clone(),
+            pacing.health.clone(),
+        ))
+    });
     let mut workflows: HashMap<i64, Workflow> = HashMap::new();
-    let mut in_flight: HashMap<i64, InFlight> = HashMap::new();
+    let mut held: HashMap<i64, Held> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(256);
     let mut heartbeat = tokio::time::interval(config.lease / 3);
     let mut rescue = tokio::time::interval((config.lease / 2).max(Duration::from_secs(1)));
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     rescue.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
-    while !*stop.borrow() {
-        let free = config.concurrency.saturating_sub(in_flight.len() as u32);
+    let outcome = loop {
+        if *stop.borrow() {
+            break Ok(());
+        }
         let mut claimed_any = false;
-        if free > 0 {
-            let claimed = ops
+        if pacing.ready() {
+            if let Err(e) =
+                deliver_completions(&ops, &config, &mut pacing, &mut held, &mut stats).await
+            {
+                break Err(e);
+            }
+        }
+        if pacing.ready() {
+            if let Err(e) = start_claimed(
+                &ops,
+                &config,
+                &mut pacing,
+                &mut workflows,
+                &mut held,
+                &done_tx,
+            )
+            .await
+            {
+                break Err(e);
+            }
+        }
+        let free = config.concurrency.saturating_sub(held.len() as u32);
+        if free > 0 && pacing.ready() {
+            match ops
                 .claim_runs(&config.id, &config.queues, free, config.lease)
-                .await?;
-            claimed_any = !claimed.is_empty();
-            stats.claimed += claimed.len() as u64;
-            for (run, workflow) in with_workflows(&ops, &mut workflows, claimed).await? {
-                let (control, control_rx) = watch::channel(Control::Run);
-                let hold = run.hold();
-                let task = tokio::spawn(execute(
-                    ops.clone(),
-                    config.clone(),
-                    run,
-                    workflow,
-                    control_rx,
-                    done_tx.clone(),
-                ));
-                in_flight.insert(
-                    hold.run_id,
-                    InFlight {
-                        hold,
-                        control,
-                        task,
-                    },
-                );
+                .await
+            {
+                Ok(claimed) => {
+                    pacing.ok(config.lease);
+                    claimed_any = !claimed.is_empty();
+                    stats.claimed += claimed.len() as u64;
+                    for run in claimed {
+                        held.insert(
+                            run.id,
+                            Held {
+                                hold: run.hold(),
+                                stage: Stage::Claimed(run),
+                            },
+                        );
+                    }
+                    if claimed_any {
+                        // Start what was just claimed before waiting for anything.
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    if let Err(e) = pacing.failed("claiming runs", e) {
+                        break Err(e);
+                    }
+                }
             }
         }
-        if config.drain && !claimed_any && in_flight.is_empty() {
+        if config.drain && !claimed_any && held.is_empty() && pacing.ready() {
             // Runs whose leases ran out count as queued work: rescue them before calling it empty.
-            let rescued = ops.rescue_expired().await?;
-            stats.rescued += rescued.requeued + rescued.failed + rescued.canceled;
-            if rescued.requeued == 0 {
-                break;
+            match ops.rescue_expired().await {
+                Ok(rescued) => {
+                    pacing.ok(config.lease);
+                    stats.rescued += rescued.requeued + rescued.failed + rescued.canceled;
+                    if rescued.requeued == 0 {
+                        break Ok(());
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    if let Err(e) = pacing.failed("rescuing expired leases", e) {
+                        break Err(e);
+                    }
+                }
             }
-            continue;
         }
-        let full = in_flight.len() as u32 >= config.concurrency;
+        if waker.is_none() && pacing.ready() {
+            match ops.run_waker().await {
+                Ok(w) => waker = Some(w),
+                Err(e) => {
+                    if let Err(e) = pacing.failed("listening for new runs", e) {
+                        break Err(e);
+                    }
+                }
+            }
+        }
+        let full = held.len() as u32 >= config.concurrency;
+        let listen = !full && !claimed_any && pacing.ready();
+        let retry_at = pacing.retry_at;
+        let may_rescue = Instant::now() >= pacing.rescue_not_before;
         tokio::select! {
             _ = stop.changed() => {}
-            Some(done) = done_rx.recv() => record(&mut stats, &mut in_flight, done),
-            _ = heartbeat.tick() => keep_leases(&ops, &config, &mut in_flight).await,
-            _ = rescue.tick() => match ops.rescue_expired().await {
-                Ok(r) => stats.rescued += r.requeued + r.failed + r.canceled,
-                Err(e) => tracing::warn!(error = %e, "rescue of expired leases failed"),
+            Some(done) = done_rx.recv() => record(&mut stats, &mut held, done),
+            _ = heartbeat.tick() => keep_leases(&ops, &config, &mut pacing, &mut held, &mut stats).await,
+            _ = rescue.tick(), if may_rescue && pacing.ready() => match ops.rescue_expired().await {
+                Ok(r) => {
+                    pacing.ok(config.lease);
+                    stats.rescued += r.requeued + r.failed + r.canceled;
+                }
+                Err(e) => {
+                    if let Err(e) = pacing.failed("rescuing expired leases", e) {
+                        tracing::warn!(error = %e, "rescue of expired leases failed");
+                    }
+                }
             },
-            woke = waker.wait(&config.queues, config.idle_poll), if !full && !claimed_any => {
+            _ = sleep_until_some(retry_at) => {}
+            woke = wait_for_runs(&mut waker, &config), if listen => {
                 if let Err(e) = woke {
-                    tracing::warn!(error = %e, "waiting for runs failed; polling instead");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    // The listener broke (the server went away): make a new one when it answers.
+                    waker = None;
+                    let _ = pacing.failed("listening for new runs", e);
                 }
             }
         }
         while let Ok(done) = done_rx.try_recv() {
-            record(&mut stats, &mut in_flight, done);
+            record(&mut stats, &mut held, done);
         }
-    }
+    };
 
-    shut_down(&ops, &config, &mut stats, &mut in_flight, &mut done_rx).await;
+    shut_down(
+        &ops,
+        &config,
+        &mut pacing,
+        &mut stats,
+        &mut held,
+        &mut done_rx,
+    )
+    .await;
     if let Some(task) = heartbeat_task {
         task.abort();
     }
-    Ok(stats)
+    outcome.map(|()| stats)
 }
 
-/// A service worker's heartbeat in the registry: at once, then every few seconds.
-async fn service_heartbeats(ops: Ops, schema: String, worker_id: String) {
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn wait_for_runs(
+    waker: &mut Option<Box<dyn RunWaker>>,
+    config: &WorkerConfig,
+) -> OpsResult<()> {
+    match waker {
+        Some(w) => Ok(w.wait(&config.queues, config.idle_poll).await?),
+        // No listener yet (the store was away): poll instead.
+        None => {
+            tokio::time::sleep(config.idle_poll.min(Duration::from_secs(1))).await;
+            Ok(())
+        }
+    }
+}
+
+/// A service worker's heartbeat in the registry: at once, then every few seconds. Failures are
+/// recorded in the worker's store health (one line per outage), never fatal.
+async fn service_heartbeats(ops: Ops, schema: String, worker_id: String, health: StoreHealth) {
     let every = Duration::from_secs(crate::domain::deployment::HEARTBEAT_EVERY_SECS as u64);
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        if let Err(e) = ops.service_worker_heartbeat(&schema, &worker_id).await {
-            tracing::warn!(error = %e, service = %schema, "service heartbeat failed");
-        }
-    }
-}
-
-/// Looks up each claimed run's workflow (cached); starts the runs that are still ours.
-async fn with_workflows(
-    ops: &Ops,
-    cache: &mut HashMap<i64, Workflow>,
-    claimed: Vec<ClaimedRun>,
-) -> OpsResult<Vec<(ClaimedRun, Workflow)>> {
-    if claimed.is_empty() {
-        return Ok(Vec::new());
-    }
-    for run in &claimed {
-        if !cache.contains_key(&run.workflow_id)
-            && let Some(wf) = ops.store().workflow(run.workflow_id).await?
-        {
-            cache.insert(wf.id, wf);
-        }
-    }
-    Ok(claimed
-        .into_iter()
-        .filter_map(|run| cache.get(&run.workflow_id).cloned().map(|wf| (run, wf)))
-        .collect())
-}
-
-fn record(stats: &mut WorkerStats, in_flight: &mut HashMap<i64, InFlight>, done: Finished) {
-    in_flight.remove(&done.run_id);
-    match done.outcome {
-        Some(RunStatus::Succeeded) => stats.succeeded += 1,
-        Some(RunStatus::Canceled) => stats.canceled += 1,
-        Some(_) => stats.failed += 1,
-        None => stats.lost += 1,
-    }
-}
-
-/// Renews leases; tells children to stop when a cancel was asked, or when the run is no longer ours.
-async fn keep_leases(ops: &Ops, config: &WorkerConfig, in_flight: &mut HashMap<i64, InFlight>) {
-    if in_flight.is_empty() {
-        return;
-    }
-    let holds: Vec<Hold> = in_flight.values().map(|f| f.hold).collect();
-    match ops.heartbeat(&config.id, &holds, config.lease).await {
-        Ok(acks) => {
-            for flight in in_flight.values() {
-                match acks.iter().find(|a| a.run_id == flight.hold.run_id) {
-                    Some(ack) if ack.cancel_requested => {
-                        let _ = flight.control.send(Control::Cancel);
-                    }
-                    Some(_) => {}
-                    None => {
-                        tracing::warn!(
-                            run_id = flight.hold.run_id,
-                            "lease lost; stopping the command"
-                        );
-                        let _ = flight.control.send(Control::Abandon);
-                    }
+        match ops.service_worker_heartbeat(&schema, &worker_id).await {
+            Ok(_) => health.ok(),
+            Err(e) => {
+                if !health.failed("service heartbeat", &e) {
+                    tracing::warn!(error = %e, service = %schema, "service heartbeat refused");
                 }
             }
         }
-        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+    }
+}
+
+/// Looks up the workflows of claimed runs (cached) and starts an execution task for each. A run
+/// whose workflow no longer exists ends failed; a lookup that meets an outage is tried again later.
+async fn start_claimed(
+    ops: &Ops,
+    config: &WorkerConfig,
+    pacing: &mut Pacing,
+    cache: &mut HashMap<i64, Workflow>,
+    held: &mut HashMap<i64, Held>,
+    done: &mpsc::Sender<Finished>,
+) -> OpsResult<()> {
+    let waiting: Vec<i64> = held
+        .iter()
+        .filter(|(_, h)| matches!(h.stage, Stage::Claimed(_)))
+        .map(|(id, _)| *id)
+        .collect();
+    for id in waiting {
+        let Some(Held {
+            stage: Stage::Claimed(run),
+            hold,
+        }) = held.get(&id)
+        else {
+            continue;
+        };
+        let hold = *hold;
+        if !cache.contains_key(&run.workflow_id) {
+            match ops.workflow_by_id(run.workflow_id).await {
+                Ok(Some(wf)) => {
+                    pacing.ok(config.lease);
+                    cache.insert(wf.id, wf);
+                }
+                Ok(None) => {
+                    pacing.ok(config.lease);
+                }
+                Err(e) => return pacing.failed("looking up a workflow", e),
+            }
+        }
+        let Some(Held {
+            stage: Stage::Claimed(run),
+            ..
+        }) = held.remove(&id)
+        else {
+            continue;
+        };
+        let stage = match cache.get(&run.workflow_id) {
+            Some(workflow) => {
+                let (control, control_rx) = watch::channel(Control::Run);
+                let task = tokio::spawn(execute(
+                    ops.clone(),
+                    config.clone(),
+                    pacing.health.clone(),
+                    run,
+                    workflow.clone(),
+                    control_rx,
+                    done.clone(),
+                ));
+                Stage::Running { control, task }
+            }
+            None => Stage::Ended(Completion {
+                hold,
+                exit_code: None,
+                error: Some(format!(
+                    "not executed: workflow {} no longer exists",
+                    run.workflow_id
+                )),
+                canceled: false,
+            }),
+        };
+        held.insert(id, Held { hold, stage });
+    }
+    Ok(())
+}
+
+fn record(stats: &mut WorkerStats, held: &mut HashMap<i64, Held>, done: Finished) {
+    match done.completion {
+        Some(completion) => {
+            if let Some(h) = held.get_mut(&done.run_id) {
+                h.stage = Stage::Ended(completion);
+            }
+        }
+        None => {
+            held.remove(&done.run_id);
+            stats.lost += 1;
+        }
+    }
+}
+
+fn count_outcome(stats: &mut WorkerStats, outcome: RunStatus) {
+    match outcome {
+        RunStatus::Succeeded => stats.succeeded += 1,
+        RunStatus::Canceled => stats.canceled += 1,
+        _ => stats.failed += 1,
+    }
+}
+
+/// Records every ended run in one call. Through an outage the completions stay in their slots
+/// (leases still renewed) and are delivered when the store answers; fencing still applies then.
+async fn deliver_completions(
+    ops: &Ops,
+    config: &WorkerConfig,
+    pacing: &mut Pacing,
+    held: &mut HashMap<i64, Held>,
+    stats: &mut WorkerStats,
+) -> OpsResult<()> {
+    let ended: Vec<Completion> = held
+        .values()
+        .filter_map(|h| match &h.stage {
+            Stage::Ended(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    if ended.is_empty() {
+        return Ok(());
+    }
+    match ops.complete_runs(&config.id, &ended).await {
+        Ok(finished) => {
+            pacing.ok(config.lease);
+            for completion in ended {
+                let id = completion.hold.run_id;
+                held.remove(&id);
+                if finished.contains(&id) {
+                    count_outcome(stats, completion.outcome());
+                } else {
+                    tracing::warn!(
+                        run_id = id,
+                        "run was taken away before it finished (fenced)"
+                    );
+                    stats.lost += 1;
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let refused = e.to_string();
+            pacing.failed("recording finished runs", e).or_else(|e| {
+                // Refused, not unreachable: these completions can never be recorded; their leases
+                // will run out and the runs go back to the queue.
+                tracing::error!(error = %refused, runs = ended.len(), "completions refused; dropping them");
+                for completion in &ended {
+                    held.remove(&completion.hold.run_id);
+                    stats.lost += 1;
+                }
+                match e {
+                    OpsError::Forbidden(_) | OpsError::Store(crate::store::StoreError::Forbidden(_)) => {
+                        Err(e)
+                    }
+                    _ => Ok(()),
+                }
+            })
+        }
+    }
+}
+
+/// Renews every held run's lease; tells a running child to stop when a cancel was asked, or when
+/// the run is no longer ours.
+async fn keep_leases(
+    ops: &Ops,
+    config: &WorkerConfig,
+    pacing: &mut Pacing,
+    held: &mut HashMap<i64, Held>,
+    stats: &mut WorkerStats,
+) {
+    if held.is_empty() {
+        return;
+    }
+    let holds: Vec<Hold> = held.values().map(|h| h.hold).collect();
+    let acks = match ops.heartbeat(&config.id, &holds, config.lease).await {
+        Ok(acks) => {
+            pacing.ok(config.lease);
+            acks
+        }
+        Err(e) => {
+            if let Err(e) = pacing.failed("renewing leases", e) {
+                tracing::warn!(error = %e, "heartbeat refused");
+            }
+            return;
+        }
+    };
+    let mut lost = Vec::new();
+    for (id, h) in held.iter() {
+        match (acks.iter().find(|a| a.run_id == *id), &h.stage) {
+            (Some(ack), Stage::Running { control, .. }) if ack.cancel_requested => {
+                let _ = control.send(Control::Cancel);
+            }
+            (Some(_), _) => {}
+            (None, Stage::Running { control, .. }) => {
+                tracing::warn!(run_id = id, "lease lost; stopping the command");
+                let _ = control.send(Control::Abandon);
+            }
+            (None, _) => lost.push(*id),
+        }
+    }
+    for id in lost {
+        tracing::warn!(run_id = id, "lease lost before the run's end was recorded");
+        held.remove(&id);
+        stats.lost += 1;
     }
 }
 
 async fn shut_down(
     ops: &Ops,
     config: &WorkerConfig,
+    pacing: &mut Pacing,
     stats: &mut WorkerStats,
-    in_flight: &mut HashMap<i64, InFlight>,
+    held: &mut HashMap<i64, Held>,
     done_rx: &mut mpsc::Receiver<Finished>,
 ) {
-    let deadline = tokio::time::Instant::now() + config.grace;
+    let deadline = Instant::now() + config.grace;
     let mut heartbeat = tokio::time::interval(config.lease / 3);
-    while !in_flight.is_empty() {
+    let running = |held: &HashMap<i64, Held>| {
+        held.values()
+            .any(|h| matches!(h.stage, Stage::Running { .. }))
+    };
+    // Let running commands finish within the grace period, recording ends as they come.
+    while running(held) && Instant::now() < deadline {
         tokio::select! {
-            Some(done) = done_rx.recv() => record(stats, in_flight, done),
-            _ = heartbeat.tick() => keep_leases(ops, config, in_flight).await,
-            _ = tokio::time::sleep_until(deadline) => break,
+            Some(done) = done_rx.recv() => record(stats, held, done),
+            _ = heartbeat.tick() => keep_leases(ops, config, pacing, held, stats).await,
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+        if pacing.ready() {
+            let _ = deliver_completions(ops, config, pacing, held, stats).await;
         }
     }
-    if in_flight.is_empty() {
+
+    // Out of grace: stop the children. Their runs, and those never started, go back to the queue.
+    let mut give_back: Vec<Hold> = Vec::new();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
+    let ids: Vec<i64> = held.keys().copied().collect();
+    for id in ids {
+        if matches!(held.get(&id).map(|h| &h.stage), Some(Stage::Ended(_))) {
+            continue;
+        }
+        if let Some(h) = held.remove(&id) {
+            give_back.push(h.hold);
+            if let Stage::Running { control, task } = h.stage {
+                let _ = control.send(Control::Abandon);
+                tasks.push(task);
+            }
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    while let Ok(done) = done_rx.try_recv() {
+        // A command that ended on its own just before it was told to stop is recorded, not released.
+        if let Some(completion) = done.completion {
+            give_back.retain(|h| h.run_id != done.run_id);
+            held.insert(
+                done.run_id,
+                Held {
+                    hold: completion.hold,
+                    stage: Stage::Ended(completion),
+                },
+            );
+        }
+    }
+
+    // Record what ended, giving the store a few seconds if it is away.
+    let patience = Instant::now() + SHUTDOWN_PATIENCE;
+    while !held.is_empty() {
+        if pacing.ready() {
+            let _ = deliver_completions(ops, config, pacing, held, stats).await;
+        }
+        if held.is_empty() || Instant::now() >= patience {
+            break;
+        }
+        sleep_until_some(pacing.retry_at.map(|t| t.min(patience))).await;
+    }
+    if !held.is_empty() {
+        tracing::error!(
+            runs = held.len(),
+            "store unreachable at shutdown; these runs run again once their leases expire"
+        );
+        stats.lost += held.len() as u64;
+    }
+    if give_back.is_empty() {
         return;
     }
-    // Out of grace: stop the children and give their runs back to the queue.
-    let holds: Vec<Hold> = in_flight.values().map(|f| f.hold).collect();
-    for flight in in_flight.values() {
-        let _ = flight.control.send(Control::Abandon);
-    }
-    for (_, flight) in in_flight.drain() {
-        let _ = flight.task.await;
-    }
-    match ops.release_runs(&config.id, &holds).await {
+    match ops.release_runs(&config.id, &give_back).await {
         Ok(released) => stats.released += released.len() as u64,
         Err(e) => tracing::error!(error = %e, "could not release runs; their leases will expire"),
     }
 }
 
+/// How long a stopping worker keeps trying to record runs that ended, once its grace is over.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
+
 async fn execute(
     ops: Ops,
     config: WorkerConfig,
+    health: StoreHealth,
     run: ClaimedRun,
     workflow: Workflow,
-    control: watch::Receiver<Control>,
+    mut control: watch::Receiver<Control>,
     done: mpsc::Sender<Finished>,
 ) {
     let worker = config.id.clone();
     let hold = run.hold();
-    let outcome = match ops.start_runs(&worker, &[hold]).await {
-        Ok(started) if started.contains(&run.id) => {
-            let completion = if workflow.command == crate::ops::DEPLOY_COMMAND {
-                Some(deploy_run(&ops, &config, &run).await)
-            } else {
-                run_child(&ops, &worker, &run, &workflow, control).await
-            };
-            match completion {
-                Some(completion) => finish(&ops, &worker, completion).await,
-                None => None,
-            }
+    let completion = if start(&ops, &worker, hold, &health, &mut control).await {
+        if let Some(reason) = &run.payload_error {
+            // Executing it would mean guessing at its input: it fails alone, the batch goes on.
+            Some(Completion {
+                hold,
+                exit_code: None,
+                error: Some(format!("not executed: {reason}")),
+                canceled: false,
+            })
+        } else if workflow.command == crate::ops::DEPLOY_COMMAND {
+            Some(deploy_run(&ops, &config, &run).await)
+        } else {
+            run_child(&ops, &worker, &run, &workflow, &health, control).await
         }
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!(run_id = run.id, error = %e, "could not start run");
-            None
-        }
+    } else {
+        None
     };
     let _ = done
         .send(Finished {
             run_id: run.id,
-            outcome,
+            completion,
         })
         .await;
+}
+
+/// Moves a claimed run to running, waiting out an outage. False when the run is no longer ours
+/// (fenced, refused, or given up on shutdown).
+async fn start(
+    ops: &Ops,
+    worker: &str,
+    hold: Hold,
+    health: &StoreHealth,
+    control: &mut watch::Receiver<Control>,
+) -> bool {
+    let mut backoff = Backoff::new();
+    loop {
+        match ops.start_runs(worker, &[hold]).await {
+            Ok(started) => {
+                health.ok();
+                return started.contains(&hold.run_id);
+            }
+            Err(e) if health.failed("starting a run", &e) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = control.changed() => {
+                        if *control.borrow() == Control::Abandon {
+                            return false;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(run_id = hold.run_id, error = %e, "could not start run");
+                return false;
+            }
+        }
+    }
 }
 
 /// The built-in `deploy-service` workflow: the configured deployer, its steps logged on the run.
@@ -506,29 +891,4 @@ async fn deploy_run(ops: &Ops, config: &WorkerConfig, run: &ClaimedRun) -> Compl
     } else {
         failed(report.summary)
     }
-}
-
-/// Completes a run; retries briefly when the store is unreachable, since the result matters.
-async fn finish(ops: &Ops, worker: &str, completion: Completion) -> Option<RunStatus> {
-    let outcome = completion.outcome();
-    for attempt in 0..5u32 {
-        match ops
-            .complete_runs(worker, std::slice::from_ref(&completion))
-            .await
-        {
-            Ok(ids) if ids.contains(&completion.hold.run_id) => return Some(outcome),
-            Ok(_) => {
-                tracing::warn!(
-                    run_id = completion.hold.run_id,
-                    "run was taken away before it finished (fenced)"
-                );
-                return None;
-            }
-            Err(e) => {
-                tracing::warn!(run_id = completion.hold.run_id, error = %e, "completing run failed");
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-            }
-        }
-    }
-    None
 }

@@ -98,6 +98,10 @@ pub struct Run {
     pub status: RunStatus,
     pub priority: i32,
     pub payload: Value,
+    /// Set when the stored payload could not be decoded (then `payload` is null): such a run is
+    /// failed with this reason instead of being executed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload_error: Option<String>,
     pub attempt: i32,
     pub max_attempts: i32,
     pub worker_id: Option<String>,
@@ -111,6 +115,16 @@ pub struct Run {
     pub claimed_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Run {
+    /// The payload as text for a screen or a table, or why it could not be read.
+    pub fn payload_text(&self) -> String {
+        match &self.payload_error {
+            Some(reason) => format!("(unreadable: {reason})"),
+            None => self.payload.to_string(),
+        }
+    }
 }
 
 /// A validated request to queue a run; ids are already resolved from names by `ops`.
@@ -209,6 +223,9 @@ pub struct ClaimedRun {
     pub workflow_id: i64,
     pub queue: String,
     pub payload: Value,
+    /// Why the stored payload could not be decoded, if it could not: the worker fails the run
+    /// with this reason and goes on with the rest of its batch.
+    pub payload_error: Option<String>,
 }
 
 impl ClaimedRun {

@@ -2,14 +2,14 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::FromRow;
-use sqlx::types::Json;
 
 use super::{PgStore, audit};
 use crate::domain::permission::Role;
 use crate::store::access::{AccessStore, AuditFilter, AuditRow, Member};
 use crate::store::shared::decode;
+use crate::store::shared::shown_json;
 use crate::store::{AuditEntry, StoreResult};
 
 #[derive(FromRow)]
@@ -39,8 +39,8 @@ struct AuditDbRow {
     entity_type: String,
     entity_id: String,
     project_id: Option<i64>,
-    before: Option<Json<Value>>,
-    after: Option<Json<Value>>,
+    before: Option<String>,
+    after: Option<String>,
     at: DateTime<Utc>,
 }
 
@@ -167,7 +167,8 @@ impl AccessStore for PgStore {
 
     async fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRow>> {
         let rows: Vec<AuditDbRow> = sqlx::query_as(
-            "SELECT id, actor, action, entity_type, entity_id, project_id, before, after, at
+            "SELECT id, actor, action, entity_type, entity_id, project_id, before::text AS before,
+                    after::text AS after, at
              FROM ops.audit_log
              WHERE ($1::bigint IS NULL OR project_id = $1) AND ($2::text IS NULL OR entity_type = $2)
              ORDER BY id DESC LIMIT $3",
@@ -186,8 +187,8 @@ impl AccessStore for PgStore {
                 entity_type: r.entity_type,
                 entity_id: r.entity_id,
                 project_id: r.project_id,
-                before: r.before.map(|j| j.0),
-                after: r.after.map(|j| j.0),
+                before: r.before.as_deref().map(shown_json),
+                after: r.after.as_deref().map(shown_json),
                 at: r.at,
             })
             .collect())

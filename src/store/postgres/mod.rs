@@ -17,7 +17,8 @@ use sqlx::types::Json;
 use sqlx::{FromRow, Postgres, Transaction};
 
 use super::shared::{
-    conflict_as, decode, migration_states, minute_activity, status, status_counts, tally_rescue,
+    conflict_as, decode, migration_states, minute_activity, payload, shown_json, status,
+    status_counts, tally_rescue,
 };
 use super::{
     AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
@@ -42,7 +43,7 @@ pub const CHANGES_CHANNEL: &str = "ospdeck_changes";
 macro_rules! run_select {
     () => {
         "SELECT r.id, r.project_id, p.workspace_key AS project, r.workflow_id, w.name AS workflow, r.queue,
-                r.status, r.priority, r.payload, r.attempt, r.max_attempts, r.worker_id, r.lease_expires_at,
+                r.status, r.priority, r.payload::text AS payload, r.attempt, r.max_attempts, r.worker_id, r.lease_expires_at,
                 r.run_after, r.cancel_requested, r.exit_code, r.error, r.retry_of, r.created_at,
                 r.claimed_at, r.started_at, r.finished_at
          FROM ops.runs r JOIN ops.projects p ON p.id = r.project_id JOIN ops.workflows w ON w.id = r.workflow_id "
@@ -163,7 +164,7 @@ struct RunRow {
     queue: String,
     status: String,
     priority: i32,
-    payload: Json<Value>,
+    payload: String,
     attempt: i32,
     max_attempts: i32,
     worker_id: Option<String>,
@@ -181,6 +182,7 @@ struct RunRow {
 
 impl RunRow {
     fn into_domain(self) -> StoreResult<Run> {
+        let (payload, payload_error) = payload(&self.payload);
         Ok(Run {
             id: self.id,
             project_id: self.project_id,
@@ -190,7 +192,8 @@ impl RunRow {
             queue: self.queue,
             status: status(&self.status)?,
             priority: self.priority,
-            payload: self.payload.0,
+            payload,
+            payload_error,
             attempt: self.attempt,
             max_attempts: self.max_attempts,
             worker_id: self.worker_id,
@@ -215,7 +218,7 @@ struct ClaimRow {
     project_id: i64,
     workflow_id: i64,
     queue: String,
-    payload: Json<Value>,
+    payload: String,
     priority: i32,
 }
 
@@ -225,7 +228,7 @@ struct LogRow {
     run_id: i64,
     level: String,
     message: String,
-    metadata: Json<Value>,
+    metadata: String,
     created_at: DateTime<Utc>,
 }
 
@@ -523,7 +526,7 @@ impl Store for PgStore {
         lease: Duration,
     ) -> StoreResult<Vec<ClaimedRun>> {
         let mut rows: Vec<ClaimRow> = sqlx::query_as(
-            "SELECT id, attempt, project_id, workflow_id, queue, payload, priority
+            "SELECT id, attempt, project_id, workflow_id, queue, payload::text AS payload, priority
              FROM ops.claim_runs($1, $2, $3, $4, $5)",
         )
         .bind(worker)
@@ -536,13 +539,17 @@ impl Store for PgStore {
         rows.sort_by_key(|r| (-r.priority, r.id));
         Ok(rows
             .into_iter()
-            .map(|r| ClaimedRun {
-                id: r.id,
-                attempt: r.attempt,
-                project_id: r.project_id,
-                workflow_id: r.workflow_id,
-                queue: r.queue,
-                payload: r.payload.0,
+            .map(|r| {
+                let (payload, payload_error) = payload(&r.payload);
+                ClaimedRun {
+                    id: r.id,
+                    attempt: r.attempt,
+                    project_id: r.project_id,
+                    workflow_id: r.workflow_id,
+                    queue: r.queue,
+                    payload,
+                    payload_error,
+                }
             })
             .collect())
     }
@@ -707,7 +714,7 @@ impl Store for PgStore {
         limit: i64,
     ) -> StoreResult<Vec<RunLog>> {
         let rows: Vec<LogRow> = sqlx::query_as(
-            "SELECT id, run_id, level, message, metadata, created_at FROM ops.run_logs
+            "SELECT id, run_id, level, message, metadata::text AS metadata, created_at FROM ops.run_logs
              WHERE run_id = $1 AND id > $2 AND ($3::text IS NULL OR search @@ plainto_tsquery('simple', $3))
              ORDER BY id LIMIT $4",
         )
@@ -724,7 +731,7 @@ impl Store for PgStore {
                     run_id: r.run_id,
                     level: decode::<LogLevel>(&r.level)?,
                     message: r.message,
-                    metadata: r.metadata.0,
+                    metadata: shown_json(&r.metadata),
                     created_at: r.created_at,
                 })
             })

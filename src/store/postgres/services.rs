@@ -16,6 +16,7 @@ use crate::store::services::{
     deployment_changed, manifest_activated, manifest_audit, manifest_lock_changed,
     manifest_proposed, service_created,
 };
+use crate::store::shared::shown_json;
 use crate::store::shared::{conflict_as, decode};
 use crate::store::{StoreError, StoreResult};
 
@@ -56,7 +57,7 @@ struct ManifestRow {
     service_name: String,
     version: String,
     status: String,
-    manifest_content: Json<Value>,
+    manifest_content: String,
     locked_fields: Vec<String>,
     created_by: String,
     created_at: DateTime<Utc>,
@@ -71,7 +72,7 @@ impl ManifestRow {
             service_name: self.service_name,
             version: self.version,
             status: decode(&self.status)?,
-            content: self.manifest_content.0,
+            content: shown_json(&self.manifest_content),
             locked_fields: self.locked_fields,
             created_by: self.created_by,
             created_at: self.created_at,
@@ -81,7 +82,7 @@ impl ManifestRow {
 }
 
 const MANIFEST_SELECT: &str =
-    "SELECT id, service_id, service_name, version, status, manifest_content,
+    "SELECT id, service_id, service_name, version, status, manifest_content::text AS manifest_content,
         locked_fields, created_by, created_at, updated_at
  FROM osp_metadata.service_manifests ";
 

@@ -4,10 +4,11 @@ use async_trait::async_trait;
 use serde_json::json;
 use sqlx::FromRow;
 
-use super::{SqliteStore, audit, json as parse_json, ts};
+use super::{SqliteStore, audit, ts};
 use crate::domain::permission::Role;
 use crate::store::access::{AccessStore, AuditFilter, AuditRow, Member};
 use crate::store::shared::decode;
+use crate::store::shared::shown_json;
 use crate::store::{AuditEntry, StoreResult};
 
 #[derive(FromRow)]
@@ -180,8 +181,8 @@ impl AccessStore for SqliteStore {
                 entity_type: r.entity_type,
                 entity_id: r.entity_id,
                 project_id: r.project_id,
-                before: r.before.as_deref().map(parse_json),
-                after: r.after.as_deref().map(parse_json),
+                before: r.before.as_deref().map(shown_json),
+                after: r.after.as_deref().map(shown_json),
                 at: ts(r.at),
             })
             .collect())

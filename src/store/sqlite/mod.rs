@@ -13,7 +13,8 @@ use sqlx::sqlite::{
 use sqlx::{FromRow, Sqlite, Transaction};
 
 use super::shared::{
-    conflict_as, decode, migration_states, minute_activity, status, status_counts, tally_rescue,
+    conflict_as, decode, migration_states, minute_activity, payload, shown_json, status,
+    status_counts, tally_rescue,
 };
 use super::{
     AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
@@ -149,10 +150,6 @@ fn opt_ts(ms: Option<i64>) -> Option<DateTime<Utc>> {
     ms.map(ts)
 }
 
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or(Value::Null)
-}
-
 #[derive(FromRow)]
 struct ProjectRow {
     id: i64,
@@ -235,6 +232,7 @@ struct RunRow {
 
 impl RunRow {
     fn into_domain(self) -> StoreResult<Run> {
+        let (payload, payload_error) = payload(&self.payload);
         Ok(Run {
             id: self.id,
             project_id: self.project_id,
@@ -244,7 +242,8 @@ impl RunRow {
             queue: self.queue,
             status: status(&self.status)?,
             priority: self.priority,
-            payload: json(&self.payload),
+            payload,
+            payload_error,
             attempt: self.attempt,
             max_attempts: self.max_attempts,
             worker_id: self.worker_id,
@@ -602,13 +601,17 @@ impl Store for SqliteStore {
         rows.sort_by_key(|r| (-r.priority, r.id));
         Ok(rows
             .into_iter()
-            .map(|r| ClaimedRun {
-                id: r.id,
-                attempt: r.attempt,
-                project_id: r.project_id,
-                workflow_id: r.workflow_id,
-                queue: r.queue,
-                payload: json(&r.payload),
+            .map(|r| {
+                let (payload, payload_error) = payload(&r.payload);
+                ClaimedRun {
+                    id: r.id,
+                    attempt: r.attempt,
+                    project_id: r.project_id,
+                    workflow_id: r.workflow_id,
+                    queue: r.queue,
+                    payload,
+                    payload_error,
+                }
             })
             .collect())
     }
@@ -833,7 +836,7 @@ impl Store for SqliteStore {
                     run_id: r.run_id,
                     level: decode::<LogLevel>(&r.level)?,
                     message: r.message,
-                    metadata: json(&r.metadata),
+                    metadata: shown_json(&r.metadata),
                     created_at: ts(r.created_at),
                 })
             })

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use sqlx::{FromRow, Sqlite, Transaction};
 
-use super::{SqliteStore, audit, json, opt_ts, ts};
+use super::{SqliteStore, audit, opt_ts, ts};
 use crate::domain::deployment::{DeployAttempt, DeployStep, DeploymentStatus, WorkerDeployment};
 use crate::domain::manifest::{Manifest, ManifestStatus};
 use crate::domain::service::Service;
@@ -15,6 +15,7 @@ use crate::store::services::{
     deployment_changed, manifest_activated, manifest_audit, manifest_lock_changed,
     manifest_proposed, service_created,
 };
+use crate::store::shared::shown_json;
 use crate::store::shared::{conflict_as, decode};
 use crate::store::{StoreError, StoreResult};
 
@@ -74,7 +75,7 @@ impl ManifestRow {
             service_name: self.service_name,
             version: self.version,
             status: decode(&self.status)?,
-            content: json(&self.manifest_content),
+            content: shown_json(&self.manifest_content),
             locked_fields: fields(&self.locked_fields),
             created_by: self.created_by,
             created_at: ts(self.created_at),
