@@ -235,6 +235,10 @@ struct Pacing {
     /// After an outage, rescuing waits until holders have had time to renew their leases, so a
     /// run whose lease ran out only because the store was away is not taken from its holder.
     rescue_not_before: Instant,
+    /// The store is back after an outage: renew every lease at once rather than at the next tick.
+    renew_due: bool,
+    /// The loop's own last call failed (the shared health may already have been cleared by a task).
+    failing: bool,
 }
 
 impl Pacing {
@@ -244,8 +248,10 @@ impl Pacing {
 
     /// A store call worked.
     fn ok(&mut self, lease: Duration) {
-        if self.health.is_down() {
+        if self.failing {
             self.rescue_not_before = Instant::now() + lease / 2;
+            self.renew_due = true;
+            self.failing = false;
         }
         self.health.ok();
         self.backoff.reset();
@@ -256,6 +262,7 @@ impl Pacing {
     /// act on (answered as the error).
     fn failed(&mut self, doing: &str, error: OpsError) -> OpsResult<()> {
         if self.health.failed(doing, &error) {
+            self.failing = true;
             self.retry_at = Some(Instant::now() + self.backoff.next_delay());
             Ok(())
         } else {
@@ -278,6 +285,8 @@ pub async fn run_worker(
         backoff: Backoff::new(),
         retry_at: None,
         rescue_not_before: Instant::now(),
+        renew_due: false,
+        failing: false,
     };
     let mut waker = None;
     let heartbeat_task = config.service.clone().map(|schema| {
@@ -301,6 +310,10 @@ pub async fn run_worker(
             break Ok(());
         }
         let mut claimed_any = false;
+        if pacing.renew_due && pacing.ready() {
+            pacing.renew_due = false;
+            keep_leases(&ops, &config, &mut pacing, &mut held, &mut stats).await;
+        }
         if pacing.ready() {
             if let Err(e) =
                 deliver_completions(&ops, &config, &mut pacing, &mut held, &mut stats).await

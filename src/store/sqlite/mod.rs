@@ -10,7 +10,7 @@ use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{FromRow, Sqlite, Transaction};
+use sqlx::{Connection, FromRow, Sqlite, Transaction};
 
 use super::shared::{
     conflict_as, decode, migration_states, minute_activity, payload, shown_json, status,
@@ -126,6 +126,16 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // SQLite rolls a transaction back by itself when the disk fills (SQLITE_FULL); sqlx's
+            // own ROLLBACK then fails and the connection keeps believing it is in a transaction,
+            // refusing every later BEGIN. Such a connection is closed instead of going back to
+            // the pool. The ping first lets a rollback queued by a dropped transaction finish.
+            .after_release(|conn, _meta| {
+                Box::pin(async move {
+                    conn.ping().await?;
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(connect)
             .await?;
         Ok(Self {
