@@ -3,9 +3,12 @@
 //! succeeded, no run was lost, none was executed twice, and every worker is still running.
 //!
 //! - PostgreSQL: a private cluster of the test's own (its own port and data directory, never the
-//!   shared server), restarted twice and stopped for 30 s.
+//!   shared server), restarted twice and stopped for 30 s; a console (monitor, in tmux at 80×24)
+//!   says the store is unreachable while it is, and is live again afterwards without a key.
 //! - SQLite: another connection holds the write lock for 60 s.
 //! - SQLite on a full disk (a small tmpfs filled up, then freed; needs root to mount).
+
+mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,15 +16,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::tmux::Tmux;
+use common::{BoxError, TestResult};
 use ospdeck::domain::permission::Identity;
 use ospdeck::domain::run::NewRun;
 use ospdeck::domain::workflow::WorkflowType;
 use ospdeck::ops::Ops;
 use ospdeck::store::{self, Store, StoreOptions};
 use sqlx::Connection;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-type TestResult = Result<(), BoxError>;
 
 const RUNS: usize = 2000;
 const WORKERS: usize = 4;
@@ -338,10 +340,34 @@ async fn postgres_restarted_twice_and_stopped_for_30s() -> TestResult {
     work.until_succeeded(500, Duration::from_secs(120)).await?;
     // As after a crash: no shutdown checkpoint, connections cut at once.
     cluster.pg_ctl("restart", Some("immediate"))?;
+    let console = Tmux::new("chaos");
+    console.start(&work.dir.path().join("home"), &work.url, "monitor")?;
+    console.wait_until(
+        |s| s.contains("READ-ONLY"),
+        "the monitor",
+        Duration::from_secs(20),
+    )?;
     work.until_succeeded(800, Duration::from_secs(120)).await?;
     cluster.pg_ctl("stop", Some("fast"))?;
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    let stopped = Instant::now();
+    let banner = console.wait_until(
+        |s| s.contains("store unreachable since"),
+        "the outage banner",
+        Duration::from_secs(25),
+    )?;
+    println!("console {:?} into the outage:\n{banner}", stopped.elapsed());
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(stopped.elapsed())).await;
     cluster.start()?;
+    let restarted = Instant::now();
+    let live = console.wait_until(
+        |s| !s.contains("store unreachable"),
+        "the console back to live",
+        Duration::from_secs(30),
+    )?;
+    println!(
+        "console live again {:?} after the restart:\n{live}",
+        restarted.elapsed()
+    );
     work.finish("PostgreSQL restarted twice, stopped 30 s")
         .await
 }

@@ -1,11 +1,15 @@
 //! The real binary in a real terminal: tmux runs the console at 80×24, keys go in with send-keys,
 //! the screen comes back with capture-pane, and the store is checked with the CLI.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use common::tmux::Tmux;
+
+use common::{BoxError, TestResult};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ospdeck");
 
@@ -21,118 +25,13 @@ fn ospdeck(home: &Path, db: &Path, args: &[&str]) -> Result<Output, std::io::Err
         .output()
 }
 
-fn run_status(home: &Path, db: &Path, id: &str) -> Result<String, Box<dyn std::error::Error>> {
+fn run_status(home: &Path, db: &Path, id: &str) -> Result<String, BoxError> {
     let out = ospdeck(home, db, &["run", "show", id, "--json"])?;
     let value: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     Ok(value["status"].as_str().unwrap_or("?").to_owned())
 }
 
-/// One tmux server of our own (its own socket), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new(name: &str) -> Self {
-        Self {
-            socket: format!("ospdeck-test-{}-{name}", std::process::id()),
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Result<Output, Box<dyn std::error::Error>> {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .map_err(|e| {
-                format!(
-                    "tmux is needed for the console end-to-end test (apt-get install tmux): {e}"
-                )
-            })?;
-        if !out.status.success() {
-            return Err(format!(
-                "tmux {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-            .into());
-        }
-        Ok(out)
-    }
-
-    /// Starts `ospdeck --db DB ARGS` at 80×24; when it exits, the shell reports its exit code and
-    /// whether the terminal is back in canonical (cooked) mode, then waits to be read.
-    fn start(&self, home: &Path, db: &Path, args: &str) -> TestResult {
-        let script = format!(
-            "\"$OSPDECK_BIN\" --db \"$OSPDECK_DB\" {args}; echo \"exit=$?\"; \
-             stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon | sed 's/^/mode=/'; sleep 600"
-        );
-        self.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            "main",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            "-e",
-            &format!("OSPDECK_BIN={BIN}"),
-            "-e",
-            &format!("OSPDECK_DB={}", db.display()),
-            "-e",
-            &format!("HOME={}", home.display()),
-            "sh",
-            "-c",
-            &script,
-        ])?;
-        Ok(())
-    }
-
-    fn keys(&self, keys: &[&str]) -> TestResult {
-        let mut args = vec!["send-keys", "-t", "main"];
-        args.extend_from_slice(keys);
-        self.cmd(&args)?;
-        Ok(())
-    }
-
-    /// Literal text (no key-name lookup), e.g. a filter.
-    fn text(&self, text: &str) -> TestResult {
-        self.cmd(&["send-keys", "-t", "main", "-l", text])?;
-        Ok(())
-    }
-
-    fn screen(&self) -> Result<String, Box<dyn std::error::Error>> {
-        let out = self.cmd(&["capture-pane", "-p", "-t", "main"])?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    fn wait_for(&self, what: &str) -> Result<String, Box<dyn std::error::Error>> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let screen = self.screen()?;
-            if screen.contains(what) {
-                return Ok(screen);
-            }
-            if Instant::now() > deadline {
-                return Err(format!("`{what}` never appeared; the screen:\n{screen}").into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .output();
-    }
-}
-
-fn demo_store() -> Result<(tempfile::TempDir, PathBuf), Box<dyn std::error::Error>> {
+fn demo_store() -> Result<(tempfile::TempDir, PathBuf), BoxError> {
     let home = tempfile::tempdir()?;
     let db = home.path().join("demo.db");
     for args in [&["db", "migrate"][..], &["demo", "--seed-only"][..]] {

@@ -246,6 +246,13 @@ pub enum Data {
     Logs(i64, Vec<RunLog>),
     Done(String),
     Failed(String),
+    /// The store stopped answering at `since`; what is on screen is from before then.
+    Unreachable {
+        since: DateTime<Utc>,
+        error: String,
+    },
+    /// The store answers again.
+    Reachable,
     Services(Vec<ServiceOverview>),
     Manifests {
         schema: String,
@@ -286,6 +293,8 @@ pub struct App {
     /// change (and a test's screen does not depend on the wall clock).
     pub now: DateTime<Utc>,
     pub last_update: Option<DateTime<Utc>>,
+    /// Since when the store has not answered, and why; None while it answers.
+    pub unreachable: Option<(DateTime<Utc>, String)>,
     /// Times on screen are shown in this offset (the local one; tests pin UTC).
     pub offset: FixedOffset,
     /// Rows the list shows per page, set by the view from the screen size.
@@ -317,6 +326,7 @@ impl App {
             message: None,
             now: Utc::now(),
             last_update: None,
+            unreachable: None,
             offset: *chrono::Local::now().offset(),
             page_rows: 10,
             quit: false,
@@ -391,6 +401,8 @@ impl App {
             }
             Data::Done(text) => self.message = Some((Level::Info, text)),
             Data::Failed(text) => self.message = Some((Level::Error, text)),
+            Data::Unreachable { since, error } => self.unreachable = Some((since, error)),
+            Data::Reachable => self.unreachable = None,
             Data::Services(services) => {
                 self.catalog.set_services(services);
                 self.last_update = Some(now);

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::app::{self, Data, Effect, RunsQuery};
 use crate::deploy::DeployerConfig;
-use crate::ops::{CreateService, Ops, RunQuery};
+use crate::ops::{Backoff, CreateService, Ops, OpsError, RunQuery};
 
 /// What the loader needs beyond the store: how a deploy from the console deploys.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +32,50 @@ const CONSOLE_LEASE: Duration = Duration::from_secs(600);
 const AUDIT_ROWS: i64 = 200;
 /// Log lines fetched per round trip while following.
 const LOG_PAGE: i64 = 1_000;
+
+/// Sends data to the app and keeps track of whether the store answers: refreshes that meet an
+/// outage become one `Unreachable` (not an error line per query), the first answer after it
+/// `Reachable`, and while it lasts the loader retries on a backoff of its own.
+struct Reporter {
+    tx: mpsc::UnboundedSender<Data>,
+    down: bool,
+    backoff: Backoff,
+}
+
+impl Reporter {
+    fn send(&self, data: Data) {
+        let _ = self.tx.send(data);
+    }
+
+    /// Data from the store: it answers.
+    fn loaded(&mut self, data: Data) {
+        if self.down {
+            self.down = false;
+            self.backoff.reset();
+            self.send(Data::Reachable);
+        }
+        self.send(data);
+    }
+
+    /// A refresh failed while loading `what`.
+    fn failed(&mut self, what: &str, error: OpsError) {
+        if !error.is_transient() {
+            self.send(Data::Failed(format!("{what}: {error}")));
+        } else if !self.down {
+            self.down = true;
+            tracing::warn!(error = %error, what, "store unreachable from the console");
+            self.send(Data::Unreachable {
+                since: chrono::Utc::now(),
+                error: error.to_string(),
+            });
+        }
+    }
+
+    /// How long to wait before trying again, while the store is away.
+    fn retry_in(&mut self) -> Option<Duration> {
+        self.down.then(|| self.backoff.next_delay())
+    }
+}
 
 /// The loader: carries out effects and reloads what is on screen when the store changes.
 pub(super) async fn load(
@@ -77,164 +121,206 @@ pub(super) async fn load(
         }
     });
 
+    let mut out = Reporter {
+        tx,
+        down: false,
+        backoff: Backoff::new(),
+    };
     let worker = console_worker_id(ops.actor());
-    let mut query = RunsQuery::default();
-    let mut activity_at: Option<Instant> = None;
-    let mut open: Option<(i64, i64)> = None; // (run id, last log line id seen)
-    let mut manifests_on_screen: Option<(String, Option<String>)> = None;
-    // Services and template versions are listed only once their pane has been opened: a console
-    // that stays on Runs never pays for them on a change.
-    let mut services_wanted = false;
-    let mut templates_wanted = false;
+    let mut screen = OnScreen::default();
     loop {
-        tokio::select! {
+        let retry = out.retry_in();
+        let refresh = tokio::select! {
             effect = effects.recv() => match effect {
                 None => break,
-                Some(Effect::LoadRuns(q)) => {
-                    query = q;
-                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
-                }
-                Some(Effect::OpenRun(id)) => {
-                    open = Some((id, 0));
-                    refresh_open(&ops, &mut open, &tx).await;
-                }
-                Some(Effect::CloseRun) => open = None,
-                Some(Effect::Cancel(ids)) => {
-                    act_on(&ops, &ids, "canceled", &tx, |ops, id| async move {
-                        ops.cancel_run(id).await.map(|outcome| match outcome {
-                            crate::domain::run::CancelOutcome::Requested => format!("{id} (stop requested)"),
-                            _ => id.to_string(),
-                        })
-                    })
-                    .await;
-                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
-                    refresh_open(&ops, &mut open, &tx).await;
-                }
-                Some(Effect::Retry(ids)) => {
-                    act_on(&ops, &ids, "retried", &tx, |ops, id| async move {
-                        ops.retry_run(id).await.map(|new| format!("{id} as {new}"))
-                    })
-                    .await;
-                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
-                }
-                Some(Effect::Claim(queue)) => {
-                    let data = match ops.claim_runs(&worker, std::slice::from_ref(&queue), 1, CONSOLE_LEASE).await {
-                        Ok(claimed) => match claimed.first() {
-                            Some(run) => Data::Done(format!("claimed run {} as {worker}", run.id)),
-                            None => Data::Done(format!("nothing queued in {queue}")),
-                        },
-                        Err(e) => Data::Failed(e.to_string()),
-                    };
-                    let _ = tx.send(data);
-                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
-                }
-                Some(Effect::Start(id)) => {
-                    let data = match ops.start_run(&worker, id).await {
-                        Ok(_) => Data::Done(format!("started run {id}")),
-                        Err(e) => Data::Failed(e.to_string()),
-                    };
-                    let _ = tx.send(data);
-                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
-                    refresh_open(&ops, &mut open, &tx).await;
-                }
-                Some(Effect::Complete(id, code)) => {
-                    let error = (code != 0).then(|| format!("exit code {code} (completed from the console)"));
-                    let data = match ops.complete_run(&worker, id, code, error.as_deref()).await {
-                        Ok(run) => Data::Done(format!("run {id} {}", run.status)),
-                        Err(e) => Data::Failed(e.to_string()),
-                    };
-                    let _ = tx.send(data);
-                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
-                    refresh_open(&ops, &mut open, &tx).await;
-                }
-                Some(Effect::Copy(_)) => {}
-                Some(Effect::LoadServices) => {
-                    services_wanted = true;
-                    refresh_services(&ops, &tx).await;
-                }
-                Some(Effect::LoadAudit) => {
-                    let data = match ops.audit_trail(None, None, Some(AUDIT_ROWS)).await {
-                        Ok(rows) => Data::Audit(rows),
-                        Err(e) => Data::Failed(format!("loading the audit trail: {e}")),
-                    };
-                    let _ = tx.send(data);
-                }
-                Some(Effect::LoadTemplates) => {
-                    templates_wanted = true;
-                    refresh_templates(&ops, &tx).await;
-                }
-                Some(Effect::LoadTemplateArtifacts { template, version }) => {
-                    let data = match ops.version_artifacts(&template, &version).await {
-                        Ok(artifacts) => Data::TemplateArtifacts { template, version, artifacts },
-                        Err(e) => Data::Failed(e.to_string()),
-                    };
-                    let _ = tx.send(data);
-                }
-                Some(Effect::LoadManifests { schema, version }) => {
-                    manifests_on_screen = Some((schema, version));
-                    refresh_manifests(&ops, &manifests_on_screen, &tx).await;
-                }
-                Some(other) => {
-                    catalog_action(&ops, &settings, other, &tx).await;
-                    if templates_wanted {
-                        refresh_templates(&ops, &tx).await;
-                    }
-                    if services_wanted {
-                        refresh_services(&ops, &tx).await;
-                    }
-                    refresh_manifests(&ops, &manifests_on_screen, &tx).await;
-                    refresh_runs(&ops, &query, &mut activity_at, &tx).await;
+                Some(effect) => {
+                    apply(&ops, &settings, &worker, effect, &mut screen, &mut out).await;
+                    false
                 }
             },
-            Some(()) = changed_rx.recv() => {
-                refresh_runs(&ops, &query, &mut activity_at, &tx).await;
-                refresh_open(&ops, &mut open, &tx).await;
-                if services_wanted {
-                    refresh_services(&ops, &tx).await;
-                }
-                refresh_manifests(&ops, &manifests_on_screen, &tx).await;
-                if templates_wanted {
-                    refresh_templates(&ops, &tx).await;
-                }
-            }
+            // While the store is away, the next try.
+            _ = sleep_for(retry) => true,
+            Some(()) = changed_rx.recv() => true,
+        };
+        if refresh {
+            refresh_screen(&ops, &mut screen, &mut out).await;
         }
     }
     watcher.abort();
 }
 
-async fn refresh_services(ops: &Ops, tx: &mpsc::UnboundedSender<Data>) {
-    let data = match ops.list_services().await {
-        Ok(services) => Data::Services(services),
-        Err(e) => Data::Failed(format!("loading services: {e}")),
-    };
-    let _ = tx.send(data);
+/// What the console shows that the loader keeps fresh.
+#[derive(Default)]
+struct OnScreen {
+    query: RunsQuery,
+    activity_at: Option<Instant>,
+    /// The run whose detail is open, and the last log line id seen.
+    open: Option<(i64, i64)>,
+    manifests: Option<(String, Option<String>)>,
+    // Services and template versions are listed only once their pane has been opened: a console
+    // that stays on Runs never pays for them on a change.
+    services: bool,
+    templates: bool,
 }
 
-async fn refresh_templates(ops: &Ops, tx: &mpsc::UnboundedSender<Data>) {
-    let data = match ops.version_rows().await {
-        Ok(rows) => Data::Templates(rows),
-        Err(e) => Data::Failed(format!("loading templates: {e}")),
-    };
-    let _ = tx.send(data);
+async fn sleep_for(delay: Option<Duration>) {
+    match delay {
+        Some(delay) => tokio::time::sleep(delay).await,
+        None => std::future::pending().await,
+    }
 }
 
-async fn refresh_manifests(
+/// Reloads everything on screen (after a change, or to see whether the store is back).
+async fn refresh_screen(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
+    refresh_runs(ops, screen, out).await;
+    refresh_open(ops, screen, out).await;
+    if screen.services {
+        refresh_services(ops, out).await;
+    }
+    refresh_manifests(ops, screen, out).await;
+    if screen.templates {
+        refresh_templates(ops, out).await;
+    }
+}
+
+/// Carries out one effect of the app, then reloads what it may have changed.
+async fn apply(
     ops: &Ops,
-    on_screen: &Option<(String, Option<String>)>,
-    tx: &mpsc::UnboundedSender<Data>,
+    settings: &LoaderSettings,
+    worker: &str,
+    effect: Effect,
+    screen: &mut OnScreen,
+    out: &mut Reporter,
 ) {
-    let Some((schema, version)) = on_screen else {
+    match effect {
+        Effect::LoadRuns(q) => {
+            screen.query = q;
+            refresh_runs(ops, screen, out).await;
+        }
+        Effect::OpenRun(id) => {
+            screen.open = Some((id, 0));
+            refresh_open(ops, screen, out).await;
+        }
+        Effect::CloseRun => screen.open = None,
+        Effect::Cancel(ids) => {
+            act_on(ops, &ids, "canceled", out, |ops, id| async move {
+                ops.cancel_run(id).await.map(|outcome| match outcome {
+                    crate::domain::run::CancelOutcome::Requested => {
+                        format!("{id} (stop requested)")
+                    }
+                    _ => id.to_string(),
+                })
+            })
+            .await;
+            refresh_runs(ops, screen, out).await;
+            refresh_open(ops, screen, out).await;
+        }
+        Effect::Retry(ids) => {
+            act_on(ops, &ids, "retried", out, |ops, id| async move {
+                ops.retry_run(id).await.map(|new| format!("{id} as {new}"))
+            })
+            .await;
+            refresh_runs(ops, screen, out).await;
+        }
+        Effect::Claim(queue) => {
+            let data = match ops
+                .claim_runs(worker, std::slice::from_ref(&queue), 1, CONSOLE_LEASE)
+                .await
+            {
+                Ok(claimed) => match claimed.first() {
+                    Some(run) => Data::Done(format!("claimed run {} as {worker}", run.id)),
+                    None => Data::Done(format!("nothing queued in {queue}")),
+                },
+                Err(e) => Data::Failed(e.to_string()),
+            };
+            out.send(data);
+            refresh_runs(ops, screen, out).await;
+        }
+        Effect::Start(id) => {
+            let data = match ops.start_run(worker, id).await {
+                Ok(_) => Data::Done(format!("started run {id}")),
+                Err(e) => Data::Failed(e.to_string()),
+            };
+            out.send(data);
+            refresh_runs(ops, screen, out).await;
+            refresh_open(ops, screen, out).await;
+        }
+        Effect::Complete(id, code) => {
+            let error =
+                (code != 0).then(|| format!("exit code {code} (completed from the console)"));
+            let data = match ops.complete_run(worker, id, code, error.as_deref()).await {
+                Ok(run) => Data::Done(format!("run {id} {}", run.status)),
+                Err(e) => Data::Failed(e.to_string()),
+            };
+            out.send(data);
+            refresh_runs(ops, screen, out).await;
+            refresh_open(ops, screen, out).await;
+        }
+        Effect::Copy(_) => {}
+        Effect::LoadServices => {
+            screen.services = true;
+            refresh_services(ops, out).await;
+        }
+        Effect::LoadAudit => match ops.audit_trail(None, None, Some(AUDIT_ROWS)).await {
+            Ok(rows) => out.loaded(Data::Audit(rows)),
+            Err(e) => out.failed("loading the audit trail", e),
+        },
+        Effect::LoadTemplates => {
+            screen.templates = true;
+            refresh_templates(ops, out).await;
+        }
+        Effect::LoadTemplateArtifacts { template, version } => {
+            match ops.version_artifacts(&template, &version).await {
+                Ok(artifacts) => out.loaded(Data::TemplateArtifacts {
+                    template,
+                    version,
+                    artifacts,
+                }),
+                Err(e) => out.failed("loading artifacts", e),
+            }
+        }
+        Effect::LoadManifests { schema, version } => {
+            screen.manifests = Some((schema, version));
+            refresh_manifests(ops, screen, out).await;
+        }
+        other => {
+            catalog_action(ops, settings, other, out).await;
+            if screen.templates {
+                refresh_templates(ops, out).await;
+            }
+            if screen.services {
+                refresh_services(ops, out).await;
+            }
+            refresh_manifests(ops, screen, out).await;
+            refresh_runs(ops, screen, out).await;
+        }
+    }
+}
+
+async fn refresh_services(ops: &Ops, out: &mut Reporter) {
+    match ops.list_services().await {
+        Ok(services) => out.loaded(Data::Services(services)),
+        Err(e) => out.failed("loading services", e),
+    }
+}
+
+async fn refresh_templates(ops: &Ops, out: &mut Reporter) {
+    match ops.version_rows().await {
+        Ok(rows) => out.loaded(Data::Templates(rows)),
+        Err(e) => out.failed("loading templates", e),
+    }
+}
+
+async fn refresh_manifests(ops: &Ops, screen: &OnScreen, out: &mut Reporter) {
+    let Some((schema, version)) = &screen.manifests else {
         return;
     };
     let history = match ops.manifest_history(schema).await {
         Ok(h) => h,
-        Err(e) => {
-            let _ = tx.send(Data::Failed(e.to_string()));
-            return;
-        }
+        Err(e) => return out.failed("loading manifests", e),
     };
     let content = ops.manifest(schema, version.as_deref()).await.ok();
-    let _ = tx.send(Data::Manifests {
+    out.loaded(Data::Manifests {
         schema: schema.clone(),
         history,
         content: content.map(Box::new),
@@ -242,17 +328,12 @@ async fn refresh_manifests(
 }
 
 /// The Services and Manifests panes' actions, each one use case of `ops`.
-async fn catalog_action(
-    ops: &Ops,
-    settings: &LoaderSettings,
-    effect: Effect,
-    tx: &mpsc::UnboundedSender<Data>,
-) {
+async fn catalog_action(ops: &Ops, settings: &LoaderSettings, effect: Effect, out: &mut Reporter) {
     let result: Result<String, crate::ops::OpsError> = match effect {
         Effect::Diff { schema, from, to } => match ops.manifest_diff(&schema, &from, &to).await {
             Ok(changes) => {
                 let n = changes.len();
-                let _ = tx.send(Data::Diff { from, to, changes });
+                out.send(Data::Diff { from, to, changes });
                 Ok(format!("{n} field(s) differ"))
             }
             Err(e) => Err(e),
@@ -322,7 +403,7 @@ async fn catalog_action(
             .map(|()| format!("{template} {label} → {version} ({percent}%)")),
         _ => return,
     };
-    let _ = tx.send(match result {
+    out.send(match result {
         Ok(text) => Data::Done(text),
         Err(e) => Data::Failed(e.to_string()),
     });
@@ -338,45 +419,39 @@ pub fn console_worker_id(user: &str) -> String {
     format!("console-{}", if user.is_empty() { "user" } else { &user })
 }
 
-async fn refresh_runs(
-    ops: &Ops,
-    query: &RunsQuery,
-    activity_at: &mut Option<Instant>,
-    tx: &mpsc::UnboundedSender<Data>,
-) {
+async fn refresh_runs(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
     let q = RunQuery {
-        status: query.status,
-        text: Some(query.text.as_str()),
+        status: screen.query.status,
+        text: Some(screen.query.text.as_str()),
         limit: Some(app::RUN_PAGE),
         ..Default::default()
     };
-    let data = match ops.list_runs(&q).await {
-        Ok(runs) => Data::Runs(runs),
-        Err(e) => Data::Failed(format!("loading runs: {e}")),
-    };
-    let _ = tx.send(data);
-    let data = if activity_at.is_none_or(|at| at.elapsed() >= ACTIVITY_EVERY) {
-        *activity_at = Some(Instant::now());
+    match ops.list_runs(&q).await {
+        Ok(runs) => out.loaded(Data::Runs(runs)),
+        Err(e) => return out.failed("loading runs", e),
+    }
+    let data = if screen
+        .activity_at
+        .is_none_or(|at| at.elapsed() >= ACTIVITY_EVERY)
+    {
+        screen.activity_at = Some(Instant::now());
         ops.queue_overview().await.map(Data::Overview)
     } else {
         ops.queue_counts().await.map(Data::Counts)
     };
-    let data = data.unwrap_or_else(|e| Data::Failed(format!("loading counts: {e}")));
-    let _ = tx.send(data);
+    match data {
+        Ok(data) => out.loaded(data),
+        Err(e) => out.failed("loading counts", e),
+    }
 }
 
-async fn refresh_open(ops: &Ops, open: &mut Option<(i64, i64)>, tx: &mpsc::UnboundedSender<Data>) {
-    let Some((id, after)) = open.as_mut() else {
+async fn refresh_open(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
+    let Some((id, after)) = screen.open.as_mut() else {
         return;
     };
     match ops.run_detail(*id).await {
-        Ok(detail) => {
-            let _ = tx.send(Data::Detail(Box::new(detail)));
-        }
-        Err(e) => {
-            let _ = tx.send(Data::Failed(e.to_string()));
-            return;
-        }
+        Ok(detail) => out.loaded(Data::Detail(Box::new(detail))),
+        Err(e) => return out.failed(&format!("loading run {id}"), e),
     }
     // Catch up on logs a page at a time; a few pages per refresh keeps one chatty run from
     // starving the rest, the next refresh continues where this one stopped.
@@ -388,14 +463,14 @@ async fn refresh_open(ops: &Ops, open: &mut Option<(i64, i64)>, tx: &mpsc::Unbou
                     *after = last.id;
                 }
                 if !lines.is_empty() {
-                    let _ = tx.send(Data::Logs(*id, lines));
+                    out.loaded(Data::Logs(*id, lines));
                 }
                 if n < LOG_PAGE {
                     break;
                 }
             }
             Err(e) => {
-                let _ = tx.send(Data::Failed(format!("loading logs: {e}")));
+                out.failed("loading logs", e);
                 break;
             }
         }
@@ -403,13 +478,8 @@ async fn refresh_open(ops: &Ops, open: &mut Option<(i64, i64)>, tx: &mpsc::Unbou
 }
 
 /// Applies one action to each run, then reports what worked and the first thing that did not.
-async fn act_on<F, Fut>(
-    ops: &Ops,
-    ids: &[i64],
-    verb: &str,
-    tx: &mpsc::UnboundedSender<Data>,
-    action: F,
-) where
+async fn act_on<F, Fut>(ops: &Ops, ids: &[i64], verb: &str, out: &mut Reporter, action: F)
+where
     F: Fn(Ops, i64) -> Fut,
     Fut: std::future::Future<Output = crate::ops::OpsResult<String>>,
 {
@@ -430,5 +500,5 @@ async fn act_on<F, Fut>(
             failures.len()
         )),
     };
-    let _ = tx.send(data);
+    out.send(data);
 }

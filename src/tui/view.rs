@@ -74,8 +74,9 @@ impl Theme {
 
 pub fn render(frame: &mut Frame, app: &mut App, theme: Theme) {
     let area = frame.area();
-    let bottom_line =
-        !matches!(app.mode, Mode::Normal | Mode::Help | Mode::Confirm(_)) || app.message.is_some();
+    let bottom_line = !matches!(app.mode, Mode::Normal | Mode::Help | Mode::Confirm(_))
+        || app.message.is_some()
+        || app.unreachable.is_some();
     let [tabs, body, message, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
@@ -572,6 +573,20 @@ fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
             Span::raw(text.clone()),
             Span::styled("▏ Enter completes · Esc keeps it running", theme.dim()),
         ]),
+        // An outage outranks any message: everything on screen is from before it.
+        _ if app.unreachable.is_some() => {
+            let (since, error) = app
+                .unreachable
+                .as_ref()
+                .map_or((None, ""), |(t, e)| (Some(*t), e.as_str()));
+            Line::styled(
+                format!(
+                    "store unreachable since {}, retrying; showing what was loaded before ({error})",
+                    time(app, since)
+                ),
+                theme.error(),
+            )
+        }
         _ => match &app.message {
             Some((Level::Error, text)) => Line::styled(format!("error: {text}"), theme.error()),
             Some((Level::Info, text)) => Line::from(text.clone()),

@@ -9,10 +9,9 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::outage::{Backoff, StoreHealth};
 use crate::domain::run::{ClaimedRun, Completion, LogLevel, NewLogLine};
 use crate::domain::workflow::Workflow;
-use crate::ops::Ops;
+use crate::ops::{Backoff, Ops, StoreHealth};
 
 /// What the worker loop tells a running child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

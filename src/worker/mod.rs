@@ -1,7 +1,6 @@
 //! The headless worker: claims runs, runs their commands, keeps their leases, finishes them.
 
 mod child;
-mod outage;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -19,11 +18,10 @@ use crate::cli::{CliError, CliResult};
 use crate::deploy::DeployerConfig;
 use crate::domain::run::{ClaimedRun, Completion, Hold, LogLevel, NewLogLine, RunStatus};
 use crate::domain::workflow::Workflow;
-use crate::ops::{Ops, OpsError, OpsResult, check_worker_id};
+use crate::ops::{Backoff, Ops, OpsError, OpsResult, StoreHealth, check_worker_id};
 use crate::store::RunWaker;
 
 pub use child::{Control, run_child};
-pub use outage::{Backoff, StoreHealth};
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {

@@ -1,6 +1,8 @@
 //! Test harness: a fresh, migrated store per test on either backend, plus raw SQL beside it.
 #![allow(dead_code)]
 
+pub mod tmux;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,6 +1,6 @@
 //! Waiting out a store that is down: capped exponential backoff with jitter, and one shared
-//! record of whether the store is reachable, so a worker logs each outage once when it starts and
-//! once when it ends instead of once per failed call.
+//! record of whether the store is reachable, so a worker or a console reports each outage once
+//! when it starts and once when it ends instead of once per failed call.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Local, Utc};
 use tokio::time::Instant;
 
-use crate::ops::OpsError;
+use super::OpsError;
 
 /// Delays between retries: doubling from `FIRST` up to `CAP`, each one randomised between half
 /// and all of its nominal value so that many workers coming back at once do not retry in step.
@@ -57,6 +57,7 @@ struct Down {
 /// loop and its execution tasks; cheap to clone.
 #[derive(Clone)]
 pub struct StoreHealth {
+    /// Who reports (a worker id), at the start of every line.
     worker: String,
     down: Arc<Mutex<Option<Down>>>,
     /// Also print state changes on stderr (a worker of its own); off for workers inside a console.
