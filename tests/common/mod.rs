@@ -28,18 +28,43 @@ pub struct Harness {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Test databases are named `ospdeck_t_<pid>_<n>`. Those of test processes that have ended are
-/// dropped here, so repeated `cargo test` runs do not pile databases up on the server.
+/// Who created a test database: `OSPDECK_TEST_TAG` (CI sets one per run, and drops that run's
+/// databases and roles when it ends), else one per machine. The server may be shared by other
+/// machines and other CI runs: only databases of this tag are ever dropped here.
+fn test_tag() -> String {
+    let tag = std::env::var("OSPDECK_TEST_TAG").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let hash = host.trim().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        format!("h{:08x}", hash as u32)
+    });
+    tag.chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        .take(24)
+        .collect()
+}
+
+/// Test databases are named `ospdeck_t_<tag>_<pid>_<n>`. Those of this tag whose test process
+/// has ended are dropped here, so repeated `cargo test` runs do not pile databases up.
 async fn drop_databases_of_finished_runs(admin: &mut sqlx::PgConnection) {
+    let prefix = format!("ospdeck_t_{}_", test_tag());
+    let pattern = format!("{}%", prefix.replace('_', "\\_"));
+    let finished = |name: &str| {
+        let pid = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+    };
     let names: Vec<(String,)> =
-        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'ospdeck\\_t\\_%'")
+        sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE $1")
+            .bind(&pattern)
             .fetch_all(&mut *admin)
             .await
             .unwrap_or_default();
     for (name,) in names {
-        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
-        let finished = pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists());
-        if finished {
+        if finished(&name) {
             // Another process may be dropping it at the same moment: errors do not matter.
             let _ = admin
                 .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
@@ -48,13 +73,13 @@ async fn drop_databases_of_finished_runs(admin: &mut sqlx::PgConnection) {
     }
     // Members' login roles are named after their test database (roles are cluster-wide).
     let roles: Vec<(String,)> =
-        sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname LIKE 'ospdeck\\_t\\_%'")
+        sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1")
+            .bind(&pattern)
             .fetch_all(&mut *admin)
             .await
             .unwrap_or_default();
     for (name,) in roles {
-        let pid = name.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()) {
+        if finished(&name) {
             let _ = admin
                 .execute(format!("DROP ROLE IF EXISTS \"{name}\"").as_str())
                 .await;
@@ -88,7 +113,8 @@ impl Harness {
         };
         drop_databases_of_finished_runs(&mut admin).await;
         let name = format!(
-            "ospdeck_t_{}_{}",
+            "ospdeck_t_{}_{}_{}",
+            test_tag(),
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         );
