@@ -12,10 +12,11 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fleet::{append_command, executions, run_counts, spawn_worker};
 use common::tmux::Tmux;
 use common::{BoxError, TestResult};
 use ospdeck::domain::permission::Identity;
@@ -27,7 +28,6 @@ use sqlx::Connection;
 
 const RUNS: usize = 2000;
 const WORKERS: usize = 4;
-const SLOTS: &str = "4";
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -56,11 +56,7 @@ impl Workload {
         store.migrate().await?;
         let ops = Ops::new(store.clone(), Identity::administrator("chaos"));
         ops.create_project("chaos", None).await?;
-        let command = format!(
-            "flock {lock} sh -c 'echo $OSPDECK_RUN_ID >> {out}'; sleep 0.2",
-            lock = dir.path().join("lock").display(),
-            out = dir.path().join("executed").display(),
-        );
+        let command = append_command(&dir.path().join("lock"), &dir.path().join("executed"), 0.2);
         let wf = ops
             .create_workflow(
                 "chaos",
@@ -81,15 +77,8 @@ impl Workload {
         std::fs::create_dir_all(&home)?;
         let workers = (0..WORKERS)
             .map(|n| {
-                let log = std::fs::File::create(dir.path().join(format!("worker-{n}.err")))?;
-                Command::new(env!("CARGO_BIN_EXE_ospdeck"))
-                    .args(["--db", &url, "worker", "--id", &format!("chaos-{n}")])
-                    .args(["--concurrency", SLOTS, "--lease", "60", "--grace", "10"])
-                    .env("HOME", &home)
-                    .env("XDG_STATE_HOME", home.join("state"))
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
+                let log = dir.path().join(format!("worker-{n}.err"));
+                spawn_worker(&url, &home, &format!("chaos-{n}"), 60, &log)
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -100,21 +89,8 @@ impl Workload {
         })
     }
 
-    /// Runs per status, read on a connection of its own; None while the store is away.
     async fn counts(&self) -> Option<HashMap<String, i64>> {
-        let sql = if self.url.starts_with("postgres") {
-            "SELECT status, count(*) FROM ops.runs GROUP BY status"
-        } else {
-            "SELECT status, count(*) FROM runs GROUP BY status"
-        };
-        let rows: Vec<(String, i64)> = if self.url.starts_with("postgres") {
-            let mut conn = sqlx::PgConnection::connect(&self.url).await.ok()?;
-            sqlx::query_as(sql).fetch_all(&mut conn).await.ok()?
-        } else {
-            let mut conn = sqlx::SqliteConnection::connect(&self.url).await.ok()?;
-            sqlx::query_as(sql).fetch_all(&mut conn).await.ok()?
-        };
-        Some(rows.into_iter().collect())
+        run_counts(&self.url).await
     }
 
     async fn succeeded(&self) -> i64 {
@@ -152,14 +128,8 @@ impl Workload {
             .join("\n")
     }
 
-    /// The run ids the commands wrote, with how often each was written.
     fn executions(&self) -> HashMap<i64, usize> {
-        let text = std::fs::read_to_string(self.dir.path().join("executed")).unwrap_or_default();
-        let mut seen = HashMap::new();
-        for id in text.lines().filter_map(|l| l.trim().parse::<i64>().ok()) {
-            *seen.entry(id).or_insert(0) += 1;
-        }
-        seen
+        executions(&self.dir.path().join("executed"))
     }
 
     /// Every run succeeded exactly once, and every worker outlived the fault; then the workers

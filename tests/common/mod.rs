@@ -1,6 +1,7 @@
 //! Test harness: a fresh, migrated store per test on either backend, plus raw SQL beside it.
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod tmux;
 
 use std::sync::Arc;
@@ -253,7 +254,7 @@ impl Harness {
     }
 
     /// Raw rows on a connection of its own, whichever backend this is.
-    async fn fetch_all<T>(&self, sql: &str) -> Vec<T>
+    pub async fn fetch_all<T>(&self, sql: &str) -> Vec<T>
     where
         T: Send + Unpin + for<'r> sqlx::FromRow<'r, PgRow> + for<'r> sqlx::FromRow<'r, SqliteRow>,
     {
