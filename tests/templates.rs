@@ -470,6 +470,11 @@ mod cases {
             .ok_or("followed a symlink out")?;
         assert!(err.to_string().contains("outside the bundle"), "{err}");
         assert!(matches!(publish("1.2").await, Err(OpsError::Invalid(_))));
+        // Beyond the stores' integer columns: refused, never clamped into a wrong order.
+        assert!(matches!(
+            publish("2147483648.0.0").await,
+            Err(OpsError::Invalid(_))
+        ));
         assert!(matches!(
             publish("1.0.0-rc.1").await,
             Err(OpsError::Invalid(_))

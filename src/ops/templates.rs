@@ -14,7 +14,7 @@ use crate::domain::permission::Permission;
 use crate::domain::template::{
     BUNDLE_MANIFEST, BundleManifest, StoredArtifact, TemplateSummary, TemplateVersion,
     VersionStatus, bundle_digest, check_bundle_manifest, check_label, check_template_name,
-    in_canary,
+    check_template_version, in_canary,
 };
 use crate::store::templates::{NewVersionRecord, ProjectRef};
 
@@ -105,11 +105,7 @@ impl Ops {
     ) -> OpsResult<TemplateVersion> {
         check_template_name(req.template)?;
         let version = parse_version(req.version)?;
-        if !version.pre.is_empty() || !version.build.is_empty() {
-            return Err(invalid(format!(
-                "invalid version {version}: use plain MAJOR.MINOR.PATCH"
-            )));
-        }
+        check_template_version(&version)?;
         let status = req.status.unwrap_or(VersionStatus::Draft);
         if status == VersionStatus::Deprecated {
             return Err(invalid("publish as draft or stable".into()));

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use semver::Version;
 use sqlx::FromRow;
 
-use super::{AuditEntry, StoreResult};
+use super::{AuditEntry, StoreError, StoreResult};
 use crate::domain::template::{
     Label, StoredArtifact, TemplateSummary, TemplateVersion, VersionStatus,
 };
@@ -129,4 +129,15 @@ impl From<ArtifactRow> for StoredArtifact {
             size_bytes: r.size_bytes,
         }
     }
+}
+
+/// A part of a version as the stores' integer columns hold it; ops refuses bigger ones first
+/// (`check_template_version`), so this only guards against a caller that did not.
+pub(super) fn version_part(part: u64) -> StoreResult<i32> {
+    i32::try_from(part).map_err(|_| {
+        StoreError::Invalid(format!(
+            "version part {part} is larger than {} (the stores' integer columns)",
+            i32::MAX
+        ))
+    })
 }

@@ -11,7 +11,7 @@ use crate::domain::template::{
 use crate::store::shared::{conflict_as, decode};
 use crate::store::templates::{
     ArtifactRow, NewVersionRecord, Pointers, ProjectRef, TemplateStore, project_ref,
-    template_audit as entry,
+    template_audit as entry, version_part,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -112,9 +112,9 @@ impl TemplateStore for SqliteStore {
         )
         .bind(template_id)
         .bind(v.to_string())
-        .bind(i32::try_from(v.major).unwrap_or(i32::MAX))
-        .bind(i32::try_from(v.minor).unwrap_or(i32::MAX))
-        .bind(i32::try_from(v.patch).unwrap_or(i32::MAX))
+        .bind(version_part(v.major)?)
+        .bind(version_part(v.minor)?)
+        .bind(version_part(v.patch)?)
         .bind(&new.digest)
         .bind(&new.changelog)
         .bind(actor)
