@@ -99,19 +99,36 @@ impl TemplateStore for PgStore {
                 .bind(&new.template)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let template_id: i64 =
-            match existing {
-                Some(id) => id,
-                None => sqlx::query_scalar(
+        let template_id: i64 = match existing {
+            Some(id) => id,
+            None => {
+                // A concurrent first publish of the same template may insert it in between: this
+                // insert then waits for that one to commit, inserts nothing, and the look-up
+                // (a new snapshot) finds it.
+                let created: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO ops.templates (name, created_by, project_id) VALUES ($1, $2, $3)
-                     RETURNING id",
+                     ON CONFLICT (name) DO NOTHING RETURNING id",
                 )
                 .bind(&new.template)
                 .bind(actor)
                 .bind(new.project_id)
-                .fetch_one(&mut *tx)
-                .await?,
-            };
+                .fetch_optional(&mut *tx)
+                .await?;
+                match created {
+                    Some(id) => id,
+                    None => sqlx::query_scalar("SELECT id FROM ops.templates WHERE name = $1")
+                        .bind(&new.template)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Conflict(format!(
+                                "template {} exists in a project you are not a member of",
+                                new.template
+                            ))
+                        })?,
+                }
+            }
+        };
         let v = &new.version;
         let version_id: i64 = sqlx::query_scalar(
             "INSERT INTO ops.template_versions
