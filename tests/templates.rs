@@ -13,6 +13,9 @@ conformance!(
     a_publish_that_dies_before_commit_leaves_nothing,
     bad_bundles_are_refused_and_nothing_is_written,
     lifecycle_rules_hold_for_ops_and_raw_sql,
+    concurrent_cold_cache_resolves_neither_fail_nor_raise_false_alarms,
+    concurrent_publishes_store_whole_objects_and_each_version_once,
+    hostile_bundle_files_are_refused_before_anything_is_stored,
 );
 
 mod cases {
@@ -586,6 +589,373 @@ mod cases {
             .is_err(),
             "a draft became the default"
         );
+        Ok(())
+    }
+
+    /// The real binary with a HOME of its own whose config.toml points at this test's artifact
+    /// store and cache, as separate `ospdeck template resolve` processes would run on one host.
+    struct CliHome {
+        home: PathBuf,
+        db: String,
+        cache: PathBuf,
+    }
+
+    impl CliHome {
+        fn new(env: &Env, h: &Harness) -> std::io::Result<Self> {
+            let home = env.root.join("home");
+            let config = home.join(".config/ospdeck");
+            std::fs::create_dir_all(&config)?;
+            let cache = env.root.join("cache");
+            std::fs::write(
+                config.join("config.toml"),
+                format!(
+                    "[artifacts]\ndir = {:?}\ncache_dir = {:?}\n",
+                    env.root.join("store"),
+                    cache
+                ),
+            )?;
+            Ok(Self {
+                home,
+                db: h.url.clone(),
+                cache,
+            })
+        }
+
+        fn command(&self, args: &[&str]) -> std::process::Command {
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ospdeck"));
+            cmd.arg("--db")
+                .arg(&self.db)
+                .args(args)
+                .env("HOME", &self.home)
+                .env_remove("XDG_CONFIG_HOME")
+                .env_remove("XDG_CACHE_HOME")
+                .env_remove("XDG_STATE_HOME")
+                .env_remove("XDG_DATA_HOME")
+                .env_remove("OSPDECK_TEMPLATE_REMOTE")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            cmd
+        }
+
+        /// Lines of every log file of this HOME that contain `needle`.
+        fn log_lines_containing(&self, needle: &str) -> usize {
+            let dir = self.home.join(".local/state/ospdeck/logs");
+            std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .map(|e| {
+                            std::fs::read_to_string(e.path())
+                                .map(|text| text.lines().filter(|l| l.contains(needle)).count())
+                                .unwrap_or(0)
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+
+        /// `n` resolves started together on a cold cache; answers how many failed. Every answer
+        /// that succeeded must name files that hold exactly their sha256.
+        fn cold_resolve_round(&self, n: usize) -> Result<usize, super::common::BoxError> {
+            match std::fs::remove_dir_all(&self.cache) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            let children = (0..n)
+                .map(|_| self.command(&["template", "resolve", T, "--json"]).spawn())
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut failures = 0;
+            for child in children {
+                let out = child.wait_with_output()?;
+                if !out.status.success() {
+                    failures += 1;
+                    continue;
+                }
+                let answer: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+                let artifacts = answer["artifacts"].as_array().ok_or("no artifacts")?;
+                assert_eq!(artifacts.len(), 4, "{answer}");
+                for a in artifacts {
+                    let file = a["file"].as_str().ok_or("file")?;
+                    assert_eq!(
+                        ospdeck::artifacts::sha256_file(Path::new(file))?,
+                        a["sha256"].as_str().ok_or("sha256")?,
+                        "{file} served with the wrong bytes"
+                    );
+                }
+            }
+            Ok(failures)
+        }
+    }
+
+    /// The demo bundle plus a 4 MiB asset, so that a download takes long enough to overlap.
+    fn bundle_with_large_asset(dir: &Path) -> std::io::Result<PathBuf> {
+        bundle(dir, "large")?;
+        let big: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.join("model.bin"), big)?;
+        let manifest = std::fs::read_to_string(dir.join("manifest.json"))?.replace(
+            "\n            ]}",
+            ",\n                {\"kind\": \"asset\", \"path\": \"model.bin\", \"content_type\": \"application/octet-stream\"}\n            ]}",
+        );
+        std::fs::write(dir.join("manifest.json"), manifest)?;
+        Ok(dir.to_owned())
+    }
+
+    pub async fn concurrent_cold_cache_resolves_neither_fail_nor_raise_false_alarms(
+        h: Harness,
+    ) -> TestResult {
+        let env = Env::new()?;
+        let dir = bundle_with_large_asset(&env.root.join("bundle"))?;
+        h.ops
+            .publish_bundle(
+                &dir,
+                &PublishRequest {
+                    template: T,
+                    version: "1.0.0",
+                    status: Some(VersionStatus::Stable),
+                    set_default: true,
+                    ..Default::default()
+                },
+                env.store.clone(),
+                &|_, _| {},
+            )
+            .await?;
+        let cli = CliHome::new(&env, &h)?;
+        let mut eight = 0;
+        for _ in 0..10 {
+            eight += cli.cold_resolve_round(8)?;
+        }
+        let mut pairs = 0;
+        for _ in 0..20 {
+            pairs += cli.cold_resolve_round(2)?;
+        }
+        let alarms = cli.log_lines_containing("sha256 mismatch");
+        println!(
+            "cold-cache resolves: {eight} of 80 failed with 8 at once, {pairs} of 40 with 2 at once; {alarms} sha256 alarms"
+        );
+        assert_eq!((eight, pairs, alarms), (0, 0, 0));
+        Ok(())
+    }
+
+    /// Every file under `dir`, recursively.
+    fn files_under(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    out.extend(files_under(&p));
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    fn publish_request<'a>(template: &'a str, version: &'a str) -> PublishRequest<'a> {
+        PublishRequest {
+            template,
+            version,
+            ..Default::default()
+        }
+    }
+
+    pub async fn concurrent_publishes_store_whole_objects_and_each_version_once(
+        h: Harness,
+    ) -> TestResult {
+        let env = Env::new()?;
+        let shared = bundle_with_large_asset(&env.root.join("shared"))?;
+        let mut tasks = Vec::new();
+        // Eight versions of one new template from the same files: every object is put eight
+        // times at once, and the template is created by whichever commits first.
+        for i in 0..8 {
+            let (ops, store, dir) = (h.ops.clone(), env.store.clone(), shared.clone());
+            tasks.push(tokio::spawn(async move {
+                let version = format!("1.{i}.0");
+                ops.publish_bundle(&dir, &publish_request(T, &version), store, &|_, _| {})
+                    .await
+            }));
+        }
+        // Four other templates from bundles of their own, at the same time.
+        for i in 0..4 {
+            let dir = bundle(&env.root.join(format!("other-{i}")), &format!("other {i}"))?;
+            let (ops, store) = (h.ops.clone(), env.store.clone());
+            tasks.push(tokio::spawn(async move {
+                let template = format!("other-{i}");
+                ops.publish_bundle(
+                    &dir,
+                    &publish_request(&template, "1.0.0"),
+                    store,
+                    &|_, _| {},
+                )
+                .await
+            }));
+        }
+        let mut failures = Vec::new();
+        for task in tasks {
+            if let Err(e) = task.await? {
+                failures.push(e.to_string());
+            }
+        }
+        assert_eq!(failures, Vec::<String>::new());
+        let versions = h.ops.template_versions(T).await?;
+        assert_eq!(versions.len(), 8);
+        assert!(versions.iter().all(|v| v.digest == versions[0].digest));
+        assert_eq!(h.ops.list_templates().await?.len(), 5);
+
+        // One version published four times at once: exactly one wins, the rest are refused.
+        let mut same = Vec::new();
+        for _ in 0..4 {
+            let (ops, store, dir) = (h.ops.clone(), env.store.clone(), shared.clone());
+            same.push(tokio::spawn(async move {
+                ops.publish_bundle(&dir, &publish_request(T, "2.0.0"), store, &|_, _| {})
+                    .await
+            }));
+        }
+        let mut published = 0;
+        for task in same {
+            match task.await? {
+                Ok(_) => published += 1,
+                Err(e) => assert!(e.to_string().contains("already published"), "{e}"),
+            }
+        }
+        assert_eq!(published, 1);
+        assert_eq!(h.ops.template_versions(T).await?.len(), 9);
+
+        // The store holds whole objects, each exactly the bytes its name says, and no temp file:
+        // 4 shared ones, plus fr and en of each other template (their config.json is shared).
+        let files = files_under(&env.root.join("store"));
+        assert_eq!(files.len(), 4 + 4 * 2, "{files:?}");
+        for file in files {
+            let name = file.file_name().and_then(|n| n.to_str()).ok_or("name")?;
+            assert_eq!(ospdeck::artifacts::sha256_file(&file)?, name, "{file:?}");
+        }
+        Ok(())
+    }
+
+    /// Replaces whatever is at `path` (file, link, FIFO or directory) with nothing.
+    fn clear(path: &Path) -> std::io::Result<()> {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+            Ok(_) => std::fs::remove_file(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn mkfifo(path: &Path) -> std::io::Result<()> {
+        let status = std::process::Command::new("mkfifo").arg(path).status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("mkfifo failed"))
+        }
+    }
+
+    /// What a hostile bundle puts where a file should be.
+    enum Hostile {
+        LinkTo(PathBuf),
+        Fifo,
+        Directory,
+        Text(String),
+    }
+
+    impl Hostile {
+        fn make(&self, path: &Path) -> std::io::Result<()> {
+            clear(path)?;
+            match self {
+                Hostile::LinkTo(target) => std::os::unix::fs::symlink(target, path),
+                Hostile::Fifo => mkfifo(path),
+                Hostile::Directory => std::fs::create_dir(path),
+                Hostile::Text(text) => std::fs::write(path, text),
+            }
+        }
+    }
+
+    pub async fn hostile_bundle_files_are_refused_before_anything_is_stored(
+        h: Harness,
+    ) -> TestResult {
+        let env = Env::new()?;
+        let dir = bundle(&env.root.join("b"), "x")?;
+        let manifest = dir.join("manifest.json");
+        let config = dir.join("config.json");
+        let good_manifest = std::fs::read_to_string(&manifest)?;
+        let good_config = std::fs::read_to_string(&config)?;
+        // A FIFO inside the bundle, for an artifact that links to it.
+        mkfifo(&dir.join("pipe"))?;
+        let store_dir = env.root.join("store");
+        let small_store = Arc::new(FsArtifactStore::new(&store_dir).with_max_object_bytes(10));
+        let oversized = format!("{good_manifest}{}", " ".repeat(1 << 20));
+        use Hostile::*;
+        let cases = [
+            (
+                &manifest,
+                LinkTo("/dev/zero".into()),
+                "a character device, not a regular file",
+            ),
+            (&manifest, Fifo, "a FIFO, not a regular file"),
+            (&manifest, Directory, "a directory, not a regular file"),
+            (
+                &manifest,
+                Text(oversized),
+                "more than 1048576 bytes, the limit for manifest.json",
+            ),
+            (&config, Directory, "a directory, not a regular file"),
+            (&config, Fifo, "a FIFO, not a regular file"),
+            (
+                &config,
+                LinkTo(dir.join("pipe")),
+                "a FIFO, not a regular file",
+            ),
+            (
+                &config,
+                LinkTo("/dev/zero".into()),
+                "points outside the bundle",
+            ),
+        ];
+        for (path, hostile, expected) in &cases {
+            hostile.make(path)?;
+            let err = h
+                .ops
+                .publish_bundle(
+                    &dir,
+                    &publish_request(T, "1.0.0"),
+                    env.store.clone(),
+                    &|_, _| {},
+                )
+                .await
+                .err()
+                .ok_or(format!("{path:?}: published"))?;
+            Text(good_manifest.clone()).make(&manifest)?;
+            Text(good_config.clone()).make(&config)?;
+            let name = path.file_name().and_then(|n| n.to_str()).ok_or("name")?;
+            let message = err.to_string();
+            assert!(matches!(err, OpsError::Invalid(_)), "{err:?}");
+            assert!(
+                message.contains(&format!("{name}: {expected}"))
+                    || message.contains(&format!("{name} {expected}")),
+                "{message}"
+            );
+            assert_eq!(message.lines().count(), 1, "{message}");
+            assert_eq!(h.count("templates").await, 0, "{message}");
+            assert_eq!(files_under(&store_dir), Vec::<PathBuf>::new(), "{message}");
+        }
+        // A regular artifact over the store's limit (`[artifacts] max_artifact_bytes`).
+        let err = h
+            .ops
+            .publish_bundle(&dir, &publish_request(T, "1.0.0"), small_store, &|_, _| {})
+            .await
+            .err()
+            .ok_or("published over the limit")?;
+        assert!(
+            err.to_string().contains(
+                "config.json: more than 10 bytes, the limit for one artifact \
+                 ([artifacts] max_artifact_bytes)"
+            ),
+            "{err}"
+        );
+        assert_eq!(h.count("templates").await, 0);
+        assert_eq!(files_under(&store_dir), Vec::<PathBuf>::new());
         Ok(())
     }
 }

@@ -1,43 +1,60 @@
 //! Where bundle files live: a content-addressed artifact store (objects named by their sha256), a
 //! local cache keyed the same way, and the resolver that serves a version's files from them.
+//!
+//! Many processes share these directories (resolvers, publishers): every write goes to a
+//! temp file of its own and is renamed into place, so a reader sees a whole file or none.
 
+mod files;
 mod resolver;
 mod s3;
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
+pub use files::{
+    Capped, TEMP_PREFIX, check_regular, copy_hashing, open_regular_file, sha256_file, temp_file_in,
+};
 pub use resolver::{
     Resolution, ResolveRequest, ResolvedArtifact, Resolver, ResolverConfig, Source,
 };
 pub use s3::{S3ArtifactStore, S3Config};
 
-use crate::domain::template::hex;
+pub use crate::domain::template::DEFAULT_MAX_ARTIFACT_BYTES;
 
-const CHUNK: usize = 1 << 20;
+/// What an over-limit artifact is measured against, in its error.
+pub const ARTIFACT_LIMIT: &str = "one artifact ([artifacts] max_artifact_bytes)";
 
 /// A store of immutable objects named by their sha256. Immutability comes from the names (and the
 /// database's rows), never from the store: an S3-style store may overwrite on every put.
 pub trait ArtifactStore: Send + Sync {
     fn location(&self) -> String;
-    /// Streams `src` into the store under its sha256 in one pass; answers (sha256, size).
+    /// The largest object a put accepts.
+    fn max_object_bytes(&self) -> u64;
+    /// Streams the regular file `src` into the store under its sha256; answers (sha256, size).
+    /// The object appears whole or not at all.
     fn put_file(&self, src: &Path) -> io::Result<(String, u64)>;
-    /// Copies the object named `sha256` to `dest`.
-    fn fetch(&self, sha256: &str, dest: &Path) -> io::Result<()>;
+    /// Streams the object named `sha256` into `dest`, failing once more than `max_bytes` came.
+    fn fetch(&self, sha256: &str, dest: &mut dyn Write, max_bytes: u64) -> io::Result<u64>;
 }
 
 /// Objects as files under `root/ab/abcdef…`.
 #[derive(Debug, Clone)]
 pub struct FsArtifactStore {
     root: PathBuf,
+    max_object_bytes: u64,
 }
 
 impl FsArtifactStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            max_object_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
+        }
+    }
+
+    pub fn with_max_object_bytes(mut self, max: u64) -> Self {
+        self.max_object_bytes = max;
+        self
     }
 
     pub fn object_path(&self, sha256: &str) -> PathBuf {
@@ -49,90 +66,38 @@ pub fn object_path(root: &Path, sha256: &str) -> PathBuf {
     root.join(sha256.get(..2).unwrap_or("xx")).join(sha256)
 }
 
-/// Copies `src` to a temporary file in `dir` while hashing it; answers the temp path, the sha256
-/// and the size. The caller renames the file into place (or removes it).
-pub fn copy_hashing(src: &Path, dir: &Path) -> io::Result<(PathBuf, String, u64)> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".incoming-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    let result = (|| {
-        let mut input = File::open(src)?;
-        let mut out = File::create(&tmp)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; CHUNK];
-        let mut size = 0u64;
-        loop {
-            let n = input.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n])?;
-            size += n as u64;
-        }
-        out.sync_all()?;
-        Ok((hex(&hasher.finalize()), size))
-    })();
-    match result {
-        Ok((sha, size)) => Ok((tmp, sha, size)),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
-}
-
-/// The sha256 of a file, streamed.
-pub fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut input = File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = input.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
 impl ArtifactStore for FsArtifactStore {
     fn location(&self) -> String {
         self.root.display().to_string()
     }
 
+    fn max_object_bytes(&self) -> u64 {
+        self.max_object_bytes
+    }
+
     fn put_file(&self, src: &Path) -> io::Result<(String, u64)> {
-        let (tmp, sha, size) = copy_hashing(src, &self.root)?;
+        let input = open_regular_file(src, self.max_object_bytes, ARTIFACT_LIMIT)?;
+        // The name is known only once the bytes are hashed: the temp file sits at the root, on
+        // the same file system as its final place, and is dropped (removed) on any error.
+        let mut tmp = temp_file_in(&self.root)?;
+        let (sha, size) = copy_hashing(
+            &mut Capped::new(input, self.max_object_bytes, ARTIFACT_LIMIT),
+            tmp.as_file_mut(),
+        )?;
+        tmp.as_file().sync_all()?;
         let dest = self.object_path(&sha);
-        let placed = dest
-            .parent()
-            .map(std::fs::create_dir_all)
-            .unwrap_or(Ok(()))
-            .and_then(|()| std::fs::rename(&tmp, &dest));
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
         }
+        // Replacing an existing copy (same bytes) is harmless.
+        tmp.persist(&dest).map_err(|e| e.error)?;
         Ok((sha, size))
     }
 
-    fn fetch(&self, sha256: &str, dest: &Path) -> io::Result<()> {
-        std::fs::copy(self.object_path(sha256), dest).map(|_| ())
+    fn fetch(&self, sha256: &str, dest: &mut dyn Write, max_bytes: u64) -> io::Result<u64> {
+        let what = "this artifact's recorded size";
+        let object = open_regular_file(&self.object_path(sha256), max_bytes, what)?;
+        let (_, size) = copy_hashing(&mut Capped::new(object, max_bytes, what), dest)?;
+        Ok(size)
     }
 }

@@ -2,17 +2,23 @@
 //! the object_store crate. Such endpoints overwrite on every put: the objects' sha256 names and the
 //! database rows are what keep them immutable, and every read is hash-checked by the resolver.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, WriteMultipart};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
-use super::{ArtifactStore, sha256_file};
+use super::{
+    ARTIFACT_LIMIT, ArtifactStore, Capped, DEFAULT_MAX_ARTIFACT_BYTES, copy_hashing,
+    open_regular_file,
+};
+use crate::domain::template::hex;
 
 /// `[artifacts.s3]` in config.toml. Keys never leave this struct: not on screen, not in logs.
 #[derive(Clone, PartialEq, Deserialize)]
@@ -54,6 +60,7 @@ pub struct S3ArtifactStore {
     prefix: String,
     location: String,
     runtime: Handle,
+    max_object_bytes: u64,
 }
 
 impl S3ArtifactStore {
@@ -74,7 +81,13 @@ impl S3ArtifactStore {
             prefix: config.prefix.trim_matches('/').to_owned(),
             location: format!("s3 {}/{}", config.endpoint, config.bucket),
             runtime: Handle::try_current().map_err(io::Error::other)?,
+            max_object_bytes: DEFAULT_MAX_ARTIFACT_BYTES,
         })
+    }
+
+    pub fn with_max_object_bytes(mut self, max: u64) -> Self {
+        self.max_object_bytes = max;
+        self
     }
 
     fn key(&self, sha256: &str) -> ObjectPath {
@@ -92,50 +105,90 @@ impl ArtifactStore for S3ArtifactStore {
         self.location.clone()
     }
 
-    /// Hashes first (the name must be known), then streams the file up in parts.
+    fn max_object_bytes(&self) -> u64 {
+        self.max_object_bytes
+    }
+
+    /// Hashes first (the key must be known), then streams the file up in parts while hashing it
+    /// again: a multipart upload becomes visible only when completed, and it is completed only if
+    /// the bytes sent are the ones the key names; otherwise it is aborted and nothing appears.
     fn put_file(&self, src: &Path) -> io::Result<(String, u64)> {
-        let sha = sha256_file(src)?;
+        let limit = self.max_object_bytes;
+        let mut file = open_regular_file(src, limit, ARTIFACT_LIMIT)?;
+        let (sha, _) = copy_hashing(
+            &mut Capped::new(&mut file, limit, ARTIFACT_LIMIT),
+            &mut io::sink(),
+        )?;
+        file.seek(SeekFrom::Start(0))?;
         let key = self.key(&sha);
         let store = self.store.clone();
+        let expected = sha.clone();
         let size = self.runtime.block_on(async move {
             let upload = store.put_multipart(&key).await.map_err(io::Error::other)?;
             let mut writer = WriteMultipart::new(upload);
-            let mut file = std::fs::File::open(src)?;
+            let mut input = Capped::new(file, limit, ARTIFACT_LIMIT);
+            let mut hasher = Sha256::new();
             let mut buf = vec![0u8; 1 << 20];
             let mut size = 0u64;
-            loop {
-                let n = file.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
+            let sent = loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e),
+                };
                 // Bounded memory: at most a few parts in flight.
-                writer
-                    .wait_for_capacity(4)
-                    .await
-                    .map_err(io::Error::other)?;
+                if let Err(e) = writer.wait_for_capacity(4).await {
+                    break Err(io::Error::other(e));
+                }
+                hasher.update(&buf[..n]);
                 writer.write(&buf[..n]);
                 size += n as u64;
-            }
-            writer.finish().await.map_err(io::Error::other)?;
+            };
+            let sent = sent.and_then(|()| {
+                if hex(&hasher.finalize()) == expected {
+                    Ok(())
+                } else {
+                    Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "the file changed while it was being stored",
+                    ))
+                }
+            });
+            match sent {
+                Ok(()) => writer.finish().await.map_err(io::Error::other)?,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(e);
+                }
+            };
             Ok::<u64, io::Error>(size)
         })?;
         Ok((sha, size))
     }
 
-    fn fetch(&self, sha256: &str, dest: &Path) -> io::Result<()> {
+    fn fetch(&self, sha256: &str, dest: &mut dyn Write, max_bytes: u64) -> io::Result<u64> {
         let key = self.key(sha256);
         let store = self.store.clone();
-        let bytes = self.runtime.block_on(async move {
-            store
+        self.runtime.block_on(async move {
+            let mut chunks = store
                 .get(&key)
                 .await
                 .map_err(io::Error::other)?
-                .bytes()
-                .await
-                .map_err(io::Error::other)
-        })?;
-        let mut out = std::fs::File::create(dest)?;
-        out.write_all(&bytes)?;
-        out.sync_all()
+                .into_stream();
+            let mut size = 0u64;
+            while let Some(chunk) = chunks.next().await {
+                let chunk = chunk.map_err(io::Error::other)?;
+                size += chunk.len() as u64;
+                if size > max_bytes {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("more than {max_bytes} bytes, this artifact's recorded size"),
+                    ));
+                }
+                dest.write_all(&chunk)?;
+            }
+            Ok(size)
+        })
     }
 }

@@ -108,17 +108,22 @@ pub fn artifact_settings(cli: &Cli) -> CliResult<(Arc<dyn ArtifactStore>, Resolv
         .map_err(|e| CliError(e.to_string()))?
         .map(|c| c.artifacts)
         .unwrap_or_default();
+    let max = config.max_artifact_bytes;
     let store: Arc<dyn ArtifactStore> = match &config.s3 {
         Some(s3) => Arc::new(
             S3ArtifactStore::new(s3)
-                .map_err(|e| CliError(format!("bad [artifacts.s3] settings: {e}")))?,
+                .map_err(|e| CliError(format!("bad [artifacts.s3] settings: {e}")))?
+                .with_max_object_bytes(max),
         ),
-        None => Arc::new(FsArtifactStore::new(
-            config
-                .dir
-                .clone()
-                .unwrap_or_else(|| resolved.paths.data_dir.join("artifacts")),
-        )),
+        None => Arc::new(
+            FsArtifactStore::new(
+                config
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| resolved.paths.data_dir.join("artifacts")),
+            )
+            .with_max_object_bytes(max),
+        ),
     };
     let env_off = std::env::var("OSPDECK_TEMPLATE_REMOTE")
         .map(|v| matches!(v.trim(), "off" | "0" | "false" | "no"))

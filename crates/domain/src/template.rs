@@ -13,6 +13,10 @@ use sha2::{Digest, Sha256};
 use super::error::{InvalidInput, check_identifier};
 
 pub const BUNDLE_MANIFEST: &str = "manifest.json";
+/// A bundle's manifest.json lists files; anything bigger than this is not one.
+pub const MAX_BUNDLE_MANIFEST_BYTES: u64 = 1 << 20;
+/// The default largest artifact (`[artifacts] max_artifact_bytes`): generous, but a bound.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 4 << 30;
 /// The largest part of a template version: the stores order versions by their numbers, kept in
 /// 32-bit integer columns.
 pub const MAX_VERSION_PART: u64 = i32::MAX as u64;
