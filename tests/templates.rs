@@ -16,6 +16,10 @@ conformance!(
     concurrent_cold_cache_resolves_neither_fail_nor_raise_false_alarms,
     concurrent_publishes_store_whole_objects_and_each_version_once,
     hostile_bundle_files_are_refused_before_anything_is_stored,
+    the_store_names_every_referenced_artifact_once,
+    gc_removes_only_old_unreferenced_objects_and_audits_it,
+    gc_is_the_administrators_and_only_lists_when_read_only,
+    gc_through_the_cli_lists_then_removes,
 );
 
 mod cases {
@@ -23,12 +27,16 @@ mod cases {
     use std::sync::Arc;
     use std::time::Duration;
 
+    use std::collections::BTreeSet;
+    use std::time::SystemTime;
+
     use ospdeck::artifacts::{
         ArtifactStore, FsArtifactStore, ResolveRequest, Resolver, ResolverConfig, Source,
     };
+    use ospdeck::domain::permission::Identity;
     use ospdeck::domain::template::VersionStatus;
-    use ospdeck::ops::{OpsError, PublishRequest, Selector};
-    use ospdeck::store::StoreKind;
+    use ospdeck::ops::{GcItem, GcItemKind, GcRequest, Ops, OpsError, PublishRequest, Selector};
+    use ospdeck::store::{self, StoreKind, StoreOptions};
 
     use super::common::{Harness, TestResult};
 
@@ -956,6 +964,301 @@ mod cases {
         );
         assert_eq!(h.count("templates").await, 0);
         assert_eq!(files_under(&store_dir), Vec::<PathBuf>::new());
+        Ok(())
+    }
+
+    /// The sha256 of every artifact of `version`.
+    async fn shas(h: &Harness, version: &str) -> Result<BTreeSet<String>, OpsError> {
+        Ok(h.store
+            .version_artifacts(T, version)
+            .await?
+            .into_iter()
+            .map(|a| a.sha256)
+            .collect())
+    }
+
+    pub async fn the_store_names_every_referenced_artifact_once(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        assert_eq!(h.store.referenced_artifacts().await?, Vec::<String>::new());
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        env.publish(&h, "1.1.0", VersionStatus::Draft, false)
+            .await?;
+        env.publish(&h, "1.2.0", VersionStatus::Stable, false)
+            .await?;
+        h.ops.deprecate_version(T, "1.2.0", None).await?;
+        env.publish(&h, "1.3.0", VersionStatus::Draft, false)
+            .await?;
+        let deleted = shas(&h, "1.3.0").await?;
+        h.ops.delete_draft(T, "1.3.0").await?;
+        let mut expected = BTreeSet::new();
+        for v in ["1.0.0", "1.1.0", "1.2.0"] {
+            expected.extend(shas(&h, v).await?);
+        }
+        // config.json is shared by all; fr and en differ per version.
+        assert_eq!(expected.len(), 1 + 3 * 2);
+        let listed = h.store.referenced_artifacts().await?;
+        assert_eq!(listed, expected.iter().cloned().collect::<Vec<_>>());
+        let gone: Vec<&String> = deleted.difference(&expected).collect();
+        assert_eq!(gone.len(), 2, "the deleted draft's own files");
+        assert!(gone.iter().all(|sha| !listed.contains(sha)));
+        Ok(())
+    }
+
+    /// Sets a file's modification time `secs` into the past.
+    fn backdate(path: &Path, secs: u64) -> std::io::Result<()> {
+        let then = SystemTime::now() - Duration::from_secs(secs);
+        std::fs::File::options()
+            .write(true)
+            .open(path)?
+            .set_modified(then)
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// The `after` of every `gc` audit row, oldest first.
+    async fn gc_audits(h: &Harness) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+        let after = match h.kind() {
+            StoreKind::Postgres => "after::text",
+            StoreKind::Sqlite => "after",
+        };
+        let sql = format!(
+            "SELECT {after} FROM {} WHERE action = 'gc' AND entity_type = 'artifact_store' ORDER BY id",
+            h.table("audit_log")
+        );
+        let mut out = Vec::new();
+        for n in 0..h.scalar(&format!("SELECT count(*) FROM ({sql}) g")).await {
+            let text = h.scalar_text(&format!("{sql} LIMIT 1 OFFSET {n}")).await;
+            out.push(serde_json::from_str(&text)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn gc_removes_only_old_unreferenced_objects_and_audits_it(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        let cache = env.root.join("cache");
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        env.publish(&h, "1.1.0", VersionStatus::Draft, false)
+            .await?;
+        let kept = shas(&h, "1.0.0").await?;
+        let draft = h.store.version_artifacts(T, "1.1.0").await?;
+        h.ops.delete_draft(T, "1.1.0").await?;
+        // Two hours old: the deleted draft's own files (garbage) and the live version's (not:
+        // age never makes a referenced object garbage).
+        let garbage: Vec<_> = draft.iter().filter(|a| !kept.contains(&a.sha256)).collect();
+        assert_eq!(garbage.len(), 2);
+        for sha in garbage.iter().map(|a| &a.sha256).chain(&kept) {
+            backdate(&env.store.object_path(sha), 2 * 3600)?;
+        }
+        let garbage_bytes: u64 = garbage.iter().map(|a| a.size_bytes as u64).sum();
+        // An object a publish in flight has just stored: no version names it yet.
+        std::fs::write(env.root.join("in-flight.md"), "not committed yet")?;
+        let (in_flight, _) = env.store.put_file(&env.root.join("in-flight.md"))?;
+        // Temp files an interrupted put and an interrupted download left, and a download under way.
+        let store_tmp = env.root.join("store/.incoming-crashed");
+        let cache_tmp = cache.join("ab/.incoming-crashed");
+        let cache_live = cache.join("ab/.incoming-downloading");
+        std::fs::create_dir_all(cache.join("ab"))?;
+        std::fs::write(&store_tmp, "1234567")?;
+        std::fs::write(&cache_tmp, "12345")?;
+        std::fs::write(&cache_live, "123")?;
+        backdate(&store_tmp, 2 * 3600)?;
+        backdate(&cache_tmp, 2 * 3600)?;
+
+        let gc = |delete: bool, older_than: Duration| {
+            let (ops, store, cache) = (h.ops.clone(), env.store.clone(), cache.clone());
+            async move {
+                ops.collect_garbage(
+                    store,
+                    &GcRequest {
+                        older_than,
+                        delete,
+                        cache_dir: Some(&cache),
+                    },
+                )
+                .await
+            }
+        };
+        let mut expected: Vec<GcItem> = garbage
+            .iter()
+            .map(|a| GcItem {
+                kind: GcItemKind::Object,
+                name: a.sha256.clone(),
+                size_bytes: a.size_bytes as u64,
+            })
+            .collect();
+        expected.sort_by(|a, b| a.name.cmp(&b.name));
+        for (path, size) in [(&store_tmp, 7), (&cache_tmp, 5)] {
+            expected.push(GcItem {
+                kind: GcItemKind::TempFile,
+                name: path.display().to_string(),
+                size_bytes: size,
+            });
+        }
+        let before = files_under(&env.root.join("store")).len() + files_under(&cache).len();
+
+        let dry = gc(false, HOUR).await?;
+        assert!(dry.dry_run);
+        assert_eq!((dry.referenced, dry.recent), (3, 1));
+        assert_eq!(dry.removed, expected);
+        assert_eq!((dry.count, dry.bytes), (4, garbage_bytes + 7 + 5));
+        let after_dry = files_under(&env.root.join("store")).len() + files_under(&cache).len();
+        assert_eq!(after_dry, before, "a dry run removed something");
+        assert_eq!(
+            gc_audits(&h).await?.len(),
+            0,
+            "a dry run wrote an audit event"
+        );
+
+        let done = gc(true, HOUR).await?;
+        assert!(!done.dry_run);
+        assert_eq!(done.removed, expected);
+        assert_eq!((done.count, done.bytes), (4, garbage_bytes + 7 + 5));
+        for a in &garbage {
+            assert!(
+                !env.store.object_path(&a.sha256).exists(),
+                "{} kept",
+                a.path
+            );
+        }
+        for sha in kept.iter().chain([&in_flight]) {
+            assert!(env.store.object_path(sha).exists(), "{sha} removed");
+        }
+        assert!(!store_tmp.exists() && !cache_tmp.exists());
+        assert!(cache_live.exists(), "a download under way lost its file");
+        let audits = gc_audits(&h).await?;
+        assert_eq!(audits.len(), 1);
+        assert_eq!(
+            audits[0],
+            serde_json::json!({
+                "objects": 2, "object_bytes": garbage_bytes, "temp_files": 2, "temp_bytes": 12,
+                "older_than_secs": 3600,
+            })
+        );
+        // What is referenced still resolves, from the store, on a cold cache.
+        let r = env
+            .resolver(&h, true, false)
+            .resolve(&req(Selector::Default, None))
+            .await?;
+        assert!(r.artifacts.iter().all(|a| a.source == Source::Remote));
+
+        // Nothing left but recent files; with no grace period they go too.
+        let again = gc(true, HOUR).await?;
+        assert_eq!((again.count, again.recent), (0, 1));
+        let now = gc(true, Duration::ZERO).await?;
+        let live = cache_live.display().to_string();
+        assert_eq!(
+            now.removed
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>(),
+            vec![in_flight.as_str(), live.as_str()]
+        );
+        assert_eq!(gc_audits(&h).await?.len(), 3);
+        Ok(())
+    }
+
+    pub async fn gc_is_the_administrators_and_only_lists_when_read_only(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        env.publish(&h, "1.0.0", VersionStatus::Draft, false)
+            .await?;
+        h.ops.delete_draft(T, "1.0.0").await?;
+        let request = |delete| GcRequest {
+            older_than: Duration::ZERO,
+            delete,
+            cache_dir: None,
+        };
+        let member = Ops::new(h.store.clone(), Identity::member("alice"));
+        for delete in [false, true] {
+            let err = member
+                .collect_garbage(env.store.clone(), &request(delete))
+                .await
+                .err()
+                .ok_or("a member collected garbage")?;
+            assert!(matches!(err, OpsError::Forbidden(_)), "{err:?}");
+            assert!(err.to_string().contains("administrator"), "{err}");
+        }
+        let read_only = store::open(
+            &h.url,
+            &StoreOptions {
+                read_only: true,
+                max_connections: 2,
+            },
+        )
+        .await?;
+        let admin = Ops::new(read_only, Identity::administrator("tester"));
+        let err = admin
+            .collect_garbage(env.store.clone(), &request(true))
+            .await
+            .err()
+            .ok_or("deleted through a read-only store")?;
+        assert!(err.to_string().contains("read-only"), "{err}");
+        assert_eq!(files_under(&env.root.join("store")).len(), 3);
+        let dry = admin
+            .collect_garbage(env.store.clone(), &request(false))
+            .await?;
+        assert_eq!((dry.count, dry.referenced), (3, 0));
+        assert_eq!(files_under(&env.root.join("store")).len(), 3);
+        assert_eq!(gc_audits(&h).await?.len(), 0);
+        Ok(())
+    }
+
+    pub async fn gc_through_the_cli_lists_then_removes(h: Harness) -> TestResult {
+        let env = Env::new()?;
+        env.publish(&h, "1.0.0", VersionStatus::Stable, true)
+            .await?;
+        env.publish(&h, "1.1.0", VersionStatus::Draft, false)
+            .await?;
+        h.ops.delete_draft(T, "1.1.0").await?;
+        let cli = CliHome::new(&env, &h)?;
+        let run = |args: &[&str]| cli.command(args).output();
+        let one_line_error = |out: &std::process::Output, wanted: &str| {
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(!out.status.success(), "succeeded");
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(err.starts_with("error: ") && err.contains(wanted), "{err}");
+        };
+        one_line_error(
+            &run(&["gc", "--older-than", "soon"])?,
+            "invalid age \"soon\"",
+        );
+        one_line_error(
+            &run(&["--read-only", "gc", "--delete", "--older-than", "0"])?,
+            "read-only",
+        );
+        assert_eq!(files_under(&env.root.join("store")).len(), 5);
+        let out = run(&["gc", "--older-than", "0", "--json"])?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dry: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(
+            (&dry["dry_run"], &dry["count"], &dry["referenced"]),
+            (
+                &serde_json::json!(true),
+                &serde_json::json!(2),
+                &serde_json::json!(3)
+            )
+        );
+        let out = run(&["gc", "--older-than", "0", "--delete"])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bytes = dry["bytes"].as_u64().ok_or("bytes")?;
+        assert!(
+            text.starts_with(&format!("removed 2 files ({bytes} bytes) from ")),
+            "{text}"
+        );
+        assert_eq!(files_under(&env.root.join("store")).len(), 3);
+        let out = run(&["gc", "--older-than", "0", "--json"])?;
+        let after: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(after["count"], 0);
         Ok(())
     }
 }

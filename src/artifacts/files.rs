@@ -4,7 +4,8 @@
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
@@ -13,8 +14,8 @@ use crate::domain::template::hex;
 
 const CHUNK: usize = 1 << 20;
 
-/// Every temp file ospdeck writes starts with this, so that leftovers of an interrupted write
-/// can be told from anything else in a directory.
+/// Every temp file ospdeck writes starts with this, so that `gc` can tell leftovers of an
+/// interrupted write from anything else in a directory.
 pub const TEMP_PREFIX: &str = ".incoming-";
 
 fn invalid(message: String) -> io::Error {
@@ -144,6 +145,54 @@ pub fn temp_file_in(dir: &Path) -> io::Result<NamedTempFile> {
         .tempfile_in(dir)
 }
 
+/// A file a write left behind: where it is, its size, when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOver {
+    pub path: PathBuf,
+    pub size_bytes: u64,
+    pub modified: SystemTime,
+}
+
+/// Temp files (by their prefix) in `dir` and in its subdirectories one level down that were last
+/// written before `cutoff`; a write still under way keeps touching its file, so it is left alone.
+pub fn stale_temp_files(dir: &Path, cutoff: SystemTime) -> io::Result<Vec<LeftOver>> {
+    let mut found = Vec::new();
+    let top = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    for entry in top {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            for inner in std::fs::read_dir(entry.path())? {
+                let inner = inner?;
+                collect_stale(&inner.path(), &inner.metadata()?, cutoff, &mut found);
+            }
+        } else {
+            collect_stale(&entry.path(), &meta, cutoff, &mut found);
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+fn collect_stale(path: &Path, meta: &Metadata, cutoff: SystemTime, found: &mut Vec<LeftOver>) {
+    let is_temp = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(TEMP_PREFIX));
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    if is_temp && meta.is_file() && modified < cutoff {
+        found.push(LeftOver {
+            path: path.to_owned(),
+            size_bytes: meta.len(),
+            modified,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,5 +245,23 @@ mod tests {
             err.map(|e| e.to_string()).as_deref(),
             Some("more than 5 bytes, the limit for six")
         );
+    }
+
+    #[test]
+    fn stale_temp_files_are_found_by_prefix_and_age() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let old = temp_file_in(&dir.path().join("ab"))?;
+        let (_, old_path) = old.keep().map_err(|e| e.error)?;
+        std::fs::write(dir.path().join("ab/not-a-temp"), "x")?;
+        let later = SystemTime::now() + std::time::Duration::from_secs(60);
+        let found = stale_temp_files(dir.path(), later)?;
+        assert_eq!(
+            found.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+            vec![old_path]
+        );
+        let earlier = SystemTime::UNIX_EPOCH;
+        assert!(stale_temp_files(dir.path(), earlier)?.is_empty());
+        assert!(stale_temp_files(&dir.path().join("missing"), later)?.is_empty());
+        Ok(())
     }
 }

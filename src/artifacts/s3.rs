@@ -5,18 +5,19 @@
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, WriteMultipart};
+use object_store::{ObjectMeta, ObjectStore, WriteMultipart};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::runtime::Handle;
 
 use super::{
-    ARTIFACT_LIMIT, ArtifactStore, Capped, DEFAULT_MAX_ARTIFACT_BYTES, copy_hashing,
-    open_regular_file,
+    ARTIFACT_LIMIT, ArtifactStore, Capped, DEFAULT_MAX_ARTIFACT_BYTES, LeftOver, StoredObject,
+    check_object_name, copy_hashing, is_object_name, open_regular_file,
 };
 use crate::domain::template::hex;
 
@@ -97,6 +98,13 @@ impl S3ArtifactStore {
             &sha256[..2.min(sha256.len())],
             sha256
         ))
+    }
+
+    /// The object name of a key, if the key is one of this store's objects.
+    fn object_name<'k>(&self, key: &'k ObjectPath) -> Option<&'k str> {
+        let rest = key.as_ref().strip_prefix(&self.prefix)?.strip_prefix('/')?;
+        let (dir, name) = rest.split_once('/')?;
+        (is_object_name(name) && name.starts_with(dir) && dir.len() == 2).then_some(name)
     }
 }
 
@@ -190,5 +198,54 @@ impl ArtifactStore for S3ArtifactStore {
             }
             Ok(size)
         })
+    }
+
+    fn list_objects(&self) -> io::Result<Vec<StoredObject>> {
+        let prefix = ObjectPath::from(self.prefix.as_str());
+        let store = self.store.clone();
+        let listed: Vec<ObjectMeta> = self.runtime.block_on(async move {
+            store
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(io::Error::other)
+        })?;
+        let mut objects: Vec<StoredObject> = listed
+            .iter()
+            .filter_map(|meta| {
+                Some(StoredObject {
+                    sha256: self.object_name(&meta.location)?.to_owned(),
+                    size_bytes: meta.size,
+                    modified: meta.last_modified.into(),
+                })
+            })
+            .collect();
+        objects.sort_by(|a, b| a.sha256.cmp(&b.sha256));
+        Ok(objects)
+    }
+
+    /// S3 has no conditional delete here: the object's age is read again right before deleting
+    /// it, which leaves a put in the same instant (milliseconds, against a grace period of hours).
+    fn remove_object(&self, sha256: &str, cutoff: SystemTime) -> io::Result<bool> {
+        check_object_name(sha256)?;
+        let key = self.key(sha256);
+        let store = self.store.clone();
+        self.runtime.block_on(async move {
+            let meta = match store.head(&key).await {
+                Ok(meta) => meta,
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(io::Error::other(e)),
+            };
+            if SystemTime::from(meta.last_modified) >= cutoff {
+                return Ok(false);
+            }
+            store.delete(&key).await.map_err(io::Error::other)?;
+            Ok(true)
+        })
+    }
+
+    /// Interrupted multipart uploads are invisible and the bucket's lifecycle rules expire them.
+    fn stale_temp_files(&self, _cutoff: SystemTime) -> io::Result<Vec<LeftOver>> {
+        Ok(Vec::new())
     }
 }
