@@ -89,6 +89,9 @@ pub struct ArtifactsConfig {
     pub remote: bool,
     #[serde(default = "default_ttl")]
     pub pointer_ttl_secs: u64,
+    /// The largest file a bundle may hold (bytes); a publish refuses a bigger one.
+    #[serde(default = "default_max_artifact_bytes")]
+    pub max_artifact_bytes: u64,
     /// S3-compatible object storage instead of `dir` (e.g. Supabase Storage's S3 endpoint).
     pub s3: Option<crate::artifacts::S3Config>,
 }
@@ -101,6 +104,10 @@ fn default_ttl() -> u64 {
     60
 }
 
+fn default_max_artifact_bytes() -> u64 {
+    crate::domain::template::DEFAULT_MAX_ARTIFACT_BYTES
+}
+
 impl Default for ArtifactsConfig {
     fn default() -> Self {
         Self {
@@ -109,6 +116,7 @@ impl Default for ArtifactsConfig {
             fallback_dir: None,
             remote: true,
             pointer_ttl_secs: default_ttl(),
+            max_artifact_bytes: default_max_artifact_bytes(),
             s3: None,
         }
     }

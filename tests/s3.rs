@@ -12,7 +12,7 @@ use ospdeck::artifacts::{
     ArtifactStore, ResolveRequest, Resolver, ResolverConfig, S3ArtifactStore, S3Config, Source,
 };
 use ospdeck::domain::template::VersionStatus;
-use ospdeck::ops::{PublishRequest, Selector};
+use ospdeck::ops::{GcRequest, PublishRequest, Selector};
 
 use common::{Harness, TestResult};
 
@@ -74,10 +74,34 @@ impl Drop for Moto {
     }
 }
 
-conformance!(publish_to_s3_resolve_and_catch_a_silent_overwrite);
+conformance!(
+    publish_to_s3_resolve_and_catch_a_silent_overwrite,
+    gc_on_s3_removes_only_old_unreferenced_objects,
+);
 
 mod cases {
     use super::*;
+
+    /// Publishes `bundle` as a version of section7; a stable one becomes the default.
+    async fn publish(
+        h: &Harness,
+        bundle: &std::path::Path,
+        version: &str,
+        status: VersionStatus,
+        store: Arc<dyn ArtifactStore>,
+    ) -> Result<(), ospdeck::ops::OpsError> {
+        let request = PublishRequest {
+            template: "section7",
+            version,
+            status: Some(status),
+            set_default: status == VersionStatus::Stable,
+            ..Default::default()
+        };
+        h.ops
+            .publish_bundle(bundle, &request, store, &|_, _| {})
+            .await
+            .map(|_| ())
+    }
 
     pub async fn publish_to_s3_resolve_and_catch_a_silent_overwrite(h: Harness) -> TestResult {
         let moto = Moto::start()?;
@@ -96,20 +120,7 @@ mod cases {
                 {"kind": "master_prompt", "locale": "fr", "path": "fr/master.md", "content_type": "text/markdown"},
                 {"kind": "asset", "path": "model.bin", "content_type": "application/octet-stream"}]}"#,
         )?;
-        h.ops
-            .publish_bundle(
-                &bundle,
-                &PublishRequest {
-                    template: "section7",
-                    version: "1.0.0",
-                    status: Some(VersionStatus::Stable),
-                    set_default: true,
-                    ..Default::default()
-                },
-                store.clone(),
-                &|_, _| {},
-            )
-            .await?;
+        publish(&h, &bundle, "1.0.0", VersionStatus::Stable, store.clone()).await?;
         let resolver = |cache: &str, fallback: bool| {
             Resolver::new(
                 h.ops.clone(),
@@ -170,6 +181,139 @@ mod cases {
             .ok_or("fr")?;
         assert_eq!(fr.source, Source::Filesystem);
         assert_eq!(std::fs::read_to_string(&fr.file)?, "bonjour");
+        Ok(())
+    }
+
+    /// A PUT of `body` to `key` of the bucket, as any other client of the bucket could make.
+    fn put_raw(moto: &Moto, bucket: &str, key: &str, body: &str) -> Result<(), common::BoxError> {
+        let url = format!("{}/{bucket}/{key}", moto.endpoint);
+        let status = Command::new("curl")
+            .args(["-sf", "-X", "PUT", "--data-binary", body, &url])
+            .stdout(Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("could not put {key}").into())
+        }
+    }
+
+    /// Whether the bucket lists `key` (moto answers unsigned listings, not unsigned reads).
+    fn exists_raw(moto: &Moto, bucket: &str, key: &str) -> Result<bool, common::BoxError> {
+        let url = format!("{}/{bucket}?list-type=2&prefix={key}", moto.endpoint);
+        let out = Command::new("curl").args(["-sf", &url]).output()?;
+        if !out.status.success() {
+            return Err(format!("could not list {bucket}").into());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).contains(&format!("<Key>{key}</Key>")))
+    }
+
+    pub async fn gc_on_s3_removes_only_old_unreferenced_objects(h: Harness) -> TestResult {
+        let moto = Moto::start()?;
+        let config = moto.bucket("ospdeck-gc")?;
+        let store: Arc<dyn ArtifactStore> = Arc::new(S3ArtifactStore::new(&config)?);
+        let work = tempfile::tempdir()?;
+        for (version, status) in [
+            ("1.0.0", VersionStatus::Stable),
+            ("1.1.0", VersionStatus::Draft),
+        ] {
+            let bundle = work.path().join(version);
+            std::fs::create_dir_all(&bundle)?;
+            std::fs::write(bundle.join("master.md"), format!("bonjour {version}"))?;
+            std::fs::write(bundle.join("config.json"), "{}")?;
+            std::fs::write(
+                bundle.join("manifest.json"),
+                r#"{"artifacts": [
+                    {"kind": "master_prompt", "locale": "fr", "path": "master.md", "content_type": "text/markdown"},
+                    {"kind": "json_config", "path": "config.json", "content_type": "application/json"}]}"#,
+            )?;
+            publish(&h, &bundle, version, status, store.clone()).await?;
+        }
+        let draft = h.store.version_artifacts("section7", "1.1.0").await?;
+        let garbage = draft
+            .iter()
+            .find(|a| a.path == "master.md")
+            .ok_or("draft master")?
+            .clone();
+        h.ops.delete_draft("section7", "1.1.0").await?;
+        // Other keys in the bucket, under the prefix and outside it, are not ospdeck's objects.
+        let stranger = format!("other/{}", garbage.sha256);
+        put_raw(&moto, "ospdeck-gc", "artifacts/notes.txt", "keep me")?;
+        put_raw(&moto, "ospdeck-gc", &stranger, "keep me too")?;
+
+        let gc = |delete: bool, older_than: Duration| {
+            let (ops, store) = (h.ops.clone(), store.clone());
+            async move {
+                ops.collect_garbage(
+                    store,
+                    &GcRequest {
+                        older_than,
+                        delete,
+                        cache_dir: None,
+                    },
+                )
+                .await
+            }
+        };
+        // Everything was written just now: within the grace period, nothing is garbage yet.
+        let young = gc(false, Duration::from_secs(3600)).await?;
+        assert_eq!((young.count, young.referenced, young.recent), (0, 2, 1));
+        let dry = gc(false, Duration::ZERO).await?;
+        assert_eq!(
+            dry.removed
+                .iter()
+                .map(|i| (i.name.as_str(), i.size_bytes))
+                .collect::<Vec<_>>(),
+            vec![(garbage.sha256.as_str(), garbage.size_bytes as u64)]
+        );
+        // The store's calls block on the runtime, so they run on a blocking thread.
+        let objects = |store: Arc<dyn ArtifactStore>| async move {
+            tokio::task::spawn_blocking(move || store.list_objects()).await
+        };
+        assert_eq!(
+            objects(store.clone()).await??.len(),
+            3,
+            "a dry run removed something"
+        );
+        let done = gc(true, Duration::ZERO).await?;
+        assert_eq!((done.removed, done.bytes), (dry.removed, dry.bytes));
+        let left: Vec<String> = objects(store.clone())
+            .await??
+            .into_iter()
+            .map(|o| o.sha256)
+            .collect();
+        let mut referenced = h.store.referenced_artifacts().await?;
+        referenced.sort();
+        assert_eq!(left, referenced);
+        assert!(exists_raw(&moto, "ospdeck-gc", "artifacts/notes.txt")?);
+        assert!(exists_raw(&moto, "ospdeck-gc", &stranger)?);
+        assert_eq!(
+            h.scalar(&format!(
+                "SELECT count(*) FROM {} WHERE action = 'gc'",
+                h.table("audit_log")
+            ))
+            .await,
+            1
+        );
+        // The live version still resolves from the bucket.
+        let r = Resolver::new(
+            h.ops.clone(),
+            ResolverConfig {
+                remote: Some(store.clone()),
+                cache_dir: work.path().join("cache"),
+                fallback_dir: None,
+                pointer_ttl: Duration::from_secs(60),
+            },
+        )
+        .resolve(&ResolveRequest {
+            template: "section7".into(),
+            selector: Selector::Default,
+            locale: None,
+            unit: None,
+        })
+        .await?;
+        assert_eq!(r.version, "1.0.0");
+        assert!(r.artifacts.iter().all(|a| a.source == Source::Remote));
         Ok(())
     }
 }

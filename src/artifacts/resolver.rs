@@ -2,14 +2,18 @@
 //! TTL), and for each of its files a verified local path with the source that served it.
 
 use std::collections::HashMap;
+use std::fs::Metadata;
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
-use super::{ArtifactStore, object_path, sha256_file};
-use crate::domain::template::StoredArtifact;
+use super::{ArtifactStore, Capped, copy_hashing, object_path, open_regular_file, temp_file_in};
+use crate::domain::template::{StoredArtifact, hex};
 use crate::ops::{Ops, OpsError, OpsResult, Selector};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -151,28 +155,19 @@ impl Resolver {
         version: &str,
         a: &StoredArtifact,
     ) -> OpsResult<(PathBuf, Source)> {
+        let size = u64::try_from(a.size_bytes).unwrap_or(0);
         let cached = object_path(&self.config.cache_dir, &a.sha256);
-        if verified(&cached, &a.sha256, "cache", true) {
+        if verified(&cached, &a.sha256, size, "cache", true) {
             return Ok((cached, Source::Cache));
         }
         if let Some(remote) = &self.config.remote {
             let remote = remote.clone();
             let sha = a.sha256.clone();
             let dest = cached.clone();
-            let fetched = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                if let Some(dir) = dest.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                let tmp = dest.with_extension("incoming");
-                remote.fetch(&sha, &tmp)?;
-                if verified(&tmp, &sha, "remote", true) {
-                    std::fs::rename(&tmp, &dest)
-                } else {
-                    Err(std::io::Error::other("sha256 mismatch"))
-                }
-            })
-            .await
-            .map_err(|e| OpsError::Refused(format!("resolve task failed: {e}")))?;
+            let fetched =
+                tokio::task::spawn_blocking(move || download(&*remote, &sha, size, &dest))
+                    .await
+                    .map_err(|e| OpsError::Refused(format!("resolve task failed: {e}")))?;
             match fetched {
                 Ok(()) => return Ok((cached, Source::Remote)),
                 Err(e) => {
@@ -182,7 +177,7 @@ impl Resolver {
         }
         if let Some(dir) = &self.config.fallback_dir {
             let file = dir.join(template).join(version).join(&a.path);
-            if verified(&file, &a.sha256, "filesystem", false) {
+            if verified(&file, &a.sha256, size, "filesystem", false) {
                 return Ok((file, Source::Filesystem));
             }
         }
@@ -193,17 +188,92 @@ impl Resolver {
     }
 }
 
-/// True when `path` holds exactly `sha256`. A mismatch is logged and, for copies we own, deleted.
-fn verified(path: &Path, sha256: &str, source: &str, discard: bool) -> bool {
-    match sha256_file(path) {
-        Ok(actual) if actual == sha256 => true,
-        Ok(actual) => {
-            tracing::error!(path = %path.display(), expected = sha256, actual, source, "sha256 mismatch; not served");
-            if discard {
-                let _ = std::fs::remove_file(path);
-            }
-            false
-        }
-        Err(_) => false,
+/// Downloads an object into the cache: into a temp file of this download alone, hashed on the
+/// way, renamed into place only when it holds exactly `sha256`. Resolvers that download the same
+/// object at once each rename a whole, identical copy; none ever reads another's partial one.
+fn download(remote: &dyn ArtifactStore, sha256: &str, size: u64, dest: &Path) -> io::Result<()> {
+    let dir = dest
+        .parent()
+        .ok_or_else(|| io::Error::other("cache path without a directory"))?;
+    let mut tmp = temp_file_in(dir)?;
+    let mut hashing = HashingWriter::new(tmp.as_file_mut());
+    remote.fetch(sha256, &mut hashing, size)?;
+    let actual = hashing.finish();
+    if actual != sha256 {
+        tracing::error!(
+            expected = sha256,
+            actual,
+            source = "remote",
+            "sha256 mismatch; not served"
+        );
+        return Err(io::Error::other("sha256 mismatch"));
     }
+    tmp.as_file().sync_all()?;
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// Hashes what it passes on.
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> HashingWriter<W> {
+    fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn finish(self) -> String {
+        hex(&self.hasher.finalize())
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// True when `path` holds exactly `sha256` (`size` bytes; a longer file is not read past that).
+/// A mismatch is logged and, for copies we own, discarded, but only while the path still names
+/// the file that was checked: another resolver may have just renamed a good copy into place.
+fn verified(path: &Path, sha256: &str, size: u64, source: &str, discard: bool) -> bool {
+    let checked = (|| -> io::Result<(Metadata, io::Result<(String, u64)>)> {
+        let mut file = open_regular_file(path, u64::MAX, "a file")?;
+        let meta = file.metadata()?;
+        let hashed = copy_hashing(
+            &mut Capped::new(&mut file, size, "the artifact's recorded size"),
+            &mut io::sink(),
+        );
+        Ok((meta, hashed))
+    })();
+    let (meta, problem) = match checked {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return false,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, source, "unreadable copy; not served");
+            return false;
+        }
+        Ok((_, Ok((actual, _)))) if actual == sha256 => return true,
+        Ok((meta, Ok((actual, _)))) => (meta, actual),
+        Ok((meta, Err(e))) => (meta, e.to_string()),
+    };
+    tracing::error!(path = %path.display(), expected = sha256, actual = problem, source, "sha256 mismatch; not served");
+    if discard {
+        let still_there = std::fs::symlink_metadata(path)
+            .is_ok_and(|now| now.dev() == meta.dev() && now.ino() == meta.ino());
+        if still_there {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    false
 }

@@ -80,6 +80,8 @@ pub enum Command {
     /// Versioned template bundles: publish, lifecycle, resolve
     #[command(subcommand)]
     Template(templates::TemplateCommand),
+    /// Remove artifact-store objects no template version references (a dry run unless --delete)
+    Gc(templates::GcArgs),
     /// Project members and their roles
     #[command(subcommand)]
     Member(access::MemberCommand),
@@ -282,6 +284,7 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
             )
             .await
         }
+        Some(Command::Gc(args)) => templates::gc(&cli, &options, args).await,
         Some(Command::Template(cmd)) => {
             templates::template(&cli, &connect(&cli, &options).await?, cmd).await
         }

@@ -6,17 +6,18 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::output::{emit, opt, table, time};
-use super::{Cli, CliError, CliResult, resolve_config};
+use super::{Cli, CliError, CliResult, connect, resolve_config};
 use crate::artifacts::{
     ArtifactStore, FsArtifactStore, ResolveRequest, Resolver, ResolverConfig, S3ArtifactStore,
 };
 use crate::config::read_file_config;
 use crate::domain::template::VersionStatus;
-use crate::ops::{Ops, PublishRequest, Selector};
+use crate::ops::{DEFAULT_GC_GRACE, GcRequest, Ops, PublishRequest, Selector};
+use crate::store::StoreOptions;
 
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
@@ -97,6 +98,95 @@ pub enum TemplateCommand {
     },
 }
 
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Remove them; without it, only list what would be removed and how many bytes
+    #[arg(long)]
+    pub delete: bool,
+    /// Keep whatever was written more recently than this, as a publish in flight has stored its
+    /// files but not yet committed its version: 90s, 30m, 1h (the default), 2d, or seconds
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
+}
+
+/// `90s`, `30m`, `1h`, `2d`, or a plain number of seconds.
+fn parse_age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let bad = || format!("invalid age {text:?}: a whole number with s, m, h or d, e.g. 1h");
+    let seconds_per = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        _ => return Err(bad()),
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(seconds_per))
+        .map(Duration::from_secs)
+        .ok_or_else(bad)
+}
+
+/// `ospdeck gc`: the age is checked before the store is opened, so bad input touches nothing.
+pub async fn gc(cli: &Cli, options: &StoreOptions, args: &GcArgs) -> CliResult<ExitCode> {
+    let older_than = match &args.older_than {
+        Some(text) => parse_age(text).map_err(CliError)?,
+        None => DEFAULT_GC_GRACE,
+    };
+    let (store, resolver) = artifact_settings(cli)?;
+    let ops = connect(cli, options).await?;
+    let report = ops
+        .collect_garbage(
+            store,
+            &GcRequest {
+                older_than,
+                delete: args.delete,
+                cache_dir: Some(&resolver.cache_dir),
+            },
+        )
+        .await?;
+    emit(cli.json, &report, || {
+        let mut out = format!(
+            "{} {} files ({} bytes) from {}; kept {} referenced objects and {} written in the \
+             last {}s",
+            if report.dry_run {
+                "dry run: would remove"
+            } else {
+                "removed"
+            },
+            report.count,
+            report.bytes,
+            report.store,
+            report.referenced,
+            report.recent,
+            report.older_than_secs
+        );
+        if !report.removed.is_empty() {
+            out.push('\n');
+            out.push_str(&table(
+                &["KIND", "BYTES", "NAME"],
+                report.removed.iter().map(|item| {
+                    vec![
+                        item.kind.as_str().to_owned(),
+                        item.size_bytes.to_string(),
+                        item.name.clone(),
+                    ]
+                }),
+            ));
+            if report.dry_run {
+                out.push_str("\nrun `ospdeck gc --delete` to remove them");
+            }
+        }
+        out
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
 fn parse_status(s: &str) -> Result<VersionStatus, String> {
     s.parse().map_err(|e: crate::domain::InvalidInput| e.0)
 }
@@ -108,17 +198,22 @@ pub fn artifact_settings(cli: &Cli) -> CliResult<(Arc<dyn ArtifactStore>, Resolv
         .map_err(|e| CliError(e.to_string()))?
         .map(|c| c.artifacts)
         .unwrap_or_default();
+    let max = config.max_artifact_bytes;
     let store: Arc<dyn ArtifactStore> = match &config.s3 {
         Some(s3) => Arc::new(
             S3ArtifactStore::new(s3)
-                .map_err(|e| CliError(format!("bad [artifacts.s3] settings: {e}")))?,
+                .map_err(|e| CliError(format!("bad [artifacts.s3] settings: {e}")))?
+                .with_max_object_bytes(max),
         ),
-        None => Arc::new(FsArtifactStore::new(
-            config
-                .dir
-                .clone()
-                .unwrap_or_else(|| resolved.paths.data_dir.join("artifacts")),
-        )),
+        None => Arc::new(
+            FsArtifactStore::new(
+                config
+                    .dir
+                    .clone()
+                    .unwrap_or_else(|| resolved.paths.data_dir.join("artifacts")),
+            )
+            .with_max_object_bytes(max),
+        ),
     };
     let env_off = std::env::var("OSPDECK_TEMPLATE_REMOTE")
         .map(|v| matches!(v.trim(), "off" | "0" | "false" | "no"))
@@ -340,4 +435,21 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_take_a_unit_or_plain_seconds() {
+        assert_eq!(parse_age("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_age("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_age("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_age("0"), Ok(Duration::ZERO));
+        for bad in ["", "h", "1w", "-1h", "1.5h", "1 h", "99999999999999999999d"] {
+            assert!(parse_age(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -2,6 +2,7 @@
 //! the console call these and nothing below them.
 
 mod access;
+mod artifacts;
 mod catalog;
 pub mod demo;
 mod deploy;
@@ -19,6 +20,7 @@ use crate::domain::permission::Identity;
 use crate::store::Store;
 
 pub use access::*;
+pub use artifacts::*;
 pub use deploy::*;
 pub use error::OpsError;
 pub use outage::{Backoff, StoreHealth};

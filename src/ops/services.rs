@@ -342,7 +342,7 @@ impl Ops {
                     .filter_map(|m| semver::Version::parse(&m.version).ok())
                     .max()
                     .unwrap_or_else(|| semver::Version::new(0, 0, 0));
-                manifest::bump(&highest, bump.unwrap_or(Bump::Patch))
+                manifest::bump(&highest, bump.unwrap_or(Bump::Patch))?
             }
         };
         if !version.pre.is_empty() || !version.build.is_empty() {

@@ -1,20 +1,21 @@
 //! Template bundles: publish (hash, store by hash, one transaction), lifecycle, and which version
 //! a selector means.
 
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::{Ops, OpsError, OpsResult, Scope};
-use crate::artifacts::ArtifactStore;
+use crate::artifacts::{ARTIFACT_LIMIT, ArtifactStore, Capped, check_regular, open_regular_file};
 use crate::domain::InvalidInput;
 use crate::domain::manifest::parse_version;
 use crate::domain::permission::Permission;
 use crate::domain::template::{
-    BUNDLE_MANIFEST, BundleManifest, StoredArtifact, TemplateSummary, TemplateVersion,
-    VersionStatus, bundle_digest, check_bundle_manifest, check_label, check_template_name,
-    in_canary,
+    BUNDLE_MANIFEST, BundleManifest, MAX_BUNDLE_MANIFEST_BYTES, StoredArtifact, TemplateSummary,
+    TemplateVersion, VersionStatus, bundle_digest, check_bundle_manifest, check_label,
+    check_template_name, check_template_version, in_canary,
 };
 use crate::store::templates::{NewVersionRecord, ProjectRef};
 
@@ -64,15 +65,25 @@ fn invalid(message: String) -> OpsError {
     OpsError::Invalid(InvalidInput::new(message))
 }
 
-/// Reads and checks a bundle folder: its manifest, and that every file is a regular file inside it.
-fn read_bundle(dir: &Path) -> OpsResult<(BundleManifest, Vec<std::path::PathBuf>)> {
+/// Reads and checks a bundle folder: its manifest, and that every file it lists is a regular file
+/// inside it of at most `max_artifact_bytes`. Everything is checked before anything is stored, and
+/// nothing is opened that could block (a FIFO) or never end (a device).
+fn read_bundle(
+    dir: &Path,
+    max_artifact_bytes: u64,
+) -> OpsResult<(BundleManifest, Vec<std::path::PathBuf>)> {
     let root = dir
         .canonicalize()
         .map_err(|e| invalid(format!("cannot open bundle {}: {e}", dir.display())))?;
     let manifest_path = root.join(BUNDLE_MANIFEST);
-    let text = std::fs::read_to_string(&manifest_path)
-        .map_err(|e| invalid(format!("cannot read {}: {e}", manifest_path.display())))?;
-    let manifest: BundleManifest = serde_json::from_str(&text)
+    let cannot_read = |e: std::io::Error| invalid(format!("{}: {e}", manifest_path.display()));
+    let limit = MAX_BUNDLE_MANIFEST_BYTES;
+    let file = open_regular_file(&manifest_path, limit, BUNDLE_MANIFEST).map_err(cannot_read)?;
+    let mut bytes = Vec::new();
+    Capped::new(file, limit, BUNDLE_MANIFEST)
+        .read_to_end(&mut bytes)
+        .map_err(cannot_read)?;
+    let manifest: BundleManifest = serde_json::from_slice(&bytes)
         .map_err(|e| invalid(format!("invalid {BUNDLE_MANIFEST}: {e}")))?;
     check_bundle_manifest(&manifest)?;
     let mut files = Vec::with_capacity(manifest.artifacts.len());
@@ -85,9 +96,9 @@ fn read_bundle(dir: &Path) -> OpsResult<(BundleManifest, Vec<std::path::PathBuf>
         if !real.starts_with(&root) {
             return Err(invalid(format!("{} points outside the bundle", a.path)));
         }
-        if !real.is_file() {
-            return Err(invalid(format!("{} is not a regular file", a.path)));
-        }
+        std::fs::metadata(&real)
+            .and_then(|meta| check_regular(&meta, max_artifact_bytes, ARTIFACT_LIMIT))
+            .map_err(|e| invalid(format!("{}: {e}", a.path)))?;
         files.push(real);
     }
     Ok((manifest, files))
@@ -105,11 +116,7 @@ impl Ops {
     ) -> OpsResult<TemplateVersion> {
         check_template_name(req.template)?;
         let version = parse_version(req.version)?;
-        if !version.pre.is_empty() || !version.build.is_empty() {
-            return Err(invalid(format!(
-                "invalid version {version}: use plain MAJOR.MINOR.PATCH"
-            )));
-        }
+        check_template_version(&version)?;
         let status = req.status.unwrap_or(VersionStatus::Draft);
         if status == VersionStatus::Deprecated {
             return Err(invalid("publish as draft or stable".into()));
@@ -144,7 +151,7 @@ impl Ops {
                 req.template
             )));
         }
-        let (manifest, files) = read_bundle(dir)?;
+        let (manifest, files) = read_bundle(dir, store.max_object_bytes())?;
         let total = files.len() as u64;
         let mut artifacts = Vec::with_capacity(files.len());
         for (i, (entry, file)) in manifest.artifacts.iter().zip(files).enumerate() {
@@ -160,7 +167,8 @@ impl Ops {
                 path: entry.path.clone(),
                 content_type: entry.content_type.clone(),
                 sha256,
-                size_bytes: i64::try_from(size).unwrap_or(i64::MAX),
+                size_bytes: i64::try_from(size)
+                    .map_err(|_| invalid(format!("{}: {size} bytes is too large", entry.path)))?,
             });
             progress(i as u64 + 1, total);
         }

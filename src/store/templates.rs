@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use semver::Version;
+use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{AuditEntry, StoreResult};
+use super::{AuditEntry, StoreError, StoreResult};
 use crate::domain::template::{
     Label, StoredArtifact, TemplateSummary, TemplateVersion, VersionStatus,
 };
@@ -85,6 +86,39 @@ pub trait TemplateStore: Send + Sync {
         percent: i32,
     ) -> StoreResult<()>;
     async fn delete_draft(&self, actor: &str, template: &str, version: &str) -> StoreResult<()>;
+    /// The sha256 of every artifact any version references (drafts and deprecated ones too),
+    /// each once, sorted. Everything else in the artifact store is garbage once old enough.
+    async fn referenced_artifacts(&self) -> StoreResult<Vec<String>>;
+    /// The audit event of one `gc --delete` on the artifact store at `location`.
+    async fn record_artifact_gc(
+        &self,
+        actor: &str,
+        location: &str,
+        removed: &GcTally,
+    ) -> StoreResult<()>;
+}
+
+/// What one `gc --delete` removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct GcTally {
+    pub objects: u64,
+    pub object_bytes: u64,
+    pub temp_files: u64,
+    pub temp_bytes: u64,
+    /// The grace period it kept younger files for.
+    pub older_than_secs: u64,
+}
+
+pub(super) fn gc_audit<'a>(actor: &'a str, location: &str, removed: &GcTally) -> AuditEntry<'a> {
+    AuditEntry {
+        actor,
+        action: "gc",
+        entity_type: "artifact_store",
+        entity_id: location.to_owned(),
+        project_id: None,
+        before: None,
+        after: serde_json::to_value(removed).ok(),
+    }
 }
 
 /// The audit row of a change to a template version; callers add before/after.
@@ -129,4 +163,15 @@ impl From<ArtifactRow> for StoredArtifact {
             size_bytes: r.size_bytes,
         }
     }
+}
+
+/// A part of a version as the stores' integer columns hold it; ops refuses bigger ones first
+/// (`check_template_version`), so this only guards against a caller that did not.
+pub(super) fn version_part(part: u64) -> StoreResult<i32> {
+    i32::try_from(part).map_err(|_| {
+        StoreError::Invalid(format!(
+            "version part {part} is larger than {} (the stores' integer columns)",
+            i32::MAX
+        ))
+    })
 }

@@ -245,6 +245,16 @@ pub enum Bump {
     Major,
 }
 
+impl Bump {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bump::Patch => "patch",
+            Bump::Minor => "minor",
+            Bump::Major => "major",
+        }
+    }
+}
+
 impl FromStr for Bump {
     type Err = InvalidInput;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -267,13 +277,23 @@ pub fn parse_version(text: &str) -> Result<Version, InvalidInput> {
     })
 }
 
-/// The next version after the highest existing one.
-pub fn bump(highest: &Version, bump: Bump) -> Version {
-    match bump {
-        Bump::Patch => Version::new(highest.major, highest.minor, highest.patch + 1),
-        Bump::Minor => Version::new(highest.major, highest.minor + 1, 0),
-        Bump::Major => Version::new(highest.major + 1, 0, 0),
-    }
+/// The next version after the highest existing one; an error, never a wrap to 0, when the part
+/// to bump is already the largest number a version holds.
+pub fn bump(highest: &Version, bump: Bump) -> Result<Version, InvalidInput> {
+    let (major, minor, patch) = (highest.major, highest.minor, highest.patch);
+    let next = match bump {
+        Bump::Patch => patch.checked_add(1).map(|p| Version::new(major, minor, p)),
+        Bump::Minor => minor.checked_add(1).map(|m| Version::new(major, m, 0)),
+        Bump::Major => major.checked_add(1).map(|m| Version::new(m, 0, 0)),
+    };
+    next.ok_or_else(|| {
+        InvalidInput::new(format!(
+            "cannot bump the {} part of {highest}: it is already {}, the largest a version holds; \
+             give the next version with --version",
+            bump.as_str(),
+            u64::MAX
+        ))
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -477,12 +497,43 @@ mod tests {
     #[test]
     fn bumps_follow_semver() -> Result<(), InvalidInput> {
         let v = parse_version("1.9.3")?;
-        assert_eq!(bump(&v, Bump::Patch).to_string(), "1.9.4");
-        assert_eq!(bump(&v, Bump::Minor).to_string(), "1.10.0");
-        assert_eq!(bump(&v, Bump::Major).to_string(), "2.0.0");
+        assert_eq!(bump(&v, Bump::Patch)?.to_string(), "1.9.4");
+        assert_eq!(bump(&v, Bump::Minor)?.to_string(), "1.10.0");
+        assert_eq!(bump(&v, Bump::Major)?.to_string(), "2.0.0");
         assert!(parse_version("1.2").is_err());
         assert!(parse_version("v1.2.3").is_err());
         assert!(parse_version("1.10.0")? > parse_version("1.9.0")?);
+        Ok(())
+    }
+
+    #[test]
+    fn bumps_past_the_largest_part_are_errors_not_wraps() -> Result<(), InvalidInput> {
+        let max = u64::MAX;
+        let top = parse_version(&format!("{max}.{max}.{max}"))?;
+        for (b, part) in [
+            (Bump::Major, "major"),
+            (Bump::Minor, "minor"),
+            (Bump::Patch, "patch"),
+        ] {
+            let Some(err) = bump(&top, b).err() else {
+                panic!("a {part} bump of {top} wrapped");
+            };
+            assert!(
+                err.0.contains(&format!("cannot bump the {part} part")),
+                "{err}"
+            );
+        }
+        // The issue's case: a major bump of the largest major no longer becomes 0.0.0.
+        assert!(bump(&parse_version(&format!("{max}.0.0"))?, Bump::Major).is_err());
+        // Only the bumped part has to have room; the parts it resets do not.
+        assert_eq!(
+            bump(&parse_version(&format!("1.{max}.{max}"))?, Bump::Major)?.to_string(),
+            "2.0.0"
+        );
+        assert_eq!(
+            bump(&parse_version(&format!("1.2.{max}"))?, Bump::Minor)?.to_string(),
+            "1.3.0"
+        );
         Ok(())
     }
 

@@ -13,6 +13,13 @@ use sha2::{Digest, Sha256};
 use super::error::{InvalidInput, check_identifier};
 
 pub const BUNDLE_MANIFEST: &str = "manifest.json";
+/// A bundle's manifest.json lists files; anything bigger than this is not one.
+pub const MAX_BUNDLE_MANIFEST_BYTES: u64 = 1 << 20;
+/// The default largest artifact (`[artifacts] max_artifact_bytes`): generous, but a bound.
+pub const DEFAULT_MAX_ARTIFACT_BYTES: u64 = 4 << 30;
+/// The largest part of a template version: the stores order versions by their numbers, kept in
+/// 32-bit integer columns.
+pub const MAX_VERSION_PART: u64 = i32::MAX as u64;
 pub const KINDS: &[&str] = &[
     "master_prompt",
     "json_config",
@@ -105,6 +112,24 @@ pub fn check_relative_path(path: &str) -> Result<(), InvalidInput> {
             "artifact path {path:?} must stay inside the bundle (relative, no `..`)"
         )))
     }
+}
+
+/// A template version is plain MAJOR.MINOR.PATCH, each part at most [`MAX_VERSION_PART`].
+pub fn check_template_version(v: &Version) -> Result<(), InvalidInput> {
+    if !v.pre.is_empty() || !v.build.is_empty() {
+        return Err(InvalidInput::new(format!(
+            "invalid version {v}: use plain MAJOR.MINOR.PATCH"
+        )));
+    }
+    if [v.major, v.minor, v.patch]
+        .iter()
+        .any(|part| *part > MAX_VERSION_PART)
+    {
+        return Err(InvalidInput::new(format!(
+            "invalid version {v}: each part must be at most {MAX_VERSION_PART}"
+        )));
+    }
+    Ok(())
 }
 
 pub fn check_template_name(name: &str) -> Result<(), InvalidInput> {
@@ -297,6 +322,26 @@ mod tests {
             .is_err()
         );
         assert!(check_bundle_manifest(&BundleManifest { artifacts: vec![] }).is_err());
+    }
+
+    #[test]
+    fn template_versions_are_plain_and_fit_the_stores_columns() {
+        let v = |s: &str| Version::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(check_template_version(&v("1.2.3")), Ok(()));
+        assert_eq!(
+            check_template_version(&v("2147483647.0.2147483647")),
+            Ok(())
+        );
+        for bad in [
+            "1.0.0-rc.1",
+            "1.0.0+build",
+            "2147483648.0.0",
+            "0.0.18446744073709551615",
+        ] {
+            assert!(check_template_version(&v(bad)).is_err(), "{bad}");
+        }
+        let err = check_template_version(&v("0.2147483648.0")).err();
+        assert!(err.is_some_and(|e| e.0.contains("at most 2147483647")));
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub fn check_tool_version(version: &str) -> Result<(), InvalidInput> {
     }
 }
 
+/// Compares tool versions part by part, numbers as numbers of any length (no parsing into a
+/// fixed-size integer that a long part would overflow), other parts as text.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
     let parts = |v: &str| -> Vec<String> { v.split(['.', '-', '+']).map(str::to_owned).collect() };
     let (pa, pb) = (parts(a), parts(b));
@@ -106,8 +108,8 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
             (None, None) => Ordering::Equal,
             (None, Some(_)) => Ordering::Less,
             (Some(_), None) => Ordering::Greater,
-            (Some(x), Some(y)) => match (x.parse::<u64>(), y.parse::<u64>()) {
-                (Ok(x), Ok(y)) => x.cmp(&y),
+            (Some(x), Some(y)) => match (digits(x), digits(y)) {
+                (Some(x), Some(y)) => x.len().cmp(&y.len()).then_with(|| x.cmp(y)),
                 _ => x.cmp(y),
             },
         };
@@ -116,6 +118,12 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
         }
     }
     Ordering::Equal
+}
+
+/// A part made of digits only, without its leading zeros (so that length orders it first).
+fn digits(part: &str) -> Option<&str> {
+    (!part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| part.trim_start_matches('0'))
 }
 
 impl NewAdvisory {
@@ -194,6 +202,21 @@ mod tests {
         assert_eq!(compare_versions("9.0", "10.0"), Ordering::Less);
         assert_eq!(compare_versions("17.0", "17.0.1"), Ordering::Less);
         assert_eq!(compare_versions("17.0", "17.0"), Ordering::Equal);
+        assert_eq!(compare_versions("17.00", "17.0"), Ordering::Equal);
+        // Parts beyond u64 still compare as numbers, with each other and with short ones.
+        let huge = "100000000000000000000"; // u64::MAX is 18446744073709551615
+        assert_eq!(
+            compare_versions("99999999999999999999", huge),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_versions("5.0", &format!("{huge}.0")),
+            Ordering::Less
+        );
+        assert_eq!(
+            compare_versions(&format!("1.{huge}"), "1.7"),
+            Ordering::Greater
+        );
     }
 
     #[test]

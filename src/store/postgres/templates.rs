@@ -11,8 +11,8 @@ use crate::domain::template::{
 };
 use crate::store::shared::{conflict_as, decode, require_changed};
 use crate::store::templates::{
-    ArtifactRow, NewVersionRecord, Pointers, ProjectRef, TemplateStore, project_ref,
-    template_audit as entry,
+    ArtifactRow, GcTally, NewVersionRecord, Pointers, ProjectRef, TemplateStore, gc_audit,
+    project_ref, template_audit as entry, version_part,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -99,19 +99,36 @@ impl TemplateStore for PgStore {
                 .bind(&new.template)
                 .fetch_optional(&mut *tx)
                 .await?;
-        let template_id: i64 =
-            match existing {
-                Some(id) => id,
-                None => sqlx::query_scalar(
+        let template_id: i64 = match existing {
+            Some(id) => id,
+            None => {
+                // A concurrent first publish of the same template may insert it in between: this
+                // insert then waits for that one to commit, inserts nothing, and the look-up
+                // (a new snapshot) finds it.
+                let created: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO ops.templates (name, created_by, project_id) VALUES ($1, $2, $3)
-                     RETURNING id",
+                     ON CONFLICT (name) DO NOTHING RETURNING id",
                 )
                 .bind(&new.template)
                 .bind(actor)
                 .bind(new.project_id)
-                .fetch_one(&mut *tx)
-                .await?,
-            };
+                .fetch_optional(&mut *tx)
+                .await?;
+                match created {
+                    Some(id) => id,
+                    None => sqlx::query_scalar("SELECT id FROM ops.templates WHERE name = $1")
+                        .bind(&new.template)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Conflict(format!(
+                                "template {} exists in a project you are not a member of",
+                                new.template
+                            ))
+                        })?,
+                }
+            }
+        };
         let v = &new.version;
         let version_id: i64 = sqlx::query_scalar(
             "INSERT INTO ops.template_versions
@@ -120,9 +137,9 @@ impl TemplateStore for PgStore {
         )
         .bind(template_id)
         .bind(v.to_string())
-        .bind(i32::try_from(v.major).unwrap_or(i32::MAX))
-        .bind(i32::try_from(v.minor).unwrap_or(i32::MAX))
-        .bind(i32::try_from(v.patch).unwrap_or(i32::MAX))
+        .bind(version_part(v.major)?)
+        .bind(version_part(v.minor)?)
+        .bind(version_part(v.patch)?)
         .bind(&new.digest)
         .bind(&new.changelog)
         .bind(actor)
@@ -403,6 +420,28 @@ impl TemplateStore for PgStore {
         e.before = Some(json!({ "status": v.status, "digest": v.digest }));
         e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn referenced_artifacts(&self) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT DISTINCT sha256 FROM ops.template_artifacts ORDER BY sha256",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+        )
+    }
+
+    async fn record_artifact_gc(
+        &self,
+        actor: &str,
+        location: &str,
+        removed: &GcTally,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        audit(&mut tx, &gc_audit(actor, location, removed)).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -10,8 +10,8 @@ use crate::domain::template::{
 };
 use crate::store::shared::{conflict_as, decode};
 use crate::store::templates::{
-    ArtifactRow, NewVersionRecord, Pointers, ProjectRef, TemplateStore, project_ref,
-    template_audit as entry,
+    ArtifactRow, GcTally, NewVersionRecord, Pointers, ProjectRef, TemplateStore, gc_audit,
+    project_ref, template_audit as entry, version_part,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -112,9 +112,9 @@ impl TemplateStore for SqliteStore {
         )
         .bind(template_id)
         .bind(v.to_string())
-        .bind(i32::try_from(v.major).unwrap_or(i32::MAX))
-        .bind(i32::try_from(v.minor).unwrap_or(i32::MAX))
-        .bind(i32::try_from(v.patch).unwrap_or(i32::MAX))
+        .bind(version_part(v.major)?)
+        .bind(version_part(v.minor)?)
+        .bind(version_part(v.patch)?)
         .bind(&new.digest)
         .bind(&new.changelog)
         .bind(actor)
@@ -384,6 +384,26 @@ impl TemplateStore for SqliteStore {
         e.before = Some(json!({ "status": v.status, "digest": v.digest }));
         e.project_id = template_project_in(&mut tx, template).await?;
         audit(&mut tx, &e).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn referenced_artifacts(&self) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT sha256 FROM template_artifacts ORDER BY sha256")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn record_artifact_gc(
+        &self,
+        actor: &str,
+        location: &str,
+        removed: &GcTally,
+    ) -> StoreResult<()> {
+        let mut tx = self.write_tx().await?;
+        audit(&mut tx, &gc_audit(actor, location, removed)).await?;
         tx.commit().await?;
         Ok(())
     }
