@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ospdeck::cli::{self, Cli};
+use ospdeck::stdio::stderr_line;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -9,7 +10,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            stderr_line(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };

@@ -3,21 +3,26 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use common::TestResult;
 
-fn ospdeck(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ospdeck"))
+/// The binary with its home at `home` and no store chosen by the environment.
+fn ospdeck_command(home: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ospdeck"));
+    command
         .args(args)
         .env("HOME", home)
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("XDG_DATA_HOME")
         .env_remove("XDG_STATE_HOME")
         .env_remove("OSPDECK_DATABASE_URL")
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run ospdeck")
+        .env_remove("DATABASE_URL");
+    command
+}
+
+fn ospdeck(home: &Path, args: &[&str]) -> Output {
+    ospdeck_command(home, args).output().expect("run ospdeck")
 }
 
 fn stdout(o: &Output) -> String {
@@ -508,3 +513,94 @@ async fn a_postgres_member_signs_in_as_its_own_role() -> TestResult {
     );
     Ok(())
 }
+
+// The CLI at its edges: a reader that goes away, a log file it cannot write, read-only media and
+// a directory shared with other users.
+
+/// A pipe whose reading end is already closed, as after `| head -1` has read its line and exited:
+/// every write to it fails with EPIPE. Close-on-exec, so no other test's child keeps the reading
+/// end open.
+fn closed_pipe() -> std::io::Result<Stdio> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 stores on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors are new, open, and owned by nothing else.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    Ok(Stdio::from(write))
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    for args in [
+        &["project", "create", "acme"][..],
+        &[
+            "workflow",
+            "create",
+            "--project",
+            "acme",
+            "chatty",
+            "--type",
+            "build",
+            "--command",
+            "seq 1 3000",
+        ],
+        &[
+            "run",
+            "enqueue",
+            "--project",
+            "acme",
+            "--workflow",
+            "chatty",
+        ],
+        &["worker", "--drain", "--concurrency", "1"],
+    ] {
+        let o = ospdeck(h, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    let o = ospdeck(h, &["run", "logs", "1"]);
+    assert!(stdout(&o).lines().count() >= 3000, "{}", stderr(&o));
+    for args in [
+        &["run", "logs", "1"][..],
+        &["run", "logs", "1", "--json"],
+        &["run", "logs", "1", "--follow"],
+        &["template", "list"],
+        &["project", "list", "--json"],
+        &["run", "list"],
+        &["doctor"],
+        &["--help"],
+    ] {
+        let o = ospdeck_command(h, args).stdout(closed_pipe()?).output()?;
+        assert_eq!(
+            (o.status.code(), stderr(&o).as_str()),
+            (Some(0), ""),
+            "{args:?}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_closed_stderr_is_no_panic() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    let missing = h.join("missing.db").display().to_string();
+    // An error with nowhere to report it still ends with status 1, not a panic's 101.
+    let o = ospdeck_command(h, &["--db", &missing, "project", "list"])
+        .stdout(closed_pipe()?)
+        .stderr(closed_pipe()?)
+        .output()?;
+    assert_eq!(o.status.code(), Some(1));
+    // The worker reports starting and stopping on stderr.
+    let o = ospdeck_command(h, &["worker", "--drain"])
+        .stderr(closed_pipe()?)
+        .output()?;
+    assert_eq!(o.status.code(), Some(0));
+    Ok(())
+}
+

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::config::{self, Resolved, UrlSource};
 use crate::ops::{Ops, OpsError};
+use crate::stdio::{self, stderr_line};
 use crate::store::{self, Store, StoreError, StoreOptions};
 
 pub use queue::{BenchArgs, RunCommand, WorkflowCommand};
@@ -146,13 +147,20 @@ impl<E: Into<OpsError>> From<E> for CliError {
 pub type CliResult<T = ()> = Result<T, CliError>;
 
 pub async fn run(cli: Cli) -> ExitCode {
-    match dispatch(cli).await {
+    let code = match dispatch(cli).await {
         Ok(code) => code,
         Err(CliError(message)) => {
             tracing::warn!(%message, "command failed");
-            eprintln!("error: {message}");
+            stderr_line(&format!("error: {message}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match stdio::stdout_failure() {
+        Some(message) => {
+            stderr_line(&format!("error: cannot write the output: {message}"));
             ExitCode::FAILURE
         }
+        None => code,
     }
 }
 
@@ -160,7 +168,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 pub fn resolve_config(cli: &Cli) -> CliResult<Resolved> {
     let paths = config::Paths::platform().map_err(|e| CliError(e.to_string()))?;
     if let Some(warning) = config::secrets_warning(&paths.config_file) {
-        eprintln!("warning: {warning}");
+        stderr_line(&format!("warning: {warning}"));
     }
     config::resolve(cli.db.as_deref(), |k| std::env::var(k).ok(), paths)
         .map_err(|e| CliError(e.to_string()))
