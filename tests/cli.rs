@@ -4,8 +4,12 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use common::TestResult;
+use ospdeck::store;
+use sqlx::Connection;
+
+use common::{TestResult, close_sqlite_cleanly, dir_entries, is_root, open_sqlite_writer};
 
 /// The binary with its home at `home` and no store chosen by the environment.
 fn ospdeck_command(home: &Path, args: &[&str]) -> Command {
@@ -533,6 +537,28 @@ fn closed_pipe() -> std::io::Result<Stdio> {
     Ok(Stdio::from(write))
 }
 
+/// Users the tests act as besides root: a store's owner and a reader.
+const OWNER_UID: u32 = 1; // daemon
+const READER_UID: u32 = 65534; // nobody
+
+/// `command` as user `uid` when the tests run as root, to whom file permissions do not apply;
+/// otherwise as the user the tests run as, to whom they already do.
+fn as_user(mut command: Command, uid: u32) -> Command {
+    use std::os::unix::process::CommandExt;
+    if is_root() {
+        command.uid(uid).gid(uid);
+    }
+    command
+}
+
+/// A temporary directory other users may enter and read (tempfile makes them private).
+fn open_tempdir(mode: u32) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(mode))?;
+    Ok(dir)
+}
+
 #[test]
 fn a_reader_that_goes_away_ends_the_command_quietly() -> TestResult {
     let home = tempfile::tempdir()?;
@@ -604,3 +630,198 @@ fn a_closed_stderr_is_no_panic() -> TestResult {
     Ok(())
 }
 
+/// Runs `args` with `dir` on read-only media: as root, a read-only bind mount of `dir` in a mount
+/// namespace of the command's own (it vanishes with the process); otherwise `dir` itself with its
+/// write permission taken away, which binds a user who is not root just the same. `{dir}` in the
+/// arguments names where the command sees `dir`.
+fn on_read_only_media(home: &Path, dir: &Path, args: &[&str]) -> std::io::Result<Output> {
+    use std::os::unix::fs::PermissionsExt;
+    if is_root() {
+        let mount_point = tempfile::tempdir()?;
+        let seen = mount_point.path().display().to_string();
+        let args: Vec<String> = args.iter().map(|a| a.replace("{dir}", &seen)).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let inner = ospdeck_command(home, &args);
+        let mut outer = Command::new("unshare");
+        outer
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(r#"mount --bind "$1" "$2" && mount -o remount,bind,ro "$2" && shift 2 && exec "$@""#)
+            .arg("sh")
+            .arg(dir)
+            .arg(mount_point.path())
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(value) => outer.env(key, value),
+                None => outer.env_remove(key),
+            };
+        }
+        outer.output()
+    } else {
+        let seen = dir.display().to_string();
+        let args: Vec<String> = args.iter().map(|a| a.replace("{dir}", &seen)).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555))?;
+        let out = ospdeck_command(home, &args).output();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
+        out
+    }
+}
+
+#[tokio::test]
+async fn a_store_on_read_only_media_is_read_and_left_untouched() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    let media = tempfile::tempdir()?;
+    let db = media.path().join("s.db");
+    migrated_with_one_project(h, &db);
+    for words in [
+        "workflow create --project acme build --type build --command true",
+        "run enqueue --project acme --workflow build",
+    ] {
+        ospdeck_ok(h, &db, words);
+    }
+    // With a writer at work (its -wal and -shm beside the file), then with the file alone.
+    for clean in [false, true] {
+        let writer = if clean {
+            close_sqlite_cleanly(&db).await?;
+            None
+        } else {
+            Some(open_sqlite_writer(&db).await?)
+        };
+        let before = dir_entries(media.path())?;
+        assert_eq!(before.len(), if clean { 1 } else { 3 }, "{before:?}");
+        let o = on_read_only_media(
+            h,
+            media.path(),
+            &["--read-only", "--db", "{dir}/s.db", "run", "list", "--json"],
+        )?;
+        assert!(o.status.success(), "clean: {clean}: {}", stderr(&o));
+        let runs: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+        assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs}");
+        assert_eq!(dir_entries(media.path())?, before);
+        if let Some(writer) = writer {
+            writer.close().await?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_reader_in_a_shared_directory_never_locks_the_owner_out() -> TestResult {
+    // Homes of their own, for their logs.
+    let (owner_home, reader_home) = (open_tempdir(0o777)?, open_tempdir(0o777)?);
+    let shared = open_tempdir(0o1777)?;
+    let db = shared.path().join("s.db").display().to_string();
+    let owner = |args: &[&str]| {
+        let args = [&["--db", &db][..], args].concat();
+        as_user(ospdeck_command(owner_home.path(), &args), OWNER_UID).output()
+    };
+    let reader = || {
+        let args = ["--read-only", "--db", &db, "project", "list"];
+        as_user(ospdeck_command(reader_home.path(), &args), READER_UID).output()
+    };
+    for args in [&["db", "migrate"][..], &["project", "create", "acme"]] {
+        let o = owner(args)?;
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    }
+    // While the store is in use (its -wal and -shm there, the owner's: SQLite gives root's
+    // files the database's owner), then with nobody using it (the file alone).
+    for (clean, next) in [(false, "beta"), (true, "gamma")] {
+        let in_use = if clean {
+            close_sqlite_cleanly(Path::new(&db)).await?;
+            None
+        } else {
+            Some(open_sqlite_writer(Path::new(&db)).await?)
+        };
+        let before = dir_entries(shared.path())?;
+        assert_eq!(before.len(), if clean { 1 } else { 3 }, "{before:?}");
+        let o = reader()?;
+        assert!(o.status.success(), "clean: {clean}: {}", stderr(&o));
+        assert!(stdout(&o).contains("acme"), "{}", stdout(&o));
+        assert_eq!(dir_entries(shared.path())?, before, "the reader left files");
+        let o = owner(&["project", "create", next])?;
+        assert!(
+            o.status.success(),
+            "the owner is locked out: {}",
+            stderr(&o)
+        );
+        if let Some(conn) = in_use {
+            conn.close().await?;
+        }
+    }
+    Ok(())
+}
+
+/// A store opened read-only beside a writer's `-wal` and `-shm` holds them in place: when the last
+/// writer then closes cleanly they stay, so no later connection of the reader has to make its own.
+#[tokio::test]
+async fn a_read_only_store_keeps_the_writer_files_it_reads_through() -> TestResult {
+    let (home, dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let db = dir.path().join("s.db");
+    let url = migrated_with_one_project(home.path(), &db);
+    let writer = open_sqlite_writer(&db).await?;
+    let writer_files = ["s.db", "s.db-shm", "s.db-wal"];
+    assert_eq!(dir_entries(dir.path())?, writer_files);
+    let reader = store::open(&url, &READ_ONLY).await?;
+    writer.close().await?;
+    assert_eq!(dir_entries(dir.path())?, writer_files);
+    assert_eq!(reader.list_projects().await?.len(), 1);
+    Ok(())
+}
+
+const READ_ONLY: store::StoreOptions = store::StoreOptions {
+    read_only: true,
+    max_connections: 2,
+};
+
+/// `ospdeck --db DB WORDS…`, which must succeed.
+fn ospdeck_ok(home: &Path, db: &Path, words: &str) {
+    let db = db.display().to_string();
+    let args: Vec<&str> = ["--db", &db].into_iter().chain(words.split(' ')).collect();
+    let o = ospdeck(home, &args);
+    assert!(o.status.success(), "{words}: {}", stderr(&o));
+}
+
+/// A store at `db`, migrated, with project `acme`, made by the CLI; answers its URL.
+fn migrated_with_one_project(home: &Path, db: &Path) -> String {
+    ospdeck_ok(home, db, "db migrate");
+    ospdeck_ok(home, db, "project create acme");
+    db.display().to_string()
+}
+
+/// What the read-only console stands on, a store opened while no writer is at work: its change
+/// watcher reports a writer that came and went between two looks (only the file changed) and a
+/// writer at work (its `-shm` is there), and the store's reads show what each wrote.
+#[tokio::test]
+async fn a_read_only_store_sees_writers_that_come_and_go() -> TestResult {
+    let (home, dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let db = dir.path().join("s.db");
+    let url = migrated_with_one_project(home.path(), &db);
+    close_sqlite_cleanly(&db).await?;
+    let reader = store::open(&url, &READ_ONLY).await?;
+    assert_eq!(reader.list_projects().await?.len(), 1);
+    let mut watcher = reader.change_watcher().await?;
+    assert!(!watcher.changed(Duration::from_millis(300)).await?);
+    let insert = |key: &'static str| {
+        sqlx::query("INSERT INTO projects (workspace_key, slug, name) VALUES (?1, ?1, ?1)")
+            .bind(key)
+    };
+
+    let mut writer = open_sqlite_writer(&db).await?;
+    insert("beta").execute(&mut writer).await?;
+    writer.close().await?;
+    assert_eq!(dir_entries(dir.path())?, ["s.db"]);
+    assert!(watcher.changed(Duration::from_secs(10)).await?);
+    assert_eq!(reader.list_projects().await?.len(), 2);
+    assert_eq!(dir_entries(dir.path())?, ["s.db"], "the reader made files");
+
+    let mut writer = open_sqlite_writer(&db).await?;
+    assert!(watcher.changed(Duration::from_secs(10)).await?);
+    insert("gamma").execute(&mut writer).await?;
+    assert!(watcher.changed(Duration::from_secs(10)).await?);
+    assert_eq!(reader.list_projects().await?.len(), 3);
+    writer.close().await?;
+    Ok(())
+}
