@@ -630,6 +630,55 @@ fn a_closed_stderr_is_no_panic() -> TestResult {
     Ok(())
 }
 
+/// Succeeded, with exactly one line on stderr: a warning about logging.
+fn assert_log_warning(o: &Output, contains: &str) {
+    let err = stderr(o);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    assert!(
+        err.starts_with("warning: not logging to a file: ") && err.contains(contains),
+        "stderr: {err} (wanted {contains})"
+    );
+}
+
+#[test]
+fn a_log_that_cannot_be_written_is_one_warning_and_the_command_still_works() -> TestResult {
+    // No log directory can be made under a state directory that is a regular file.
+    let home = tempfile::tempdir()?;
+    std::fs::create_dir(home.path().join(".local"))?;
+    std::fs::write(home.path().join(".local/state"), "")?;
+    let o = ospdeck(home.path(), &["project", "list"]);
+    assert_log_warning(&o, "Not a directory");
+    assert!(stdout(&o).starts_with("KEY"), "{}", stdout(&o));
+
+    // A log directory left by someone else (a `sudo` run that kept HOME): readable, not writable.
+    let home = open_tempdir(0o755)?;
+    let logs = home.path().join(".local/state/ospdeck/logs");
+    std::fs::create_dir_all(&logs)?;
+    let stores = open_tempdir(0o755)?;
+    let db = stores.path().join("s.db").display().to_string();
+    assert!(
+        ospdeck(home.path(), &["--db", &db, "db", "migrate"])
+            .status
+            .success()
+    );
+    if !is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&logs, std::fs::Permissions::from_mode(0o555))?;
+    }
+    let o = as_user(
+        ospdeck_command(
+            home.path(),
+            &["--read-only", "--db", &db, "project", "list"],
+        ),
+        READER_UID,
+    )
+    .output()?;
+    assert_log_warning(&o, "Permission denied");
+    assert!(stdout(&o).starts_with("KEY"), "{}", stdout(&o));
+    Ok(())
+}
+
 /// Runs `args` with `dir` on read-only media: as root, a read-only bind mount of `dir` in a mount
 /// namespace of the command's own (it vanishes with the process); otherwise `dir` itself with its
 /// write permission taken away, which binds a user who is not root just the same. `{dir}` in the
