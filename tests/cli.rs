@@ -679,6 +679,94 @@ fn a_log_that_cannot_be_written_is_one_warning_and_the_command_still_works() -> 
     Ok(())
 }
 
+#[tokio::test]
+async fn read_only_and_refused_commands_create_nothing() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    // No embedded store yet: doctor says so and leaves it so, like every other command.
+    let o = ospdeck(h, &["--read-only", "doctor"]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("read-only mode creates none"),
+        "{}",
+        stdout(&o)
+    );
+    assert_one_line_error(
+        &ospdeck(h, &["--read-only", "project", "list"]),
+        "read-only mode creates none",
+    );
+    for command in [
+        &["db", "migrate"][..],
+        &["demo", "--seed-only"],
+        &["worker"],
+    ] {
+        let args = [&["--read-only"][..], command].concat();
+        assert_one_line_error(&ospdeck(h, &args), "--read-only writes nothing");
+    }
+    assert!(!h.join(".local/share").exists(), "a store was made");
+
+    // A store named but not there is refused, not created, whatever the command.
+    let stores = tempfile::tempdir()?;
+    let missing = stores.path().join("x.db").display().to_string();
+    for args in [
+        &["--db", &missing, "project", "list"][..],
+        &["--db", &missing, "db", "status"],
+        &["--db", &missing, "db", "down"],
+        &["--read-only", "--db", &missing, "run", "list"],
+    ] {
+        assert_one_line_error(&ospdeck(h, args), "no database at");
+    }
+    assert!(!ospdeck(h, &["--db", &missing, "doctor"]).status.success());
+    assert_eq!(dir_entries(stores.path())?, Vec::<String>::new());
+
+    // Existing files that are not ospdeck stores, one in each journal mode: refused, and left
+    // byte for byte as they were, with no side files.
+    for mode in ["DELETE", "WAL"] {
+        let file = stores.path().join(format!("other-{mode}.db"));
+        let url = format!("sqlite://{}?mode=rwc", file.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+        sqlx::query(&format!("PRAGMA journal_mode = {mode}"))
+            .execute(&mut conn)
+            .await?;
+        sqlx::query("CREATE TABLE notes (body TEXT)")
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let before = std::fs::read(&file)?;
+        let path = file.display().to_string();
+        for args in [
+            &["--db", &path, "project", "list"][..],
+            &["--read-only", "--db", &path, "project", "list"],
+        ] {
+            assert_one_line_error(&ospdeck(h, args), "pending migration");
+        }
+        assert!(!ospdeck(h, &["--db", &path, "doctor"]).status.success());
+        assert!(
+            ospdeck(h, &["--db", &path, "db", "status"])
+                .status
+                .success()
+        );
+        assert_eq!(std::fs::read(&file)?, before, "{mode} file changed");
+        let names = dir_entries(stores.path())?;
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.starts_with(&format!("other-{mode}.db-"))),
+            "side files: {names:?}"
+        );
+    }
+
+    // A first use that fails part-way removes the store it began: here SQLite cannot make its
+    // WAL, because a directory stands where the file goes.
+    let home = tempfile::tempdir()?;
+    let data = home.path().join(".local/share/ospdeck");
+    std::fs::create_dir_all(data.join("ospdeck.db-wal"))?;
+    let o = ospdeck(home.path(), &["project", "list"]);
+    assert!(!o.status.success());
+    assert_eq!(dir_entries(&data)?, ["ospdeck.db-wal"]);
+    Ok(())
+}
+
 /// Runs `args` with `dir` on read-only media: as root, a read-only bind mount of `dir` in a mount
 /// namespace of the command's own (it vanishes with the process); otherwise `dir` itself with its
 /// write permission taken away, which binds a user who is not root just the same. `{dir}` in the
