@@ -11,6 +11,7 @@ pub mod deploy;
 /// The pure layer lives in its own crate, so it cannot import anything above it.
 pub use ospdeck_domain as domain;
 pub mod ops;
+pub mod stdio;
 pub mod store;
 pub mod tui;
 pub mod worker;

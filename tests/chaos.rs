@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::fleet::{append_command, executions, run_counts, spawn_worker};
 use common::tmux::Tmux;
-use common::{BoxError, TestResult};
+use common::{BoxError, TestResult, is_root};
 use ospdeck::domain::permission::Identity;
 use ospdeck::domain::run::NewRun;
 use ospdeck::domain::workflow::WorkflowType;
@@ -28,11 +28,6 @@ use sqlx::Connection;
 
 const RUNS: usize = 2000;
 const WORKERS: usize = 4;
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
 
 /// The runs, the workers, and the file their commands write.
 struct Workload {

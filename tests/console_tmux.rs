@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::tmux::Tmux;
 
-use common::{BoxError, TestResult};
+use common::{BoxError, TestResult, close_sqlite_cleanly, dir_entries, is_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ospdeck");
 
@@ -183,5 +183,73 @@ fn sigterm_and_sighup_restore_the_terminal() -> TestResult {
         );
         assert!(!screen.contains("Runs ("), "{screen}");
     }
+    Ok(())
+}
+
+#[test]
+fn monitor_reads_a_store_on_read_only_media() -> TestResult {
+    use std::os::unix::fs::PermissionsExt;
+    let (home, db) = demo_store()?;
+    // The file alone, as a writer that closed cleanly leaves it: a read-only open that wants a
+    // -wal and -shm cannot make them there.
+    tokio::runtime::Runtime::new()?.block_on(close_sqlite_cleanly(&db))?;
+    let media = tempfile::tempdir()?;
+    std::fs::copy(&db, media.path().join("demo.db"))?;
+    let before = dir_entries(media.path())?;
+    let mount_point = tempfile::tempdir()?;
+    let tmux = Tmux::new("media");
+    // As root, a read-only bind mount in a mount namespace of the monitor's own; otherwise the
+    // directory without its write permission, which binds a user who is not root just the same.
+    if is_root() {
+        let wrapper = format!(
+            "unshare --mount --propagation private sh -c \
+             'mount --bind \"$1\" \"$2\" && mount -o remount,bind,ro \"$2\" && shift 2 && exec \"$@\"' \
+             sh {} {}",
+            media.path().display(),
+            mount_point.path().display()
+        );
+        let seen = mount_point.path().join("demo.db");
+        tmux.start_under(home.path(), seen, "monitor", &wrapper)?;
+    } else {
+        std::fs::set_permissions(media.path(), std::fs::Permissions::from_mode(0o555))?;
+        tmux.start(home.path(), media.path().join("demo.db"), "monitor")?;
+    }
+    let shown = tmux.wait_for("Runs (19)");
+    tmux.keys(&["q"])?;
+    let exited = tmux.wait_for("exit=");
+    std::fs::set_permissions(media.path(), std::fs::Permissions::from_mode(0o755))?;
+    shown?;
+    assert!(exited?.contains("exit=0"));
+    assert_eq!(dir_entries(media.path())?, before);
+    Ok(())
+}
+
+#[test]
+fn monitor_follows_a_writer_that_appears_after_it_opened() -> TestResult {
+    let (home, db) = demo_store()?;
+    // The demo's writer has gone and left no -wal or -shm: the monitor opens the file alone.
+    tokio::runtime::Runtime::new()?.block_on(close_sqlite_cleanly(&db))?;
+    let before = dir_entries(home.path())?;
+    assert!(
+        !before.iter().any(|n| n.starts_with("demo.db-")),
+        "{before:?}"
+    );
+    let tmux = Tmux::new("follow");
+    tmux.start(home.path(), &db, "monitor")?;
+    tmux.wait_for("Runs (19)")?;
+    assert_eq!(dir_entries(home.path())?, before, "the monitor made files");
+    let out = ospdeck(
+        home.path(),
+        &db,
+        &["run", "enqueue", "--project", "demo", "--workflow", "build"],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tmux.wait_for("Runs (20)")?;
+    tmux.keys(&["q"])?;
+    tmux.wait_for("exit=0")?;
     Ok(())
 }

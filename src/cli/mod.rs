@@ -10,6 +10,7 @@ mod tools;
 
 pub use output::emit as emit_report;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use serde::Serialize;
 
 use crate::config::{self, Resolved, UrlSource};
 use crate::ops::{Ops, OpsError};
+use crate::stdio::{self, stderr_line};
 use crate::store::{self, Store, StoreError, StoreOptions};
 
 pub use queue::{BenchArgs, RunCommand, WorkflowCommand};
@@ -146,13 +148,20 @@ impl<E: Into<OpsError>> From<E> for CliError {
 pub type CliResult<T = ()> = Result<T, CliError>;
 
 pub async fn run(cli: Cli) -> ExitCode {
-    match dispatch(cli).await {
+    let code = match dispatch(cli).await {
         Ok(code) => code,
         Err(CliError(message)) => {
             tracing::warn!(%message, "command failed");
-            eprintln!("error: {message}");
+            stderr_line(&format!("error: {message}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match stdio::stdout_failure() {
+        Some(message) => {
+            stderr_line(&format!("error: cannot write the output: {message}"));
             ExitCode::FAILURE
         }
+        None => code,
     }
 }
 
@@ -160,49 +169,166 @@ pub async fn run(cli: Cli) -> ExitCode {
 pub fn resolve_config(cli: &Cli) -> CliResult<Resolved> {
     let paths = config::Paths::platform().map_err(|e| CliError(e.to_string()))?;
     if let Some(warning) = config::secrets_warning(&paths.config_file) {
-        eprintln!("warning: {warning}");
+        stderr_line(&format!("warning: {warning}"));
     }
     config::resolve(cli.db.as_deref(), |k| std::env::var(k).ok(), paths)
         .map_err(|e| CliError(e.to_string()))
 }
 
 /// Opens the store for a command. The embedded default is created and migrated on first use; any
-/// other store must have been migrated with `ospdeck db migrate`.
+/// other store must have been migrated with `ospdeck db migrate`. Under `--read-only` nothing is
+/// created or migrated, and a command refused here leaves no file behind.
 pub async fn open_store(
     resolved: &Resolved,
     options: &StoreOptions,
     require_migrated: bool,
 ) -> CliResult<Arc<dyn Store>> {
-    if resolved.source == UrlSource::EmbeddedDefault && !options.read_only {
-        std::fs::create_dir_all(&resolved.paths.data_dir).map_err(|e| {
-            CliError(format!(
-                "cannot create data directory {}: {e}",
-                resolved.paths.data_dir.display()
-            ))
-        })?;
+    let embedded = resolved.source == UrlSource::EmbeddedDefault && !options.read_only;
+    let when_missing = if embedded {
+        WhenMissing::CreateWithDirs
+    } else {
+        WhenMissing::Refuse
+    };
+    with_store_file(&resolved.url, options.read_only, when_missing, async {
+        if require_migrated
+            && !embedded
+            && !options.read_only
+            && store::sqlite_path(&resolved.url).is_some()
+        {
+            // Opened to write, a SQLite file is switched to WAL and gains side files: judge it
+            // read-only first, so a file refused here is left exactly as it was.
+            let probe = StoreOptions {
+                read_only: true,
+                max_connections: 1,
+            };
+            require_migrations(store::open(&resolved.url, &probe).await?.as_ref()).await?;
+        }
+        let store = store::open(&resolved.url, options).await?;
+        if embedded {
+            store.migrate().await?;
+        } else if require_migrated {
+            require_migrations(store.as_ref()).await?;
+        }
+        Ok(store)
+    })
+    .await
+}
+
+async fn require_migrations(store: &dyn Store) -> CliResult {
+    let pending: Vec<i64> = store
+        .migration_status()
+        .await?
+        .into_iter()
+        .filter(|m| !m.applied)
+        .map(|m| m.version)
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
     }
-    let store = store::open(&resolved.url, options).await?;
-    if resolved.source == UrlSource::EmbeddedDefault && !options.read_only {
-        store.migrate().await?;
-    } else if require_migrated {
-        let pending: Vec<i64> = store
-            .migration_status()
-            .await?
-            .into_iter()
-            .filter(|m| !m.applied)
-            .map(|m| m.version)
-            .collect();
-        if !pending.is_empty() {
-            return Err(StoreError::NotMigrated(format!(
-                "{} has {} pending migration(s) {:?}",
-                store.location(),
-                pending.len(),
-                pending
+    Err(StoreError::NotMigrated(format!(
+        "{} has {} pending migration(s) {:?}",
+        store.location(),
+        pending.len(),
+        pending
+    ))
+    .into())
+}
+
+/// What a command may do when its SQLite file does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WhenMissing {
+    Refuse,
+    Create,
+    /// The embedded default: its data directory may be missing too.
+    CreateWithDirs,
+}
+
+/// Runs `work`, which opens the store at `url` and does what must succeed with it. A SQLite file
+/// that is missing is created only as `when_missing` allows (never when `read_only`), and what
+/// was created for it is removed again if `work` fails.
+async fn with_store_file<T>(
+    url: &str,
+    read_only: bool,
+    when_missing: WhenMissing,
+    work: impl Future<Output = CliResult<T>>,
+) -> CliResult<T> {
+    let new_file = NewSqliteFile::prepare(url, read_only, when_missing)?;
+    let result = work.await;
+    if result.is_err() {
+        if let Some(new_file) = new_file {
+            new_file.remove();
+        }
+    }
+    result
+}
+
+/// A SQLite file about to be created: the database and side files that did not exist, and the
+/// directories made for them (outermost first).
+struct NewSqliteFile {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl NewSqliteFile {
+    /// None when `url` is not a SQLite file or the file exists; an error when it is missing and
+    /// may not be created.
+    fn prepare(url: &str, read_only: bool, when_missing: WhenMissing) -> CliResult<Option<Self>> {
+        let Some(path) = store::sqlite_path(url).map(Path::new) else {
+            return Ok(None);
+        };
+        if path.exists() {
+            return Ok(None);
+        }
+        if read_only {
+            return Err(StoreError::Unavailable(format!(
+                "no database at {} (read-only mode creates none)",
+                path.display()
             ))
             .into());
         }
+        if when_missing == WhenMissing::Refuse {
+            return Err(
+                StoreError::NotMigrated(format!("no database at {} yet", path.display())).into(),
+            );
+        }
+        let mut dirs = Vec::new();
+        if when_missing == WhenMissing::CreateWithDirs {
+            if let Some(parent) = path.parent() {
+                dirs = parent
+                    .ancestors()
+                    .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+                    .map(Path::to_path_buf)
+                    .collect();
+                dirs.reverse();
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    CliError(format!(
+                        "cannot create data directory {}: {e}",
+                        parent.display()
+                    ))
+                })?;
+            }
+        }
+        let files = ["", "-wal", "-shm", "-journal"]
+            .iter()
+            .map(|suffix| {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                PathBuf::from(file)
+            })
+            .filter(|f| !f.exists())
+            .collect();
+        Ok(Some(Self { files, dirs }))
     }
-    Ok(store)
+
+    fn remove(self) {
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+        // Innermost first; remove_dir leaves a directory that someone else filled meanwhile.
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
 }
 
 async fn connect(cli: &Cli, options: &StoreOptions) -> CliResult<Ops> {
@@ -211,7 +337,26 @@ async fn connect(cli: &Cli, options: &StoreOptions) -> CliResult<Ops> {
     Ok(Ops::connect_as(store, cli.as_user.as_deref()).await?)
 }
 
+/// Commands that exist to write, which `--read-only` refuses before opening anything.
+fn only_writes(command: &Command) -> Option<&'static str> {
+    match command {
+        Command::Db(DbCommand::Migrate) => Some("db migrate"),
+        Command::Db(DbCommand::Down) => Some("db down"),
+        Command::Demo(_) => Some("demo"),
+        Command::Worker(_) => Some("worker"),
+        Command::Bench(_) => Some("bench"),
+        _ => None,
+    }
+}
+
 async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
+    if cli.read_only {
+        if let Some(name) = cli.command.as_ref().and_then(only_writes) {
+            return Err(CliError(format!(
+                "`{name}` writes to the store, and --read-only writes nothing"
+            )));
+        }
+    }
     let options = StoreOptions {
         read_only: cli.read_only,
         ..StoreOptions::default()
@@ -335,11 +480,13 @@ async fn doctor(cli: &Cli) -> CliResult<ExitCode> {
         migrated: false,
         problem: None,
     };
+    // Doctor only reads: only the embedded default, made on first use, is opened to write.
+    let read_only = cli.read_only || resolved.source != UrlSource::EmbeddedDefault;
     match open_store(
         &resolved,
         &StoreOptions {
             max_connections: 1,
-            ..Default::default()
+            read_only,
         },
         false,
     )
@@ -394,14 +541,30 @@ async fn doctor(cli: &Cli) -> CliResult<ExitCode> {
 
 async fn db(cli: &Cli, cmd: &DbCommand) -> CliResult<ExitCode> {
     let resolved = resolve_config(cli)?;
-    let store = store::open(
-        &resolved.url,
-        &StoreOptions {
-            max_connections: 1,
-            ..Default::default()
-        },
-    )
-    .await?;
+    // Only a migration makes a store; a status or a revert of a file that is not there is refused.
+    let when_missing = match cmd {
+        DbCommand::Migrate if resolved.source == UrlSource::EmbeddedDefault => {
+            WhenMissing::CreateWithDirs
+        }
+        DbCommand::Migrate => WhenMissing::Create,
+        DbCommand::Status | DbCommand::Down => WhenMissing::Refuse,
+    };
+    with_store_file(&resolved.url, cli.read_only, when_missing, async {
+        let store = store::open(
+            &resolved.url,
+            &StoreOptions {
+                max_connections: 1,
+                // A status only reads, and must not convert a file it was pointed at by mistake.
+                read_only: cli.read_only || matches!(cmd, DbCommand::Status),
+            },
+        )
+        .await?;
+        db_command(cli, store.as_ref(), cmd).await
+    })
+    .await
+}
+
+async fn db_command(cli: &Cli, store: &dyn Store, cmd: &DbCommand) -> CliResult<ExitCode> {
     match cmd {
         DbCommand::Migrate => {
             let applied = store.migrate().await?;

@@ -3,17 +3,21 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::stdio::{stderr_line, stdout_line};
+
 /// Prints `value` as JSON when asked, else the human text `human` builds.
 pub fn emit<T: Serialize + ?Sized>(json: bool, value: &T, human: impl FnOnce() -> String) {
     if json {
         match serde_json::to_string_pretty(value) {
-            Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("error: cannot encode JSON: {e}"),
+            Ok(text) => {
+                let _ = stdout_line(&text);
+            }
+            Err(e) => stderr_line(&format!("error: cannot encode JSON: {e}")),
         }
     } else {
         let text = human();
         if !text.is_empty() {
-            println!("{text}");
+            let _ = stdout_line(&text);
         }
     }
 }

@@ -10,6 +10,7 @@ use super::{Cli, CliError, CliResult};
 use crate::domain::run::{Run, RunStatus, parse_run_id};
 use crate::domain::workflow::WorkflowType;
 use crate::ops::{EnqueueRequest, Ops, RunQuery};
+use crate::stdio::{stderr_line, stdout_line};
 
 #[derive(Debug, Subcommand)]
 pub enum WorkflowCommand {
@@ -263,7 +264,7 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
             let (id, advisories) = ops.enqueue_run_with_advisories(&req).await?;
             if !json {
                 for a in &advisories {
-                    eprintln!("note: {} advisory {}", a.severity, a.describe());
+                    stderr_line(&format!("note: {} advisory {}", a.severity, a.describe()));
                 }
             }
             emit(
@@ -423,18 +424,19 @@ async fn logs(
     loop {
         let batch = ops.run_logs(id, after, search, 1000).await?;
         for line in &batch {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(line).map_err(|e| CliError(e.to_string()))?
-                );
+            let text = if json {
+                serde_json::to_string(line).map_err(|e| CliError(e.to_string()))?
             } else {
-                println!(
+                format!(
                     "{} {:<5} {}",
                     output::time(&line.created_at),
                     line.level.as_str(),
                     line.message
-                );
+                )
+            };
+            if stdout_line(&text).is_err() {
+                // Nobody reads any more (`| head`): following on would be work for no one.
+                return Ok(ExitCode::SUCCESS);
             }
         }
         after = batch.last().map_or(after, |l| l.id);

@@ -122,7 +122,7 @@ impl StoreHealth {
 
     fn say(&self, line: &str) {
         if self.announce {
-            eprintln!("{line}");
+            crate::stdio::stderr_line(line);
         }
     }
 }

@@ -231,18 +231,32 @@ impl Default for StoreOptions {
 
 /// Opens the store a URL names: `postgres://…`/`postgresql://…`, or `sqlite://PATH` / a plain path.
 pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres_url(url) {
         Ok(Arc::new(postgres::PgStore::open(url, options).await?))
-    } else if let Some(rest) = url.strip_prefix("sqlite:") {
-        let path = rest.trim_start_matches("//");
+    } else if let Some(path) = sqlite_path(url) {
         Ok(Arc::new(sqlite::SqliteStore::open(path, options).await?))
-    } else if url.contains("://") {
+    } else {
         Err(StoreError::Invalid(format!(
             "unsupported database URL {}: use sqlite://PATH, a file path, or postgres://…",
             redact_url(url)
         )))
+    }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The file a SQLite URL (`sqlite://PATH` or a plain path) names; None for any other URL.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    if is_postgres_url(url) {
+        None
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        Some(rest.trim_start_matches("//"))
+    } else if url.contains("://") {
+        None
     } else {
-        Ok(Arc::new(sqlite::SqliteStore::open(url, options).await?))
+        Some(url)
     }
 }
 

@@ -19,6 +19,7 @@ use crate::deploy::DeployerConfig;
 use crate::domain::run::{ClaimedRun, Completion, Hold, LogLevel, NewLogLine, RunStatus};
 use crate::domain::workflow::Workflow;
 use crate::ops::{Backoff, Ops, OpsError, OpsResult, StoreHealth, check_worker_id};
+use crate::stdio::stderr_line;
 use crate::store::RunWaker;
 
 pub use child::{Control, run_child};
@@ -161,7 +162,7 @@ pub async fn run_cli(
         wait_for_stop_signal().await;
         let _ = stop_tx.send(true);
     });
-    eprintln!(
+    stderr_line(&format!(
         "worker {} serving {} with concurrency {} on {}",
         config.id,
         if config.queues.is_empty() {
@@ -171,14 +172,14 @@ pub async fn run_cli(
         },
         config.concurrency,
         ops.store().location()
-    );
+    ));
     let stats = run_worker(ops, config, stop_rx)
         .await
         .map_err(CliError::from)?;
-    eprintln!(
+    stderr_line(&format!(
         "worker stopped: {} claimed, {} succeeded, {} failed, {} canceled, {} lost, {} released",
         stats.claimed, stats.succeeded, stats.failed, stats.canceled, stats.lost, stats.released
-    );
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

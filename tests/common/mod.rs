@@ -281,6 +281,40 @@ impl Harness {
     }
 }
 
+/// The names in a directory, sorted.
+pub fn dir_entries(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    Ok(names)
+}
+
+/// Root, to whom file permissions do not apply.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A read-write connection that has read from a SQLite file in WAL mode: while it is open, the
+/// file's `-wal` and `-shm` exist, as beside any writer at work.
+pub async fn open_sqlite_writer(
+    db: &std::path::Path,
+) -> Result<sqlx::SqliteConnection, sqlx::Error> {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await?;
+    sqlx::query("SELECT count(*) FROM sqlite_master")
+        .execute(&mut conn)
+        .await?;
+    Ok(conn)
+}
+
+/// Closes a SQLite file the way its last user does: SQLite checkpoints the WAL and deletes the
+/// `-wal` and `-shm` files. (Whether an ospdeck process that just ended did so depends on whether
+/// its connections finished closing before it exited.)
+pub async fn close_sqlite_cleanly(db: &std::path::Path) -> Result<(), sqlx::Error> {
+    open_sqlite_writer(db).await?.close().await
+}
+
 /// Generates one test per backend for each case: `cases::NAME(harness)`.
 #[macro_export]
 macro_rules! conformance {

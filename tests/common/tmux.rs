@@ -44,8 +44,19 @@ impl Tmux {
     /// Starts `ospdeck --db DB ARGS` at 80×24; when it exits, the shell reports its exit code and
     /// whether the terminal is back in canonical (cooked) mode, then waits to be read.
     pub fn start(&self, home: &Path, db: impl AsRef<std::ffi::OsStr>, args: &str) -> TestResult {
+        self.start_under(home, db, args, "")
+    }
+
+    /// As `start`, with `wrapper` (a command that runs the rest of its line) before the binary.
+    pub fn start_under(
+        &self,
+        home: &Path,
+        db: impl AsRef<std::ffi::OsStr>,
+        args: &str,
+        wrapper: &str,
+    ) -> TestResult {
         let script = format!(
-            "\"$OSPDECK_BIN\" --db \"$OSPDECK_DB\" {args}; echo \"exit=$?\"; \
+            "{wrapper} \"$OSPDECK_BIN\" --db \"$OSPDECK_DB\" {args}; echo \"exit=$?\"; \
              stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon | sed 's/^/mode=/'; sleep 600"
         );
         self.cmd(&[

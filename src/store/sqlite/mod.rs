@@ -2,6 +2,7 @@
 //! first take the write lock up front (`BEGIN IMMEDIATE`), so a claim never races another writer.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,6 +29,7 @@ use crate::domain::run::{
     RunStatus, StatusCount,
 };
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
+use read_only::WriterFollower;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -58,6 +60,7 @@ macro_rules! workflow_select {
 
 // After the macros above, which it uses.
 mod access;
+mod read_only;
 mod services;
 mod templates;
 mod tools;
@@ -100,6 +103,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     path: String,
     read_only: bool,
+    /// Present when a WAL database is opened read-only: see [`read_only`].
+    follower: Option<Arc<WriterFollower>>,
 }
 
 impl SqliteStore {
@@ -123,7 +128,7 @@ impl SqliteStore {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal);
         }
-        let pool = SqlitePoolOptions::new()
+        let mut pool_options = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
             // SQLite rolls a transaction back by itself when the disk fills (SQLITE_FULL); sqlx's
@@ -135,13 +140,25 @@ impl SqliteStore {
                     conn.ping().await?;
                     Ok(!conn.is_in_transaction())
                 })
-            })
-            .connect_with(connect)
-            .await?;
+            });
+        let mut follower = None;
+        if options.read_only && read_only::is_wal_database(Path::new(path)) {
+            let reader = Arc::new(WriterFollower::new(path, connect.clone()));
+            if !reader.observe().await?.is_live() {
+                connect = reader.immutable_options();
+                pool_options = reader.pool_options(pool_options);
+            }
+            follower = Some(reader);
+        }
+        let pool = pool_options.connect_with(connect).await?;
+        if let Some(follower) = &follower {
+            follower.attach(&pool);
+        }
         Ok(Self {
             pool,
             path: path.to_owned(),
             read_only: options.read_only,
+            follower,
         })
     }
 
@@ -1022,10 +1039,26 @@ impl Store for SqliteStore {
     async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>> {
         // A connection of its own: data_version counts commits by *other* connections, per connection.
         let conn = self.pool.acquire().await?.detach();
+        let mut immutable = None;
+        if let Some(follower) = &self.follower {
+            let state = follower.observe().await?;
+            if !state.is_live() {
+                immutable = Some((follower.clone(), state.generation));
+            }
+        }
         Ok(Box::new(SqliteChangeWatcher {
             conn,
             last_version: None,
+            immutable,
         }))
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        if let Some(follower) = &self.follower {
+            follower.detach();
+        }
     }
 }
 
@@ -1034,6 +1067,10 @@ impl Store for SqliteStore {
 struct SqliteChangeWatcher {
     conn: sqlx::SqliteConnection,
     last_version: Option<i64>,
+    /// Set while the store reads `immutable`, whose data_version never moves: the watcher looks
+    /// at the files instead (the follower and the generation last reported), until reads go live
+    /// and it polls a live connection.
+    immutable: Option<(Arc<WriterFollower>, u64)>,
 }
 
 const CHANGE_POLL_INTERVAL: Duration = Duration::from_millis(200);
@@ -1043,6 +1080,24 @@ impl ChangeWatcher for SqliteChangeWatcher {
     async fn changed(&mut self, timeout: Duration) -> StoreResult<bool> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            if let Some((follower, reported)) = &mut self.immutable {
+                let state = follower.observe().await?;
+                if state.generation != *reported {
+                    *reported = state.generation;
+                    if state.is_live() {
+                        let mut conn = follower.live_connection().await?;
+                        // Counted before the change is reported: the reload that follows reads
+                        // at least this far, and any later commit moves the counter.
+                        let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+                            .fetch_one(&mut conn)
+                            .await?;
+                        self.conn = conn;
+                        self.last_version = Some(version);
+                        self.immutable = None;
+                    }
+                    return Ok(true);
+                }
+            }
             let version: i64 = sqlx::query_scalar("PRAGMA data_version")
                 .fetch_one(&mut self.conn)
                 .await?;
