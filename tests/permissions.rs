@@ -243,15 +243,8 @@ mod cases {
                 admin.cancel_run(ctx.run).await?;
             }
             CancelRun | AddArtifact | ClaimRun => ctx.run = enqueue(admin, ctx).await?,
-            StartRun | CompleteRun => {
-                ctx.run = enqueue(admin, ctx).await?;
-                admin
-                    .claim_runs(&ctx.worker, std::slice::from_ref(&ctx.queue), 1, LEASE)
-                    .await?;
-                if act == CompleteRun {
-                    admin.start_run(&ctx.worker, ctx.run).await?;
-                }
-            }
+            // Held by the worker that will try: see `take_hold`.
+            StartRun | CompleteRun => ctx.run = enqueue(admin, ctx).await?,
             EnqueueDeploy | ProposeManifest | LockManifest | DeployService | ServiceHeartbeat => {
                 create_service(admin, ctx).await?
             }
@@ -288,6 +281,33 @@ mod cases {
             | AddMember
             | AddTool
             | AddAdvisory => {}
+        }
+        Ok(())
+    }
+
+    /// A run is started and completed by the identity that claimed it (on PostgreSQL the
+    /// database fences runs by who claimed them): the member's own worker claims where the
+    /// member may claim, the administrator's where it may not.
+    pub async fn take_hold(
+        admin: &Ops,
+        member: &Ops,
+        act: Act,
+        role: Role,
+        ctx: &Ctx,
+    ) -> TestResult {
+        if !matches!(act, Act::StartRun | Act::CompleteRun) {
+            return Ok(());
+        }
+        let holder = if Act::ClaimRun.allowed_for(role) {
+            member
+        } else {
+            admin
+        };
+        holder
+            .claim_runs(&ctx.worker, std::slice::from_ref(&ctx.queue), 1, LEASE)
+            .await?;
+        if act == Act::CompleteRun {
+            holder.start_run(&ctx.worker, ctx.run).await?;
         }
         Ok(())
     }
@@ -472,6 +492,7 @@ mod cases {
                         ops
                     }
                 };
+                take_hold(&h.ops, &ops, act, role, &ctx).await?;
                 let before = fingerprint(h).await;
                 let outcome = attempt(&ops, act, &ctx).await;
                 let after = fingerprint(h).await;

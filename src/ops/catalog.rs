@@ -36,7 +36,7 @@ impl Ops {
         let project = self.project(project_key).await?;
         self.authorize(
             project.scope(),
-            &[Permission::CreateWorkflow],
+            &super::queue::needs_for_command(command, Permission::CreateWorkflow),
             &format!("creating workflow {name}"),
         )
         .await?;

@@ -63,7 +63,7 @@ impl Ops {
         let workflow = self.workflow(req.project, req.workflow).await?;
         self.authorize(
             workflow.scope(),
-            enqueue_needs(&workflow.command),
+            &needs_for_command(&workflow.command, Permission::EnqueueRun),
             &format!("queuing a run of {}", workflow.name),
         )
         .await?;
@@ -108,7 +108,7 @@ impl Ops {
                     .ok_or_else(|| OpsError::NotFound(format!("unknown workflow id {id}")))?;
                 self.authorize(
                     workflow.scope(),
-                    enqueue_needs(&workflow.command),
+                    &needs_for_command(&workflow.command, Permission::EnqueueRun),
                     &format!("queuing runs of {}", workflow.name),
                 )
                 .await?;
@@ -325,7 +325,7 @@ impl Ops {
             };
             self.authorize(
                 run.scope(),
-                enqueue_needs(&command),
+                &needs_for_command(&command, Permission::EnqueueRun),
                 &format!("retrying run {id}"),
             )
             .await?;
@@ -372,13 +372,14 @@ impl Ops {
     }
 }
 
-/// Queuing the built-in deploy workflow launches a worker: that is deploying, an admin's act.
-fn enqueue_needs(command: &str) -> &'static [Permission] {
+/// The built-in deploy workflow launches workers: queuing a run of it, or creating it, is
+/// deploying, an admin's act, on top of what `action` itself needs.
+pub(super) fn needs_for_command(command: &str, action: Permission) -> Vec<Permission> {
+    let mut needs = vec![action];
     if command == super::DEPLOY_COMMAND {
-        &[Permission::EnqueueRun, Permission::DeployWorker]
-    } else {
-        &[Permission::EnqueueRun]
+        needs.push(Permission::DeployWorker);
     }
+    needs
 }
 
 fn unknown_run(id: i64) -> OpsError {

@@ -94,6 +94,8 @@ fn classify(code: Option<&str>, message: &str) -> StoreError {
         _ if msg.contains("illegal run transition")
             || msg.contains("append-only")
             || msg.contains("manifest rule:")
+            || msg.contains("run rule:")
+            || msg.contains("workflow rule:")
             || msg.contains("template rule:") =>
         {
             StoreError::Invalid(msg)

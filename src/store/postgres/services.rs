@@ -183,19 +183,21 @@ async fn set_actor(tx: &mut Transaction<'static, Postgres>, actor: &str) -> Stor
     Ok(())
 }
 
+/// Inserts a workflow, or brings the one of that name up to date when it is the same service's
+/// (a newly activated manifest may change its command or queue). No `ON CONFLICT DO UPDATE`: that
+/// needs UPDATE on the table even when nothing conflicts, and members have none (only an
+/// administrator changes a workflow, audited by the database).
 async fn insert_workflow(
     tx: &mut Transaction<'static, Postgres>,
     actor: &str,
     wf: &NewWorkflow,
     service_id: Option<i64>,
 ) -> StoreResult<i64> {
-    sqlx::query_scalar(
+    let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO ops.workflows (project_id, name, workflow_type, task_queue, command, timeout_secs,
                                    created_by, service_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-         ON CONFLICT (project_id, name) DO UPDATE
-            SET task_queue = EXCLUDED.task_queue, command = EXCLUDED.command
-          WHERE ops.workflows.service_id IS NOT DISTINCT FROM EXCLUDED.service_id
+         ON CONFLICT (project_id, name) DO NOTHING
          RETURNING id",
     )
     .bind(wf.project_id)
@@ -207,13 +209,36 @@ async fn insert_workflow(
     .bind(actor)
     .bind(service_id)
     .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| {
-        StoreError::Conflict(format!(
+    .await?;
+    if let Some(id) = inserted {
+        return Ok(id);
+    }
+    let existing: Option<(i64, bool)> = sqlx::query_as(
+        "SELECT id, (task_queue, command) IS NOT DISTINCT FROM ($3, $4) FROM ops.workflows
+         WHERE project_id = $1 AND name = $2 AND service_id IS NOT DISTINCT FROM $5",
+    )
+    .bind(wf.project_id)
+    .bind(&wf.name)
+    .bind(&wf.queue)
+    .bind(&wf.command)
+    .bind(service_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match existing {
+        Some((id, true)) => Ok(id),
+        Some((id, false)) => Ok(sqlx::query_scalar(
+            "UPDATE ops.workflows SET task_queue = $2, command = $3 WHERE id = $1 RETURNING id",
+        )
+        .bind(id)
+        .bind(&wf.queue)
+        .bind(&wf.command)
+        .fetch_one(&mut **tx)
+        .await?),
+        None => Err(StoreError::Conflict(format!(
             "workflow {} already exists in this project and belongs to something else",
             wf.name
-        ))
-    })
+        ))),
+    }
 }
 
 async fn manifest_in(tx: &mut Transaction<'static, Postgres>, id: i64) -> StoreResult<Manifest> {
