@@ -6,8 +6,22 @@ use std::fmt;
 pub struct InvalidInput(pub String);
 
 impl InvalidInput {
+    /// Control characters are escaped: messages quote input (serde's "unknown field `…`" quotes a
+    /// key as written), and the operator gets the message as one line after `error: `.
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        let message = message.into();
+        if !message.contains(char::is_control) {
+            return Self(message);
+        }
+        let mut escaped = String::with_capacity(message.len() + 8);
+        for c in message.chars() {
+            if c.is_control() {
+                escaped.extend(c.escape_debug());
+            } else {
+                escaped.push(c);
+            }
+        }
+        Self(escaped)
     }
 }
 
@@ -38,4 +52,18 @@ pub(crate) fn check_identifier(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_one_line_whatever_it_quotes() {
+        assert_eq!(
+            InvalidInput::new("unknown field `a\nb\r\u{1b}[31m`").0,
+            r"unknown field `a\nb\r\u{1b}[31m`"
+        );
+        assert_eq!(InvalidInput::new("café ✓").0, "café ✓");
+    }
 }
