@@ -24,8 +24,9 @@ use ospdeck_domain::service::{
     WorkflowSpec, check_code_name, check_schema_name, check_service_name,
 };
 use ospdeck_domain::template::{
-    BundleManifest, KINDS, LOCALES, ROLES, StoredArtifact, VersionStatus, bundle_digest,
-    canary_bucket, check_bundle_manifest, check_label, check_relative_path, check_template_name,
+    BundleManifest, KINDS, LOCALES, MAX_VERSION_PART, ROLES, StoredArtifact, VersionStatus,
+    bundle_digest, canary_bucket, check_bundle_manifest, check_label, check_relative_path,
+    check_template_name, check_template_version,
 };
 use ospdeck_domain::tool::{Severity, check_tool_name, check_tool_version, compare_versions};
 use ospdeck_domain::workflow::{WorkflowType, check_queue_name, check_workflow_name};
@@ -310,24 +311,6 @@ fn label(input: &str) {
     agree("label", input, check_label(input), ok);
 }
 
-/// `bump` answers a `Version` today; checked arithmetic (issue 11, item 2) makes it a `Result`.
-/// Both shapes are accepted so that this target keeps building across that change.
-trait BumpAnswer {
-    fn answered(self) -> Option<Version>;
-}
-
-impl BumpAnswer for Version {
-    fn answered(self) -> Option<Version> {
-        Some(self)
-    }
-}
-
-impl<E> BumpAnswer for Result<Version, E> {
-    fn answered(self) -> Option<Version> {
-        self.ok()
-    }
-}
-
 fn version(input: &str) {
     let Ok(v) = parse_version(input) else {
         return;
@@ -339,12 +322,27 @@ fn version(input: &str) {
         (Bump::Minor, v.minor),
         (Bump::Major, v.major),
     ] {
-        match bump(&v, kind).answered() {
-            Some(next) => {
+        match bump(&v, kind) {
+            Ok(next) => {
                 assert!(next > v, "bump {kind:?} of {v} answered {next}");
                 assert!(next.pre.is_empty() && next.build.is_empty());
             }
-            None => assert_eq!(part, u64::MAX, "bump {kind:?} of {v} refused"),
+            Err(e) => {
+                assert_one_line(&e);
+                assert_eq!(part, u64::MAX, "bump {kind:?} of {v} refused: {e}");
+            }
+        }
+    }
+    let plain = v.pre.is_empty()
+        && v.build.is_empty()
+        && [v.major, v.minor, v.patch]
+            .iter()
+            .all(|p| *p <= MAX_VERSION_PART);
+    match check_template_version(&v) {
+        Ok(()) => assert!(plain, "template version {v} accepted"),
+        Err(e) => {
+            assert_one_line(&e);
+            assert!(!plain, "template version {v} refused: {e}");
         }
     }
 }
