@@ -6,7 +6,7 @@
 //! stderr starting with `error:` (clap's usage errors aside, which print usage by design).
 //!
 //! `OSPDECK_ARGV_FUZZ_SEED=N` replays a run (the seed is printed); `OSPDECK_ARGV_FUZZ_CASES=N`
-//! changes how many invocations are made (default 3000).
+//! changes how many invocations are made (default 2500).
 //!
 //! Left out or pinned, and why:
 //! - `bench …`: benchmarks run for minutes by design, and hostile sizes only ask them for more
@@ -20,8 +20,9 @@
 //!   (its acquire timeout) before it answers, which is the timeout here.
 //! - The console (no subcommand) and `monitor` are included: without a terminal they refuse at
 //!   once.
-//! - No FIFO or `/dev/zero` link is offered as a file: a bundle file that blocks or never ends is
-//!   issue 11's bundle item, tested where it is fixed. A 2 MiB file of NUL bytes stands in.
+//! - No FIFO is offered as a file: reading an argument's file blocks until a writer comes, which
+//!   is what `--payload @<(make-payload)` relies on. `/dev/zero`, a bundle whose manifest.json
+//!   links to it, and a 2 MiB file of NUL bytes are offered.
 
 use std::ffi::OsString;
 use std::io::Read;
@@ -33,7 +34,7 @@ use std::time::{Duration, Instant};
 use clap::{ArgAction, CommandFactory};
 use ospdeck::cli::Cli;
 
-const DEFAULT_CASES: usize = 3000;
+const DEFAULT_CASES: usize = 2500;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A subcommand that runs something (a leaf of the clap tree), with its own arguments.
@@ -137,6 +138,9 @@ impl World {
         );
         std::fs::create_dir_all(root.join("bundle-zeros")).expect("mkdir");
         write("bundle-zeros/manifest.json", &vec![0u8; 2 << 20]);
+        std::fs::create_dir_all(root.join("bundle-devzero")).expect("mkdir");
+        std::os::unix::fs::symlink("/dev/zero", root.join("bundle-devzero/manifest.json"))
+            .expect("symlink");
         let world = World {
             db: root.join("fuzz.db").display().to_string(),
             worker_db: root.join("worker.db").display().to_string(),
@@ -399,25 +403,7 @@ fn hostile(rng: &mut fastrand::Rng, w: &World) -> OsString {
     match rng.u8(..8) {
         0 => OsString::from(NUMBERS[rng.usize(..NUMBERS.len())]),
         1 => OsString::from(TEXT[rng.usize(..TEXT.len())]),
-        2 => {
-            let files = [
-                "empty",
-                "zeros",
-                "too-big.json",
-                "invalid-utf8",
-                "deep.json",
-                "dir",
-                "bundle-empty",
-                "bundle-zeros",
-                "no/such/file",
-            ];
-            let file = w.path(files[rng.usize(..files.len())]);
-            if rng.bool() {
-                OsString::from(format!("@{file}"))
-            } else {
-                OsString::from(file)
-            }
-        }
+        2 => file_ref(rng, w),
         3 => OsString::from(if rng.bool() {
             "a".repeat(rng.usize(200..100_000))
         } else {
@@ -464,12 +450,39 @@ fn is_numeric(id: &str, w: &World) -> bool {
     plausible(id, w).iter().all(|v| v.parse::<i64>().is_ok())
 }
 
+/// A file that is empty, oversized, binary, endless, a folder or missing, as a path or `@path`.
+fn file_ref(rng: &mut fastrand::Rng, w: &World) -> OsString {
+    let files = [
+        "empty",
+        "zeros",
+        "too-big.json",
+        "invalid-utf8",
+        "deep.json",
+        "dir",
+        "bundle-empty",
+        "bundle-zeros",
+        "bundle-devzero",
+        "no/such/file",
+    ];
+    let file = match rng.usize(..=files.len()) {
+        n if n == files.len() => "/dev/zero".to_owned(),
+        n => w.path(files[n]),
+    };
+    if rng.bool() {
+        OsString::from(format!("@{file}"))
+    } else {
+        OsString::from(file)
+    }
+}
+
 fn value(rng: &mut fastrand::Rng, id: &str, w: &World) -> OsString {
     let pool = plausible(id, w);
     match rng.u8(..10) {
         0..6 => OsString::from(&pool[rng.usize(..pool.len())]),
-        // A numeric flag mostly gets numbers: text is only clap's business there.
+        // A numeric flag mostly gets numbers (text is only clap's business there), a file flag
+        // mostly files.
         6..9 if is_numeric(id, w) => OsString::from(EXTREMES[rng.usize(..EXTREMES.len())]),
+        6..9 if ["dir", "file", "from_file", "payload"].contains(&id) => file_ref(rng, w),
         _ => hostile(rng, w),
     }
 }
