@@ -69,6 +69,8 @@ fn accepted_manifest(content: &ManifestContent, schema: &str) {
     let value = content.to_value();
     assert!(!value.is_null(), "an accepted manifest does not serialise");
     assert!(json_depth(&value) <= MAX_JSON_DEPTH, "too deep: {value}");
+    // PostgreSQL's jsonb cannot hold a NUL, so an accepted manifest must not have one.
+    assert!(!grammar::contains_nul(&value), "NUL accepted: {value}");
     let stored = serde_json::to_string(content).expect("an accepted manifest serialises");
     assert!(stored.len() <= MAX_MANIFEST_BYTES);
     // What is stored is parsed again on every read and every propose: it must come back the same.
