@@ -152,7 +152,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Ok(code) => code,
         Err(CliError(message)) => {
             tracing::warn!(%message, "command failed");
-            stderr_line(&format!("error: {message}"));
+            stderr_line(&format!("error: {}", crate::domain::one_line(&message)));
             return ExitCode::FAILURE;
         }
     };

@@ -82,8 +82,9 @@ pub enum RunCommand {
         worker: String,
         #[arg(long)]
         queue: Vec<String>,
-        /// Lease length in seconds
-        #[arg(long, default_value_t = 300)]
+        /// Lease length in seconds (as bounded as the worker's: a lease past what the store's
+        /// clock arithmetic can hold was stored as already expired)
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(2..=86_400))]
         lease: u64,
     },
     /// Mark a claimed run as running

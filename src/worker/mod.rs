@@ -17,12 +17,16 @@ use tokio::time::Instant;
 use crate::cli::{CliError, CliResult};
 use crate::deploy::DeployerConfig;
 use crate::domain::run::{ClaimedRun, Completion, Hold, LogLevel, NewLogLine, RunStatus};
-use crate::domain::workflow::Workflow;
+use crate::domain::workflow::{MAX_TIMEOUT_SECS, Workflow};
 use crate::ops::{Backoff, Ops, OpsError, OpsResult, StoreHealth, check_worker_id};
 use crate::stdio::stderr_line;
 use crate::store::RunWaker;
 
 pub use child::{Control, run_child};
+
+/// The longest a workflow may run ([`MAX_TIMEOUT_SECS`]) is the longest worth waiting for on
+/// shutdown; a bound also keeps the shutdown deadline (now + grace) representable.
+const MAX_GRACE_SECS: u64 = MAX_TIMEOUT_SECS as u64;
 
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
@@ -42,7 +46,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub drain: bool,
     /// Seconds to let running commands finish on SIGTERM/SIGINT before releasing them
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_SECS))]
     pub grace: u64,
     /// Serve this service's task queue (<schema>-tasks) and heartbeat in its worker registry
     #[arg(long)]

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 
 /// Input that breaks a rule of the domain. The message is written for the operator: it names the
@@ -6,9 +7,32 @@ use std::fmt;
 pub struct InvalidInput(pub String);
 
 impl InvalidInput {
+    /// Messages quote input (serde's "unknown field `…`" quotes a key as written), so they are
+    /// made [`one_line`].
     pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
+        let message = message.into();
+        match one_line(&message) {
+            Cow::Borrowed(_) => Self(message),
+            Cow::Owned(escaped) => Self(escaped),
+        }
     }
+}
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`): an error reaches the operator
+/// as one line after `error: `, whatever input it quotes.
+pub fn one_line(text: &str) -> Cow<'_, str> {
+    if !text.contains(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            escaped.extend(c.escape_debug());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
 }
 
 impl fmt::Display for InvalidInput {
@@ -38,4 +62,18 @@ pub(crate) fn check_identifier(
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_one_line_whatever_it_quotes() {
+        assert_eq!(
+            InvalidInput::new("unknown field `a\nb\r\u{1b}[31m`").0,
+            r"unknown field `a\nb\r\u{1b}[31m`"
+        );
+        assert_eq!(InvalidInput::new("café ✓").0, "café ✓");
+    }
 }

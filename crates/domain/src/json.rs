@@ -27,6 +27,26 @@ pub fn json_depth(value: &Value) -> usize {
     deepest
 }
 
+/// Whether any string or key holds a NUL character, which PostgreSQL's jsonb cannot store. Asked of
+/// the value, not its text: the text `"\\u0000"` is a backslash and five characters, no NUL.
+pub fn contains_nul(value: &Value) -> bool {
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => {
+                if map.keys().any(|k| k.contains('\0')) {
+                    return true;
+                }
+                stack.extend(map.values());
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Refuses `value` when it is nested deeper than [`MAX_JSON_DEPTH`]; `what` names it ("payload").
 pub fn check_json_depth(what: &str, value: &Value) -> Result<(), InvalidInput> {
     let depth = json_depth(value);
@@ -81,6 +101,14 @@ mod tests {
         assert!(far.0.contains("more than 128 levels"), "{far}");
         let bad = parse_bounded("payload", "{").unwrap_err();
         assert!(bad.0.starts_with("payload is not valid JSON"), "{bad}");
+    }
+
+    #[test]
+    fn nul_is_found_in_strings_and_keys_but_not_in_escaped_text() {
+        assert!(contains_nul(&json!({"a": [1, "x\u{0}y"]})));
+        assert!(contains_nul(&json!({"k\u{0}": 1})));
+        assert!(!contains_nul(&json!({"path": "C:\\u0000"})));
+        assert!(!contains_nul(&json!([null, 1.5, {"a": "b"}])));
     }
 
     #[test]

@@ -13,4 +13,4 @@ pub mod template;
 pub mod tool;
 pub mod workflow;
 
-pub use error::InvalidInput;
+pub use error::{InvalidInput, one_line};

@@ -196,7 +196,12 @@ pub fn parse_manifest(text: &str, schema: &str) -> Result<ManifestContent, Inval
     }
     let content: ManifestContent = serde_json::from_str(text)
         .map_err(|e| InvalidInput::new(format!("invalid manifest: {e}")))?;
-    crate::json::check_json_depth("manifest", &content.to_value())?;
+    let value = content.to_value();
+    crate::json::check_json_depth("manifest", &value)?;
+    // PostgreSQL's jsonb cannot hold a NUL: refused here, the same on both stores.
+    if crate::json::contains_nul(&value) {
+        return Err(InvalidInput::new("manifest may not contain NUL characters"));
+    }
     content.validate(schema)?;
     let size = serde_json::to_vec(&content).map(|v| v.len()).unwrap_or(0);
     if size > MAX_MANIFEST_BYTES {
@@ -471,6 +476,12 @@ mod tests {
             {"name": "a", "task_queue": "q"}, {"name": "a", "task_queue": "q"}
         ]);
         assert!(parse_manifest(&dup.to_string(), "telecom_billing").is_err());
+        for nul in [json!({"x": "a\u{0}b"}), json!({"k\u{0}": 1})] {
+            let mut with_nul = ok.clone();
+            with_nul["metadata"] = nul;
+            let err = parse_manifest(&with_nul.to_string(), "telecom_billing").err();
+            assert!(err.is_some_and(|e| e.0.contains("NUL")), "{with_nul}");
+        }
         let big = format!("{{\"metadata\": \"{}\"}}", "x".repeat(MAX_MANIFEST_BYTES));
         assert!(
             parse_manifest(&big, "telecom_billing")

@@ -195,7 +195,7 @@ pub fn parse_payload(text: &str) -> Result<Value, InvalidInput> {
     if compact.len() > MAX_PAYLOAD_BYTES {
         return Err(InvalidInput::new("payload too large: over 1 MiB"));
     }
-    if compact.contains("\\u0000") {
+    if crate::json::contains_nul(&value) {
         return Err(InvalidInput::new("payload may not contain NUL characters"));
     }
     Ok(value)
@@ -540,6 +540,13 @@ mod tests {
         assert!(NewRun::new(1, 2, None, None, Some(101), None).is_err());
         assert!(NewRun::new(1, 2, None, Some("{"), None, None).is_err());
         assert!(NewRun::new(1, 2, None, Some(r#"{"a":"\u0000"}"#), None, None).is_err());
+        assert!(NewRun::new(1, 2, None, Some(r#"{"\u0000":1}"#), None, None).is_err());
+        // An escaped backslash followed by "u0000" is text, not a NUL.
+        let text = NewRun::new(1, 2, None, Some(r#"{"a":"\\u0000"}"#), None, None);
+        assert_eq!(
+            text.map(|r| r.payload["a"].clone()),
+            Ok(Value::from("\\u0000"))
+        );
     }
 
     #[test]

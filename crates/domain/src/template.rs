@@ -68,7 +68,7 @@ pub fn check_bundle_manifest(m: &BundleManifest) -> Result<(), InvalidInput> {
             && !LOCALES.contains(&l.as_str())
         {
             return Err(InvalidInput::new(format!(
-                "unknown locale {l:?} for {} (fr, en, or none)",
+                "unknown locale {l:?} for {:?} (fr, en, or none)",
                 a.path
             )));
         }
@@ -76,20 +76,20 @@ pub fn check_bundle_manifest(m: &BundleManifest) -> Result<(), InvalidInput> {
             && !ROLES.contains(&r.as_str())
         {
             return Err(InvalidInput::new(format!(
-                "unknown role {r:?} for {}",
+                "unknown role {r:?} for {:?}",
                 a.path
             )));
         }
         check_relative_path(&a.path)?;
         if a.content_type.trim().is_empty() || a.content_type.len() > 200 {
             return Err(InvalidInput::new(format!(
-                "{}: content type missing",
+                "{:?}: content type missing",
                 a.path
             )));
         }
         if !seen.insert(a.path.as_str()) {
             return Err(InvalidInput::new(format!(
-                "{} is listed twice in the bundle",
+                "{:?} is listed twice in the bundle",
                 a.path
             )));
         }
@@ -322,6 +322,16 @@ mod tests {
             .is_err()
         );
         assert!(check_bundle_manifest(&BundleManifest { artifacts: vec![] }).is_err());
+        // A path is quoted in messages, so a newline in it cannot split the error line.
+        let mut newline = entry("a\nb");
+        newline.role = Some("admin".into());
+        let err = check_bundle_manifest(&BundleManifest {
+            artifacts: vec![newline],
+        });
+        assert_eq!(
+            err.map_err(|e| e.0),
+            Err(r#"unknown role "admin" for "a\nb""#.to_owned())
+        );
     }
 
     #[test]

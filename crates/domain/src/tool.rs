@@ -97,27 +97,21 @@ pub fn check_tool_version(version: &str) -> Result<(), InvalidInput> {
     }
 }
 
-/// Compares tool versions part by part, numbers as numbers of any length (no parsing into a
-/// fixed-size integer that a long part would overflow), other parts as text.
+/// Orders tool versions part by part (split at '.', '-', '+'; a missing part sorts first):
+/// numeric parts as numbers of any length (no parsing into a fixed-size integer that a long part
+/// would overflow), and before any part with other characters (as semver orders pre-release
+/// identifiers), which compare as text. Mixing number and text order within one comparison made it
+/// cyclic (2 < 10, "10" < "1a", "1a" < "2"), so whether an advisory applied depended on the pair.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let parts = |v: &str| -> Vec<String> { v.split(['.', '-', '+']).map(str::to_owned).collect() };
-    let (pa, pb) = (parts(a), parts(b));
-    for i in 0..pa.len().max(pb.len()) {
-        let (x, y) = (pa.get(i), pb.get(i));
-        let ord = match (x, y) {
-            (None, None) => Ordering::Equal,
-            (None, Some(_)) => Ordering::Less,
-            (Some(_), None) => Ordering::Greater,
-            (Some(x), Some(y)) => match (digits(x), digits(y)) {
-                (Some(x), Some(y)) => x.len().cmp(&y.len()).then_with(|| x.cmp(y)),
-                _ => x.cmp(y),
-            },
-        };
-        if ord != Ordering::Equal {
-            return ord;
+    fn key(part: &str) -> (bool, usize, &str) {
+        match digits(part) {
+            Some(d) => (false, d.len(), d),
+            None => (true, 0, part),
         }
     }
-    Ordering::Equal
+    a.split(['.', '-', '+'])
+        .map(key)
+        .cmp(b.split(['.', '-', '+']).map(key))
 }
 
 /// A part made of digits only, without its leading zeros (so that length orders it first).
@@ -217,6 +211,17 @@ mod tests {
             compare_versions(&format!("1.{huge}"), "1.7"),
             Ordering::Greater
         );
+    }
+
+    #[test]
+    fn version_order_is_total_with_text_parts() {
+        // A numeric part sorts before a part with letters, so 2 < 10 < 1a and 2 < 1a.
+        assert_eq!(compare_versions("2", "10"), Ordering::Less);
+        assert_eq!(compare_versions("10", "1a"), Ordering::Less);
+        assert_eq!(compare_versions("2", "1a"), Ordering::Less);
+        assert_eq!(compare_versions("17.0", "17.0a"), Ordering::Less);
+        assert_eq!(compare_versions("17.0-rc", "17.0"), Ordering::Greater);
+        assert_eq!(compare_versions("a", "b"), Ordering::Less);
     }
 
     #[test]
