@@ -8,11 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ospdeck::artifacts::{
-    ArtifactStore, ResolveRequest, Resolver, ResolverConfig, S3ArtifactStore, S3Config, Source,
-};
+use ospdeck::artifacts::{ArtifactStore, S3ArtifactStore, S3Config};
 use ospdeck::domain::template::VersionStatus;
 use ospdeck::ops::{GcRequest, PublishRequest, Selector};
+use ospdeck::ops::{ResolveRequest, Resolver, ResolverConfig, Source};
 
 use common::{Harness, TestResult};
 

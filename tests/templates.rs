@@ -30,12 +30,11 @@ mod cases {
     use std::collections::BTreeSet;
     use std::time::SystemTime;
 
-    use ospdeck::artifacts::{
-        ArtifactStore, FsArtifactStore, ResolveRequest, Resolver, ResolverConfig, Source,
-    };
+    use ospdeck::artifacts::{ArtifactStore, FsArtifactStore};
     use ospdeck::domain::permission::Identity;
     use ospdeck::domain::template::VersionStatus;
     use ospdeck::ops::{GcItem, GcItemKind, GcRequest, Ops, OpsError, PublishRequest, Selector};
+    use ospdeck::ops::{ResolveRequest, Resolver, ResolverConfig, Source};
     use ospdeck::store::{self, StoreKind, StoreOptions};
 
     use super::common::{Harness, TestResult};

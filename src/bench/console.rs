@@ -273,7 +273,7 @@ fn key(c: char) -> crossterm::event::KeyEvent {
 fn new_app(ops: &Ops) -> CliResult<App> {
     let keymap = Keymap::new(&BTreeMap::new(), false).map_err(CliError)?;
     Ok(App::new(
-        ops.store().location(),
+        ops.store_location(),
         ops.actor().to_owned(),
         keymap,
         false,

@@ -9,10 +9,11 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{p50_p99, spinner};
-use crate::artifacts::{FsArtifactStore, ResolveRequest, Resolver, ResolverConfig};
+use crate::artifacts::FsArtifactStore;
 use crate::cli::{Cli, CliError, CliResult, open_store, resolve_config};
 use crate::domain::template::VersionStatus;
 use crate::ops::{Ops, PublishRequest, Selector};
+use crate::ops::{ResolveRequest, Resolver, ResolverConfig};
 use crate::store::StoreOptions;
 
 #[derive(Debug, Clone, Args)]

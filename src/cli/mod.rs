@@ -7,6 +7,7 @@ mod queue;
 pub(crate) mod services;
 pub(crate) mod templates;
 mod tools;
+mod worker;
 
 pub use output::emit as emit_report;
 
@@ -106,7 +107,7 @@ pub enum Command {
     #[command(subcommand)]
     Advisory(tools::AdvisoryCommand),
     /// Claim and execute runs until stopped (SIGTERM/SIGINT finish or release what is held)
-    Worker(crate::worker::WorkerArgs),
+    Worker(worker::WorkerArgs),
     /// Benchmarks that print figures
     #[command(subcommand)]
     Bench(BenchArgs),
@@ -446,7 +447,7 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
             };
             let ops = connect(&cli, &options).await?;
             let deployer = services::deployer_settings(&cli)?;
-            crate::worker::run_cli(ops, args, deployer).await
+            worker::run_cli(ops, args, deployer).await
         }
         Some(Command::Bench(args)) => queue::bench(&cli, args).await,
     }

@@ -11,12 +11,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::output::{emit, opt, table, time};
 use super::{Cli, CliError, CliResult, connect, resolve_config};
-use crate::artifacts::{
-    ArtifactStore, FsArtifactStore, ResolveRequest, Resolver, ResolverConfig, S3ArtifactStore,
-};
+use crate::artifacts::{ArtifactStore, FsArtifactStore, S3ArtifactStore};
 use crate::config::read_file_config;
 use crate::domain::template::VersionStatus;
 use crate::ops::{DEFAULT_GC_GRACE, GcRequest, Ops, PublishRequest, Selector};
+use crate::ops::{ResolveRequest, Resolver, ResolverConfig};
 use crate::store::StoreOptions;
 
 #[derive(Debug, Subcommand)]

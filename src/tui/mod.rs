@@ -41,7 +41,7 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
     } else {
         ops.actor().to_owned()
     };
-    let mut app = App::new(ops.store().location(), user, keymap, options.read_only);
+    let mut app = App::new(ops.store_location(), user, keymap, options.read_only);
     let mut terminal = match ratatui::try_init() {
         Ok(t) => t,
         Err(e) => {

@@ -1,0 +1,461 @@
+//! Services and their governed manifests: create whole or not at all, propose, activate, lock.
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Ops, OpsError, OpsResult, RunQuery, Scoped};
+use crate::domain::deployment::{Liveness, WorkerDeployment, liveness};
+use crate::domain::manifest::{
+    self, Bump, DEFAULT_LOCKED_FIELDS, FIRST_VERSION, FieldChange, Manifest, ManifestContent,
+    ManifestStatus, check_locked_fields, parse_manifest, parse_version,
+};
+use crate::domain::permission::Permission;
+use crate::domain::run::{NewRun, Run};
+use crate::domain::service::{Service, WorkflowSpec, check_schema_name, check_service_name};
+use crate::domain::workflow::{NewWorkflow, WorkflowType};
+use ospdeck_store::services::{CreatedService, ManifestHead, NewServiceRecord};
+
+/// The built-in command of the deploy workflow: the worker calls the deployer instead of a shell.
+pub const DEPLOY_COMMAND: &str = "ospdeck:deploy-service";
+pub const DEPLOY_WORKFLOW: &str = "deploy-service";
+pub const DEPLOY_QUEUE: &str = "ospdeck-deploy";
+/// Runs `service show` lists.
+const RECENT_RUNS: i64 = 10;
+
+/// A service as the operator asks for it: flags, or a manifest file.
+#[derive(Debug, Clone, Default)]
+pub struct CreateService<'a> {
+    pub project: &'a str,
+    pub name: Option<&'a str>,
+    pub schema: Option<&'a str>,
+    pub workflows: Vec<WorkflowSpec>,
+    /// Manifest text (`--from-file`): name, schema and workflows come from it.
+    pub manifest: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceOverview {
+    #[serde(flatten)]
+    pub service: Service,
+    pub manifest: Option<ManifestHead>,
+    pub deployment: Option<WorkerDeployment>,
+    pub worker: Liveness,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceDetail {
+    #[serde(flatten)]
+    pub overview: ServiceOverview,
+    pub recent_runs: Vec<Run>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerView {
+    #[serde(flatten)]
+    pub deployment: WorkerDeployment,
+    pub liveness: Liveness,
+}
+
+/// The workflow rows a manifest asks for: `<schema>.<name>`, type service, on its task queue.
+fn service_workflows(
+    project_id: i64,
+    schema: &str,
+    content: &ManifestContent,
+) -> OpsResult<Vec<NewWorkflow>> {
+    content
+        .workflows
+        .iter()
+        .map(|w| {
+            Ok(NewWorkflow::new(
+                project_id,
+                &format!("{schema}.{}", w.name),
+                WorkflowType::Service,
+                &w.command_or_default(),
+                Some(&w.task_queue),
+                None,
+            )?)
+        })
+        .collect()
+}
+
+impl Ops {
+    pub async fn create_service(&self, req: &CreateService<'_>) -> OpsResult<CreatedService> {
+        let project = self.project(req.project).await?;
+        // A new service activates its first manifest and queues its worker's deployment.
+        self.authorize(
+            project.scope(),
+            &[Permission::ActivateManifest, Permission::DeployWorker],
+            "creating a service",
+        )
+        .await?;
+        let content = match req.manifest {
+            Some(text) => {
+                // The file names the schema; flags may repeat it but not contradict it.
+                let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                    OpsError::Invalid(crate::domain::InvalidInput::new(format!(
+                        "invalid manifest: {e}"
+                    )))
+                })?;
+                let schema = req
+                    .schema
+                    .or_else(|| raw.get("schema_name").and_then(|v| v.as_str()))
+                    .unwrap_or("");
+                check_schema_name(schema)?;
+                let content = parse_manifest(text, schema)?;
+                if let Some(name) = req.name
+                    && name != content.service_name
+                {
+                    return Err(OpsError::Invalid(crate::domain::InvalidInput::new(
+                        format!(
+                            "--name {name:?} differs from the manifest's service_name {:?}",
+                            content.service_name
+                        ),
+                    )));
+                }
+                content
+            }
+            None => {
+                let (Some(name), Some(schema)) = (req.name, req.schema) else {
+                    return Err(OpsError::Invalid(crate::domain::InvalidInput::new(
+                        "give --name and --schema, or --from-file with a manifest",
+                    )));
+                };
+                check_service_name(name)?;
+                check_schema_name(schema)?;
+                let content = ManifestContent::initial(name.trim(), schema, &req.workflows);
+                content.validate(schema)?;
+                content
+            }
+        };
+        let schema = content.schema_name.clone();
+        let workflows = service_workflows(project.id, &schema, &content)?;
+        let deploy_workflow = NewWorkflow::new(
+            project.id,
+            DEPLOY_WORKFLOW,
+            WorkflowType::Deploy,
+            DEPLOY_COMMAND,
+            Some(DEPLOY_QUEUE),
+            Some(3600),
+        )?;
+        let record = NewServiceRecord {
+            project_id: project.id,
+            name: content.service_name.clone(),
+            schema: schema.clone(),
+            version: FIRST_VERSION.to_owned(),
+            content: content.to_value(),
+            locked_fields: DEFAULT_LOCKED_FIELDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            workflows,
+            deploy_workflow,
+            // The deployer retries by itself; the run is one deployment.
+            deploy_run: NewRun {
+                project_id: project.id,
+                workflow_id: 0,
+                priority: 0,
+                payload: json!({ "service": schema }),
+                max_attempts: 1,
+                run_after: None,
+            },
+        };
+        Ok(self.store.create_service(self.actor(), &record).await?)
+    }
+
+    pub async fn service(&self, schema: &str) -> OpsResult<Service> {
+        check_schema_name(schema)?;
+        self.store.find_service(schema).await?.ok_or_else(|| {
+            OpsError::NotFound(format!(
+                "unknown service {schema:?} (see `ospdeck service list`)"
+            ))
+        })
+    }
+
+    pub async fn list_services(&self) -> OpsResult<Vec<ServiceOverview>> {
+        let services = self.store.list_services().await?;
+        let mut manifests = self.store.governing_manifests().await?;
+        let mut registry = self.store.worker_registry().await?;
+        let now = Utc::now();
+        Ok(services
+            .into_iter()
+            .map(|service| {
+                let manifest = manifests
+                    .iter()
+                    .position(|m| m.service_id == service.id)
+                    .map(|i| manifests.swap_remove(i));
+                let deployment = registry
+                    .iter()
+                    .position(|d| d.service_id == service.id)
+                    .map(|i| registry.swap_remove(i));
+                let worker = liveness(now, deployment.as_ref().and_then(|d| d.last_heartbeat));
+                ServiceOverview {
+                    service,
+                    manifest,
+                    deployment,
+                    worker,
+                }
+            })
+            .collect())
+    }
+
+    pub async fn service_detail(&self, schema: &str) -> OpsResult<ServiceDetail> {
+        let service = self.service(schema).await?;
+        let manifest = self
+            .store
+            .manifest_history(service.id)
+            .await?
+            .into_iter()
+            .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked));
+        let deployment = self.store.deployment(service.id).await?;
+        let worker = liveness(
+            Utc::now(),
+            deployment.as_ref().and_then(|d| d.last_heartbeat),
+        );
+        // The service's runs: its own workflows (`<schema>.…` on `<schema>-tasks`) and the
+        // project's deploy runs that name it in their payload.
+        let mut recent_runs = self
+            .list_runs(&RunQuery {
+                text: Some(schema),
+                limit: Some(RECENT_RUNS),
+                ..Default::default()
+            })
+            .await?;
+        let deploys = self
+            .list_runs(&RunQuery {
+                project: Some(&service.project),
+                workflow: Some(DEPLOY_WORKFLOW),
+                limit: Some(200),
+                ..Default::default()
+            })
+            .await?;
+        recent_runs.extend(
+            deploys
+                .into_iter()
+                .filter(|r| r.payload.get("service").and_then(|s| s.as_str()) == Some(schema)),
+        );
+        recent_runs.sort_by_key(|r| std::cmp::Reverse(r.id));
+        recent_runs.dedup_by_key(|r| r.id);
+        recent_runs.truncate(RECENT_RUNS as usize);
+        Ok(ServiceDetail {
+            overview: ServiceOverview {
+                service,
+                manifest,
+                deployment,
+                worker,
+            },
+            recent_runs,
+        })
+    }
+
+    /// A version, or the governing one when none is named.
+    pub async fn manifest(&self, schema: &str, version: Option<&str>) -> OpsResult<Manifest> {
+        let service = self.service(schema).await?;
+        let version = match version {
+            Some(v) => parse_version(v)?.to_string(),
+            None => self
+                .store
+                .manifest_history(service.id)
+                .await?
+                .into_iter()
+                .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked))
+                .map(|m| m.version)
+                .ok_or_else(|| OpsError::NotFound(format!("{schema} has no active manifest")))?,
+        };
+        self.store
+            .manifest(service.id, &version)
+            .await?
+            .ok_or_else(|| {
+                OpsError::NotFound(format!("{schema} has no manifest version {version}"))
+            })
+    }
+
+    pub async fn manifest_history(&self, schema: &str) -> OpsResult<Vec<ManifestHead>> {
+        let service = self.service(schema).await?;
+        let mut history = self.store.manifest_history(service.id).await?;
+        history.sort_by(|a, b| {
+            let va = semver::Version::parse(&a.version).ok();
+            let vb = semver::Version::parse(&b.version).ok();
+            va.cmp(&vb)
+        });
+        Ok(history)
+    }
+
+    pub async fn manifest_diff(
+        &self,
+        schema: &str,
+        from: &str,
+        to: &str,
+    ) -> OpsResult<Vec<FieldChange>> {
+        let a = self.manifest(schema, Some(from)).await?;
+        let b = self.manifest(schema, Some(to)).await?;
+        Ok(manifest::diff(&a.content, &b.content))
+    }
+
+    /// A new draft: validated content, locked fields unchanged, version given or bumped from the
+    /// highest existing one (patch by default).
+    pub async fn propose_manifest(
+        &self,
+        schema: &str,
+        text: &str,
+        version: Option<&str>,
+        bump: Option<Bump>,
+    ) -> OpsResult<Manifest> {
+        let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::ProposeManifest],
+            &format!("proposing a manifest for {schema}"),
+        )
+        .await?;
+        let content = parse_manifest(text, schema)?;
+        let value = content.to_value();
+        let history = self.store.manifest_history(service.id).await?;
+        let governing = history
+            .iter()
+            .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked));
+        let locked_fields = match governing {
+            Some(head) => {
+                let current = self
+                    .store
+                    .manifest(service.id, &head.version)
+                    .await?
+                    .ok_or_else(|| OpsError::NotFound(format!("{schema} lost its manifest")))?;
+                check_locked_fields(&current.content, &value, &current.locked_fields)?;
+                current.locked_fields
+            }
+            None => DEFAULT_LOCKED_FIELDS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        };
+        let version = match (version, bump) {
+            (Some(_), Some(_)) => {
+                return Err(OpsError::Invalid(crate::domain::InvalidInput::new(
+                    "give --version or --bump, not both",
+                )));
+            }
+            (Some(v), None) => parse_version(v)?,
+            (None, bump) => {
+                let highest = history
+                    .iter()
+                    .filter_map(|m| semver::Version::parse(&m.version).ok())
+                    .max()
+                    .unwrap_or_else(|| semver::Version::new(0, 0, 0));
+                manifest::bump(&highest, bump.unwrap_or(Bump::Patch))?
+            }
+        };
+        if !version.pre.is_empty() || !version.build.is_empty() {
+            return Err(OpsError::Invalid(crate::domain::InvalidInput::new(
+                format!("invalid version {version}: manifests use plain MAJOR.MINOR.PATCH"),
+            )));
+        }
+        Ok(self
+            .store
+            .insert_draft(
+                self.actor(),
+                &service,
+                &version.to_string(),
+                &value,
+                &locked_fields,
+            )
+            .await?)
+    }
+
+    /// Activates a draft: the governing version is superseded and the service's workflows follow.
+    pub async fn activate_manifest(&self, schema: &str, version: &str) -> OpsResult<Manifest> {
+        let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::ActivateManifest],
+            &format!("activating a manifest of {schema}"),
+        )
+        .await?;
+        let version = parse_version(version)?.to_string();
+        let target = self
+            .store
+            .manifest(service.id, &version)
+            .await?
+            .ok_or_else(|| {
+                OpsError::NotFound(format!("{schema} has no manifest version {version}"))
+            })?;
+        if target.status != ManifestStatus::Draft {
+            return Err(OpsError::Refused(format!(
+                "{schema} {version} is {}; only a draft can be activated (propose a new version)",
+                target.status
+            )));
+        }
+        let history = self.store.manifest_history(service.id).await?;
+        if history.iter().any(|m| m.status == ManifestStatus::Locked) {
+            return Err(OpsError::Refused(format!(
+                "{schema} is locked: nothing can be activated until an owner runs `ospdeck manifest unlock {schema}`"
+            )));
+        }
+        let content: ManifestContent = serde_json::from_value(target.content.clone())
+            .map_err(|e| OpsError::Refused(format!("stored manifest does not parse: {e}")))?;
+        let workflows = service_workflows(service.project_id, schema, &content)?;
+        Ok(self
+            .store
+            .activate_manifest(self.actor(), &service, &version, &workflows)
+            .await?)
+    }
+
+    pub async fn lock_manifest(&self, schema: &str) -> OpsResult<Manifest> {
+        let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::LockManifest],
+            &format!("locking {schema}"),
+        )
+        .await?;
+        self.store
+            .set_manifest_lock(
+                self.actor(),
+                &service,
+                ManifestStatus::Active,
+                ManifestStatus::Locked,
+            )
+            .await
+            .map_err(|e| refuse_not_found(e, format!("{schema} has no active manifest to lock")))
+    }
+
+    pub async fn unlock_manifest(&self, schema: &str) -> OpsResult<Manifest> {
+        let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::LockManifest],
+            &format!("unlocking {schema}"),
+        )
+        .await?;
+        self.store
+            .set_manifest_lock(
+                self.actor(),
+                &service,
+                ManifestStatus::Locked,
+                ManifestStatus::Active,
+            )
+            .await
+            .map_err(|e| refuse_not_found(e, format!("{schema} is not locked")))
+    }
+
+    pub async fn workers(&self) -> OpsResult<Vec<WorkerView>> {
+        let now = Utc::now();
+        Ok(self
+            .store
+            .worker_registry()
+            .await?
+            .into_iter()
+            .map(|deployment| WorkerView {
+                liveness: liveness(now, deployment.last_heartbeat),
+                deployment,
+            })
+            .collect())
+    }
+}
+
+fn refuse_not_found(e: ospdeck_store::StoreError, message: String) -> OpsError {
+    match e {
+        ospdeck_store::StoreError::NotFound(_) => OpsError::Refused(message),
+        other => other.into(),
+    }
+}

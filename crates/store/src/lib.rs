@@ -1,0 +1,298 @@
+//! Persistence behind one trait with two implementations: SQLite (embedded default) and PostgreSQL.
+//! Only this layer writes SQL; `ops` calls it, and the conformance suite proves both agree.
+
+/// The pure layer below, under the name the modules of this crate use for it.
+use ospdeck_domain as domain;
+
+pub mod access;
+mod error;
+pub mod postgres;
+pub mod services;
+mod shared;
+pub mod sqlite;
+pub mod templates;
+pub mod tools;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::domain::permission::Identity;
+use crate::domain::project::{NewProject, Project};
+use crate::domain::run::{
+    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact,
+    NewLogLine, NewRun, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, StatusCount,
+};
+use crate::domain::workflow::{NewWorkflow, Workflow};
+
+pub use access::AccessStore;
+pub use error::{StoreError, StoreResult};
+pub use services::ServiceStore;
+pub use templates::TemplateStore;
+pub use tools::ToolStore;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MigrationState {
+    pub version: i64,
+    pub description: String,
+    pub applied: bool,
+}
+
+/// Everything the use cases need from a database. Mutations are one transaction each.
+#[async_trait]
+pub trait Store: AccessStore + ServiceStore + TemplateStore + ToolStore + Send + Sync {
+    fn kind(&self) -> StoreKind;
+    /// Where the store lives, with any password redacted.
+    fn location(&self) -> String;
+    fn is_read_only(&self) -> bool;
+
+    async fn migrate(&self) -> StoreResult<Vec<i64>>;
+    async fn migration_status(&self) -> StoreResult<Vec<MigrationState>>;
+    /// Reverts the newest applied migration; answers which one.
+    async fn migrate_down(&self) -> StoreResult<Option<MigrationState>>;
+    /// Who this store's connections act as. PostgreSQL knows (the session's role, or a gateway's
+    /// JWT subject) and refuses `as_user`; SQLite takes `as_user`, else the OS user, and counts the
+    /// owner of the database file (or root) as its administrator.
+    async fn identity(&self, as_user: Option<&str>) -> StoreResult<Identity>;
+
+    /// The project, with `actor` as its first owner.
+    async fn create_project(&self, actor: &str, project: &NewProject) -> StoreResult<Project>;
+    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
+    async fn find_project(&self, key: &str) -> StoreResult<Option<Project>>;
+
+    async fn create_workflow(&self, actor: &str, workflow: &NewWorkflow) -> StoreResult<Workflow>;
+    async fn list_workflows(&self, project_id: Option<i64>) -> StoreResult<Vec<Workflow>>;
+    async fn find_workflow(&self, project_id: i64, name: &str) -> StoreResult<Option<Workflow>>;
+    async fn workflow(&self, id: i64) -> StoreResult<Option<Workflow>>;
+
+    /// Inserts all runs or none; answers their ids in input order.
+    async fn enqueue_runs(&self, actor: &str, runs: &[NewRun]) -> StoreResult<Vec<i64>>;
+    async fn run(&self, id: i64) -> StoreResult<Option<Run>>;
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;
+
+    /// Claims up to `limit` queued runs (all queues when `queues` is empty; only runs of
+    /// `projects` when given), highest priority first.
+    async fn claim_runs(
+        &self,
+        worker: &str,
+        queues: &[String],
+        projects: Option<&[i64]>,
+        limit: u32,
+        lease: Duration,
+    ) -> StoreResult<Vec<ClaimedRun>>;
+    /// Answers the ids that moved to running (those this worker still held).
+    async fn start_runs(&self, worker: &str, holds: &[Hold]) -> StoreResult<Vec<i64>>;
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        holds: &[Hold],
+        lease: Duration,
+    ) -> StoreResult<Vec<HeartbeatAck>>;
+    /// Finishes running runs this worker still holds (a hold with attempt 0 matches any attempt).
+    /// Answers the ids that were finished; the others had been taken away (fenced).
+    async fn complete_runs(&self, worker: &str, done: &[Completion]) -> StoreResult<Vec<i64>>;
+    async fn release_runs(&self, worker: &str, holds: &[Hold]) -> StoreResult<Vec<i64>>;
+    async fn rescue_expired(&self, actor: &str) -> StoreResult<RescueOutcome>;
+    async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>>;
+    /// A new run pointing at a finished one; None when `id` is unknown or not finished.
+    async fn retry_run(&self, actor: &str, id: i64) -> StoreResult<Option<i64>>;
+
+    async fn append_logs(&self, run_id: i64, lines: &[NewLogLine]) -> StoreResult<()>;
+    /// Log lines after `after_id`, oldest first; `search` is full-text (all words must match).
+    async fn run_logs(
+        &self,
+        run_id: i64,
+        after_id: i64,
+        search: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<RunLog>>;
+    async fn add_artifact(&self, artifact: &NewArtifact) -> StoreResult<i64>;
+    async fn run_artifacts(&self, run_id: i64) -> StoreResult<Vec<RunArtifact>>;
+    async fn run_events(&self, run_id: i64) -> StoreResult<Vec<RunEvent>>;
+
+    /// Benchmark only: one claim → start → complete cycle of up to `batch` runs of `queue` using the
+    /// same SQL as the methods above, with no domain decoding: the raw limit the bench compares to.
+    /// Answers how many runs it finished.
+    async fn raw_claim_complete_cycle(
+        &self,
+        worker: &str,
+        queue: &str,
+        batch: u32,
+    ) -> StoreResult<usize>;
+
+    /// Something that wakes when runs may have been queued (or `timeout` passed).
+    async fn run_waker(&self) -> StoreResult<Box<dyn RunWaker>>;
+
+    /// Runs per status, each count stopping at `cap` so that a huge queue stays cheap to count.
+    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>>;
+    /// Succeeded and failed runs per minute over the last `minutes` minutes (only minutes with any).
+    async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>>;
+    /// Workers holding at least one unexpired lease.
+    async fn active_workers(&self) -> StoreResult<i64>;
+    /// Something that wakes when anything about runs (state, logs, artifacts) may have changed.
+    async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>>;
+}
+
+#[async_trait]
+pub trait ChangeWatcher: Send {
+    /// True when something changed, false when `timeout` passed quietly.
+    async fn changed(&mut self, timeout: Duration) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait RunWaker: Send {
+    /// Returns when runs of one of `queues` (any when empty) may be waiting, or after `timeout`.
+    async fn wait(&mut self, queues: &[String], timeout: Duration) -> StoreResult<()>;
+}
+
+/// One row of the audit trail, written in the transaction of the change it records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry<'a> {
+    pub actor: &'a str,
+    pub action: &'static str,
+    pub entity_type: &'static str,
+    pub entity_id: String,
+    pub project_id: Option<i64>,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+impl<'a> AuditEntry<'a> {
+    fn created(
+        actor: &'a str,
+        entity_type: &'static str,
+        entity_id: &str,
+        project_id: Option<i64>,
+        after: &impl Serialize,
+    ) -> Self {
+        Self {
+            actor,
+            action: "create",
+            entity_type,
+            entity_id: entity_id.to_owned(),
+            project_id,
+            before: None,
+            after: serde_json::to_value(after).ok(),
+        }
+    }
+
+    fn run_canceled(
+        actor: &'a str,
+        run_id: i64,
+        project_id: i64,
+        before: &str,
+        outcome: CancelOutcome,
+    ) -> Self {
+        Self {
+            actor,
+            action: "cancel",
+            entity_type: "run",
+            entity_id: run_id.to_string(),
+            project_id: Some(project_id),
+            before: Some(serde_json::json!({ "status": before })),
+            after: Some(serde_json::json!({ "outcome": outcome })),
+        }
+    }
+
+    fn run_retried(actor: &'a str, run_id: i64, project_id: i64, new_run_id: i64) -> Self {
+        Self {
+            actor,
+            action: "retry",
+            entity_type: "run",
+            entity_id: run_id.to_string(),
+            project_id: Some(project_id),
+            before: None,
+            after: Some(serde_json::json!({ "retry_run_id": new_run_id })),
+        }
+    }
+}
+
+/// How a store is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    pub read_only: bool,
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            max_connections: 8,
+        }
+    }
+}
+
+/// Opens the store a URL names: `postgres://…`/`postgresql://…`, or `sqlite://PATH` / a plain path.
+pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn Store>> {
+    if is_postgres_url(url) {
+        Ok(Arc::new(postgres::PgStore::open(url, options).await?))
+    } else if let Some(path) = sqlite_path(url) {
+        Ok(Arc::new(sqlite::SqliteStore::open(path, options).await?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "unsupported database URL {}: use sqlite://PATH, a file path, or postgres://…",
+            redact_url(url)
+        )))
+    }
+}
+
+fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// The file a SQLite URL (`sqlite://PATH` or a plain path) names; None for any other URL.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    if is_postgres_url(url) {
+        None
+    } else if let Some(rest) = url.strip_prefix("sqlite:") {
+        Some(rest.trim_start_matches("//"))
+    } else if url.contains("://") {
+        None
+    } else {
+        Some(url)
+    }
+}
+
+/// Hides the password of a URL for display.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        // Not a URL: if it looks like one with credentials, hide everything before '@'.
+        Err(_) => match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+            }
+            _ => url.to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact_url("postgres://bob:s3cret@db:5432/x"),
+            "postgres://bob:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://bob@db/x"), "postgres://bob@db/x");
+        assert_eq!(redact_url("/tmp/a.db"), "/tmp/a.db");
+        assert!(!redact_url("postgres://bob:s3c ret@db/x").contains("s3c"));
+    }
+}
