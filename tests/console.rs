@@ -1113,7 +1113,7 @@ fn snapshot_audit() {
         press(&mut app, ":audit");
         app.on_key(code(KeyCode::Enter));
         let row = |id: i64, action: &str, entity: &str, entity_id: &str| {
-            ospdeck::store::access::AuditRow {
+            ospdeck::domain::audit::AuditRow {
                 id,
                 actor: "operator".into(),
                 action: action.into(),

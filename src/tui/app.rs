@@ -9,11 +9,11 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::catalog::{Catalog, ManifestEditor, ServiceForm};
 use super::keymap::{Action, Context, Keymap};
+use crate::domain::audit::AuditRow;
 use crate::domain::manifest::{FieldChange, Manifest, ManifestHead, ManifestStatus};
 use crate::domain::run::{Run, RunLog, RunStatus};
 use crate::domain::template::StoredArtifact;
 use crate::ops::{QueueCounts, QueueOverview, RunDetail, ServiceOverview, VersionRow};
-use crate::store::access::AuditRow;
 
 /// Log lines kept per open run; older ones scroll out, however chatty the run is.
 pub const LOG_RING: usize = 2_000;

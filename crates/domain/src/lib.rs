@@ -1,6 +1,7 @@
 //! Pure types and rules: the vocabulary of DESIGN.md, the state machines and input validation.
 //! Nothing here does IO or is async, so every rule is unit-tested directly.
 
+pub mod audit;
 pub mod deployment;
 pub mod error;
 pub mod json;

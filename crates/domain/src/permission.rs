@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::error::InvalidInput;
@@ -193,6 +194,15 @@ fn article(role: Role) -> &'static str {
         Role::Admin | Role::Owner => "an",
         Role::Viewer | Role::Developer => "a",
     }
+}
+
+/// A user's role in one project.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Member {
+    pub project: String,
+    pub user: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -118,6 +118,14 @@ pub struct Service {
     pub created_at: DateTime<Utc>,
 }
 
+/// What creating a service made: the service, its first manifest and its queued deploy run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedService {
+    pub service: Service,
+    pub manifest: crate::manifest::Manifest,
+    pub deploy_run_id: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

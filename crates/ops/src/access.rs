@@ -6,8 +6,10 @@ use serde::Serialize;
 use super::{Ops, OpsError, OpsResult};
 use crate::domain::InvalidInput;
 use crate::domain::permission::{Identity, Permission, Role, allowed, refusal};
+use ospdeck_domain::audit::AuditRow;
+use ospdeck_domain::permission::Member;
 use ospdeck_store::StoreKind;
-use ospdeck_store::access::{AuditFilter, AuditRow, Member};
+use ospdeck_store::access::AuditFilter;
 
 pub const DEFAULT_AUDIT_LIMIT: i64 = 100;
 

@@ -14,7 +14,9 @@ use crate::domain::permission::Permission;
 use crate::domain::run::{NewRun, Run};
 use crate::domain::service::{Service, WorkflowSpec, check_schema_name, check_service_name};
 use crate::domain::workflow::{NewWorkflow, WorkflowType};
-use ospdeck_store::services::{CreatedService, ManifestHead, NewServiceRecord};
+use ospdeck_domain::manifest::ManifestHead;
+use ospdeck_domain::service::CreatedService;
+use ospdeck_store::services::NewServiceRecord;
 
 /// The built-in command of the deploy workflow: the worker calls the deployer instead of a shell.
 pub const DEPLOY_COMMAND: &str = "ospdeck:deploy-service";

@@ -1,33 +1,10 @@
 //! Project memberships and the audit trail.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use serde_json::Value;
 
 use super::StoreResult;
-use crate::domain::permission::Role;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Member {
-    pub project: String,
-    pub user: String,
-    pub role: Role,
-    pub created_at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditRow {
-    pub id: i64,
-    pub actor: String,
-    pub action: String,
-    pub entity_type: String,
-    pub entity_id: String,
-    pub project_id: Option<i64>,
-    pub before: Option<Value>,
-    pub after: Option<Value>,
-    pub at: DateTime<Utc>,
-}
+use crate::domain::audit::AuditRow;
+use crate::domain::permission::{Member, Role};
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

@@ -2,16 +2,16 @@
 //! (every `Store` is one), implemented beside each backend's queue.
 
 use async_trait::async_trait;
-use serde::Serialize;
 use serde_json::Value;
 
 use serde_json::json;
 
 use super::{AuditEntry, StoreResult};
 use crate::domain::deployment::{DeployAttempt, DeploymentStatus, WorkerDeployment};
-pub use crate::domain::manifest::ManifestHead;
+use crate::domain::manifest::ManifestHead;
 use crate::domain::manifest::{Manifest, ManifestStatus};
 use crate::domain::run::NewRun;
+use crate::domain::service::CreatedService;
 use crate::domain::service::Service;
 use crate::domain::workflow::NewWorkflow;
 
@@ -30,13 +30,6 @@ pub struct NewServiceRecord {
     pub deploy_workflow: NewWorkflow,
     /// The queued deploy run; its workflow id is filled in by the store.
     pub deploy_run: NewRun,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CreatedService {
-    pub service: Service,
-    pub manifest: Manifest,
-    pub deploy_run_id: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]

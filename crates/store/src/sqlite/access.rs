@@ -5,7 +5,9 @@ use serde_json::json;
 use sqlx::FromRow;
 
 use super::{SqliteStore, audit, ts};
-use crate::access::{AccessStore, AuditFilter, AuditRow, Member};
+use crate::access::{AccessStore, AuditFilter};
+use crate::domain::audit::AuditRow;
+use crate::domain::permission::Member;
 use crate::domain::permission::Role;
 use crate::shared::decode;
 use crate::shared::shown_json;

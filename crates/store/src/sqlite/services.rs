@@ -7,13 +7,14 @@ use sqlx::{FromRow, Sqlite, Transaction};
 
 use super::{SqliteStore, audit, opt_ts, ts};
 use crate::domain::deployment::{DeployAttempt, DeployStep, DeploymentStatus, WorkerDeployment};
+use crate::domain::manifest::ManifestHead;
 use crate::domain::manifest::{Manifest, ManifestStatus};
+use crate::domain::service::CreatedService;
 use crate::domain::service::Service;
 use crate::domain::workflow::NewWorkflow;
 use crate::services::{
-    CreatedService, DeploymentUpdate, ManifestHead, NewServiceRecord, ServiceStore,
-    deployment_changed, manifest_activated, manifest_audit, manifest_lock_changed,
-    manifest_proposed, service_created,
+    DeploymentUpdate, NewServiceRecord, ServiceStore, deployment_changed, manifest_activated,
+    manifest_audit, manifest_lock_changed, manifest_proposed, service_created,
 };
 use crate::shared::shown_json;
 use crate::shared::{conflict_as, decode};
