@@ -5,10 +5,12 @@
 use ospdeck_domain as domain;
 
 pub mod access;
+pub(crate) mod audit;
 mod error;
 pub mod postgres;
 pub mod services;
 mod shared;
+mod sql;
 pub mod sqlite;
 pub mod templates;
 pub mod tools;
@@ -28,6 +30,7 @@ use crate::domain::run::{
 use crate::domain::workflow::{NewWorkflow, Workflow};
 
 pub use access::AccessStore;
+pub(crate) use audit::AuditEntry;
 pub use error::{StoreError, StoreResult};
 pub use services::ServiceStore;
 pub use templates::TemplateStore;
@@ -152,68 +155,6 @@ pub trait ChangeWatcher: Send {
 pub trait RunWaker: Send {
     /// Returns when runs of one of `queues` (any when empty) may be waiting, or after `timeout`.
     async fn wait(&mut self, queues: &[String], timeout: Duration) -> StoreResult<()>;
-}
-
-/// One row of the audit trail, written in the transaction of the change it records.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuditEntry<'a> {
-    pub actor: &'a str,
-    pub action: &'static str,
-    pub entity_type: &'static str,
-    pub entity_id: String,
-    pub project_id: Option<i64>,
-    pub before: Option<serde_json::Value>,
-    pub after: Option<serde_json::Value>,
-}
-
-impl<'a> AuditEntry<'a> {
-    fn created(
-        actor: &'a str,
-        entity_type: &'static str,
-        entity_id: &str,
-        project_id: Option<i64>,
-        after: &impl Serialize,
-    ) -> Self {
-        Self {
-            actor,
-            action: "create",
-            entity_type,
-            entity_id: entity_id.to_owned(),
-            project_id,
-            before: None,
-            after: serde_json::to_value(after).ok(),
-        }
-    }
-
-    fn run_canceled(
-        actor: &'a str,
-        run_id: i64,
-        project_id: i64,
-        before: &str,
-        outcome: CancelOutcome,
-    ) -> Self {
-        Self {
-            actor,
-            action: "cancel",
-            entity_type: "run",
-            entity_id: run_id.to_string(),
-            project_id: Some(project_id),
-            before: Some(serde_json::json!({ "status": before })),
-            after: Some(serde_json::json!({ "outcome": outcome })),
-        }
-    }
-
-    fn run_retried(actor: &'a str, run_id: i64, project_id: i64, new_run_id: i64) -> Self {
-        Self {
-            actor,
-            action: "retry",
-            entity_type: "run",
-            entity_id: run_id.to_string(),
-            project_id: Some(project_id),
-            before: None,
-            after: Some(serde_json::json!({ "retry_run_id": new_run_id })),
-        }
-    }
 }
 
 /// How a store is opened.

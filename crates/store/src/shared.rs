@@ -83,8 +83,8 @@ pub(super) fn tally_rescue<'a>(statuses: impl Iterator<Item = &'a str>) -> Rescu
 }
 
 /// A unique-key violation becomes a sentence naming the thing that already exists.
-pub(super) fn conflict_as(err: sqlx::Error, message: String) -> StoreError {
-    match StoreError::from(err) {
+pub(super) fn conflict_as(err: impl Into<StoreError>, message: String) -> StoreError {
+    match err.into() {
         StoreError::Conflict(_) => StoreError::Conflict(message),
         other => other,
     }

@@ -4,7 +4,6 @@
 mod access;
 mod services;
 mod templates;
-mod tools;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -32,8 +31,12 @@ use crate::domain::run::{
     RunStatus, StatusCount,
 };
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
+use crate::sql::{Backend, Db};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The schemas the store's statements find their tables in, ahead of the server's default.
+const SEARCH_PATH: &str = "ops,osp_metadata,public";
 
 /// The channel the runs trigger notifies, with the queue name as payload.
 pub const RUNS_CHANNEL: &str = "ospdeck_runs";
@@ -60,8 +63,19 @@ macro_rules! workflow_select {
 
 pub struct PgStore {
     pool: PgPool,
+    /// The same pool, for the flows written once for both backends.
+    db: Db,
+    /// How to connect without the store's search path: migrations keep their bookkeeping table
+    /// where the first migration put it (`public`).
+    migrate_with: PgConnectOptions,
     url: String,
     read_only: bool,
+}
+
+impl Backend for PgStore {
+    fn db(&self) -> &Db {
+        &self.db
+    }
 }
 
 impl PgStore {
@@ -78,16 +92,29 @@ impl PgStore {
         } else {
             connect
         };
+        let migrate_with = connect.clone();
+        // Statements name tables as SQLite does (no schema): both backends share their text.
+        let connect = connect.options([("search_path", SEARCH_PATH)]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(connect)
             .await?;
         Ok(Self {
+            db: Db::Pg(pool.clone()),
+            migrate_with,
             pool,
             url: url.to_owned(),
             read_only: options.read_only,
         })
+    }
+
+    /// One connection with the server's default search path, for the migrator.
+    async fn migrating_pool(&self) -> StoreResult<PgPool> {
+        Ok(PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(self.migrate_with.clone())
+            .await?)
     }
 
     /// A connection for benchmarks and tests that need raw SQL beside the store.
@@ -295,7 +322,9 @@ impl Store for PgStore {
 
     async fn migrate(&self) -> StoreResult<Vec<i64>> {
         let before = applied_versions(&self.pool).await?;
-        MIGRATOR.run(&self.pool).await?;
+        let migrating = self.migrating_pool().await?;
+        MIGRATOR.run(&migrating).await?;
+        migrating.close().await;
         let after = applied_versions(&self.pool).await?;
         Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
     }
@@ -310,9 +339,11 @@ impl Store for PgStore {
         let Some((&newest, rest)) = applied.split_last() else {
             return Ok(None);
         };
+        let migrating = self.migrating_pool().await?;
         MIGRATOR
-            .undo(&self.pool, rest.last().copied().unwrap_or(0))
+            .undo(&migrating, rest.last().copied().unwrap_or(0))
             .await?;
+        migrating.close().await;
         Ok(migration_states(&MIGRATOR, &applied)
             .into_iter()
             .find(|m| m.version == newest))

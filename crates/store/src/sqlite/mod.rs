@@ -29,6 +29,7 @@ use crate::domain::run::{
     RunStatus, StatusCount,
 };
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
+use crate::sql::{Backend, Db};
 use read_only::WriterFollower;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -63,7 +64,6 @@ mod access;
 mod read_only;
 mod services;
 mod templates;
-mod tools;
 
 const CLAIM_ALL_SQL: &str =
     concat!(
@@ -101,10 +101,18 @@ const COMPLETE_SQL: &str = concat!(
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The same pool, for the flows written once for both backends.
+    db: Db,
     path: String,
     read_only: bool,
     /// Present when a WAL database is opened read-only: see [`read_only`].
     follower: Option<Arc<WriterFollower>>,
+}
+
+impl Backend for SqliteStore {
+    fn db(&self) -> &Db {
+        &self.db
+    }
 }
 
 impl SqliteStore {
@@ -155,6 +163,7 @@ impl SqliteStore {
             follower.attach(&pool);
         }
         Ok(Self {
+            db: Db::Sqlite(pool.clone()),
             pool,
             path: path.to_owned(),
             read_only: options.read_only,
