@@ -6,8 +6,10 @@ use ospdeck_domain as domain;
 
 pub mod access;
 pub(crate) mod audit;
+pub mod catalog;
 mod error;
 pub mod postgres;
+pub mod runs;
 pub mod services;
 mod shared;
 mod sql;
@@ -22,16 +24,16 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::domain::permission::Identity;
-use crate::domain::project::{NewProject, Project};
 use crate::domain::run::{
-    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact,
-    NewLogLine, NewRun, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, StatusCount,
+    ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact, NewLogLine, NewRun,
+    RescueOutcome,
 };
-use crate::domain::workflow::{NewWorkflow, Workflow};
 
 pub use access::AccessStore;
 pub(crate) use audit::AuditEntry;
+pub use catalog::CatalogStore;
 pub use error::{StoreError, StoreResult};
+pub use runs::RunStore;
 pub use services::ServiceStore;
 pub use templates::TemplateStore;
 pub use tools::ToolStore;
@@ -52,7 +54,9 @@ pub struct MigrationState {
 
 /// Everything the use cases need from a database. Mutations are one transaction each.
 #[async_trait]
-pub trait Store: AccessStore + ServiceStore + TemplateStore + ToolStore + Send + Sync {
+pub trait Store:
+    AccessStore + CatalogStore + RunStore + ServiceStore + TemplateStore + ToolStore + Send + Sync
+{
     fn kind(&self) -> StoreKind;
     /// Where the store lives, with any password redacted.
     fn location(&self) -> String;
@@ -67,20 +71,8 @@ pub trait Store: AccessStore + ServiceStore + TemplateStore + ToolStore + Send +
     /// owner of the database file (or root) as its administrator.
     async fn identity(&self, as_user: Option<&str>) -> StoreResult<Identity>;
 
-    /// The project, with `actor` as its first owner.
-    async fn create_project(&self, actor: &str, project: &NewProject) -> StoreResult<Project>;
-    async fn list_projects(&self) -> StoreResult<Vec<Project>>;
-    async fn find_project(&self, key: &str) -> StoreResult<Option<Project>>;
-
-    async fn create_workflow(&self, actor: &str, workflow: &NewWorkflow) -> StoreResult<Workflow>;
-    async fn list_workflows(&self, project_id: Option<i64>) -> StoreResult<Vec<Workflow>>;
-    async fn find_workflow(&self, project_id: i64, name: &str) -> StoreResult<Option<Workflow>>;
-    async fn workflow(&self, id: i64) -> StoreResult<Option<Workflow>>;
-
     /// Inserts all runs or none; answers their ids in input order.
     async fn enqueue_runs(&self, actor: &str, runs: &[NewRun]) -> StoreResult<Vec<i64>>;
-    async fn run(&self, id: i64) -> StoreResult<Option<Run>>;
-    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;
 
     /// Claims up to `limit` queued runs (all queues when `queues` is empty; only runs of
     /// `projects` when given), highest priority first.
@@ -105,22 +97,9 @@ pub trait Store: AccessStore + ServiceStore + TemplateStore + ToolStore + Send +
     async fn complete_runs(&self, worker: &str, done: &[Completion]) -> StoreResult<Vec<i64>>;
     async fn release_runs(&self, worker: &str, holds: &[Hold]) -> StoreResult<Vec<i64>>;
     async fn rescue_expired(&self, actor: &str) -> StoreResult<RescueOutcome>;
-    async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>>;
-    /// A new run pointing at a finished one; None when `id` is unknown or not finished.
-    async fn retry_run(&self, actor: &str, id: i64) -> StoreResult<Option<i64>>;
 
     async fn append_logs(&self, run_id: i64, lines: &[NewLogLine]) -> StoreResult<()>;
-    /// Log lines after `after_id`, oldest first; `search` is full-text (all words must match).
-    async fn run_logs(
-        &self,
-        run_id: i64,
-        after_id: i64,
-        search: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<RunLog>>;
     async fn add_artifact(&self, artifact: &NewArtifact) -> StoreResult<i64>;
-    async fn run_artifacts(&self, run_id: i64) -> StoreResult<Vec<RunArtifact>>;
-    async fn run_events(&self, run_id: i64) -> StoreResult<Vec<RunEvent>>;
 
     /// Benchmark only: one claim → start → complete cycle of up to `batch` runs of `queue` using the
     /// same SQL as the methods above, with no domain decoding: the raw limit the bench compares to.
@@ -135,12 +114,8 @@ pub trait Store: AccessStore + ServiceStore + TemplateStore + ToolStore + Send +
     /// Something that wakes when runs may have been queued (or `timeout` passed).
     async fn run_waker(&self) -> StoreResult<Box<dyn RunWaker>>;
 
-    /// Runs per status, each count stopping at `cap` so that a huge queue stays cheap to count.
-    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>>;
     /// Succeeded and failed runs per minute over the last `minutes` minutes (only minutes with any).
     async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>>;
-    /// Workers holding at least one unexpired lease.
-    async fn active_workers(&self) -> StoreResult<i64>;
     /// Something that wakes when anything about runs (state, logs, artifacts) may have changed.
     async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>>;
 }

@@ -13,22 +13,16 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, FromRow, Sqlite, Transaction};
 
-use super::shared::{
-    conflict_as, decode, migration_states, minute_activity, payload, shown_json, status,
-    status_counts, tally_rescue,
-};
+use super::shared::{conflict_as, migration_states, minute_activity, payload, tally_rescue};
 use super::{
     AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
     StoreOptions, StoreResult,
 };
 use crate::domain::permission::Identity;
-use crate::domain::project::{NewProject, Project};
 use crate::domain::run::{
-    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, LogLevel, MinuteActivity,
-    NewArtifact, NewLogLine, NewRun, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog,
-    RunStatus, StatusCount,
+    ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact, NewLogLine, NewRun,
+    RescueOutcome,
 };
-use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
 use crate::sql::{Backend, Db};
 use read_only::WriterFollower;
 
@@ -38,24 +32,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqli
 macro_rules! now_ms {
     () => {
         "CAST(unixepoch('subsec') * 1000 AS INTEGER)"
-    };
-}
-
-macro_rules! run_select {
-    () => {
-        "SELECT r.id, r.project_id, p.workspace_key AS project, r.workflow_id, w.name AS workflow, r.queue,
-                r.status, r.priority, r.payload, r.attempt, r.max_attempts, r.worker_id, r.lease_expires_at,
-                r.run_after, r.cancel_requested, r.exit_code, r.error, r.retry_of, r.created_at,
-                r.claimed_at, r.started_at, r.finished_at
-         FROM runs r JOIN projects p ON p.id = r.project_id JOIN workflows w ON w.id = r.workflow_id "
-    };
-}
-
-macro_rules! workflow_select {
-    () => {
-        "SELECT w.id, w.project_id, p.workspace_key AS project, w.name, w.workflow_type, w.task_queue,
-                w.command, w.timeout_secs, w.created_by, w.created_at
-         FROM workflows w JOIN projects p ON p.id = w.project_id "
     };
 }
 
@@ -187,117 +163,6 @@ fn opt_ts(ms: Option<i64>) -> Option<DateTime<Utc>> {
 }
 
 #[derive(FromRow)]
-struct ProjectRow {
-    id: i64,
-    workspace_key: String,
-    slug: String,
-    name: String,
-    status: String,
-    created_at: i64,
-}
-
-impl From<ProjectRow> for Project {
-    fn from(r: ProjectRow) -> Self {
-        Project {
-            id: r.id,
-            key: r.workspace_key,
-            slug: r.slug,
-            name: r.name,
-            status: r.status,
-            created_at: ts(r.created_at),
-        }
-    }
-}
-
-#[derive(FromRow)]
-struct WorkflowRow {
-    id: i64,
-    project_id: i64,
-    project: String,
-    name: String,
-    workflow_type: String,
-    task_queue: String,
-    command: String,
-    timeout_secs: i32,
-    created_by: String,
-    created_at: i64,
-}
-
-impl WorkflowRow {
-    fn into_domain(self) -> StoreResult<Workflow> {
-        Ok(Workflow {
-            id: self.id,
-            project_id: self.project_id,
-            project: self.project,
-            name: self.name,
-            workflow_type: decode::<WorkflowType>(&self.workflow_type)?,
-            queue: self.task_queue,
-            command: self.command,
-            timeout_secs: self.timeout_secs,
-            created_by: self.created_by,
-            created_at: ts(self.created_at),
-        })
-    }
-}
-
-#[derive(FromRow)]
-struct RunRow {
-    id: i64,
-    project_id: i64,
-    project: String,
-    workflow_id: i64,
-    workflow: String,
-    queue: String,
-    status: String,
-    priority: i32,
-    payload: String,
-    attempt: i32,
-    max_attempts: i32,
-    worker_id: Option<String>,
-    lease_expires_at: Option<i64>,
-    run_after: i64,
-    cancel_requested: bool,
-    exit_code: Option<i32>,
-    error: Option<String>,
-    retry_of: Option<i64>,
-    created_at: i64,
-    claimed_at: Option<i64>,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-}
-
-impl RunRow {
-    fn into_domain(self) -> StoreResult<Run> {
-        let (payload, payload_error) = payload(&self.payload);
-        Ok(Run {
-            id: self.id,
-            project_id: self.project_id,
-            project: self.project,
-            workflow_id: self.workflow_id,
-            workflow: self.workflow,
-            queue: self.queue,
-            status: status(&self.status)?,
-            priority: self.priority,
-            payload,
-            payload_error,
-            attempt: self.attempt,
-            max_attempts: self.max_attempts,
-            worker_id: self.worker_id,
-            lease_expires_at: opt_ts(self.lease_expires_at),
-            run_after: ts(self.run_after),
-            cancel_requested: self.cancel_requested,
-            exit_code: self.exit_code,
-            error: self.error,
-            retry_of: self.retry_of,
-            created_at: ts(self.created_at),
-            claimed_at: opt_ts(self.claimed_at),
-            started_at: opt_ts(self.started_at),
-            finished_at: opt_ts(self.finished_at),
-        })
-    }
-}
-
-#[derive(FromRow)]
 struct ClaimRow {
     id: i64,
     attempt: i32,
@@ -306,42 +171,6 @@ struct ClaimRow {
     queue: String,
     payload: String,
     priority: i32,
-}
-
-#[derive(FromRow)]
-struct LogRow {
-    id: i64,
-    run_id: i64,
-    level: String,
-    message: String,
-    metadata: String,
-    created_at: i64,
-}
-
-#[derive(FromRow)]
-struct EventRow {
-    id: i64,
-    run_id: i64,
-    event_type: String,
-    from_status: Option<String>,
-    to_status: Option<String>,
-    attempt: i32,
-    actor: String,
-    message: Option<String>,
-    created_at: i64,
-}
-
-#[derive(FromRow)]
-struct ArtifactRow {
-    id: i64,
-    run_id: i64,
-    key: String,
-    url: Option<String>,
-    sha256: Option<String>,
-    size_bytes: Option<i64>,
-    content_type: Option<String>,
-    expires_at: Option<i64>,
-    created_at: i64,
 }
 
 async fn audit(tx: &mut Transaction<'static, Sqlite>, entry: &AuditEntry<'_>) -> StoreResult<()> {
@@ -359,15 +188,6 @@ async fn audit(tx: &mut Transaction<'static, Sqlite>, entry: &AuditEntry<'_>) ->
     .execute(&mut **tx)
     .await?;
     Ok(())
-}
-
-/// FTS5 query from free text: every word quoted, so operators in user text are plain words.
-fn fts_query(text: &str) -> Option<String> {
-    let words: Vec<String> = text
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
-    (!words.is_empty()).then(|| words.join(" "))
 }
 
 fn lease_ms(lease: Duration) -> i64 {
@@ -433,122 +253,6 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn create_project(&self, actor: &str, project: &NewProject) -> StoreResult<Project> {
-        let mut tx = self.write_tx().await?;
-        let row: ProjectRow = sqlx::query_as(
-            "INSERT INTO projects (workspace_key, slug, name, created_by) VALUES (?1, ?1, ?2, ?3)
-             RETURNING id, workspace_key, slug, name, status, created_at",
-        )
-        .bind(&project.key)
-        .bind(&project.name)
-        .bind(actor)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| conflict_as(e, format!("project {} already exists", project.key)))?;
-        let created = Project::from(row);
-        sqlx::query(
-            "INSERT INTO project_memberships (project_id, user_id, role) VALUES (?1, ?2, 'owner')",
-        )
-        .bind(created.id)
-        .bind(actor)
-        .execute(&mut *tx)
-        .await?;
-        audit(
-            &mut tx,
-            &AuditEntry::created(actor, "project", &created.key, Some(created.id), &created),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    async fn list_projects(&self) -> StoreResult<Vec<Project>> {
-        let rows: Vec<ProjectRow> = sqlx::query_as(
-            "SELECT id, workspace_key, slug, name, status, created_at FROM projects ORDER BY workspace_key",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(Project::from).collect())
-    }
-
-    async fn find_project(&self, key: &str) -> StoreResult<Option<Project>> {
-        let row: Option<ProjectRow> = sqlx::query_as(
-            "SELECT id, workspace_key, slug, name, status, created_at FROM projects WHERE workspace_key = ?1",
-        )
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(Project::from))
-    }
-
-    async fn create_workflow(&self, actor: &str, wf: &NewWorkflow) -> StoreResult<Workflow> {
-        let mut tx = self.write_tx().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO workflows (project_id, name, workflow_type, task_queue, command, timeout_secs, created_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
-        )
-        .bind(wf.project_id)
-        .bind(&wf.name)
-        .bind(wf.workflow_type.as_str())
-        .bind(&wf.queue)
-        .bind(&wf.command)
-        .bind(wf.timeout_secs)
-        .bind(actor)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| conflict_as(e, format!("workflow {} already exists in this project", wf.name)))?;
-        let row: WorkflowRow = sqlx::query_as(concat!(workflow_select!(), "WHERE w.id = ?1"))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let created = row.into_domain()?;
-        audit(
-            &mut tx,
-            &AuditEntry::created(
-                actor,
-                "workflow",
-                &id.to_string(),
-                Some(wf.project_id),
-                &created,
-            ),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(created)
-    }
-
-    async fn list_workflows(&self, project_id: Option<i64>) -> StoreResult<Vec<Workflow>> {
-        let rows: Vec<WorkflowRow> = sqlx::query_as(concat!(
-            workflow_select!(),
-            "WHERE (?1 IS NULL OR w.project_id = ?1) ORDER BY p.workspace_key, w.name"
-        ))
-        .bind(project_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(WorkflowRow::into_domain).collect()
-    }
-
-    async fn find_workflow(&self, project_id: i64, name: &str) -> StoreResult<Option<Workflow>> {
-        let row: Option<WorkflowRow> = sqlx::query_as(concat!(
-            workflow_select!(),
-            "WHERE w.project_id = ?1 AND w.name = ?2"
-        ))
-        .bind(project_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(WorkflowRow::into_domain).transpose()
-    }
-
-    async fn workflow(&self, id: i64) -> StoreResult<Option<Workflow>> {
-        let row: Option<WorkflowRow> =
-            sqlx::query_as(concat!(workflow_select!(), "WHERE w.id = ?1"))
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(WorkflowRow::into_domain).transpose()
-    }
-
     async fn enqueue_runs(&self, actor: &str, runs: &[NewRun]) -> StoreResult<Vec<i64>> {
         let mut tx = self.write_tx().await?;
         let mut ids = Vec::with_capacity(runs.len());
@@ -577,37 +281,6 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(ids)
-    }
-
-    async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
-        let row: Option<RunRow> = sqlx::query_as(concat!(run_select!(), "WHERE r.id = ?1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(RunRow::into_domain).transpose()
-    }
-
-    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>> {
-        let rows: Vec<RunRow> = sqlx::query_as(concat!(
-            run_select!(),
-            "WHERE (?1 IS NULL OR r.status = ?1) AND (?2 IS NULL OR r.project_id = ?2)
-               AND (?3 IS NULL OR r.workflow_id = ?3)
-               AND (?5 IS NULL OR r.id = ?6
-                    OR lower(p.workspace_key) LIKE ?5 ESCAPE '\\' OR lower(w.name) LIKE ?5 ESCAPE '\\'
-                    OR lower(r.queue) LIKE ?5 ESCAPE '\\'
-                    OR lower(coalesce(r.worker_id, '')) LIKE ?5 ESCAPE '\\'
-                    OR lower(coalesce(r.error, '')) LIKE ?5 ESCAPE '\\')
-             ORDER BY r.id DESC LIMIT ?4"
-        ))
-        .bind(filter.status.map(RunStatus::as_str))
-        .bind(filter.project_id)
-        .bind(filter.workflow_id)
-        .bind(filter.limit)
-        .bind(filter.like_pattern())
-        .bind(filter.text_id())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(RunRow::into_domain).collect()
     }
 
     async fn claim_runs(
@@ -761,74 +434,6 @@ impl Store for SqliteStore {
         Ok(tally_rescue(statuses.iter().map(String::as_str)))
     }
 
-    async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>> {
-        let mut tx = self.write_tx().await?;
-        let current: Option<(String, i64)> =
-            sqlx::query_as("SELECT status, project_id FROM runs WHERE id = ?1")
-                .bind(id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some((current, project_id)) = current else {
-            return Ok(None);
-        };
-        let outcome = match status(&current)? {
-            RunStatus::Queued | RunStatus::Claimed => {
-                sqlx::query(concat!(
-                    "UPDATE runs SET status = 'canceled', finished_at = ",
-                    now_ms!(),
-                    ", lease_expires_at = NULL,
-                            error = 'canceled by ' || ?2, changed_by = ?2 WHERE id = ?1"
-                ))
-                .bind(id)
-                .bind(actor)
-                .execute(&mut *tx)
-                .await?;
-                CancelOutcome::Canceled
-            }
-            RunStatus::Running => {
-                sqlx::query("UPDATE runs SET cancel_requested = 1, changed_by = ?2 WHERE id = ?1 AND NOT cancel_requested")
-                    .bind(id)
-                    .bind(actor)
-                    .execute(&mut *tx)
-                    .await?;
-                CancelOutcome::Requested
-            }
-            done => return Ok(Some(CancelOutcome::AlreadyFinished(done))),
-        };
-        audit(
-            &mut tx,
-            &AuditEntry::run_canceled(actor, id, project_id, &current, outcome),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(outcome))
-    }
-
-    async fn retry_run(&self, actor: &str, id: i64) -> StoreResult<Option<i64>> {
-        let mut tx = self.write_tx().await?;
-        let new_id: Option<(i64, i64)> = sqlx::query_as(
-            "INSERT INTO runs (project_id, workflow_id, queue, priority, payload, max_attempts, retry_of, changed_by)
-             SELECT r.project_id, r.workflow_id, w.task_queue, r.priority, r.payload, r.max_attempts, r.id, ?2
-             FROM runs r JOIN workflows w ON w.id = r.workflow_id
-             WHERE r.id = ?1 AND r.status IN ('succeeded', 'failed', 'canceled')
-             RETURNING id, project_id",
-        )
-        .bind(id)
-        .bind(actor)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((new_id, project_id)) = new_id else {
-            return Ok(None);
-        };
-        audit(
-            &mut tx,
-            &AuditEntry::run_retried(actor, id, project_id, new_id),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(new_id))
-    }
-
     async fn append_logs(&self, run_id: i64, lines: &[NewLogLine]) -> StoreResult<()> {
         let mut tx = self.write_tx().await?;
         for line in lines {
@@ -844,39 +449,6 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         Ok(())
-    }
-
-    async fn run_logs(
-        &self,
-        run_id: i64,
-        after_id: i64,
-        search: Option<&str>,
-        limit: i64,
-    ) -> StoreResult<Vec<RunLog>> {
-        let rows: Vec<LogRow> = sqlx::query_as(
-            "SELECT id, run_id, level, message, metadata, created_at FROM run_logs
-             WHERE run_id = ?1 AND id > ?2
-               AND (?3 IS NULL OR id IN (SELECT rowid FROM run_logs_fts WHERE run_logs_fts MATCH ?3))
-             ORDER BY id LIMIT ?4",
-        )
-        .bind(run_id)
-        .bind(after_id)
-        .bind(search.and_then(fts_query))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(RunLog {
-                    id: r.id,
-                    run_id: r.run_id,
-                    level: decode::<LogLevel>(&r.level)?,
-                    message: r.message,
-                    metadata: shown_json(&r.metadata),
-                    created_at: ts(r.created_at),
-                })
-            })
-            .collect()
     }
 
     async fn add_artifact(&self, a: &NewArtifact) -> StoreResult<i64> {
@@ -897,55 +469,6 @@ impl Store for SqliteStore {
         .map_err(|e| conflict_as(e, format!("run {} already has an artifact {}", a.run_id, a.key)))?;
         tx.commit().await?;
         Ok(id)
-    }
-
-    async fn run_artifacts(&self, run_id: i64) -> StoreResult<Vec<RunArtifact>> {
-        let rows: Vec<ArtifactRow> = sqlx::query_as(
-            "SELECT id, run_id, key, url, sha256, size_bytes, content_type, expires_at, created_at
-             FROM run_artifacts WHERE run_id = ?1 ORDER BY id",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RunArtifact {
-                id: r.id,
-                run_id: r.run_id,
-                key: r.key,
-                url: r.url,
-                sha256: r.sha256,
-                size_bytes: r.size_bytes,
-                content_type: r.content_type,
-                expires_at: opt_ts(r.expires_at),
-                created_at: ts(r.created_at),
-            })
-            .collect())
-    }
-
-    async fn run_events(&self, run_id: i64) -> StoreResult<Vec<RunEvent>> {
-        let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT id, run_id, event_type, from_status, to_status, attempt, actor, message, created_at
-             FROM run_events WHERE run_id = ?1 ORDER BY id",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(RunEvent {
-                    id: r.id,
-                    run_id: r.run_id,
-                    event_type: r.event_type,
-                    from_status: r.from_status.as_deref().map(status).transpose()?,
-                    to_status: r.to_status.as_deref().map(status).transpose()?,
-                    attempt: r.attempt,
-                    actor: r.actor,
-                    message: r.message,
-                    created_at: ts(r.created_at),
-                })
-            })
-            .collect()
     }
 
     async fn raw_claim_complete_cycle(
@@ -1001,22 +524,6 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>> {
-        let mut rows = Vec::with_capacity(RunStatus::ALL.len());
-        let mut conn = self.pool.acquire().await?;
-        for s in RunStatus::ALL {
-            let n: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM (SELECT 1 FROM runs WHERE status = ?1 LIMIT ?2 + 1)",
-            )
-            .bind(s.as_str())
-            .bind(cap)
-            .fetch_one(&mut *conn)
-            .await?;
-            rows.push((s.as_str().to_owned(), n));
-        }
-        status_counts(rows, cap)
-    }
-
     async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>> {
         let rows: Vec<(i64, i64, i64)> = sqlx::query_as(concat!(
             "SELECT (",
@@ -1033,16 +540,6 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(minute_activity(rows))
-    }
-
-    async fn active_workers(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(concat!(
-            "SELECT count(DISTINCT worker_id) FROM runs
-             WHERE status IN ('claimed', 'running') AND lease_expires_at > ",
-            now_ms!()
-        ))
-        .fetch_one(&self.pool)
-        .await?)
     }
 
     async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>> {

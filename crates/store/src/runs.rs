@@ -1,0 +1,465 @@
+//! Runs as they are read (one run, lists, logs, artifacts, events, counts) and the operator's
+//! flows on them (cancel, retry), written once for both backends. Claiming and finishing runs is
+//! the queue's, per backend (PostgreSQL's SQL functions serve psql and PostgREST too).
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::FromRow;
+
+use crate::audit::AuditEntry;
+use crate::domain::run::{
+    CancelOutcome, LogLevel, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunStatus, StatusCount,
+};
+use crate::shared::{decode, payload, shown_json, status, status_counts};
+use crate::sql::{Backend, JsonText, Time, Tx, dialects, stmt};
+use crate::{StoreError, StoreResult};
+
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    async fn run(&self, id: i64) -> StoreResult<Option<Run>>;
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>>;
+    /// Log lines after `after_id`, oldest first; `search` is full-text (all words must match).
+    async fn run_logs(
+        &self,
+        run_id: i64,
+        after_id: i64,
+        search: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<RunLog>>;
+    async fn run_artifacts(&self, run_id: i64) -> StoreResult<Vec<RunArtifact>>;
+    async fn run_events(&self, run_id: i64) -> StoreResult<Vec<RunEvent>>;
+    /// Runs per status, each count stopping at `cap` so that a huge queue stays cheap to count.
+    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>>;
+    /// Workers holding at least one unexpired lease.
+    async fn active_workers(&self) -> StoreResult<i64>;
+    async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>>;
+    /// A new run pointing at a finished one; None when `id` is unknown or not finished.
+    async fn retry_run(&self, actor: &str, id: i64) -> StoreResult<Option<i64>>;
+}
+
+#[derive(FromRow)]
+struct RunRow {
+    id: i64,
+    project_id: i64,
+    project: String,
+    workflow_id: i64,
+    workflow: String,
+    queue: String,
+    status: String,
+    priority: i32,
+    payload: JsonText,
+    attempt: i32,
+    max_attempts: i32,
+    worker_id: Option<String>,
+    lease_expires_at: Option<Time>,
+    run_after: Time,
+    cancel_requested: bool,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    retry_of: Option<i64>,
+    created_at: Time,
+    claimed_at: Option<Time>,
+    started_at: Option<Time>,
+    finished_at: Option<Time>,
+}
+
+impl RunRow {
+    fn into_domain(self) -> StoreResult<Run> {
+        let (payload, payload_error) = payload(&self.payload.0);
+        Ok(Run {
+            id: self.id,
+            project_id: self.project_id,
+            project: self.project,
+            workflow_id: self.workflow_id,
+            workflow: self.workflow,
+            queue: self.queue,
+            status: status(&self.status)?,
+            priority: self.priority,
+            payload,
+            payload_error,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            worker_id: self.worker_id,
+            lease_expires_at: self.lease_expires_at.map(Into::into),
+            run_after: self.run_after.into(),
+            cancel_requested: self.cancel_requested,
+            exit_code: self.exit_code,
+            error: self.error,
+            retry_of: self.retry_of,
+            created_at: self.created_at.into(),
+            claimed_at: self.claimed_at.map(Into::into),
+            started_at: self.started_at.map(Into::into),
+            finished_at: self.finished_at.map(Into::into),
+        })
+    }
+}
+
+/// A run with its project's key and workflow's name; the caller appends the WHERE clause.
+const RUN_SELECT: &str =
+    "SELECT r.id, r.project_id, p.workspace_key AS project, r.workflow_id, w.name AS workflow,
+        r.queue, r.status, r.priority, r.payload, r.attempt, r.max_attempts, r.worker_id,
+        r.lease_expires_at, r.run_after, r.cancel_requested, r.exit_code, r.error, r.retry_of,
+        r.created_at, r.claimed_at, r.started_at, r.finished_at
+ FROM runs r JOIN projects p ON p.id = r.project_id JOIN workflows w ON w.id = r.workflow_id ";
+
+#[derive(FromRow)]
+struct LogRow {
+    id: i64,
+    run_id: i64,
+    level: String,
+    message: String,
+    metadata: JsonText,
+    created_at: Time,
+}
+
+#[derive(FromRow)]
+struct EventRow {
+    id: i64,
+    run_id: i64,
+    event_type: String,
+    from_status: Option<String>,
+    to_status: Option<String>,
+    attempt: i32,
+    actor: String,
+    message: Option<String>,
+    created_at: Time,
+}
+
+#[derive(FromRow)]
+struct ArtifactRow {
+    id: i64,
+    run_id: i64,
+    key: String,
+    url: Option<String>,
+    sha256: Option<String>,
+    size_bytes: Option<i64>,
+    content_type: Option<String>,
+    expires_at: Option<Time>,
+    created_at: Time,
+}
+
+/// Every status's count, each stopping at cap + 1, in one statement.
+static COUNT_BY_STATUS: LazyLock<String> = LazyLock::new(|| {
+    RunStatus::ALL
+        .iter()
+        .map(|s| {
+            let s = s.as_str();
+            format!(
+                "SELECT '{s}' AS status, (SELECT count(*) FROM
+                    (SELECT 1 FROM runs WHERE status = '{s}' LIMIT $1 + 1) c) AS n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
+});
+
+/// FTS5 query from free text: every word quoted, so operators in user text are plain words.
+fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+#[async_trait]
+impl<B: Backend> RunStore for B {
+    async fn run(&self, id: i64) -> StoreResult<Option<Run>> {
+        let row: Option<RunRow> = self
+            .db()
+            .fetch_optional(stmt(format!("{RUN_SELECT}WHERE r.id = $1")).bind(id))
+            .await?;
+        row.map(RunRow::into_domain).transpose()
+    }
+
+    async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>> {
+        let rows: Vec<RunRow> = self
+            .db()
+            .fetch_all(
+                stmt(format!(
+                    "{RUN_SELECT}WHERE (CAST($1 AS TEXT) IS NULL OR r.status = $1)
+                       AND (CAST($2 AS BIGINT) IS NULL OR r.project_id = $2)
+                       AND (CAST($3 AS BIGINT) IS NULL OR r.workflow_id = $3)
+                       AND (CAST($5 AS TEXT) IS NULL OR r.id = $6
+                            OR lower(p.workspace_key) LIKE $5 ESCAPE '\\' OR lower(w.name) LIKE $5 ESCAPE '\\'
+                            OR lower(r.queue) LIKE $5 ESCAPE '\\'
+                            OR lower(coalesce(r.worker_id, '')) LIKE $5 ESCAPE '\\'
+                            OR lower(coalesce(r.error, '')) LIKE $5 ESCAPE '\\')
+                     ORDER BY r.id DESC LIMIT $4"
+                ))
+                .bind(filter.status.map(RunStatus::as_str))
+                .bind(filter.project_id)
+                .bind(filter.workflow_id)
+                .bind(filter.limit)
+                .bind(filter.like_pattern())
+                .bind(filter.text_id()),
+            )
+            .await?;
+        rows.into_iter().map(RunRow::into_domain).collect()
+    }
+
+    async fn run_logs(
+        &self,
+        run_id: i64,
+        after_id: i64,
+        search: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<RunLog>> {
+        let db = self.db();
+        // Full-text search is each backend's own: a tsvector column, an FTS5 table.
+        let (select, search) = match db.kind() {
+            crate::StoreKind::Postgres => (
+                "SELECT id, run_id, level, message, metadata, created_at FROM run_logs
+                 WHERE run_id = $1 AND id > $2
+                   AND (CAST($3 AS TEXT) IS NULL OR search @@ plainto_tsquery('simple', $3))
+                 ORDER BY id LIMIT $4",
+                search.filter(|s| !s.trim().is_empty()).map(str::to_owned),
+            ),
+            crate::StoreKind::Sqlite => (
+                "SELECT id, run_id, level, message, metadata, created_at FROM run_logs
+                 WHERE run_id = $1 AND id > $2
+                   AND ($3 IS NULL OR id IN (SELECT rowid FROM run_logs_fts WHERE run_logs_fts MATCH $3))
+                 ORDER BY id LIMIT $4",
+                search.and_then(fts_query),
+            ),
+        };
+        let rows: Vec<LogRow> = db
+            .fetch_all(
+                stmt(select)
+                    .bind(run_id)
+                    .bind(after_id)
+                    .bind(search)
+                    .bind(limit),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RunLog {
+                    id: r.id,
+                    run_id: r.run_id,
+                    level: decode::<LogLevel>(&r.level)?,
+                    message: r.message,
+                    metadata: shown_json(&r.metadata.0),
+                    created_at: r.created_at.into(),
+                })
+            })
+            .collect()
+    }
+
+    async fn run_artifacts(&self, run_id: i64) -> StoreResult<Vec<RunArtifact>> {
+        let rows: Vec<ArtifactRow> = self
+            .db()
+            .fetch_all(
+                stmt(
+                    "SELECT id, run_id, key, url, sha256, size_bytes, content_type, expires_at, created_at
+                     FROM run_artifacts WHERE run_id = $1 ORDER BY id",
+                )
+                .bind(run_id),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RunArtifact {
+                id: r.id,
+                run_id: r.run_id,
+                key: r.key,
+                url: r.url,
+                sha256: r.sha256,
+                size_bytes: r.size_bytes,
+                content_type: r.content_type,
+                expires_at: r.expires_at.map(Into::into),
+                created_at: r.created_at.into(),
+            })
+            .collect())
+    }
+
+    async fn run_events(&self, run_id: i64) -> StoreResult<Vec<RunEvent>> {
+        let rows: Vec<EventRow> = self
+            .db()
+            .fetch_all(
+                stmt(
+                    "SELECT id, run_id, event_type, from_status, to_status, attempt, actor, message, created_at
+                     FROM run_events WHERE run_id = $1 ORDER BY id",
+                )
+                .bind(run_id),
+            )
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(RunEvent {
+                    id: r.id,
+                    run_id: r.run_id,
+                    event_type: r.event_type,
+                    from_status: r.from_status.as_deref().map(status).transpose()?,
+                    to_status: r.to_status.as_deref().map(status).transpose()?,
+                    attempt: r.attempt,
+                    actor: r.actor,
+                    message: r.message,
+                    created_at: r.created_at.into(),
+                })
+            })
+            .collect()
+    }
+
+    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>> {
+        let rows: Vec<(String, i64)> = self
+            .db()
+            .fetch_all(stmt(COUNT_BY_STATUS.as_str()).bind(cap))
+            .await?;
+        status_counts(rows, cap)
+    }
+
+    async fn active_workers(&self) -> StoreResult<i64> {
+        let (n,): (i64,) = self
+            .db()
+            .fetch_one(
+                stmt(
+                    "SELECT count(DISTINCT worker_id) FROM runs
+                     WHERE status IN ('claimed', 'running') AND lease_expires_at > $1",
+                )
+                .bind(Utc::now()),
+            )
+            .await?;
+        Ok(n)
+    }
+
+    async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>> {
+        let mut tx = self.db().begin().await?;
+        let before: Option<(String, i64)> = tx
+            .fetch_optional(
+                // SQLite's write transaction holds the database lock already.
+                dialects(
+                    "SELECT status, project_id FROM runs WHERE id = $1 FOR UPDATE",
+                    "SELECT status, project_id FROM runs WHERE id = $1",
+                )
+                .bind(id),
+            )
+            .await?;
+        let Some((before, project_id)) = before else {
+            return Ok(None);
+        };
+        let outcome = match &tx {
+            Tx::Pg(_) => cancel_by_function(&mut tx, id, actor).await?,
+            Tx::Sqlite(_) => cancel_by_status(&mut tx, id, actor, status(&before)?).await?,
+        };
+        let Some(outcome) = outcome else {
+            return Ok(None);
+        };
+        if let CancelOutcome::AlreadyFinished(_) = outcome {
+            return Ok(Some(outcome));
+        }
+        AuditEntry::run_canceled(actor, id, project_id, &before, outcome)
+            .record(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(outcome))
+    }
+
+    async fn retry_run(&self, actor: &str, id: i64) -> StoreResult<Option<i64>> {
+        let mut tx = self.db().begin().await?;
+        let retried: Option<(i64, i64)> = match &tx {
+            // ops.retry_run is the interface psql and PostgREST use too.
+            Tx::Pg(_) => {
+                let (new_id,): (Option<i64>,) = tx
+                    .fetch_one(stmt("SELECT ops.retry_run($1, $2)").bind(id).bind(actor))
+                    .await?;
+                match new_id {
+                    Some(new_id) => {
+                        let (project_id,): (i64,) = tx
+                            .fetch_one(
+                                stmt("SELECT project_id FROM runs WHERE id = $1").bind(new_id),
+                            )
+                            .await?;
+                        Some((new_id, project_id))
+                    }
+                    None => None,
+                }
+            }
+            Tx::Sqlite(_) => {
+                tx.fetch_optional(
+                    stmt(
+                        "INSERT INTO runs (project_id, workflow_id, queue, priority, payload, max_attempts, retry_of, changed_by)
+                         SELECT r.project_id, r.workflow_id, w.task_queue, r.priority, r.payload, r.max_attempts, r.id, $2
+                         FROM runs r JOIN workflows w ON w.id = r.workflow_id
+                         WHERE r.id = $1 AND r.status IN ('succeeded', 'failed', 'canceled')
+                         RETURNING id, project_id",
+                    )
+                    .bind(id)
+                    .bind(actor),
+                )
+                .await?
+            }
+        };
+        let Some((new_id, project_id)) = retried else {
+            return Ok(None);
+        };
+        AuditEntry::run_retried(actor, id, project_id, new_id)
+            .record(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(new_id))
+    }
+}
+
+/// PostgreSQL: ops.cancel_run, the function psql and PostgREST call too, decides and answers.
+async fn cancel_by_function(
+    tx: &mut Tx,
+    id: i64,
+    actor: &str,
+) -> StoreResult<Option<CancelOutcome>> {
+    let (answer,): (Option<String>,) = tx
+        .fetch_one(stmt("SELECT ops.cancel_run($1, $2)").bind(id).bind(actor))
+        .await?;
+    Ok(match answer.as_deref() {
+        None => None,
+        Some("canceled") => Some(CancelOutcome::Canceled),
+        Some("requested") => Some(CancelOutcome::Requested),
+        Some(other) => match other.strip_prefix("finished:") {
+            Some(done) => Some(CancelOutcome::AlreadyFinished(status(done)?)),
+            None => {
+                return Err(StoreError::Database(format!(
+                    "unexpected answer from ops.cancel_run: {other}"
+                )));
+            }
+        },
+    })
+}
+
+/// SQLite: a run not yet started is canceled at once; a running one is asked to stop.
+async fn cancel_by_status(
+    tx: &mut Tx,
+    id: i64,
+    actor: &str,
+    current: RunStatus,
+) -> StoreResult<Option<CancelOutcome>> {
+    Ok(Some(match current {
+        RunStatus::Queued | RunStatus::Claimed => {
+            tx.execute(
+                stmt(
+                    "UPDATE runs SET status = 'canceled', finished_at = $3, lease_expires_at = NULL,
+                            error = 'canceled by ' || $2, changed_by = $2 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(actor)
+                .bind(Utc::now()),
+            )
+            .await?;
+            CancelOutcome::Canceled
+        }
+        RunStatus::Running => {
+            tx.execute(
+                stmt(
+                    "UPDATE runs SET cancel_requested = TRUE, changed_by = $2
+                     WHERE id = $1 AND NOT cancel_requested",
+                )
+                .bind(id)
+                .bind(actor),
+            )
+            .await?;
+            CancelOutcome::Requested
+        }
+        done => CancelOutcome::AlreadyFinished(done),
+    }))
+}
