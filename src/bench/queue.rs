@@ -15,7 +15,7 @@ use super::{bench_workflow, p50_p99, rate, spinner};
 use crate::cli::{Cli, CliError, CliResult, open_store, resolve_config};
 use crate::domain::run::{ClaimedRun, Completion, Hold, NewRun, RunStatus};
 use crate::ops::Ops;
-use crate::store::{Store, StoreOptions};
+use crate::store::{QueueProbe, StoreOptions};
 use crate::worker::{WorkerConfig, run_worker};
 
 #[derive(Debug, Clone, Args)]
@@ -77,6 +77,8 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
     };
     let store = open_store(&resolved, &options, true).await?;
     let ops = Ops::connect_as(store.clone(), cli.as_user.as_deref()).await?;
+    // The raw limit is measured on a handle of its own, beside the store the use cases get.
+    let probe = crate::store::open_probe(&resolved.url, &options).await?;
     let show = !cli.json && std::io::stderr().is_terminal();
 
     let noop = bench_workflow(&ops, "bench", "queue benchmark").await?;
@@ -131,7 +133,7 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
         let rate_ops = rate(args.runs, rate_ops);
         fill(args.runs).await?;
         bar.set_message(format!("raw SQL limit, {workers} worker(s)"));
-        let raw = drain_raw(&store, &tag, workers, args.batch).await?;
+        let raw = drain_raw(&probe, &tag, workers, args.batch).await?;
         let raw_rate = rate(args.runs, raw);
         bar.finish_and_clear();
         claim_complete.push(ClaimFigure {
@@ -249,7 +251,7 @@ async fn drain_through_ops(
 }
 
 async fn drain_raw(
-    store: &Arc<dyn Store>,
+    store: &Arc<dyn QueueProbe>,
     queue: &str,
     workers: u32,
     batch: u32,

@@ -101,16 +101,6 @@ pub trait Store:
     async fn append_logs(&self, run_id: i64, lines: &[NewLogLine]) -> StoreResult<()>;
     async fn add_artifact(&self, artifact: &NewArtifact) -> StoreResult<i64>;
 
-    /// Benchmark only: one claim → start → complete cycle of up to `batch` runs of `queue` using the
-    /// same SQL as the methods above, with no domain decoding: the raw limit the bench compares to.
-    /// Answers how many runs it finished.
-    async fn raw_claim_complete_cycle(
-        &self,
-        worker: &str,
-        queue: &str,
-        batch: u32,
-    ) -> StoreResult<usize>;
-
     /// Something that wakes when runs may have been queued (or `timeout` passed).
     async fn run_waker(&self) -> StoreResult<Box<dyn RunWaker>>;
 
@@ -155,10 +145,39 @@ pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn Stor
     } else if let Some(path) = sqlite_path(url) {
         Ok(Arc::new(sqlite::SqliteStore::open(path, options).await?))
     } else {
-        Err(StoreError::Invalid(format!(
-            "unsupported database URL {}: use sqlite://PATH, a file path, or postgres://…",
-            redact_url(url)
-        )))
+        Err(unsupported_url(url))
+    }
+}
+
+fn unsupported_url(url: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "unsupported database URL {}: use sqlite://PATH, a file path, or postgres://…",
+        redact_url(url)
+    ))
+}
+
+/// For benchmarks only, and kept off [`Store`] so that no use case can reach it.
+#[async_trait]
+pub trait QueueProbe: Send + Sync {
+    /// One claim → start → complete cycle of up to `batch` runs of `queue` using the
+    /// same SQL as the methods above, with no domain decoding: the raw limit the bench compares to.
+    /// Answers how many runs it finished.
+    async fn raw_claim_complete_cycle(
+        &self,
+        worker: &str,
+        queue: &str,
+        batch: u32,
+    ) -> StoreResult<usize>;
+}
+
+/// The benchmark's probe on the store a URL names (see [`open`]).
+pub async fn open_probe(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn QueueProbe>> {
+    if is_postgres_url(url) {
+        Ok(Arc::new(postgres::PgStore::open(url, options).await?))
+    } else if let Some(path) = sqlite_path(url) {
+        Ok(Arc::new(sqlite::SqliteStore::open(path, options).await?))
+    } else {
+        Err(unsupported_url(url))
     }
 }
 

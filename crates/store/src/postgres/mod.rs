@@ -17,7 +17,7 @@ use sqlx::{FromRow, Postgres, Transaction};
 
 use super::shared::{conflict_as, migration_states, minute_activity, payload, tally_rescue};
 use super::{
-    AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
+    AuditEntry, ChangeWatcher, MigrationState, QueueProbe, RunWaker, Store, StoreError, StoreKind,
     StoreOptions, StoreResult, redact_url,
 };
 use crate::domain::permission::Identity;
@@ -91,11 +91,6 @@ impl PgStore {
             .max_connections(1)
             .connect_with(self.migrate_with.clone())
             .await?)
-    }
-
-    /// A connection for benchmarks and tests that need raw SQL beside the store.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
     }
 }
 
@@ -385,42 +380,6 @@ impl Store for PgStore {
             })
     }
 
-    async fn raw_claim_complete_cycle(
-        &self,
-        worker: &str,
-        queue: &str,
-        batch: u32,
-    ) -> StoreResult<usize> {
-        let (ids, attempts): (Option<Vec<i64>>, Option<Vec<i32>>) = sqlx::query_as(
-            "SELECT array_agg(id), array_agg(attempt) FROM ops.claim_runs($1, ARRAY[$2], $3, 60)",
-        )
-        .bind(worker)
-        .bind(queue)
-        .bind(i32::try_from(batch).unwrap_or(i32::MAX))
-        .fetch_one(&self.pool)
-        .await?;
-        let (Some(ids), Some(attempts)) = (ids, attempts) else {
-            return Ok(0);
-        };
-        sqlx::query("SELECT count(*) FROM ops.start_workflow_runs($1, $2, $3)")
-            .bind(worker)
-            .bind(&ids)
-            .bind(&attempts)
-            .execute(&self.pool)
-            .await?;
-        sqlx::query(
-            "SELECT count(*) FROM ops.complete_workflow_runs($1, $2, $3,
-                 array_fill(0, ARRAY[cardinality($2)]), array_fill(NULL::text, ARRAY[cardinality($2)]),
-                 array_fill(false, ARRAY[cardinality($2)]))",
-        )
-        .bind(worker)
-        .bind(&ids)
-        .bind(&attempts)
-        .execute(&self.pool)
-        .await?;
-        Ok(ids.len())
-    }
-
     async fn run_waker(&self) -> StoreResult<Box<dyn RunWaker>> {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(RUNS_CHANNEL).await?;
@@ -505,4 +464,43 @@ async fn applied_versions(pool: &PgPool) -> StoreResult<Vec<i64>> {
             .fetch_all(pool)
             .await?,
     )
+}
+
+#[async_trait]
+impl QueueProbe for PgStore {
+    async fn raw_claim_complete_cycle(
+        &self,
+        worker: &str,
+        queue: &str,
+        batch: u32,
+    ) -> StoreResult<usize> {
+        let (ids, attempts): (Option<Vec<i64>>, Option<Vec<i32>>) = sqlx::query_as(
+            "SELECT array_agg(id), array_agg(attempt) FROM ops.claim_runs($1, ARRAY[$2], $3, 60)",
+        )
+        .bind(worker)
+        .bind(queue)
+        .bind(i32::try_from(batch).unwrap_or(i32::MAX))
+        .fetch_one(&self.pool)
+        .await?;
+        let (Some(ids), Some(attempts)) = (ids, attempts) else {
+            return Ok(0);
+        };
+        sqlx::query("SELECT count(*) FROM ops.start_workflow_runs($1, $2, $3)")
+            .bind(worker)
+            .bind(&ids)
+            .bind(&attempts)
+            .execute(&self.pool)
+            .await?;
+        sqlx::query(
+            "SELECT count(*) FROM ops.complete_workflow_runs($1, $2, $3,
+                 array_fill(0, ARRAY[cardinality($2)]), array_fill(NULL::text, ARRAY[cardinality($2)]),
+                 array_fill(false, ARRAY[cardinality($2)]))",
+        )
+        .bind(worker)
+        .bind(&ids)
+        .bind(&attempts)
+        .execute(&self.pool)
+        .await?;
+        Ok(ids.len())
+    }
 }

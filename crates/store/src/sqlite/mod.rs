@@ -15,7 +15,7 @@ use sqlx::{Connection, FromRow, Sqlite, Transaction};
 
 use super::shared::{conflict_as, migration_states, minute_activity, payload, tally_rescue};
 use super::{
-    AuditEntry, ChangeWatcher, MigrationState, RunWaker, Store, StoreError, StoreKind,
+    AuditEntry, ChangeWatcher, MigrationState, QueueProbe, RunWaker, Store, StoreError, StoreKind,
     StoreOptions, StoreResult,
 };
 use crate::domain::permission::Identity;
@@ -471,52 +471,6 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
-    async fn raw_claim_complete_cycle(
-        &self,
-        worker: &str,
-        queue: &str,
-        batch: u32,
-    ) -> StoreResult<usize> {
-        let queues = serde_json::to_string(&[queue]).unwrap_or_default();
-        let mut tx = self.write_tx().await?;
-        let claimed: Vec<(i64, i32)> = sqlx::query_as(CLAIM_SOME_SQL)
-            .bind(worker)
-            .bind(60_000_i64)
-            .bind(i64::from(batch))
-            .bind(&queues)
-            .bind(None::<String>)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .map(|r: ClaimRow| (r.id, r.attempt))
-            .collect();
-        tx.commit().await?;
-        let mut tx = self.write_tx().await?;
-        for (id, attempt) in &claimed {
-            sqlx::query(START_SQL)
-                .bind(id)
-                .bind(worker)
-                .bind(attempt)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        let mut tx = self.write_tx().await?;
-        for (id, attempt) in &claimed {
-            sqlx::query(COMPLETE_SQL)
-                .bind(id)
-                .bind(worker)
-                .bind(attempt)
-                .bind("succeeded")
-                .bind(0)
-                .bind(None::<String>)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(claimed.len())
-    }
-
     async fn run_waker(&self) -> StoreResult<Box<dyn RunWaker>> {
         Ok(Box::new(SqliteWaker {
             pool: self.pool.clone(),
@@ -702,5 +656,54 @@ fn user_name(uid: u32) -> Option<String> {
                 .to_string_lossy()
                 .into_owned(),
         )
+    }
+}
+
+#[async_trait]
+impl QueueProbe for SqliteStore {
+    async fn raw_claim_complete_cycle(
+        &self,
+        worker: &str,
+        queue: &str,
+        batch: u32,
+    ) -> StoreResult<usize> {
+        let queues = serde_json::to_string(&[queue]).unwrap_or_default();
+        let mut tx = self.write_tx().await?;
+        let claimed: Vec<(i64, i32)> = sqlx::query_as(CLAIM_SOME_SQL)
+            .bind(worker)
+            .bind(60_000_i64)
+            .bind(i64::from(batch))
+            .bind(&queues)
+            .bind(None::<String>)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .map(|r: ClaimRow| (r.id, r.attempt))
+            .collect();
+        tx.commit().await?;
+        let mut tx = self.write_tx().await?;
+        for (id, attempt) in &claimed {
+            sqlx::query(START_SQL)
+                .bind(id)
+                .bind(worker)
+                .bind(attempt)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        let mut tx = self.write_tx().await?;
+        for (id, attempt) in &claimed {
+            sqlx::query(COMPLETE_SQL)
+                .bind(id)
+                .bind(worker)
+                .bind(attempt)
+                .bind("succeeded")
+                .bind(0)
+                .bind(None::<String>)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(claimed.len())
     }
 }
