@@ -20,7 +20,7 @@ use common::fleet::{append_command, executions, run_counts, spawn_worker};
 use common::tmux::Tmux;
 use common::{BoxError, TestResult, is_root};
 use ospdeck::domain::permission::Identity;
-use ospdeck::domain::run::NewRun;
+use ospdeck::domain::run::{NewRun, RunOptions};
 use ospdeck::domain::workflow::WorkflowType;
 use ospdeck::ops::Ops;
 use ospdeck::store::{self, Store, StoreOptions};
@@ -63,7 +63,7 @@ impl Workload {
             )
             .await?;
         let runs: Vec<NewRun> = (0..RUNS)
-            .map(|_| NewRun::new(wf.project_id, wf.id, None, None, None, None))
+            .map(|_| NewRun::new(wf.project_id, wf.id, &RunOptions::default()))
             .collect::<Result<_, _>>()?;
         for batch in runs.chunks(500) {
             ops.enqueue_runs(batch).await?;

@@ -33,7 +33,7 @@ mod cases {
 
     use ospdeck::domain::run::{
         CancelOutcome, ClaimedRun, Completion, Hold, LEGAL_TRANSITIONS, LogLevel, NewArtifact,
-        NewLogLine, NewRun, RunStatus,
+        NewLogLine, NewRun, RunOptions, RunStatus,
     };
     use ospdeck::domain::workflow::WorkflowType;
     use ospdeck::ops::{EnqueueRequest, Ops, OpsError, RunQuery};
@@ -196,10 +196,11 @@ mod cases {
         let later = NewRun::new(
             build.project_id,
             build.id,
-            Some(1000),
-            None,
-            None,
-            Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+            &RunOptions {
+                priority: Some(1000),
+                run_after: Some(chrono::Utc::now() + chrono::Duration::hours(1)),
+                ..Default::default()
+            },
         )?;
         let delayed = h.ops.enqueue_runs(&[later]).await?[0];
 
@@ -309,7 +310,14 @@ mod cases {
     ) -> TestResult {
         setup(&h).await?;
         let build = h.ops.workflow("acme", "build").await?;
-        let once = NewRun::new(build.project_id, build.id, None, None, Some(1), None)?;
+        let once = NewRun::new(
+            build.project_id,
+            build.id,
+            &RunOptions {
+                max_attempts: Some(1),
+                ..Default::default()
+            },
+        )?;
         let ids = h.ops.enqueue_runs(&[once.clone(), once]).await?;
         let claimed = h
             .ops
@@ -698,7 +706,7 @@ mod cases {
         setup(&h).await?;
         let build = h.ops.workflow("acme", "build").await?;
         const RUNS: usize = 5_000;
-        let run = NewRun::new(build.project_id, build.id, None, None, None, None)?;
+        let run = NewRun::new(build.project_id, build.id, &RunOptions::default())?;
         let batch = vec![run; 500];
         let mut ids = HashSet::new();
         for _ in 0..RUNS / 500 {

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::fleet::{append_command, executions, rss_kib, run_counts, spawn_worker};
 use common::tmux::Tmux;
 use common::{Harness, TestResult};
-use ospdeck::domain::run::NewRun;
+use ospdeck::domain::run::{NewRun, RunOptions};
 use ospdeck::domain::workflow::WorkflowType;
 
 const WORKERS: usize = 4;
@@ -97,7 +97,16 @@ async fn soak(h: Harness, store: &str) -> TestResult {
     let mut next_sample = started;
     while Instant::now() < until {
         let batch: Vec<NewRun> = (0..RUNS_PER_SECOND)
-            .map(|_| NewRun::new(wf.project_id, wf.id, None, None, Some(10), None))
+            .map(|_| {
+                NewRun::new(
+                    wf.project_id,
+                    wf.id,
+                    &RunOptions {
+                        max_attempts: Some(10),
+                        ..Default::default()
+                    },
+                )
+            })
             .collect::<Result<_, _>>()?;
         enqueued += h.ops.enqueue_runs(&batch).await?.len();
         if Instant::now() >= next_kill {

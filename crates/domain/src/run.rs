@@ -138,15 +138,30 @@ pub struct NewRun {
     pub run_after: Option<DateTime<Utc>>,
 }
 
+/// What a caller may ask of a new run, as given (unchecked); what is unset takes its default:
+/// priority 0, payload `{}`, the default attempts, due at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RunOptions<'a> {
+    pub priority: Option<i64>,
+    /// JSON text.
+    pub payload: Option<&'a str>,
+    pub max_attempts: Option<i64>,
+    pub run_after: Option<DateTime<Utc>>,
+}
+
 impl NewRun {
+    /// A run of the workflow with `options` checked against the domain's limits.
     pub fn new(
         project_id: i64,
         workflow_id: i64,
-        priority: Option<i64>,
-        payload: Option<&str>,
-        max_attempts: Option<i64>,
-        run_after: Option<DateTime<Utc>>,
+        options: &RunOptions<'_>,
     ) -> Result<Self, InvalidInput> {
+        let RunOptions {
+            priority,
+            payload,
+            max_attempts,
+            run_after,
+        } = *options;
         let priority = checked_i32(
             "priority",
             priority.unwrap_or(0),
@@ -531,18 +546,114 @@ mod tests {
 
     #[test]
     fn new_run_checks_ranges_and_payload() {
-        let ok = NewRun::new(1, 2, Some(5), Some(r#"{"a":1}"#), Some(4), None);
+        let ok = NewRun::new(
+            1,
+            2,
+            &RunOptions {
+                priority: Some(5),
+                payload: Some(r#"{"a":1}"#),
+                max_attempts: Some(4),
+                ..Default::default()
+            },
+        );
         assert_eq!(ok.map(|r| (r.priority, r.max_attempts)), Ok((5, 4)));
-        assert!(NewRun::new(1, 2, Some(1001), None, None, None).is_err());
-        assert!(NewRun::new(1, 2, Some(-1001), None, None, None).is_err());
-        assert!(NewRun::new(1, 2, Some(i64::MIN), None, None, None).is_err());
-        assert!(NewRun::new(1, 2, None, None, Some(0), None).is_err());
-        assert!(NewRun::new(1, 2, None, None, Some(101), None).is_err());
-        assert!(NewRun::new(1, 2, None, Some("{"), None, None).is_err());
-        assert!(NewRun::new(1, 2, None, Some(r#"{"a":"\u0000"}"#), None, None).is_err());
-        assert!(NewRun::new(1, 2, None, Some(r#"{"\u0000":1}"#), None, None).is_err());
+        assert!(
+            NewRun::new(
+                1,
+                2,
+                &RunOptions {
+                    priority: Some(1001),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            NewRun::new(
+                1,
+                2,
+                &RunOptions {
+                    priority: Some(-1001),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            NewRun::new(
+                1,
+                2,
+                &RunOptions {
+                    priority: Some(i64::MIN),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            NewRun::new(
+                1,
+                2,
+                &RunOptions {
+                    max_attempts: Some(0),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            NewRun::new(
+                1,
+                2,
+                &RunOptions {
+                    max_attempts: Some(101),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            NewRun::new(
+                1,
+                2,
+                &RunOptions {
+                    payload: Some("{"),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            NewRun::new(
+                1,
+                2,
+                &RunOptions {
+                    payload: Some(r#"{"a":"\u0000"}"#),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
+        assert!(
+            NewRun::new(
+                1,
+                2,
+                &RunOptions {
+                    payload: Some(r#"{"\u0000":1}"#),
+                    ..Default::default()
+                }
+            )
+            .is_err()
+        );
         // An escaped backslash followed by "u0000" is text, not a NUL.
-        let text = NewRun::new(1, 2, None, Some(r#"{"a":"\\u0000"}"#), None, None);
+        let text = NewRun::new(
+            1,
+            2,
+            &RunOptions {
+                payload: Some(r#"{"a":"\\u0000"}"#),
+                ..Default::default()
+            },
+        );
         assert_eq!(
             text.map(|r| r.payload["a"].clone()),
             Ok(Value::from("\\u0000"))

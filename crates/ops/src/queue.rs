@@ -9,10 +9,10 @@ use super::{Ops, OpsError, OpsResult, Scoped};
 use crate::domain::permission::Permission;
 use crate::domain::run::{
     CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun,
-    RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunStatus,
+    RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunOptions, RunStatus,
 };
 use crate::domain::workflow::Workflow;
-use ospdeck_store::RunWaker;
+use ospdeck_store::{ClaimRequest, RunWaker};
 
 /// An enqueue request as a user gives it: names, not ids; text, not parsed JSON.
 #[derive(Debug, Clone, Default)]
@@ -70,10 +70,12 @@ impl Ops {
         let run = NewRun::new(
             workflow.project_id,
             workflow.id,
-            req.priority,
-            req.payload,
-            req.max_attempts,
-            req.run_after,
+            &RunOptions {
+                priority: req.priority,
+                payload: req.payload,
+                max_attempts: req.max_attempts,
+                run_after: req.run_after,
+            },
         )?;
         let advisories = if workflow.workflow_type == crate::domain::workflow::WorkflowType::Upgrade
         {
@@ -192,7 +194,13 @@ impl Ops {
         }
         Ok(self
             .store
-            .claim_runs(worker, queues, projects.as_deref(), limit, lease)
+            .claim_runs(&ClaimRequest {
+                worker,
+                queues,
+                projects: projects.as_deref(),
+                limit,
+                lease,
+            })
             .await?)
     }
 

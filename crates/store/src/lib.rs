@@ -74,16 +74,8 @@ pub trait Store:
     /// Inserts all runs or none; answers their ids in input order.
     async fn enqueue_runs(&self, actor: &str, runs: &[NewRun]) -> StoreResult<Vec<i64>>;
 
-    /// Claims up to `limit` queued runs (all queues when `queues` is empty; only runs of
-    /// `projects` when given), highest priority first.
-    async fn claim_runs(
-        &self,
-        worker: &str,
-        queues: &[String],
-        projects: Option<&[i64]>,
-        limit: u32,
-        lease: Duration,
-    ) -> StoreResult<Vec<ClaimedRun>>;
+    /// Claims queued runs as `claim` asks, highest priority first.
+    async fn claim_runs(&self, claim: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedRun>>;
     /// Answers the ids that moved to running (those this worker still held).
     async fn start_runs(&self, worker: &str, holds: &[Hold]) -> StoreResult<Vec<i64>>;
     async fn heartbeat(
@@ -108,6 +100,17 @@ pub trait Store:
     async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>>;
     /// Something that wakes when anything about runs (state, logs, artifacts) may have changed.
     async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>>;
+}
+
+/// A worker's claim: up to `limit` queued runs of `queues` (of every queue when empty), only of
+/// `projects` when given, each leased to `worker` for `lease`.
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    pub worker: &'a str,
+    pub queues: &'a [String],
+    pub projects: Option<&'a [i64]>,
+    pub limit: u32,
+    pub lease: Duration,
 }
 
 #[async_trait]

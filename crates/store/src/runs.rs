@@ -10,7 +10,8 @@ use sqlx::FromRow;
 
 use crate::audit::AuditEntry;
 use crate::domain::run::{
-    CancelOutcome, LogLevel, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunStatus, StatusCount,
+    CancelOutcome, ClaimedRun, LogLevel, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunStatus,
+    StatusCount,
 };
 use crate::shared::{decode, payload, shown_json, status, status_counts};
 use crate::sql::{Backend, JsonText, Time, Tx, dialects, stmt};
@@ -138,6 +139,37 @@ struct ArtifactRow {
     content_type: Option<String>,
     expires_at: Option<Time>,
     created_at: Time,
+}
+
+/// A claimed run as both backends' claim statements answer it.
+#[derive(FromRow)]
+pub(crate) struct ClaimRow {
+    pub id: i64,
+    pub attempt: i32,
+    pub project_id: i64,
+    pub workflow_id: i64,
+    pub queue: String,
+    pub payload: JsonText,
+    pub priority: i32,
+}
+
+/// Claimed rows in the order a worker should start them: highest priority, then oldest.
+pub(crate) fn claimed_runs(mut rows: Vec<ClaimRow>) -> Vec<ClaimedRun> {
+    rows.sort_by_key(|r| (-r.priority, r.id));
+    rows.into_iter()
+        .map(|r| {
+            let (payload, payload_error) = payload(&r.payload.0);
+            ClaimedRun {
+                id: r.id,
+                attempt: r.attempt,
+                project_id: r.project_id,
+                workflow_id: r.workflow_id,
+                queue: r.queue,
+                payload,
+                payload_error,
+            }
+        })
+        .collect()
 }
 
 /// Every status's count, each stopping at cap + 1, in one statement.

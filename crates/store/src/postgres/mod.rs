@@ -13,18 +13,19 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{FromRow, Postgres, Transaction};
+use sqlx::{Postgres, Transaction};
 
-use super::shared::{conflict_as, migration_states, minute_activity, payload, tally_rescue};
+use super::shared::{conflict_as, migration_states, minute_activity, tally_rescue};
 use super::{
-    AuditEntry, ChangeWatcher, MigrationState, QueueProbe, RunWaker, Store, StoreError, StoreKind,
-    StoreOptions, StoreResult, redact_url,
+    AuditEntry, ChangeWatcher, ClaimRequest, MigrationState, QueueProbe, RunWaker, Store,
+    StoreError, StoreKind, StoreOptions, StoreResult, redact_url,
 };
 use crate::domain::permission::Identity;
 use crate::domain::run::{
     ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact, NewLogLine, NewRun,
     RescueOutcome,
 };
+use crate::runs::{ClaimRow, claimed_runs};
 use crate::sql::{Backend, Db};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -96,17 +97,6 @@ impl PgStore {
 
 fn lease_secs(lease: Duration) -> i32 {
     i32::try_from(lease.as_secs().max(1)).unwrap_or(i32::MAX)
-}
-
-#[derive(FromRow)]
-struct ClaimRow {
-    id: i64,
-    attempt: i32,
-    project_id: i64,
-    workflow_id: i64,
-    queue: String,
-    payload: String,
-    priority: i32,
 }
 
 async fn audit(tx: &mut Transaction<'static, Postgres>, entry: &AuditEntry<'_>) -> StoreResult<()> {
@@ -232,41 +222,19 @@ impl Store for PgStore {
         Ok(ids)
     }
 
-    async fn claim_runs(
-        &self,
-        worker: &str,
-        queues: &[String],
-        projects: Option<&[i64]>,
-        limit: u32,
-        lease: Duration,
-    ) -> StoreResult<Vec<ClaimedRun>> {
-        let mut rows: Vec<ClaimRow> = sqlx::query_as(
-            "SELECT id, attempt, project_id, workflow_id, queue, payload::text AS payload, priority
+    async fn claim_runs(&self, claim: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedRun>> {
+        let rows: Vec<ClaimRow> = sqlx::query_as(
+            "SELECT id, attempt, project_id, workflow_id, queue, payload, priority
              FROM ops.claim_runs($1, $2, $3, $4, $5)",
         )
-        .bind(worker)
-        .bind((!queues.is_empty()).then_some(queues))
-        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
-        .bind(lease_secs(lease))
-        .bind(projects)
+        .bind(claim.worker)
+        .bind((!claim.queues.is_empty()).then_some(claim.queues))
+        .bind(i32::try_from(claim.limit).unwrap_or(i32::MAX))
+        .bind(lease_secs(claim.lease))
+        .bind(claim.projects)
         .fetch_all(&self.pool)
         .await?;
-        rows.sort_by_key(|r| (-r.priority, r.id));
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let (payload, payload_error) = payload(&r.payload);
-                ClaimedRun {
-                    id: r.id,
-                    attempt: r.attempt,
-                    project_id: r.project_id,
-                    workflow_id: r.workflow_id,
-                    queue: r.queue,
-                    payload,
-                    payload_error,
-                }
-            })
-            .collect())
+        Ok(claimed_runs(rows))
     }
 
     async fn start_runs(&self, worker: &str, holds: &[Hold]) -> StoreResult<Vec<i64>> {

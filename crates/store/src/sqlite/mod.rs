@@ -11,18 +11,19 @@ use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, FromRow, Sqlite, Transaction};
+use sqlx::{Connection, Sqlite, Transaction};
 
-use super::shared::{conflict_as, migration_states, minute_activity, payload, tally_rescue};
+use super::shared::{conflict_as, migration_states, minute_activity, tally_rescue};
 use super::{
-    AuditEntry, ChangeWatcher, MigrationState, QueueProbe, RunWaker, Store, StoreError, StoreKind,
-    StoreOptions, StoreResult,
+    AuditEntry, ChangeWatcher, ClaimRequest, MigrationState, QueueProbe, RunWaker, Store,
+    StoreError, StoreKind, StoreOptions, StoreResult,
 };
 use crate::domain::permission::Identity;
 use crate::domain::run::{
     ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact, NewLogLine, NewRun,
     RescueOutcome,
 };
+use crate::runs::{ClaimRow, claimed_runs};
 use crate::sql::{Backend, Db};
 use read_only::WriterFollower;
 
@@ -162,17 +163,6 @@ fn opt_ts(ms: Option<i64>) -> Option<DateTime<Utc>> {
     ms.map(ts)
 }
 
-#[derive(FromRow)]
-struct ClaimRow {
-    id: i64,
-    attempt: i32,
-    project_id: i64,
-    workflow_id: i64,
-    queue: String,
-    payload: String,
-    priority: i32,
-}
-
 async fn audit(tx: &mut Transaction<'static, Sqlite>, entry: &AuditEntry<'_>) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO audit_log (actor, action, entity_type, entity_id, project_id, before, after)
@@ -283,46 +273,28 @@ impl Store for SqliteStore {
         Ok(ids)
     }
 
-    async fn claim_runs(
-        &self,
-        worker: &str,
-        queues: &[String],
-        projects: Option<&[i64]>,
-        limit: u32,
-        lease: Duration,
-    ) -> StoreResult<Vec<ClaimedRun>> {
+    async fn claim_runs(&self, claim: &ClaimRequest<'_>) -> StoreResult<Vec<ClaimedRun>> {
         // Two statements rather than one with `OR`, so each can use the partial claim index.
-        let sql = if queues.is_empty() {
+        let sql = if claim.queues.is_empty() {
             CLAIM_ALL_SQL
         } else {
             CLAIM_SOME_SQL
         };
         let mut tx = self.write_tx().await?;
-        let mut rows: Vec<ClaimRow> = sqlx::query_as(sql)
-            .bind(worker)
-            .bind(lease_ms(lease))
-            .bind(i64::from(limit))
-            .bind(serde_json::to_string(queues).unwrap_or_default())
-            .bind(projects.map(|p| serde_json::to_string(p).unwrap_or_default()))
+        let rows: Vec<ClaimRow> = sqlx::query_as(sql)
+            .bind(claim.worker)
+            .bind(lease_ms(claim.lease))
+            .bind(i64::from(claim.limit))
+            .bind(serde_json::to_string(claim.queues).unwrap_or_default())
+            .bind(
+                claim
+                    .projects
+                    .map(|p| serde_json::to_string(p).unwrap_or_default()),
+            )
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
-        rows.sort_by_key(|r| (-r.priority, r.id));
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                let (payload, payload_error) = payload(&r.payload);
-                ClaimedRun {
-                    id: r.id,
-                    attempt: r.attempt,
-                    project_id: r.project_id,
-                    workflow_id: r.workflow_id,
-                    queue: r.queue,
-                    payload,
-                    payload_error,
-                }
-            })
-            .collect())
+        Ok(claimed_runs(rows))
     }
 
     async fn start_runs(&self, worker: &str, holds: &[Hold]) -> StoreResult<Vec<i64>> {
