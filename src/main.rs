@@ -1,13 +1,12 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-use ospdeck::cli::{self, Cli};
+use ospdeck::cli;
 use ospdeck::stdio::stderr_line;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_appender::rolling::{RollingFileAppender, Rotation};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse_args();
     // Printed here, before any command runs, so the console's screen never shows it.
     let _log_guard = init_logging().unwrap_or_else(|warning| {
         stderr_line(&format!("warning: {warning}"));

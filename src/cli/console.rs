@@ -9,9 +9,10 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::watch;
 
-use super::{Cli, CliError, CliResult, open_store, resolve_config};
+use super::{Cli, CliError, CliResult, resolve_config};
 use crate::config::read_file_config;
 use crate::ops::Ops;
+use crate::root;
 use crate::store::StoreOptions;
 use crate::tui::{ConsoleOptions, run_console};
 use crate::worker::{WorkerConfig, run_worker};
@@ -38,8 +39,7 @@ async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)
         read_only,
         ..Default::default()
     };
-    let store = open_store(&resolved, &options, true).await?;
-    let ops = Ops::connect_as(store, cli.as_user.as_deref()).await?;
+    let ops = root::connect(&resolved, &options, cli.as_user.as_deref()).await?;
     let (deployer, manifest_dir) = super::services::deployer_settings(cli)?;
     Ok((
         ops,

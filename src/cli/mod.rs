@@ -1,6 +1,7 @@
 //! The scriptable front end: parses arguments, calls `ops`, prints tables or `--json`.
 
 mod access;
+mod bench;
 mod console;
 mod output;
 mod queue;
@@ -11,17 +12,17 @@ mod worker;
 
 pub use output::emit as emit_report;
 
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::config::{self, Resolved, UrlSource};
+use crate::config::{Resolved, UrlSource};
 use crate::ops::{Ops, OpsError};
+use crate::root::{self, RootError, WhenMissing, with_store_file};
 use crate::stdio::{self, stderr_line};
-use crate::store::{self, Store, StoreError, StoreOptions};
+use crate::store::{self, Store, StoreOptions};
 
 pub use queue::{BenchArgs, RunCommand, WorkflowCommand};
 
@@ -146,7 +147,18 @@ impl<E: Into<OpsError>> From<E> for CliError {
     }
 }
 
+impl From<RootError> for CliError {
+    fn from(e: RootError) -> Self {
+        CliError(e.to_string())
+    }
+}
+
 pub type CliResult<T = ()> = Result<T, CliError>;
+
+/// This process's command line; a bad one prints usage and exits, as clap does.
+pub fn parse_args() -> Cli {
+    Cli::parse()
+}
 
 pub async fn run(cli: Cli) -> ExitCode {
     let code = match dispatch(cli).await {
@@ -166,176 +178,24 @@ pub async fn run(cli: Cli) -> ExitCode {
     }
 }
 
-/// Resolves the configuration the same way for every command.
+/// Resolves the configuration the same way for every command (see [`root::resolve_config`]).
 pub fn resolve_config(cli: &Cli) -> CliResult<Resolved> {
-    let paths = config::Paths::platform().map_err(|e| CliError(e.to_string()))?;
-    if let Some(warning) = config::secrets_warning(&paths.config_file) {
-        stderr_line(&format!("warning: {warning}"));
-    }
-    config::resolve(cli.db.as_deref(), |k| std::env::var(k).ok(), paths)
-        .map_err(|e| CliError(e.to_string()))
+    Ok(root::resolve_config(cli.db.as_deref())?)
 }
 
-/// Opens the store for a command. The embedded default is created and migrated on first use; any
-/// other store must have been migrated with `ospdeck db migrate`. Under `--read-only` nothing is
-/// created or migrated, and a command refused here leaves no file behind.
+/// Opens the store for a command (see [`root::open_store`]).
 pub async fn open_store(
     resolved: &Resolved,
     options: &StoreOptions,
     require_migrated: bool,
 ) -> CliResult<Arc<dyn Store>> {
-    let embedded = resolved.source == UrlSource::EmbeddedDefault && !options.read_only;
-    let when_missing = if embedded {
-        WhenMissing::CreateWithDirs
-    } else {
-        WhenMissing::Refuse
-    };
-    with_store_file(&resolved.url, options.read_only, when_missing, async {
-        if require_migrated
-            && !embedded
-            && !options.read_only
-            && store::sqlite_path(&resolved.url).is_some()
-        {
-            // Opened to write, a SQLite file is switched to WAL and gains side files: judge it
-            // read-only first, so a file refused here is left exactly as it was.
-            let probe = StoreOptions {
-                read_only: true,
-                max_connections: 1,
-            };
-            require_migrations(store::open(&resolved.url, &probe).await?.as_ref()).await?;
-        }
-        let store = store::open(&resolved.url, options).await?;
-        if embedded {
-            store.migrate().await?;
-        } else if require_migrated {
-            require_migrations(store.as_ref()).await?;
-        }
-        Ok(store)
-    })
-    .await
+    Ok(root::open_store(resolved, options, require_migrated).await?)
 }
 
-async fn require_migrations(store: &dyn Store) -> CliResult {
-    let pending: Vec<i64> = store
-        .migration_status()
-        .await?
-        .into_iter()
-        .filter(|m| !m.applied)
-        .map(|m| m.version)
-        .collect();
-    if pending.is_empty() {
-        return Ok(());
-    }
-    Err(StoreError::NotMigrated(format!(
-        "{} has {} pending migration(s) {:?}",
-        store.location(),
-        pending.len(),
-        pending
-    ))
-    .into())
-}
-
-/// What a command may do when its SQLite file does not exist yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum WhenMissing {
-    Refuse,
-    Create,
-    /// The embedded default: its data directory may be missing too.
-    CreateWithDirs,
-}
-
-/// Runs `work`, which opens the store at `url` and does what must succeed with it. A SQLite file
-/// that is missing is created only as `when_missing` allows (never when `read_only`), and what
-/// was created for it is removed again if `work` fails.
-async fn with_store_file<T>(
-    url: &str,
-    read_only: bool,
-    when_missing: WhenMissing,
-    work: impl Future<Output = CliResult<T>>,
-) -> CliResult<T> {
-    let new_file = NewSqliteFile::prepare(url, read_only, when_missing)?;
-    let result = work.await;
-    if result.is_err() {
-        if let Some(new_file) = new_file {
-            new_file.remove();
-        }
-    }
-    result
-}
-
-/// A SQLite file about to be created: the database and side files that did not exist, and the
-/// directories made for them (outermost first).
-struct NewSqliteFile {
-    files: Vec<PathBuf>,
-    dirs: Vec<PathBuf>,
-}
-
-impl NewSqliteFile {
-    /// None when `url` is not a SQLite file or the file exists; an error when it is missing and
-    /// may not be created.
-    fn prepare(url: &str, read_only: bool, when_missing: WhenMissing) -> CliResult<Option<Self>> {
-        let Some(path) = store::sqlite_path(url).map(Path::new) else {
-            return Ok(None);
-        };
-        if path.exists() {
-            return Ok(None);
-        }
-        if read_only {
-            return Err(StoreError::Unavailable(format!(
-                "no database at {} (read-only mode creates none)",
-                path.display()
-            ))
-            .into());
-        }
-        if when_missing == WhenMissing::Refuse {
-            return Err(
-                StoreError::NotMigrated(format!("no database at {} yet", path.display())).into(),
-            );
-        }
-        let mut dirs = Vec::new();
-        if when_missing == WhenMissing::CreateWithDirs {
-            if let Some(parent) = path.parent() {
-                dirs = parent
-                    .ancestors()
-                    .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
-                    .map(Path::to_path_buf)
-                    .collect();
-                dirs.reverse();
-                std::fs::create_dir_all(parent).map_err(|e| {
-                    CliError(format!(
-                        "cannot create data directory {}: {e}",
-                        parent.display()
-                    ))
-                })?;
-            }
-        }
-        let files = ["", "-wal", "-shm", "-journal"]
-            .iter()
-            .map(|suffix| {
-                let mut file = path.as_os_str().to_owned();
-                file.push(suffix);
-                PathBuf::from(file)
-            })
-            .filter(|f| !f.exists())
-            .collect();
-        Ok(Some(Self { files, dirs }))
-    }
-
-    fn remove(self) {
-        for file in &self.files {
-            let _ = std::fs::remove_file(file);
-        }
-        // Innermost first; remove_dir leaves a directory that someone else filled meanwhile.
-        for dir in self.dirs.iter().rev() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
+/// `Ops` on the configured store, as `--as` names or the store knows (see [`root::connect`]).
 async fn connect(cli: &Cli, options: &StoreOptions) -> CliResult<Ops> {
     let resolved = resolve_config(cli)?;
-    let store = open_store(&resolved, options, true).await?;
-    Ok(Ops::connect_as(store, cli.as_user.as_deref()).await?)
+    Ok(root::connect(&resolved, options, cli.as_user.as_deref()).await?)
 }
 
 /// Commands that exist to write, which `--read-only` refuses before opening anything.

@@ -131,13 +131,13 @@ pub enum RunCommand {
 #[derive(Debug, Subcommand)]
 pub enum BenchArgs {
     /// Queue throughput: enqueue, claim+complete at several worker counts, raw SQL limit, worker end to end
-    Queue(crate::bench::QueueBenchArgs),
+    Queue(super::bench::QueueBenchArgs),
     /// The console against a large store: first frame, refresh and render times, memory, idle output
-    Console(crate::bench::ConsoleBenchArgs),
+    Console(super::bench::ConsoleBenchArgs),
     /// Services created per second and manifest diff time on a 1 MB manifest
-    Services(crate::bench::ServicesBenchArgs),
+    Services(super::bench::ServicesBenchArgs),
     /// Publishing a 256 MiB bundle against sha256sum, and warm-cache resolve latency
-    Templates(crate::bench::TemplatesBenchArgs),
+    Templates(super::bench::TemplatesBenchArgs),
 }
 
 fn parse_workflow_type(s: &str) -> Result<WorkflowType, String> {
@@ -456,16 +456,16 @@ async fn logs(
 
 pub async fn bench(cli: &Cli, args: &BenchArgs) -> CliResult<ExitCode> {
     match args {
-        BenchArgs::Queue(a) => crate::bench::queue(cli, a)
+        BenchArgs::Queue(a) => super::bench::queue(cli, a)
             .await
             .map(|()| ExitCode::SUCCESS),
-        BenchArgs::Console(a) => crate::bench::console(cli, a)
+        BenchArgs::Console(a) => super::bench::console(cli, a)
             .await
             .map(|()| ExitCode::SUCCESS),
-        BenchArgs::Services(a) => crate::bench::services(cli, a)
+        BenchArgs::Services(a) => super::bench::services(cli, a)
             .await
             .map(|()| ExitCode::SUCCESS),
-        BenchArgs::Templates(a) => crate::bench::templates(cli, a)
+        BenchArgs::Templates(a) => super::bench::templates(cli, a)
             .await
             .map(|()| ExitCode::SUCCESS),
     }

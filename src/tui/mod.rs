@@ -6,6 +6,7 @@ pub mod app;
 pub mod catalog;
 pub mod keymap;
 mod loader;
+mod style;
 pub mod view;
 mod view_catalog;
 
@@ -23,7 +24,7 @@ use crate::ops::Ops;
 use app::{App, Data, Effect};
 use keymap::Keymap;
 pub use loader::{LoaderSettings, console_worker_id};
-use view::Theme;
+use style::Theme;
 
 pub struct ConsoleOptions {
     pub read_only: bool,

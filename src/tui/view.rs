@@ -12,65 +12,9 @@ use ratatui::widgets::{
 
 use super::app::{App, DetailState, DetailTab, Level, Mode, Pane};
 use super::keymap::Action;
+pub use super::style::{Theme, age};
 use crate::domain::run::{Run, RunStatus};
 use crate::ops::ACTIVITY_MINUTES;
-
-/// Colours limited to the 16 ANSI ones, or none at all (NO_COLOR).
-#[derive(Debug, Clone, Copy)]
-pub struct Theme {
-    pub color: bool,
-}
-
-impl Theme {
-    pub fn from_env() -> Self {
-        Self {
-            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
-        }
-    }
-
-    /// A colour, or no style at all under NO_COLOR.
-    pub fn fg(self, color: Color) -> Style {
-        if self.color {
-            Style::default().fg(color)
-        } else {
-            Style::default()
-        }
-    }
-
-    pub fn status(self, status: RunStatus) -> Style {
-        let color = match status {
-            RunStatus::Queued => Color::Blue,
-            RunStatus::Claimed => Color::Cyan,
-            RunStatus::Running => Color::Yellow,
-            RunStatus::Succeeded => Color::Green,
-            RunStatus::Failed => Color::Red,
-            RunStatus::Canceled => Color::Magenta,
-        };
-        let style = self.fg(color);
-        if status == RunStatus::Failed {
-            style.add_modifier(Modifier::BOLD)
-        } else {
-            style
-        }
-    }
-
-    fn selected(self) -> Style {
-        // Reverse video reads as a selection with or without colour.
-        Style::default().add_modifier(Modifier::REVERSED)
-    }
-
-    pub fn dim(self) -> Style {
-        if self.color {
-            Style::default().fg(Color::DarkGray)
-        } else {
-            Style::default().add_modifier(Modifier::DIM)
-        }
-    }
-
-    fn error(self) -> Style {
-        self.fg(Color::Red).add_modifier(Modifier::BOLD)
-    }
-}
 
 pub fn render(frame: &mut Frame, app: &mut App, theme: Theme) {
     let area = frame.area();
@@ -335,17 +279,6 @@ fn run_row<'a>(run: &'a Run, app: &App, theme: Theme, wide: bool) -> Row<'a> {
     cells.push(Cell::from(run.worker_id.as_deref().unwrap_or("-")));
     cells.push(Cell::from(age(app.now, run.created_at)));
     Row::new(cells)
-}
-
-/// "42s", "5m", "3h", "2d": how long ago, in the unit that fits four columns.
-pub fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
-    let secs = (now - then).num_seconds().max(0);
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3_600 => format!("{}m", secs / 60),
-        3_600..86_400 => format!("{}h", secs / 3_600),
-        _ => format!("{}d", secs / 86_400),
-    }
 }
 
 fn time(app: &App, t: Option<DateTime<Utc>>) -> String {

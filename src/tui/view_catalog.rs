@@ -8,7 +8,7 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Table
 
 use super::app::App;
 use super::catalog::{FORM_FIELDS, ManifestEditor, ServiceForm};
-use super::view::{Theme, age};
+use super::style::{Theme, age};
 use crate::domain::deployment::{DeploymentStatus, Liveness};
 use crate::domain::manifest::{ChangeKind, ManifestStatus};
 

@@ -1,0 +1,212 @@
+//! The composition root: which store to use (the configuration's precedence), opening it (creating
+//! and migrating the embedded default on first use, refusing an unmigrated one), and building
+//! `Ops` over it. Every front end opens the application through here; nothing here knows a
+//! command line, so `cli/` converts its flags into these arguments and [`RootError`] into its own
+//! error.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{self, ConfigError, Resolved, UrlSource};
+use crate::ops::{Ops, OpsError};
+use crate::stdio::stderr_line;
+use crate::store::{self, Store, StoreError, StoreOptions};
+
+/// Why the application could not be opened. Each variant prints one line, already worded.
+#[derive(Debug, thiserror::Error)]
+pub enum RootError {
+    /// No home directory, an unreadable or malformed config file, an empty database URL.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store is unreachable, missing, not migrated, or refused a query.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store opened but the caller's identity could not be established on it.
+    #[error(transparent)]
+    Ops(#[from] OpsError),
+    /// The embedded default's data directory could not be made.
+    #[error("cannot create data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+pub type RootResult<T = ()> = Result<T, RootError>;
+
+/// Resolves the configuration the same way for every front end: `db_flag` (`--db`) first, then
+/// the environment, the config file and the embedded default (see [`config::resolve`]). A config
+/// file that holds secrets and others can read is worth a warning on stderr.
+pub fn resolve_config(db_flag: Option<&str>) -> RootResult<Resolved> {
+    let paths = config::Paths::platform()?;
+    if let Some(warning) = config::secrets_warning(&paths.config_file) {
+        stderr_line(&format!("warning: {warning}"));
+    }
+    Ok(config::resolve(db_flag, |k| std::env::var(k).ok(), paths)?)
+}
+
+/// Opens the store. The embedded default is created and migrated on first use; any other store
+/// must have been migrated with `ospdeck db migrate`. Under `--read-only` nothing is created or
+/// migrated, and a store refused here leaves no file behind.
+pub async fn open_store(
+    resolved: &Resolved,
+    options: &StoreOptions,
+    require_migrated: bool,
+) -> RootResult<Arc<dyn Store>> {
+    let embedded = resolved.source == UrlSource::EmbeddedDefault && !options.read_only;
+    let when_missing = if embedded {
+        WhenMissing::CreateWithDirs
+    } else {
+        WhenMissing::Refuse
+    };
+    with_store_file(&resolved.url, options.read_only, when_missing, async {
+        if require_migrated
+            && !embedded
+            && !options.read_only
+            && store::sqlite_path(&resolved.url).is_some()
+        {
+            // Opened to write, a SQLite file is switched to WAL and gains side files: judge it
+            // read-only first, so a file refused here is left exactly as it was.
+            let probe = StoreOptions {
+                read_only: true,
+                max_connections: 1,
+            };
+            require_migrations(store::open(&resolved.url, &probe).await?.as_ref()).await?;
+        }
+        let store = store::open(&resolved.url, options).await?;
+        if embedded {
+            store.migrate().await?;
+        } else if require_migrated {
+            require_migrations(store.as_ref()).await?;
+        }
+        Ok(store)
+    })
+    .await
+}
+
+/// Opens the store (which must be migrated) and connects `Ops` to it as `as_user` (`--as`), or as
+/// the identity the store knows.
+pub async fn connect(
+    resolved: &Resolved,
+    options: &StoreOptions,
+    as_user: Option<&str>,
+) -> RootResult<Ops> {
+    let store = open_store(resolved, options, true).await?;
+    Ok(Ops::connect_as(store, as_user).await?)
+}
+
+/// Refuses a store with pending migrations, naming them.
+pub async fn require_migrations(store: &dyn Store) -> RootResult {
+    let pending: Vec<i64> = store
+        .migration_status()
+        .await?
+        .into_iter()
+        .filter(|m| !m.applied)
+        .map(|m| m.version)
+        .collect();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::NotMigrated(format!(
+        "{} has {} pending migration(s) {:?}",
+        store.location(),
+        pending.len(),
+        pending
+    ))
+    .into())
+}
+
+/// What a caller may do when its SQLite file does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenMissing {
+    Refuse,
+    Create,
+    /// The embedded default: its data directory may be missing too.
+    CreateWithDirs,
+}
+
+/// Runs `work`, which opens the store at `url` and does what must succeed with it. A SQLite file
+/// that is missing is created only as `when_missing` allows (never when `read_only`), and what
+/// was created for it is removed again if `work` fails.
+pub async fn with_store_file<T, E: From<RootError>>(
+    url: &str,
+    read_only: bool,
+    when_missing: WhenMissing,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let new_file = NewSqliteFile::prepare(url, read_only, when_missing)?;
+    let result = work.await;
+    if result.is_err() {
+        if let Some(new_file) = new_file {
+            new_file.remove();
+        }
+    }
+    result
+}
+
+/// A SQLite file about to be created: the database and side files that did not exist, and the
+/// directories made for them (outermost first).
+struct NewSqliteFile {
+    files: Vec<PathBuf>,
+    dirs: Vec<PathBuf>,
+}
+
+impl NewSqliteFile {
+    /// None when `url` is not a SQLite file or the file exists; an error when it is missing and
+    /// may not be created.
+    fn prepare(url: &str, read_only: bool, when_missing: WhenMissing) -> RootResult<Option<Self>> {
+        let Some(path) = store::sqlite_path(url).map(Path::new) else {
+            return Ok(None);
+        };
+        if path.exists() {
+            return Ok(None);
+        }
+        if read_only {
+            return Err(StoreError::Unavailable(format!(
+                "no database at {} (read-only mode creates none)",
+                path.display()
+            ))
+            .into());
+        }
+        if when_missing == WhenMissing::Refuse {
+            return Err(
+                StoreError::NotMigrated(format!("no database at {} yet", path.display())).into(),
+            );
+        }
+        let mut dirs = Vec::new();
+        if when_missing == WhenMissing::CreateWithDirs {
+            if let Some(parent) = path.parent() {
+                dirs = parent
+                    .ancestors()
+                    .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+                    .map(Path::to_path_buf)
+                    .collect();
+                dirs.reverse();
+                std::fs::create_dir_all(parent).map_err(|source| RootError::DataDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+        }
+        let files = ["", "-wal", "-shm", "-journal"]
+            .iter()
+            .map(|suffix| {
+                let mut file = path.as_os_str().to_owned();
+                file.push(suffix);
+                PathBuf::from(file)
+            })
+            .filter(|f| !f.exists())
+            .collect();
+        Ok(Some(Self { files, dirs }))
+    }
+
+    fn remove(self) {
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+        // Innermost first; remove_dir leaves a directory that someone else filled meanwhile.
+        for dir in self.dirs.iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}

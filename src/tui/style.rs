@@ -1,0 +1,75 @@
+//! What both drawing modules (`view` and `view_catalog`) share: the colour theme and the
+//! time formatting, so that neither has to import the other.
+
+use chrono::{DateTime, Utc};
+use ratatui::style::{Color, Modifier, Style};
+
+use crate::domain::run::RunStatus;
+
+/// Colours limited to the 16 ANSI ones, or none at all (NO_COLOR).
+#[derive(Debug, Clone, Copy)]
+pub struct Theme {
+    pub color: bool,
+}
+
+impl Theme {
+    pub fn from_env() -> Self {
+        Self {
+            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        }
+    }
+
+    /// A colour, or no style at all under NO_COLOR.
+    pub fn fg(self, color: Color) -> Style {
+        if self.color {
+            Style::default().fg(color)
+        } else {
+            Style::default()
+        }
+    }
+
+    pub fn status(self, status: RunStatus) -> Style {
+        let color = match status {
+            RunStatus::Queued => Color::Blue,
+            RunStatus::Claimed => Color::Cyan,
+            RunStatus::Running => Color::Yellow,
+            RunStatus::Succeeded => Color::Green,
+            RunStatus::Failed => Color::Red,
+            RunStatus::Canceled => Color::Magenta,
+        };
+        let style = self.fg(color);
+        if status == RunStatus::Failed {
+            style.add_modifier(Modifier::BOLD)
+        } else {
+            style
+        }
+    }
+
+    pub(super) fn selected(self) -> Style {
+        // Reverse video reads as a selection with or without colour.
+        Style::default().add_modifier(Modifier::REVERSED)
+    }
+
+    pub fn dim(self) -> Style {
+        if self.color {
+            Style::default().fg(Color::DarkGray)
+        } else {
+            Style::default().add_modifier(Modifier::DIM)
+        }
+    }
+
+    pub(super) fn error(self) -> Style {
+        self.fg(Color::Red).add_modifier(Modifier::BOLD)
+    }
+}
+
+/// "42s", "5m", "3h", "2d": how long ago, in the unit that fits four columns.
+pub fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
+    let secs = (now - then).num_seconds().max(0);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3_600 => format!("{}m", secs / 60),
+        3_600..86_400 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
