@@ -980,3 +980,163 @@ mod cases {
         Ok(())
     }
 }
+
+/// migrations/postgres/functions/live.sql holds the live definition of every function of schemas
+/// ops and osp_metadata (trigger functions too), as the newest migration leaves it. This compares
+/// the file with what a migrated database holds, function by function, so that neither changes
+/// without the other.
+mod postgres_functions {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use sqlx::Connection;
+
+    use crate::common::{Harness, TestResult};
+
+    /// Set to 1 to write the file from the migrated database instead of comparing.
+    const WRITE_VAR: &str = "OSPDECK_WRITE_PG_FUNCTIONS";
+    const MARKER: &str = "-- function: ";
+    const HEADER: &str = "\
+-- The live definition of every function in schemas ops and osp_metadata (trigger functions
+-- included), as the newest migration under migrations/postgres leaves it: what replaying
+-- 0001…NNNN by hand would otherwise tell. Not a migration (sqlx reads only the files directly
+-- under migrations/postgres): a function is changed by a new migration, and this file with it.
+--
+-- Each definition is pg_get_functiondef's text (search_path empty, so names are qualified),
+-- ordered by signature, after a `-- function: <regprocedure>` line. tests/conformance.rs
+-- (postgres_functions) compares it with a migrated database and names any function that differs.
+-- Regenerate it from the migrations after changing a function there:
+--
+--   OSPDECK_REQUIRE_PG=1 OSPDECK_WRITE_PG_FUNCTIONS=1 cargo test --test conformance postgres_functions
+";
+
+    fn file() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres/functions/live.sql")
+    }
+
+    /// Signature -> definition, from the migrated database.
+    async fn live(h: &Harness) -> Result<BTreeMap<String, String>, sqlx::Error> {
+        let mut conn = sqlx::PgConnection::connect(&h.url).await?;
+        // Names are printed qualified unless on the search path: none is, so the text is the same
+        // whatever the session's default.
+        sqlx::query("SET search_path = ''")
+            .execute(&mut conn)
+            .await?;
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid)
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname IN ('ops', 'osp_metadata') AND p.prokind IN ('f', 'p')",
+        )
+        .fetch_all(&mut conn)
+        .await?;
+        let aggregates: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname IN ('ops', 'osp_metadata') AND p.prokind NOT IN ('f', 'p')",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        assert_eq!(
+            aggregates, 0,
+            "aggregate or window functions in ops/osp_metadata: pg_get_functiondef cannot print \
+             them; extend this test"
+        );
+        Ok(rows
+            .into_iter()
+            .map(|(sig, def)| (sig, def.trim_end().to_owned()))
+            .collect())
+    }
+
+    fn render(functions: &BTreeMap<String, String>) -> String {
+        let mut out = HEADER.to_owned();
+        for (sig, def) in functions {
+            out.push_str(&format!("\n{MARKER}{sig}\n{def};\n"));
+        }
+        out
+    }
+
+    /// Signature -> definition, from the file's text.
+    fn parse(text: &str) -> Result<BTreeMap<String, String>, String> {
+        let mut functions = BTreeMap::new();
+        let mut current: Option<(String, Vec<&str>)> = None;
+        let mut finish = |current: Option<(String, Vec<&str>)>| -> Result<(), String> {
+            if let Some((sig, lines)) = current {
+                let def = lines.join("\n");
+                let def = def.trim_end();
+                let def = def.strip_suffix(';').unwrap_or(def).trim_end().to_owned();
+                if functions.insert(sig.clone(), def).is_some() {
+                    return Err(format!("{sig} appears twice"));
+                }
+            }
+            Ok(())
+        };
+        for line in text.lines() {
+            if let Some(sig) = line.strip_prefix(MARKER) {
+                finish(current.take())?;
+                current = Some((sig.trim().to_owned(), Vec::new()));
+            } else if let Some((_, lines)) = current.as_mut() {
+                lines.push(line);
+            }
+        }
+        finish(current)?;
+        Ok(functions)
+    }
+
+    /// The first line where two definitions part, for the failure message.
+    fn first_difference(file: &str, db: &str) -> String {
+        let (f, d): (Vec<&str>, Vec<&str>) = (file.lines().collect(), db.lines().collect());
+        let at = f
+            .iter()
+            .zip(&d)
+            .position(|(a, b)| a != b)
+            .unwrap_or(f.len().min(d.len()));
+        format!(
+            "line {}: file has {:?}, database has {:?}",
+            at + 1,
+            f.get(at).copied().unwrap_or("<end>"),
+            d.get(at).copied().unwrap_or("<end>")
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_function_file_is_what_the_migrations_leave() -> TestResult {
+        let Some(h) = Harness::postgres("the_function_file_is_what_the_migrations_leave").await
+        else {
+            return Ok(());
+        };
+        let db = live(&h).await?;
+        assert!(db.len() > 20, "only {} functions found", db.len());
+        if std::env::var(WRITE_VAR).is_ok_and(|v| v == "1") {
+            std::fs::create_dir_all(file().parent().ok_or("no parent")?)?;
+            std::fs::write(file(), render(&db))?;
+            println!("wrote {} functions to {}", db.len(), file().display());
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(file())
+            .map_err(|e| format!("{}: {e}; regenerate it ({WRITE_VAR}=1)", file().display()))?;
+        let in_file = parse(&text)?;
+        let mut problems = Vec::new();
+        for (sig, def) in &db {
+            match in_file.get(sig) {
+                None => problems.push(format!("{sig}: in the database, missing from the file")),
+                Some(f) if f != def => {
+                    problems.push(format!("{sig}: differs, {}", first_difference(f, def)));
+                }
+                Some(_) => {}
+            }
+        }
+        for sig in in_file.keys().filter(|s| !db.contains_key(*s)) {
+            problems.push(format!("{sig}: in the file, not in the migrated database"));
+        }
+        assert!(
+            problems.is_empty(),
+            "{} and the migrations disagree ({} function(s)); change both, or regenerate the file \
+             with {WRITE_VAR}=1 if the migration is right:\n  {}",
+            file().display(),
+            problems.len(),
+            problems.join("\n  ")
+        );
+        // The file is exactly what would be written, header included: nothing hand-edited in.
+        assert_eq!(text, render(&db), "the file's text is not as generated");
+        Ok(())
+    }
+}

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use ospdeck::domain::permission::Identity;
 use ospdeck::ops::Ops;
+use ospdeck::store::postgres::PgStore;
 use ospdeck::store::{self, Store, StoreKind, StoreOptions};
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
@@ -88,6 +89,111 @@ async fn drop_databases_of_finished_runs(admin: &mut sqlx::PgConnection) {
     }
 }
 
+/// The database every PostgreSQL case of this test process is copied from: migrated once, on the
+/// first case's demand, then cloned with `CREATE DATABASE … TEMPLATE` (a file copy, far cheaper
+/// than running every migration again). Named `ospdeck_t_<tag>_<pid>_tpl`, so that it is dropped
+/// with this process's other databases: at exit here, else by the next run of this tag or by CI.
+static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+
+/// The template's name and the admin URL to drop it with, for the exit handler.
+static TEMPLATE_AT_EXIT: std::sync::Mutex<Option<(String, String)>> = std::sync::Mutex::new(None);
+
+fn database_url(admin_url: &str, name: &str) -> String {
+    let mut url = url::Url::parse(admin_url).expect("PG URL");
+    url.set_path(name);
+    url.to_string()
+}
+
+/// Creates and migrates this process's template through the store's own migrate, then closes
+/// every connection to it: PostgreSQL copies a database only while nobody is connected to it.
+/// Cluster-wide objects the migrations create (the roles ospdeck_member, ospdeck_api) exist from
+/// then on; a copy holds the grants to them as a migrated database does.
+async fn make_template(admin_url: String) -> String {
+    let name = format!("ospdeck_t_{}_{}_tpl", test_tag(), std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&admin_url)
+        .await
+        .expect("connect to make the template");
+    // A leftover of an earlier process that had this pid.
+    admin
+        .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+        .await
+        .expect("drop a stale template");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("create the template");
+    *TEMPLATE_AT_EXIT.lock().expect("template lock") = Some((admin_url.clone(), name.clone()));
+    // SAFETY: registers a function that takes no arguments and does not unwind.
+    unsafe { libc::atexit(drop_template_at_exit) };
+    let store = PgStore::open(
+        &database_url(&admin_url, &name),
+        &StoreOptions {
+            read_only: false,
+            max_connections: 1,
+        },
+    )
+    .await
+    .expect("open the template");
+    store.migrate().await.expect("migrate the template");
+    store.pool().close().await;
+    // Nobody connects to it any more; autovacuum would, and make a copy fail while it is there.
+    // (Best effort: a non-superuser owner may be refused; copies retry instead.)
+    let _ = admin
+        .execute(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false").as_str())
+        .await;
+    let _ = admin.close().await;
+    name
+}
+
+/// `CREATE DATABASE name TEMPLATE template`, retried while PostgreSQL reports the template in use
+/// ("source database … is being accessed by other users", SQLSTATE 55006): a closed connection's
+/// server process may take a moment to go, and autovacuum may visit.
+async fn create_from_template(admin: &mut sqlx::PgConnection, name: &str, template: &str) {
+    let sql = format!("CREATE DATABASE {name} TEMPLATE {template}");
+    let mut attempts = 0;
+    loop {
+        match admin.execute(sql.as_str()).await {
+            Ok(_) => return,
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("55006") && attempts < 200 =>
+            {
+                attempts += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("create test db {name} from template {template}: {e}"),
+        }
+    }
+}
+
+/// At process exit, drops the template (its copies stay, as every test database does, until the
+/// next run of this tag). On its own thread and runtime, as the tests' runtimes are gone by then;
+/// bounded, so that an unreachable server cannot hold the process.
+extern "C" fn drop_template_at_exit() {
+    let Some((admin_url, name)) = TEMPLATE_AT_EXIT.lock().ok().and_then(|mut t| t.take()) else {
+        return;
+    };
+    let (done, wait) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new().spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            rt.block_on(async {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = admin
+                        .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        }
+        let _ = done.send(());
+    });
+    if spawned.is_ok() {
+        let _ = wait.recv_timeout(std::time::Duration::from_secs(10));
+    }
+}
+
 impl Harness {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -113,6 +219,9 @@ impl Harness {
             }
         };
         drop_databases_of_finished_runs(&mut admin).await;
+        let template = TEMPLATE
+            .get_or_init(|| make_template(admin_url.clone()))
+            .await;
         let name = format!(
             "ospdeck_t_{}_{}_{}",
             test_tag(),
@@ -123,13 +232,9 @@ impl Harness {
             .execute(format!("DROP DATABASE IF EXISTS {name}").as_str())
             .await
             .expect("drop test db");
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .expect("create test db");
-        let mut url = url::Url::parse(&admin_url).expect("PG URL");
-        url.set_path(&name);
-        Some(Self::open(url.to_string(), None).await)
+        create_from_template(&mut admin, &name, template).await;
+        let _ = admin.close().await;
+        Some(Self::open(database_url(&admin_url, &name), None).await)
     }
 
     async fn open(url: String, dir: Option<tempfile::TempDir>) -> Self {
