@@ -135,7 +135,7 @@ async fn make_template(admin_url: String) -> String {
     .await
     .expect("open the template");
     store.migrate().await.expect("migrate the template");
-    store.pool().close().await;
+    store.close().await;
     // Nobody connects to it any more; autovacuum would, and make a copy fail while it is there.
     // (Best effort: a non-superuser owner may be refused; copies retry instead.)
     let _ = admin

@@ -86,6 +86,11 @@ impl PgStore {
         })
     }
 
+    /// Closes every connection of the pool (a database is copied only when nobody is connected).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// One connection with the server's default search path, for the migrator.
     async fn migrating_pool(&self) -> StoreResult<PgPool> {
         Ok(PgPoolOptions::new()
