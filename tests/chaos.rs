@@ -23,6 +23,7 @@ use ospdeck::domain::permission::Identity;
 use ospdeck::domain::run::{NewRun, RunOptions};
 use ospdeck::domain::workflow::WorkflowType;
 use ospdeck::ops::Ops;
+use ospdeck::ops::WorkflowRequest;
 use ospdeck::store::{self, Store, StoreOptions};
 use sqlx::Connection;
 
@@ -53,14 +54,10 @@ impl Workload {
         ops.create_project("chaos", None).await?;
         let command = append_command(&dir.path().join("lock"), &dir.path().join("executed"), 0.2);
         let wf = ops
-            .create_workflow(
-                "chaos",
-                "append",
-                WorkflowType::Test,
-                &command,
-                None,
-                Some(600),
-            )
+            .create_workflow(&WorkflowRequest {
+                timeout_secs: Some(600),
+                ..WorkflowRequest::new("chaos", "append", WorkflowType::Test, &command)
+            })
             .await?;
         let runs: Vec<NewRun> = (0..RUNS)
             .map(|_| NewRun::new(wf.project_id, wf.id, &RunOptions::default()))

@@ -36,6 +36,7 @@ mod cases {
         NewLogLine, NewRun, RunOptions, RunStatus,
     };
     use ospdeck::domain::workflow::WorkflowType;
+    use ospdeck::ops::WorkflowRequest;
     use ospdeck::ops::{EnqueueRequest, Ops, OpsError, RunQuery};
     use ospdeck::store::{self, StoreError, StoreOptions};
 
@@ -46,17 +47,18 @@ mod cases {
     async fn setup(h: &Harness) -> Result<(), OpsError> {
         h.ops.create_project("acme", Some("Acme")).await?;
         h.ops
-            .create_workflow("acme", "build", WorkflowType::Build, "true", None, None)
+            .create_workflow(&WorkflowRequest::new(
+                "acme",
+                "build",
+                WorkflowType::Build,
+                "true",
+            ))
             .await?;
         h.ops
-            .create_workflow(
-                "acme",
-                "billing",
-                WorkflowType::Service,
-                "true",
-                Some("billing-tasks"),
-                None,
-            )
+            .create_workflow(&WorkflowRequest {
+                queue: Some("billing-tasks"),
+                ..WorkflowRequest::new("acme", "billing", WorkflowType::Service, "true")
+            })
             .await?;
         Ok(())
     }
@@ -670,7 +672,12 @@ mod cases {
         ));
         assert!(matches!(
             h.ops
-                .create_workflow("acme", "build", WorkflowType::Build, "true", None, None)
+                .create_workflow(&WorkflowRequest::new(
+                    "acme",
+                    "build",
+                    WorkflowType::Build,
+                    "true"
+                ))
                 .await,
             Err(OpsError::Store(StoreError::Conflict(_)))
         ));
@@ -877,14 +884,12 @@ mod cases {
     pub async fn text_filter_matches_names_and_ids_and_escapes_wildcards(h: Harness) -> TestResult {
         setup(&h).await?;
         h.ops
-            .create_workflow(
+            .create_workflow(&WorkflowRequest::new(
                 "acme",
                 "deploy_eu",
                 WorkflowType::Deploy,
                 "true",
-                None,
-                None,
-            )
+            ))
             .await?;
         let build = enqueue(&h.ops, "build", 0).await?;
         let billing = enqueue(&h.ops, "billing", 0).await?;

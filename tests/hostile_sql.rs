@@ -17,6 +17,7 @@ mod cases {
     use ospdeck::domain::permission::{Identity, Role};
     use ospdeck::domain::service::WorkflowSpec;
     use ospdeck::domain::workflow::WorkflowType;
+    use ospdeck::ops::WorkflowRequest;
     use ospdeck::ops::{CreateService, EnqueueRequest, Ops, OpsError};
     use ospdeck::store::StoreKind;
     use serde_json::{Value, json};
@@ -30,18 +31,19 @@ mod cases {
         let other = h.ops.create_project("other", None).await?;
         let build = h
             .ops
-            .create_workflow(
-                "acme",
-                "build",
-                WorkflowType::Build,
-                "true",
-                Some("q-build"),
-                None,
-            )
+            .create_workflow(&WorkflowRequest {
+                queue: Some("q-build"),
+                ..WorkflowRequest::new("acme", "build", WorkflowType::Build, "true")
+            })
             .await?;
         let obuild = h
             .ops
-            .create_workflow("other", "obuild", WorkflowType::Build, "true", None, None)
+            .create_workflow(&WorkflowRequest::new(
+                "other",
+                "obuild",
+                WorkflowType::Build,
+                "true",
+            ))
             .await?;
         Ok(((build.id, obuild.id), (acme.id, other.id)))
     }
@@ -151,7 +153,12 @@ mod cases {
     pub async fn what_was_queued_never_changes(h: Harness) -> TestResult {
         let ((_, obuild), (_, other)) = two_projects(&h).await?;
         h.ops
-            .create_workflow("acme", "lint", WorkflowType::Test, "true", None, None)
+            .create_workflow(&WorkflowRequest::new(
+                "acme",
+                "lint",
+                WorkflowType::Test,
+                "true",
+            ))
             .await?;
         let lint = h.ops.workflow("acme", "lint").await?.id;
         let earlier = enqueue(&h.ops, "acme", "build").await?;
@@ -387,14 +394,12 @@ mod cases {
         h.ops.set_member("acme", "adm", Role::Admin, true).await?;
         let as_dev = Ops::new(h.store.clone(), Identity::member("dev"));
         let refused = as_dev
-            .create_workflow(
+            .create_workflow(&WorkflowRequest::new(
                 "acme",
                 "launcher",
                 WorkflowType::Deploy,
                 ospdeck::ops::DEPLOY_COMMAND,
-                None,
-                None,
-            )
+            ))
             .await;
         assert!(
             matches!(&refused, Err(OpsError::Forbidden(m)) if m.starts_with("permission denied")),
@@ -402,14 +407,15 @@ mod cases {
         );
         let as_admin = Ops::new(h.store.clone(), Identity::member("adm"));
         as_admin
-            .create_workflow(
-                "acme",
-                "launcher",
-                WorkflowType::Deploy,
-                ospdeck::ops::DEPLOY_COMMAND,
-                Some("ospdeck-deploy"),
-                None,
-            )
+            .create_workflow(&WorkflowRequest {
+                queue: Some("ospdeck-deploy"),
+                ..WorkflowRequest::new(
+                    "acme",
+                    "launcher",
+                    WorkflowType::Deploy,
+                    ospdeck::ops::DEPLOY_COMMAND,
+                )
+            })
             .await?;
         Ok(())
     }
@@ -425,6 +431,7 @@ mod members {
     use ospdeck::domain::run::{Completion, Hold, RunStatus};
     use ospdeck::domain::service::WorkflowSpec;
     use ospdeck::domain::workflow::WorkflowType;
+    use ospdeck::ops::WorkflowRequest;
     use ospdeck::ops::{CreateService, DEPLOY_WORKFLOW, EnqueueRequest, Ops};
     use ospdeck::store::{self, StoreOptions};
     use serde_json::json;
@@ -474,7 +481,10 @@ mod members {
         for (project, name) in [("acme", "build"), ("acme", "lint"), ("other", "obuild")] {
             let wf = h
                 .ops
-                .create_workflow(project, name, WorkflowType::Build, "make", Some("q"), None)
+                .create_workflow(&WorkflowRequest {
+                    queue: Some("q"),
+                    ..WorkflowRequest::new(project, name, WorkflowType::Build, "make")
+                })
                 .await?;
             ids.push(wf.id);
         }

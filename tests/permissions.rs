@@ -20,6 +20,7 @@ mod cases {
     use ospdeck::domain::template::VersionStatus;
     use ospdeck::domain::tool::{NewAdvisory, Severity};
     use ospdeck::domain::workflow::WorkflowType;
+    use ospdeck::ops::WorkflowRequest;
     use ospdeck::ops::{
         CreateService, DEPLOY_WORKFLOW, EnqueueRequest, Ops, OpsError, PublishRequest,
     };
@@ -227,14 +228,10 @@ mod cases {
             .set_member(&ctx.project, &ctx.user, role, false)
             .await?;
         admin
-            .create_workflow(
-                &ctx.project,
-                "build",
-                WorkflowType::Build,
-                "true",
-                Some(&ctx.queue),
-                None,
-            )
+            .create_workflow(&WorkflowRequest {
+                queue: Some(&ctx.queue),
+                ..WorkflowRequest::new(&ctx.project, "build", WorkflowType::Build, "true")
+            })
             .await?;
         use Act::*;
         match act {
@@ -325,8 +322,13 @@ mod cases {
                 }
             }
             CreateWorkflow => {
-                ops.create_workflow(&ctx.project, "made", WorkflowType::Test, "true", None, None)
-                    .await?;
+                ops.create_workflow(&WorkflowRequest::new(
+                    &ctx.project,
+                    "made",
+                    WorkflowType::Test,
+                    "true",
+                ))
+                .await?;
             }
             EnqueueRun => {
                 enqueue(ops, ctx).await?;
@@ -563,6 +565,7 @@ mod database {
     use sqlx::{Connection, Executor};
 
     use ospdeck::domain::workflow::{Workflow, WorkflowType};
+    use ospdeck::ops::WorkflowRequest;
 
     use super::cases::{database_refusal, run_matrix};
     use super::common::{BoxError, Harness, TestResult};
@@ -582,7 +585,12 @@ mod database {
     async fn build_workflow_in_acme(h: &Harness) -> Result<(Workflow, String), BoxError> {
         let wf = h
             .ops
-            .create_workflow("acme", "build", WorkflowType::Build, "true", None, None)
+            .create_workflow(&WorkflowRequest::new(
+                "acme",
+                "build",
+                WorkflowType::Build,
+                "true",
+            ))
             .await?;
         let insert = format!(
             "INSERT INTO ops.runs (project_id, workflow_id, queue) VALUES ({}, {}, 'default')",

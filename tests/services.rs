@@ -688,6 +688,7 @@ mod cases {
     ) -> TestResult {
         use ospdeck::domain::tool::{NewAdvisory, Severity};
         use ospdeck::domain::workflow::WorkflowType;
+        use ospdeck::ops::WorkflowRequest;
         setup(&h).await?;
         h.ops.add_tool("odoo", "17.0", "odoo:17.0").await?;
         assert!(h.ops.add_tool("odoo", "17.0", "odoo:17.0").await.is_err());
@@ -717,14 +718,12 @@ mod cases {
             )?)
             .await?;
         h.ops
-            .create_workflow(
+            .create_workflow(&WorkflowRequest::new(
                 "telecom",
                 "upgrade",
                 WorkflowType::Upgrade,
                 "true",
-                None,
-                None,
-            )
+            ))
             .await?;
         let upgrade = |payload: &'static str, acknowledge: bool| ospdeck::ops::EnqueueRequest {
             project: "telecom",

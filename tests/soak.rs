@@ -20,6 +20,7 @@ use common::tmux::Tmux;
 use common::{Harness, TestResult};
 use ospdeck::domain::run::{NewRun, RunOptions};
 use ospdeck::domain::workflow::WorkflowType;
+use ospdeck::ops::WorkflowRequest;
 
 const WORKERS: usize = 4;
 const LEASE_SECS: u32 = 10;
@@ -43,14 +44,10 @@ async fn soak(h: Harness, store: &str) -> TestResult {
     let command = append_command(&dir.path().join("lock"), &out, 0.5);
     let wf = h
         .ops
-        .create_workflow(
-            "soak",
-            "append",
-            WorkflowType::Test,
-            &command,
-            None,
-            Some(600),
-        )
+        .create_workflow(&WorkflowRequest {
+            timeout_secs: Some(600),
+            ..WorkflowRequest::new("soak", "append", WorkflowType::Test, &command)
+        })
         .await?;
 
     let worker_log = |n: usize| dir.path().join(format!("worker-{n}.err"));

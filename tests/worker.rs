@@ -12,6 +12,7 @@ use common::{Harness, TestResult};
 use ospdeck::domain::run::RunStatus;
 use ospdeck::domain::workflow::WorkflowType;
 use ospdeck::ops::EnqueueRequest;
+use ospdeck::ops::WorkflowRequest;
 
 fn spawn_worker(url: &str, home: &Path, args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_ospdeck"))
@@ -75,14 +76,10 @@ mod cases {
             m = marker.display()
         );
         h.ops
-            .create_workflow(
-                "acme",
-                "deploy",
-                WorkflowType::Deploy,
-                &command,
-                None,
-                Some(120),
-            )
+            .create_workflow(&WorkflowRequest {
+                timeout_secs: Some(120),
+                ..WorkflowRequest::new("acme", "deploy", WorkflowType::Deploy, &command)
+            })
             .await?;
         let id = h
             .ops
@@ -159,27 +156,24 @@ mod cases {
         let home = tempfile::tempdir()?;
         h.ops.create_project("acme", None).await?;
         h.ops
-            .create_workflow("acme", "chatty", WorkflowType::Build, "for i in 1 2 3; do echo line $i; done; echo warn >&2; printf 'caf\\351 \\000\\n'; echo \"$OSPDECK_PAYLOAD\"; exit 4", None, None)
+            .create_workflow(&WorkflowRequest::new("acme", "chatty", WorkflowType::Build, "for i in 1 2 3; do echo line $i; done; echo warn >&2; printf 'caf\\351 \\000\\n'; echo \"$OSPDECK_PAYLOAD\"; exit 4"))
             .await?;
         h.ops
-            .create_workflow(
-                "acme",
-                "slow",
-                WorkflowType::Test,
-                "sleep 30",
-                None,
-                Some(1),
-            )
+            .create_workflow(&WorkflowRequest {
+                timeout_secs: Some(1),
+                ..WorkflowRequest::new("acme", "slow", WorkflowType::Test, "sleep 30")
+            })
             .await?;
         h.ops
-            .create_workflow(
-                "acme",
-                "forever",
-                WorkflowType::Backup,
-                "echo started; sleep 60",
-                Some("long"),
-                None,
-            )
+            .create_workflow(&WorkflowRequest {
+                queue: Some("long"),
+                ..WorkflowRequest::new(
+                    "acme",
+                    "forever",
+                    WorkflowType::Backup,
+                    "echo started; sleep 60",
+                )
+            })
             .await?;
         let chatty = h
             .ops
@@ -284,7 +278,12 @@ mod cases {
         h.ops.create_project("acme", None).await?;
         let wf = h
             .ops
-            .create_workflow("acme", "build", WorkflowType::Build, "echo ok", None, None)
+            .create_workflow(&WorkflowRequest::new(
+                "acme",
+                "build",
+                WorkflowType::Build,
+                "echo ok",
+            ))
             .await?;
         let mut ids = Vec::new();
         for priority in [3, 1] {

@@ -9,7 +9,7 @@ use super::output::{self, emit, opt, table, time};
 use super::{Cli, CliError, CliResult};
 use crate::domain::run::{Run, RunStatus, parse_run_id};
 use crate::domain::workflow::WorkflowType;
-use crate::ops::{EnqueueRequest, Ops, RunQuery};
+use crate::ops::{EnqueueRequest, Ops, RunQuery, WorkflowRequest};
 use crate::stdio::{stderr_line, stdout_line};
 
 #[derive(Debug, Subcommand)]
@@ -183,14 +183,11 @@ pub async fn workflow(ops: &Ops, json: bool, cmd: &WorkflowCommand) -> CliResult
             timeout,
         } => {
             let wf = ops
-                .create_workflow(
-                    project,
-                    name,
-                    *workflow_type,
-                    command,
-                    queue.as_deref(),
-                    *timeout,
-                )
+                .create_workflow(&WorkflowRequest {
+                    queue: queue.as_deref(),
+                    timeout_secs: *timeout,
+                    ..WorkflowRequest::new(project, name, *workflow_type, command)
+                })
                 .await?;
             emit(json, &wf, || {
                 format!(

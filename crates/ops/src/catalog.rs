@@ -5,6 +5,37 @@ use crate::domain::permission::Permission;
 use crate::domain::project::{NewProject, Project};
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
 
+/// A workflow to create. Its queue and timeout take the defaults of its type when unset:
+/// `WorkflowRequest { queue: Some("q"), ..WorkflowRequest::new("acme", "build", Build, "make") }`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkflowRequest<'a> {
+    /// The project's key.
+    pub project: &'a str,
+    pub name: &'a str,
+    pub workflow_type: WorkflowType,
+    pub command: &'a str,
+    pub queue: Option<&'a str>,
+    pub timeout_secs: Option<i64>,
+}
+
+impl<'a> WorkflowRequest<'a> {
+    pub fn new(
+        project: &'a str,
+        name: &'a str,
+        workflow_type: WorkflowType,
+        command: &'a str,
+    ) -> Self {
+        Self {
+            project,
+            name,
+            workflow_type,
+            command,
+            queue: None,
+            timeout_secs: None,
+        }
+    }
+}
+
 impl Ops {
     /// Anyone who can sign in may create a project and becomes its first owner.
     pub async fn create_project(&self, key: &str, name: Option<&str>) -> OpsResult<Project> {
@@ -24,16 +55,16 @@ impl Ops {
         })
     }
 
-    pub async fn create_workflow(
-        &self,
-        project_key: &str,
-        name: &str,
-        workflow_type: WorkflowType,
-        command: &str,
-        queue: Option<&str>,
-        timeout_secs: Option<i64>,
-    ) -> OpsResult<Workflow> {
-        let project = self.project(project_key).await?;
+    pub async fn create_workflow(&self, request: &WorkflowRequest<'_>) -> OpsResult<Workflow> {
+        let WorkflowRequest {
+            project,
+            name,
+            workflow_type,
+            command,
+            queue,
+            timeout_secs,
+        } = *request;
+        let project = self.project(project).await?;
         self.authorize(
             project.scope(),
             &super::queue::needs_for_command(command, Permission::CreateWorkflow),

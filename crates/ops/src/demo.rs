@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{EnqueueRequest, Ops, OpsError, OpsResult};
+use super::{EnqueueRequest, Ops, OpsError, OpsResult, WorkflowRequest};
 use crate::domain::run::{Completion, LogLevel, NewArtifact, NewLogLine, RunStatus};
 use crate::domain::template::VersionStatus;
 use crate::domain::workflow::WorkflowType;
@@ -172,14 +172,11 @@ pub async fn seed_demo(
     ops.create_project(DEMO_PROJECT, Some("Demo workspace"))
         .await?;
     for (i, (name, kind, command)) in WORKFLOWS.iter().enumerate() {
-        ops.create_workflow(
-            DEMO_PROJECT,
-            name,
-            *kind,
-            command,
-            Some(DEMO_QUEUE),
-            Some(600),
-        )
+        ops.create_workflow(&WorkflowRequest {
+            queue: Some(DEMO_QUEUE),
+            timeout_secs: Some(600),
+            ..WorkflowRequest::new(DEMO_PROJECT, name, *kind, command)
+        })
         .await?;
         progress(i as u64 + 1, total);
     }

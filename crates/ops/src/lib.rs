@@ -25,6 +25,7 @@ use ospdeck_store::Store;
 
 pub use access::*;
 pub use artifacts::*;
+pub use catalog::WorkflowRequest;
 pub use deploy::*;
 pub use error::OpsError;
 pub use outage::{Announce, Backoff, StoreHealth};

@@ -10,7 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::domain::workflow::{Workflow, WorkflowType};
-use crate::ops::{Ops, OpsResult};
+use crate::ops::{Ops, OpsResult, WorkflowRequest};
 
 pub use console::{ConsoleBenchArgs, console};
 pub use queue::{QueueBenchArgs, queue};
@@ -36,14 +36,11 @@ fn spinner(show: bool, label: &str) -> ProgressBar {
 async fn bench_workflow(ops: &Ops, prefix: &str, about: &str) -> OpsResult<Workflow> {
     let tag = format!("{prefix}-{}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"));
     ops.create_project(&tag, Some(about)).await?;
-    ops.create_workflow(
-        &tag,
-        "noop",
-        WorkflowType::Test,
-        "true",
-        Some(&tag),
-        Some(60),
-    )
+    ops.create_workflow(&WorkflowRequest {
+        queue: Some(&tag),
+        timeout_secs: Some(60),
+        ..WorkflowRequest::new(&tag, "noop", WorkflowType::Test, "true")
+    })
     .await
 }
 
