@@ -63,7 +63,6 @@ macro_rules! workflow_select {
 mod access;
 mod read_only;
 mod services;
-mod templates;
 
 const CLAIM_ALL_SQL: &str =
     concat!(
