@@ -3,7 +3,6 @@
 
 mod access;
 mod services;
-mod templates;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -40,7 +40,6 @@ macro_rules! now_ms {
 mod access;
 mod read_only;
 mod services;
-mod templates;
 
 const CLAIM_ALL_SQL: &str =
     concat!(
