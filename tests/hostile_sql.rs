@@ -432,7 +432,7 @@ mod members {
     use ospdeck::domain::service::WorkflowSpec;
     use ospdeck::domain::workflow::WorkflowType;
     use ospdeck::ops::WorkflowRequest;
-    use ospdeck::ops::{CreateService, DEPLOY_WORKFLOW, EnqueueRequest, Ops};
+    use ospdeck::ops::{CreateService, DEPLOY_WORKFLOW, EnqueueRequest, ManifestProposal, Ops};
     use ospdeck::store::{self, StoreOptions};
     use serde_json::json;
     use sqlx::{Connection, Executor, PgConnection};
@@ -730,7 +730,7 @@ mod members {
         let mut content = admin.manifest("ledger", None).await?.content;
         content["workflows"][0]["command"] = json!("make charge");
         let proposed = admin
-            .propose_manifest("ledger", &content.to_string(), None, None)
+            .propose_manifest(&ManifestProposal::new("ledger", &content.to_string()))
             .await?;
         admin.activate_manifest("ledger", &proposed.version).await?;
         assert_eq!(

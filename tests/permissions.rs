@@ -20,10 +20,10 @@ mod cases {
     use ospdeck::domain::template::VersionStatus;
     use ospdeck::domain::tool::{NewAdvisory, Severity};
     use ospdeck::domain::workflow::WorkflowType;
-    use ospdeck::ops::WorkflowRequest;
     use ospdeck::ops::{
         CreateService, DEPLOY_WORKFLOW, EnqueueRequest, Ops, OpsError, PublishRequest,
     };
+    use ospdeck::ops::{ManifestProposal, WorkflowRequest};
     use ospdeck::store::{Store, StoreError};
 
     use super::common::{BoxError, Harness, TestResult};
@@ -249,7 +249,10 @@ mod cases {
                 create_service(admin, ctx).await?;
                 let text = admin.manifest(&ctx.schema, None).await?.content.to_string();
                 admin
-                    .propose_manifest(&ctx.schema, &text, Some("1.0.1"), None)
+                    .propose_manifest(&ManifestProposal {
+                        version: Some("1.0.1"),
+                        ..ManifestProposal::new(&ctx.schema, &text)
+                    })
                     .await?;
             }
             UnlockManifest => {
@@ -378,7 +381,8 @@ mod cases {
             CreateService => create_service(ops, ctx).await?,
             ProposeManifest => {
                 let text = ops.manifest(&ctx.schema, None).await?.content.to_string();
-                ops.propose_manifest(&ctx.schema, &text, None, None).await?;
+                ops.propose_manifest(&ManifestProposal::new(&ctx.schema, &text))
+                    .await?;
             }
             ActivateManifest => {
                 ops.activate_manifest(&ctx.schema, "1.0.1").await?;

@@ -23,7 +23,7 @@ mod cases {
     use ospdeck::domain::manifest::{Bump, ChangeKind, ManifestStatus};
     use ospdeck::domain::run::RunStatus;
     use ospdeck::domain::service::WorkflowSpec;
-    use ospdeck::ops::{CreateService, OpsError, RunQuery};
+    use ospdeck::ops::{CreateService, ManifestProposal, OpsError, RunQuery};
     use ospdeck::store::StoreKind;
     use serde_json::json;
 
@@ -257,7 +257,10 @@ mod cases {
         });
         let draft = h
             .ops
-            .propose_manifest(SCHEMA, &text, None, Some(Bump::Minor))
+            .propose_manifest(&ManifestProposal {
+                bump: Some(Bump::Minor),
+                ..ManifestProposal::new(SCHEMA, &text)
+            })
             .await?;
         assert_eq!(
             (draft.version.as_str(), draft.status),
@@ -266,10 +269,16 @@ mod cases {
         // Same version again: refused.
         let again = h
             .ops
-            .propose_manifest(SCHEMA, &text, Some("1.1.0"), None)
+            .propose_manifest(&ManifestProposal {
+                version: Some("1.1.0"),
+                ..ManifestProposal::new(SCHEMA, &text)
+            })
             .await;
         assert!(again.is_err());
-        let patch = h.ops.propose_manifest(SCHEMA, &text, None, None).await?;
+        let patch = h
+            .ops
+            .propose_manifest(&ManifestProposal::new(SCHEMA, &text))
+            .await?;
         assert_eq!(patch.version, "1.1.1");
 
         let diff = h.ops.manifest_diff(SCHEMA, "1.0.0", "1.1.0").await?;
@@ -288,7 +297,7 @@ mod cases {
         let renamed = content_with(&v1, |v| v["service_id"] = json!("something_else"));
         let err = h
             .ops
-            .propose_manifest(SCHEMA, &renamed, None, None)
+            .propose_manifest(&ManifestProposal::new(SCHEMA, &renamed))
             .await
             .err();
         assert!(
@@ -523,12 +532,17 @@ mod cases {
             "y".repeat(1 << 20)
         );
         assert!(matches!(
-            h.ops.propose_manifest(SCHEMA, &oversized, None, None).await,
+            h.ops
+                .propose_manifest(&ManifestProposal::new(SCHEMA, &oversized))
+                .await,
             Err(OpsError::Invalid(_))
         ));
         assert!(matches!(
             h.ops
-                .propose_manifest(SCHEMA, "{}", Some("1.2"), None)
+                .propose_manifest(&ManifestProposal {
+                    version: Some("1.2"),
+                    ..ManifestProposal::new(SCHEMA, "{}")
+                })
                 .await,
             Err(OpsError::Invalid(_))
         ));

@@ -12,7 +12,7 @@ use crate::config::read_file_config;
 use crate::deploy::DeployerConfig;
 use crate::domain::manifest::{Bump, ChangeKind, MAX_MANIFEST_BYTES};
 use crate::domain::service::WorkflowSpec;
-use crate::ops::{CreateService, Ops};
+use crate::ops::{CreateService, ManifestProposal, Ops};
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -274,7 +274,11 @@ pub async fn manifest(ops: &Ops, json: bool, cmd: &ManifestCommand) -> CliResult
         } => {
             let text = read_source(file, MAX_MANIFEST_BYTES, "manifest")?;
             let m = ops
-                .propose_manifest(service, &text, version.as_deref(), *bump)
+                .propose_manifest(&ManifestProposal {
+                    version: version.as_deref(),
+                    bump: *bump,
+                    ..ManifestProposal::new(service, &text)
+                })
                 .await?;
             emit(json, &m, || {
                 format!("proposed {service} {} (draft)", m.version)

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 
 use super::app::{self, Data, Effect, RunsQuery};
 use crate::deploy::DeployerConfig;
-use crate::ops::{Backoff, CreateService, Ops, OpsError, RunQuery};
+use crate::ops::{Backoff, CreateService, ManifestProposal, Ops, OpsError, RunQuery};
 
 /// What the loader needs beyond the store: how a deploy from the console deploys.
 #[derive(Debug, Clone, Default)]
@@ -339,7 +339,7 @@ async fn catalog_action(ops: &Ops, settings: &LoaderSettings, effect: Effect, ou
             Err(e) => Err(e),
         },
         Effect::Propose { schema, text } => ops
-            .propose_manifest(&schema, &text, None, None)
+            .propose_manifest(&ManifestProposal::new(&schema, &text))
             .await
             .map(|m| format!("proposed {schema} {} (draft)", m.version)),
         Effect::Activate { schema, version } => ops

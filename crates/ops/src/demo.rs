@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use super::{EnqueueRequest, Ops, OpsError, OpsResult, WorkflowRequest};
+use super::{EnqueueRequest, ManifestProposal, Ops, OpsError, OpsResult, WorkflowRequest};
 use crate::domain::run::{Completion, LogLevel, NewArtifact, NewLogLine, RunStatus};
 use crate::domain::template::VersionStatus;
 use crate::domain::workflow::WorkflowType;
@@ -253,12 +253,10 @@ async fn propose_described(
 ) -> OpsResult<crate::domain::manifest::Manifest> {
     let mut content = ops.manifest(schema, None).await?.content;
     content["description"] = json!(description);
-    ops.propose_manifest(
-        schema,
-        &content.to_string(),
-        None,
-        Some(crate::domain::manifest::Bump::Minor),
-    )
+    ops.propose_manifest(&ManifestProposal {
+        bump: Some(crate::domain::manifest::Bump::Minor),
+        ..ManifestProposal::new(schema, &content.to_string())
+    })
     .await
 }
 

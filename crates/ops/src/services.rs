@@ -81,6 +81,27 @@ fn service_workflows(
         .collect()
 }
 
+/// A manifest draft to propose: `text` is the JSON for service `schema`; its version is `version`
+/// when given, else the highest existing one bumped by `bump` (patch when unset).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ManifestProposal<'a> {
+    pub schema: &'a str,
+    pub text: &'a str,
+    pub version: Option<&'a str>,
+    pub bump: Option<Bump>,
+}
+
+impl<'a> ManifestProposal<'a> {
+    pub fn new(schema: &'a str, text: &'a str) -> Self {
+        Self {
+            schema,
+            text,
+            version: None,
+            bump: None,
+        }
+    }
+}
+
 impl Ops {
     pub async fn create_service(&self, req: &CreateService<'_>) -> OpsResult<CreatedService> {
         let project = self.project(req.project).await?;
@@ -296,13 +317,13 @@ impl Ops {
 
     /// A new draft: validated content, locked fields unchanged, version given or bumped from the
     /// highest existing one (patch by default).
-    pub async fn propose_manifest(
-        &self,
-        schema: &str,
-        text: &str,
-        version: Option<&str>,
-        bump: Option<Bump>,
-    ) -> OpsResult<Manifest> {
+    pub async fn propose_manifest(&self, proposal: &ManifestProposal<'_>) -> OpsResult<Manifest> {
+        let ManifestProposal {
+            schema,
+            text,
+            version,
+            bump,
+        } = *proposal;
         let service = self.service(schema).await?;
         self.authorize(
             service.scope(),

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::{p50_p99, rate, spinner};
 use crate::cli::{Cli, CliResult, open_store, resolve_config};
 use crate::domain::manifest::{self, MAX_MANIFEST_BYTES};
-use crate::ops::{CreateService, Ops};
+use crate::ops::{CreateService, ManifestProposal, Ops};
 use crate::store::StoreOptions;
 
 #[derive(Debug, Clone, Args)]
@@ -106,10 +106,16 @@ pub async fn services(cli: &Cli, args: &ServicesBenchArgs) -> CliResult {
     let (a, b) = (big(1), big(2));
     let manifest_bytes = b.len();
     let va = ops
-        .propose_manifest(&schema, &a, Some("2.0.0"), None)
+        .propose_manifest(&ManifestProposal {
+            version: Some("2.0.0"),
+            ..ManifestProposal::new(&schema, &a)
+        })
         .await?;
     let vb = ops
-        .propose_manifest(&schema, &b, Some("2.0.1"), None)
+        .propose_manifest(&ManifestProposal {
+            version: Some("2.0.1"),
+            ..ManifestProposal::new(&schema, &b)
+        })
         .await?;
     let mut with_load = Vec::with_capacity(args.diffs);
     let mut changes_found = 0;
