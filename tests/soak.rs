@@ -193,6 +193,13 @@ async fn soak(h: Harness, store: &str) -> TestResult {
         ran.values().filter(|n| **n > 1).count(),
         repeated_without_a_kill.len(),
     );
+    // The memory of both processes every five minutes, to tell a bounded cache from a leak.
+    let series: Vec<String> = samples
+        .iter()
+        .filter(|s| s.0.as_secs() % 300 < 30)
+        .map(|s| format!("{}m {}/{}", s.0.as_secs() / 60, s.1, s.2))
+        .collect();
+    println!("soak on {store}: RSS KiB console/worker 0 by minute: {}", series.join(", "));
     for (child, _) in &mut workers {
         let _ = child.kill();
         let _ = child.wait();

@@ -35,9 +35,12 @@ async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)
                 .collect()
         })
         .unwrap_or_default();
+    // The loader queries one at a time (the change watcher holds a connection of its own), so
+    // two pooled connections suffice; on SQLite each keeps a page cache of up to 2 MiB that
+    // fills as the store grows, which is most of the console's memory growth in a long soak.
     let options = StoreOptions {
         read_only,
-        ..Default::default()
+        max_connections: 2,
     };
     let ops = root::connect(&resolved, &options, cli.as_user.as_deref()).await?;
     let (deployer, manifest_dir) = super::services::deployer_settings(cli)?;
