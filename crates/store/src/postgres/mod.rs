@@ -1,7 +1,6 @@
 //! The team store: PostgreSQL (Supabase-compatible). Queue operations call the `ops.*` SQL
 //! functions of the migration, so psql, PostgREST and edge functions share exactly this queue.
 
-mod access;
 mod services;
 
 use std::str::FromStr;

@@ -37,7 +37,6 @@ macro_rules! now_ms {
 }
 
 // After the macros above, which it uses.
-mod access;
 mod read_only;
 mod services;
 
