@@ -2,7 +2,6 @@
 //! functions of the migration, so psql, PostgREST and edge functions share exactly this queue.
 
 mod access;
-mod services;
 mod templates;
 
 use std::str::FromStr;

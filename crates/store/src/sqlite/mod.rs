@@ -62,7 +62,6 @@ macro_rules! workflow_select {
 // After the macros above, which it uses.
 mod access;
 mod read_only;
-mod services;
 mod templates;
 
 const CLAIM_ALL_SQL: &str =
