@@ -199,7 +199,10 @@ async fn soak(h: Harness, store: &str) -> TestResult {
         .filter(|s| s.0.as_secs() % 300 < 30)
         .map(|s| format!("{}m {}/{}", s.0.as_secs() / 60, s.1, s.2))
         .collect();
-    println!("soak on {store}: RSS KiB console/worker 0 by minute: {}", series.join(", "));
+    println!(
+        "soak on {store}: RSS KiB console/worker 0 by minute: {}",
+        series.join(", ")
+    );
     for (child, _) in &mut workers {
         let _ = child.kill();
         let _ = child.wait();

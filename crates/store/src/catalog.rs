@@ -6,9 +6,10 @@ use sqlx::FromRow;
 use crate::audit::AuditEntry;
 use crate::domain::project::{NewProject, Project};
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
+use crate::services::insert_workflow;
 use crate::shared::{conflict_as, decode};
 use crate::sql::{Backend, Time, Tx, stmt};
-use crate::{StoreKind, StoreResult};
+use crate::{StoreError, StoreKind, StoreResult};
 
 #[async_trait]
 pub trait CatalogStore: Send + Sync {
@@ -152,23 +153,13 @@ impl<B: Backend> CatalogStore for B {
 
     async fn create_workflow(&self, actor: &str, wf: &NewWorkflow) -> StoreResult<Workflow> {
         let mut tx = self.db().begin().await?;
-        let (id,): (i64,) = tx
-            .fetch_one(
-                stmt(
-                    "INSERT INTO workflows (project_id, name, workflow_type, task_queue, command, timeout_secs, created_by)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                )
-                .bind(wf.project_id)
-                .bind(&wf.name)
-                .bind(wf.workflow_type.as_str())
-                .bind(&wf.queue)
-                .bind(&wf.command)
-                .bind(wf.timeout_secs)
-                .bind(actor),
-            )
-            .await
-            .map_err(|e| {
-                conflict_as(e, format!("workflow {} already exists in this project", wf.name))
+        let id = insert_workflow(&mut tx, actor, wf, None)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Conflict(format!(
+                    "workflow {} already exists in this project",
+                    wf.name
+                ))
             })?;
         let created = workflow_in(&mut tx, id).await?;
         AuditEntry::created(

@@ -344,6 +344,7 @@ pub(crate) enum Db {
 
 macro_rules! executor_methods {
     ($recv:ty; $pg:pat => $pg_exec:expr, $sqlite:pat => $sqlite_exec:expr) => {
+        #[allow(dead_code, reason = "the same calls on a transaction and on the pool; not every one is used on both")]
         pub async fn fetch_one<T: AnyRow>(self: $recv, s: Stmt) -> StoreResult<T> {
             Ok(match self {
                 $pg => {
@@ -359,6 +360,7 @@ macro_rules! executor_methods {
             })
         }
 
+        #[allow(dead_code, reason = "the same calls on a transaction and on the pool; not every one is used on both")]
         pub async fn fetch_optional<T: AnyRow>(self: $recv, s: Stmt) -> StoreResult<Option<T>> {
             Ok(match self {
                 $pg => {
@@ -374,6 +376,7 @@ macro_rules! executor_methods {
             })
         }
 
+        #[allow(dead_code, reason = "the same calls on a transaction and on the pool; not every one is used on both")]
         pub async fn fetch_all<T: AnyRow>(self: $recv, s: Stmt) -> StoreResult<Vec<T>> {
             Ok(match self {
                 $pg => {
@@ -390,6 +393,7 @@ macro_rules! executor_methods {
         }
 
         /// Answers the number of rows the statement changed.
+        #[allow(dead_code, reason = "the same calls on a transaction and on the pool; not every one is used on both")]
         pub async fn execute(self: $recv, s: Stmt) -> StoreResult<u64> {
             Ok(match self {
                 $pg => bind_args!(sqlx::query(&s.pg), &s.args)

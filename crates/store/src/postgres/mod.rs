@@ -1,8 +1,6 @@
 //! The team store: PostgreSQL (Supabase-compatible). Queue operations call the `ops.*` SQL
 //! functions of the migration, so psql, PostgREST and edge functions share exactly this queue.
 
-mod services;
-
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,12 +9,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::types::Json;
-use sqlx::{Postgres, Transaction};
 
 use super::shared::{conflict_as, migration_states, minute_activity, tally_rescue};
 use super::{
-    AuditEntry, ChangeWatcher, ClaimRequest, MigrationState, QueueProbe, RunWaker, Store,
-    StoreError, StoreKind, StoreOptions, StoreResult, redact_url,
+    ChangeWatcher, ClaimRequest, MigrationState, QueueProbe, RunWaker, Store, StoreError,
+    StoreKind, StoreOptions, StoreResult, redact_url,
 };
 use crate::domain::permission::Identity;
 use crate::domain::run::{
@@ -100,23 +97,6 @@ impl PgStore {
 
 fn lease_secs(lease: Duration) -> i32 {
     i32::try_from(lease.as_secs().max(1)).unwrap_or(i32::MAX)
-}
-
-async fn audit(tx: &mut Transaction<'static, Postgres>, entry: &AuditEntry<'_>) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO ops.audit_log (actor, action, entity_type, entity_id, project_id, before, after)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(entry.actor)
-    .bind(entry.action)
-    .bind(entry.entity_type)
-    .bind(&entry.entity_id)
-    .bind(entry.project_id)
-    .bind(entry.before.as_ref().map(Json))
-    .bind(entry.after.as_ref().map(Json))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 fn split_holds(holds: &[Hold]) -> (Vec<i64>, Vec<i32>) {

@@ -6,8 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -15,8 +13,8 @@ use sqlx::{Connection, Sqlite, Transaction};
 
 use super::shared::{conflict_as, migration_states, minute_activity, tally_rescue};
 use super::{
-    AuditEntry, ChangeWatcher, ClaimRequest, MigrationState, QueueProbe, RunWaker, Store,
-    StoreError, StoreKind, StoreOptions, StoreResult,
+    ChangeWatcher, ClaimRequest, MigrationState, QueueProbe, RunWaker, Store, StoreError,
+    StoreKind, StoreOptions, StoreResult,
 };
 use crate::domain::permission::Identity;
 use crate::domain::run::{
@@ -38,7 +36,6 @@ macro_rules! now_ms {
 
 // After the macros above, which it uses.
 mod read_only;
-mod services;
 
 const CLAIM_ALL_SQL: &str =
     concat!(
@@ -151,31 +148,6 @@ impl SqliteStore {
     async fn write_tx(&self) -> StoreResult<Transaction<'static, Sqlite>> {
         Ok(self.pool.begin_with("BEGIN IMMEDIATE").await?)
     }
-}
-
-fn ts(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-fn opt_ts(ms: Option<i64>) -> Option<DateTime<Utc>> {
-    ms.map(ts)
-}
-
-async fn audit(tx: &mut Transaction<'static, Sqlite>, entry: &AuditEntry<'_>) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_log (actor, action, entity_type, entity_id, project_id, before, after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .bind(entry.actor)
-    .bind(entry.action)
-    .bind(entry.entity_type)
-    .bind(&entry.entity_id)
-    .bind(entry.project_id)
-    .bind(entry.before.as_ref().map(Value::to_string))
-    .bind(entry.after.as_ref().map(Value::to_string))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 fn lease_ms(lease: Duration) -> i64 {
