@@ -143,20 +143,35 @@ impl Default for StoreOptions {
 
 /// Opens the store a URL names: `postgres://…`/`postgresql://…`, or `sqlite://PATH` / a plain path.
 pub async fn open(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn Store>> {
-    if is_postgres_url(url) {
-        Ok(Arc::new(postgres::PgStore::open(url, options).await?))
-    } else if let Some(path) = sqlite_path(url) {
-        Ok(Arc::new(sqlite::SqliteStore::open(path, options).await?))
-    } else {
-        Err(unsupported_url(url))
-    }
+    Ok(match Backends::open(url, options).await? {
+        Backends::Postgres(store) => Arc::new(*store),
+        Backends::Sqlite(store) => Arc::new(*store),
+    })
 }
 
-fn unsupported_url(url: &str) -> StoreError {
-    StoreError::Invalid(format!(
-        "unsupported database URL {}: use sqlite://PATH, a file path, or postgres://…",
-        redact_url(url)
-    ))
+/// The store a URL names, before it is handed out as a trait object.
+enum Backends {
+    Postgres(Box<postgres::PgStore>),
+    Sqlite(Box<sqlite::SqliteStore>),
+}
+
+impl Backends {
+    async fn open(url: &str, options: &StoreOptions) -> StoreResult<Self> {
+        if is_postgres_url(url) {
+            Ok(Self::Postgres(Box::new(
+                postgres::PgStore::open(url, options).await?,
+            )))
+        } else if let Some(path) = sqlite_path(url) {
+            Ok(Self::Sqlite(Box::new(
+                sqlite::SqliteStore::open(path, options).await?,
+            )))
+        } else {
+            Err(StoreError::Invalid(format!(
+                "unsupported database URL {}: use sqlite://PATH, a file path, or postgres://…",
+                redact_url(url)
+            )))
+        }
+    }
 }
 
 /// For benchmarks only, and kept off [`Store`] so that no use case can reach it.
@@ -175,13 +190,10 @@ pub trait QueueProbe: Send + Sync {
 
 /// The benchmark's probe on the store a URL names (see [`open`]).
 pub async fn open_probe(url: &str, options: &StoreOptions) -> StoreResult<Arc<dyn QueueProbe>> {
-    if is_postgres_url(url) {
-        Ok(Arc::new(postgres::PgStore::open(url, options).await?))
-    } else if let Some(path) = sqlite_path(url) {
-        Ok(Arc::new(sqlite::SqliteStore::open(path, options).await?))
-    } else {
-        Err(unsupported_url(url))
-    }
+    Ok(match Backends::open(url, options).await? {
+        Backends::Postgres(store) => Arc::new(*store),
+        Backends::Sqlite(store) => Arc::new(*store),
+    })
 }
 
 fn is_postgres_url(url: &str) -> bool {
