@@ -179,13 +179,24 @@ impl NewRun {
             Some(text) => parse_payload(text)?,
         };
         Ok(Self {
-            project_id,
-            workflow_id,
             priority,
-            payload,
             max_attempts,
             run_after,
+            ..Self::with_payload(project_id, workflow_id, payload)
         })
+    }
+
+    /// A run of the workflow with a payload already built (by ospdeck itself, so unchecked) and
+    /// every other field at its default; set fields over it with `..`.
+    pub fn with_payload(project_id: i64, workflow_id: i64, payload: Value) -> Self {
+        Self {
+            project_id,
+            workflow_id,
+            priority: 0,
+            payload,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            run_after: None,
+        }
     }
 }
 

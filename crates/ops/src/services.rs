@@ -175,12 +175,8 @@ impl Ops {
             deploy_workflow,
             // The deployer retries by itself; the run is one deployment.
             deploy_run: NewRun {
-                project_id: project.id,
-                workflow_id: 0,
-                priority: 0,
-                payload: json!({ "service": schema }),
                 max_attempts: 1,
-                run_after: None,
+                ..NewRun::with_payload(project.id, 0, json!({ "service": schema }))
             },
         };
         Ok(self.store.create_service(self.actor(), &record).await?)

@@ -308,12 +308,9 @@ async fn seed(ops: &Ops, n: usize) -> CliResult {
     let tag = wf.project.clone();
     let runs: Vec<NewRun> = (0..n)
         .map(|i| NewRun {
-            project_id: wf.project_id,
-            workflow_id: wf.id,
             priority: (i % 7) as i32,
-            payload: serde_json::json!({ "i": i }),
             max_attempts: 3,
-            run_after: None,
+            ..NewRun::with_payload(wf.project_id, wf.id, serde_json::json!({ "i": i }))
         })
         .collect();
     for chunk in runs.chunks(1_000) {

@@ -87,12 +87,8 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
     let new_runs = |n: usize| -> Vec<NewRun> {
         (0..n)
             .map(|_| NewRun {
-                project_id: noop.project_id,
-                workflow_id: noop.id,
-                priority: 0,
-                payload: serde_json::json!({}),
                 max_attempts: 3,
-                run_after: None,
+                ..NewRun::with_payload(noop.project_id, noop.id, serde_json::json!({}))
             })
             .collect()
     };
