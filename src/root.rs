@@ -70,6 +70,7 @@ pub async fn open_store(
             let probe = StoreOptions {
                 read_only: true,
                 max_connections: 1,
+                ..Default::default()
             };
             require_migrations(store::open(&resolved.url, &probe).await?.as_ref()).await?;
         }

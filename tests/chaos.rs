@@ -46,6 +46,7 @@ impl Workload {
             &StoreOptions {
                 read_only: false,
                 max_connections: 4,
+                ..Default::default()
             },
         )
         .await?;

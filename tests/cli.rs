@@ -911,6 +911,7 @@ async fn a_read_only_store_keeps_the_writer_files_it_reads_through() -> TestResu
 const READ_ONLY: store::StoreOptions = store::StoreOptions {
     read_only: true,
     max_connections: 2,
+    sqlite_cache_kib: None,
 };
 
 /// `ospdeck --db DB WORDS…`, which must succeed.

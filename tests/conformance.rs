@@ -779,6 +779,7 @@ mod cases {
             &StoreOptions {
                 read_only: true,
                 max_connections: 2,
+                ..Default::default()
             },
         )
         .await?;

@@ -526,6 +526,7 @@ mod members {
             &StoreOptions {
                 read_only: false,
                 max_connections: 2,
+                ..Default::default()
             },
         )
         .await?;

@@ -580,6 +580,7 @@ mod database {
             &StoreOptions {
                 read_only: false,
                 max_connections: 2,
+                ..Default::default()
             },
         )
         .await

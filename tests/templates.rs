@@ -1183,6 +1183,7 @@ mod cases {
             &StoreOptions {
                 read_only: true,
                 max_connections: 2,
+                ..Default::default()
             },
         )
         .await?;

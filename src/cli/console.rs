@@ -36,11 +36,13 @@ async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)
         })
         .unwrap_or_default();
     // The loader queries one at a time (the change watcher holds a connection of its own), so
-    // two pooled connections suffice; on SQLite each keeps a page cache of up to 2 MiB that
-    // fills as the store grows, which is most of the console's memory growth in a long soak.
+    // two pooled connections suffice. On SQLite each keeps a page cache that fills as the store
+    // grows (up to 2 MiB by default): in a 30-minute soak that was most of the console's memory
+    // growth, so the console's cache is small; the OS keeps the file's pages cached anyway.
     let options = StoreOptions {
         read_only,
         max_connections: 2,
+        sqlite_cache_kib: Some(256),
     };
     let ops = root::connect(&resolved, &options, cli.as_user.as_deref()).await?;
     let (deployer, manifest_dir) = super::services::deployer_settings(cli)?;

@@ -348,6 +348,7 @@ async fn doctor(cli: &Cli) -> CliResult<ExitCode> {
         &StoreOptions {
             max_connections: 1,
             read_only,
+            ..Default::default()
         },
         false,
     )
@@ -417,6 +418,7 @@ async fn db(cli: &Cli, cmd: &DbCommand) -> CliResult<ExitCode> {
                 max_connections: 1,
                 // A status only reads, and must not convert a file it was pointed at by mistake.
                 read_only: cli.read_only || matches!(cmd, DbCommand::Status),
+                ..Default::default()
             },
         )
         .await?;

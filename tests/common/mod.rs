@@ -130,6 +130,7 @@ async fn make_template(admin_url: String) -> String {
         &StoreOptions {
             read_only: false,
             max_connections: 1,
+            ..Default::default()
         },
     )
     .await
@@ -243,6 +244,7 @@ impl Harness {
             &StoreOptions {
                 read_only: false,
                 max_connections: 20,
+                ..Default::default()
             },
         )
         .await

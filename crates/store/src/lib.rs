@@ -130,6 +130,10 @@ pub trait RunWaker: Send {
 pub struct StoreOptions {
     pub read_only: bool,
     pub max_connections: u32,
+    /// SQLite's page cache per connection, in KiB (SQLite's default is 2 000). A long-running
+    /// reader such as the console keeps it small: the cache fills as the store grows, and would
+    /// otherwise be most of the console's memory growth.
+    pub sqlite_cache_kib: Option<u32>,
 }
 
 impl Default for StoreOptions {
@@ -137,6 +141,7 @@ impl Default for StoreOptions {
         Self {
             read_only: false,
             max_connections: 8,
+            sqlite_cache_kib: None,
         }
     }
 }

@@ -103,6 +103,10 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30))
             .read_only(options.read_only)
             .create_if_missing(!options.read_only);
+        if let Some(kib) = options.sqlite_cache_kib {
+            // A negative cache_size is a size in KiB rather than in pages.
+            connect = connect.pragma("cache_size", format!("-{kib}"));
+        }
         if !options.read_only {
             connect = connect
                 .journal_mode(SqliteJournalMode::Wal)
