@@ -34,7 +34,15 @@ pub fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> Strin
         let padded: Vec<String> = cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
+            // Padded by hand: a format width above u16::MAX panics, and a cell (an audit
+            // record's JSON, say) can be longer than that.
+            .map(|(c, w)| {
+                let pad = w.saturating_sub(c.chars().count());
+                let mut cell = String::with_capacity(c.len() + pad);
+                cell.push_str(c);
+                cell.extend(std::iter::repeat_n(' ', pad));
+                cell
+            })
             .collect();
         padded.join("  ").trim_end().to_owned()
     };
@@ -49,4 +57,26 @@ pub fn time(t: &DateTime<Utc>) -> String {
 
 pub fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(T::to_string).unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn a_cell_longer_than_a_format_width_is_printed_whole() {
+        let long = "x".repeat(70_000);
+        let out = table(
+            &["ID", "AFTER"],
+            [
+                vec!["1".to_owned(), long.clone()],
+                vec!["22".to_owned(), "y".to_owned()],
+            ]
+            .into_iter(),
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "ID  AFTER");
+        assert_eq!(lines[1], format!("1   {long}"));
+        assert_eq!(lines[2], "22  y");
+    }
 }
