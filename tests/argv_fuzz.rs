@@ -17,7 +17,11 @@
 //! - `demo` always gets `--seed-only`: the rest of it is the interactive console.
 //! - `run logs --follow` is never generated: it follows a run until the run ends, by design.
 //! - `--db` never names an unreachable PostgreSQL server: the store waits 10 s for a connection
-//!   (its acquire timeout) before it answers, which is the timeout here.
+//!   (its acquire timeout) before it answers.
+//! - Invocations run at the same time against one SQLite file, and a writer waits for another's
+//!   write lock up to SQLite's busy timeout (30 s) by design; so a hang is an invocation still
+//!   running after 40 s. (At 10 s, two CI runs on a loaded machine counted one such wait each; a
+//!   replay of their seeds answered every invocation at once.)
 //! - The console (no subcommand) and `monitor` are included: without a terminal they refuse at
 //!   once.
 //! - No FIFO is offered as a file: reading an argument's file blocks until a writer comes, which
@@ -35,7 +39,7 @@ use clap::{ArgAction, CommandFactory};
 use ospdeck::cli::Cli;
 
 const DEFAULT_CASES: usize = 2500;
-const TIMEOUT: Duration = Duration::from_secs(10);
+const TIMEOUT: Duration = Duration::from_secs(40);
 
 /// A subcommand that runs something (a leaf of the clap tree), with its own arguments.
 struct Leaf {
