@@ -22,9 +22,11 @@ conformance!(
     a_read_only_store_refuses_writes,
     the_waker_wakes_when_a_run_is_queued,
     migrations_go_down_and_up_again,
-    counts_are_capped_and_activity_is_per_minute,
+    counts_are_exact_and_activity_is_per_minute,
     text_filter_matches_names_and_ids_and_escapes_wildcards,
     the_change_watcher_sees_state_changes_and_logs,
+    workers_register_beat_and_leave,
+    queue_stats_count_each_queue_now_and_over_the_hour,
 );
 
 mod cases {
@@ -829,56 +831,207 @@ mod cases {
         Ok(())
     }
 
-    pub async fn counts_are_capped_and_activity_is_per_minute(h: Harness) -> TestResult {
+    pub async fn counts_are_exact_and_activity_is_per_minute(h: Harness) -> TestResult {
         setup(&h).await?;
         let idle = h.ops.queue_overview().await?;
         assert_eq!(idle.counts.len(), 6);
-        assert!(idle.counts.iter().all(|c| c.count == 0 && !c.capped));
+        assert!(idle.counts.iter().all(|c| c.count == 0));
         assert!(idle.activity.is_empty());
         assert_eq!(idle.active_workers, 0);
 
         for _ in 0..5 {
             enqueue(&h.ops, "build", 0).await?;
         }
+        enqueue(&h.ops, "billing", 0).await?;
         let claimed = h.ops.claim_runs("w1", &[], 3, LEASE).await?;
         let holds: Vec<Hold> = claimed.iter().map(ClaimedRun::hold).collect();
         h.ops.start_runs("w1", &holds).await?;
         h.ops
             .complete_runs("w1", &[done(holds[0], 0), done(holds[1], 1)])
             .await?;
-        h.ops.claim_runs("w2", &[], 1, LEASE).await?;
+        h.ops
+            .claim_runs("w2", &[], 1, Duration::from_secs(1))
+            .await?;
+        // Every way a status moves keeps the counters exact: cancel, retry, a lease that runs out.
+        let queued = h
+            .ops
+            .list_runs(&RunQuery {
+                status: Some(RunStatus::Queued),
+                ..Default::default()
+            })
+            .await?;
+        h.ops.cancel_run(queued[0].id).await?;
+        h.ops.retry_run(holds[1].run_id).await?;
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        assert_eq!(h.ops.rescue_expired().await?.requeued, 1);
 
-        let counts = h.store.count_runs_by_status(1).await?;
-        let by = |s: RunStatus| {
-            counts
-                .iter()
-                .find(|c| c.status == s)
-                .map(|c| (c.count, c.capped))
-        };
-        // Queued 1 (not past the cap of 1), everything else at most 1 and flagged when more.
-        assert_eq!(by(RunStatus::Queued), Some((1, false)));
-        assert_eq!(by(RunStatus::Claimed), Some((1, false)));
-        assert_eq!(by(RunStatus::Running), Some((1, false)));
-        assert_eq!(by(RunStatus::Succeeded), Some((1, false)));
-        assert_eq!(by(RunStatus::Failed), Some((1, false)));
-        for _ in 0..2 {
-            enqueue(&h.ops, "build", 0).await?;
+        let counted = h.store.count_runs_by_status().await?;
+        for c in &counted {
+            let real = h
+                .scalar(&format!(
+                    "SELECT count(*) FROM {} WHERE status = '{}'",
+                    h.table("runs"),
+                    c.status
+                ))
+                .await;
+            assert_eq!(c.count, real, "{}", c.status);
         }
-        let counts = h.store.count_runs_by_status(2).await?;
-        assert!(counts.contains(&ospdeck::domain::run::StatusCount {
-            status: RunStatus::Queued,
-            count: 2,
-            capped: true
-        }));
+        assert_eq!(counted.iter().map(|c| c.count).sum::<i64>(), 7);
+        let board = h.ops.queue_board().await?;
+        for q in &board.queues {
+            let real = h
+                .scalar(&format!(
+                    "SELECT count(*) FROM {} WHERE status = 'queued' AND queue = '{}'",
+                    h.table("runs"),
+                    q.queue
+                ))
+                .await;
+            assert_eq!(q.queued, real, "{}", q.queue);
+        }
 
         let overview = h.ops.queue_overview().await?;
-        assert_eq!(overview.active_workers, 2);
+        assert_eq!(overview.active_workers, 1);
         let total: (i64, i64) = overview
             .activity
             .iter()
             .fold((0, 0), |(s, f), m| (s + m.succeeded, f + m.failed));
         assert_eq!(total, (1, 1));
         assert!(overview.activity.iter().all(|m| m.minutes_ago <= 1));
+        Ok(())
+    }
+
+    pub async fn workers_register_beat_and_leave(h: Harness) -> TestResult {
+        use ospdeck::domain::worker::WorkerPresence;
+        let now = chrono::Utc::now();
+        let presence = |id: &str, queues: &[&str]| WorkerPresence {
+            worker_id: id.into(),
+            host: "ops-1".into(),
+            pid: 42,
+            queues: queues.iter().map(|q| q.to_string()).collect(),
+            concurrency: 4,
+            version: "0.1.0".into(),
+            service: None,
+            runs_held: 0,
+            started_at: now,
+            heartbeat_at: now,
+        };
+        assert!(h.ops.worker_presence().await?.is_empty());
+        h.ops
+            .register_worker(&presence("w1", &["build", "billing-tasks"]))
+            .await?;
+        h.ops.register_worker(&presence("w2", &[])).await?;
+        let listed = h.ops.worker_presence().await?;
+        assert_eq!(listed.len(), 2);
+        assert_eq!(
+            listed[0].queues,
+            ["build", "billing-tasks"],
+            "kept in order"
+        );
+        assert!(listed[1].queues.is_empty(), "every queue");
+        assert_eq!(listed[0].started_at.timestamp(), now.timestamp());
+
+        assert!(h.ops.beat_worker("w1", 3).await?);
+        let w1 = h.ops.worker_presence().await?.remove(0);
+        assert_eq!(w1.runs_held, 3);
+        assert!(w1.heartbeat_at >= now);
+        // A worker whose row is gone is told to register again.
+        assert!(!h.ops.beat_worker("nobody", 0).await?);
+
+        // Registering again replaces the row (a restarted worker with the same id).
+        let mut again = presence("w1", &["build"]);
+        again.concurrency = 8;
+        h.ops.register_worker(&again).await?;
+        let w1 = h.ops.worker_presence().await?.remove(0);
+        assert_eq!((w1.concurrency, w1.queues.len()), (8, 1));
+
+        // A row that stopped beating long ago is not listed, and the next registration removes it.
+        let mut old = presence("w-old", &[]);
+        old.heartbeat_at = now - chrono::Duration::days(2);
+        h.ops.register_worker(&old).await?;
+        assert_eq!(h.ops.worker_presence().await?.len(), 2);
+        h.ops.register_worker(&presence("w3", &[])).await?;
+        assert_eq!(h.count("worker_presence").await, 3);
+
+        h.ops.deregister_worker("w2").await?;
+        h.ops.deregister_worker("w2").await?;
+        let ids: Vec<String> = h
+            .ops
+            .worker_presence()
+            .await?
+            .into_iter()
+            .map(|w| w.worker_id)
+            .collect();
+        assert_eq!(ids, ["w1", "w3"]);
+        Ok(())
+    }
+
+    pub async fn queue_stats_count_each_queue_now_and_over_the_hour(h: Harness) -> TestResult {
+        setup(&h).await?;
+        h.ops
+            .create_workflow(&WorkflowRequest::new(
+                "acme",
+                "ship",
+                WorkflowType::Deploy,
+                "true",
+            ))
+            .await?;
+        assert!(h.ops.queue_board().await?.queues.is_empty());
+        for _ in 0..4 {
+            enqueue(&h.ops, "build", 0).await?;
+        }
+        enqueue(&h.ops, "billing", 0).await?;
+        let ship = enqueue(&h.ops, "ship", 0).await?;
+        let before = chrono::Utc::now();
+        // Of build's four: one succeeds, one fails, one runs, one waits.
+        let claimed = h
+            .ops
+            .claim_runs("w1", &["default".to_owned()], 3, LEASE)
+            .await?;
+        let holds: Vec<Hold> = claimed.iter().map(ClaimedRun::hold).collect();
+        h.ops.start_runs("w1", &holds).await?;
+        h.ops
+            .complete_runs("w1", &[done(holds[0], 0), done(holds[1], 1)])
+            .await?;
+        let board = h.ops.queue_board().await?;
+        let queue = |name: &str| board.queues.iter().find(|q| q.queue == name).cloned();
+        let default = queue("default").ok_or("no default queue")?;
+        // build's waiting run plus the deploy run, both on the default queue.
+        assert_eq!(
+            (
+                default.queued,
+                default.claimed,
+                default.running,
+                default.succeeded_last_hour,
+                default.failed_last_hour
+            ),
+            (2, 0, 1, 1, 1)
+        );
+        assert!(default.oldest_due.is_some_and(|t| t <= chrono::Utc::now()));
+        let billing = queue("billing-tasks").ok_or("no billing queue")?;
+        assert_eq!((billing.queued, billing.running), (1, 0));
+        assert_eq!(board.queues.len(), 2);
+
+        // A deploy run that started is a marker on the time axis.
+        assert!(board.deploys.is_empty());
+        let claimed = h
+            .ops
+            .claim_runs("w2", &["default".to_owned()], 5, LEASE)
+            .await?;
+        let deploy = claimed
+            .iter()
+            .find(|c| c.id == ship)
+            .map(ClaimedRun::hold)
+            .ok_or("the deploy run was not claimed")?;
+        h.ops.start_runs("w2", &[deploy]).await?;
+        let board = h.ops.queue_board().await?;
+        assert_eq!(board.deploys.len(), 1);
+        assert!(board.deploys[0] >= before - chrono::Duration::seconds(1));
+        h.ops.complete_runs("w2", &[done(deploy, 0)]).await?;
+        assert_eq!(
+            h.ops.queue_board().await?.deploys.len(),
+            1,
+            "finished, still shown"
+        );
         Ok(())
     }
 

@@ -10,9 +10,12 @@ use super::output::{emit, opt, table, time};
 use super::{Cli, CliError, CliResult, resolve_config};
 use crate::config::read_file_config;
 use crate::deploy::DeployerConfig;
+use crate::domain::age::age;
+use crate::domain::deployment::Liveness;
 use crate::domain::manifest::{Bump, ChangeKind, MAX_MANIFEST_BYTES};
 use crate::domain::service::WorkflowSpec;
-use crate::ops::{CreateService, ManifestProposal, Ops};
+use crate::domain::worker::WorkerPresence;
+use crate::ops::{CreateService, ManifestProposal, Ops, WorkerView};
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -340,10 +343,76 @@ pub async fn deploy(cli: &Cli, ops: &Ops, schema: &str) -> CliResult<ExitCode> {
     })
 }
 
+/// `workers`: every worker process (general and service) that beat within the hour, then the
+/// service workers' deployments.
 pub async fn workers(ops: &Ops, json: bool) -> CliResult<ExitCode> {
-    let workers = ops.workers().await?;
-    emit(json, &workers, || {
-        table(
+    #[derive(serde::Serialize)]
+    struct Process<'a> {
+        #[serde(flatten)]
+        presence: &'a WorkerPresence,
+        liveness: Liveness,
+    }
+    #[derive(serde::Serialize)]
+    struct Workers<'a> {
+        processes: Vec<Process<'a>>,
+        services: &'a [WorkerView],
+    }
+    let now = chrono::Utc::now();
+    let presence = ops.worker_presence().await?;
+    let services = ops.workers().await?;
+    let answer = Workers {
+        processes: presence
+            .iter()
+            .map(|p| Process {
+                presence: p,
+                liveness: p.liveness(now),
+            })
+            .collect(),
+        services: &services,
+    };
+    emit(json, &answer, || {
+        let processes = if presence.is_empty() {
+            "no worker has beaten within the last hour (start one with `ospdeck worker`)".to_owned()
+        } else {
+            table(
+                &[
+                    "WORKER",
+                    "HOST",
+                    "PID",
+                    "QUEUES",
+                    "SLOTS",
+                    "HELD",
+                    "HEARTBEAT",
+                    "UP",
+                    "VERSION",
+                ],
+                presence.iter().map(|w| {
+                    vec![
+                        w.worker_id.clone(),
+                        w.host.clone(),
+                        w.pid.to_string(),
+                        if w.queues.is_empty() {
+                            "*".to_owned()
+                        } else {
+                            w.queues.join(",")
+                        },
+                        w.concurrency.to_string(),
+                        w.runs_held.to_string(),
+                        format!(
+                            "{} {}",
+                            liveness_word(w.liveness(now)),
+                            age(now, w.heartbeat_at)
+                        ),
+                        age(now, w.started_at),
+                        w.version.clone(),
+                    ]
+                }),
+            )
+        };
+        if services.is_empty() {
+            return processes;
+        }
+        let deployments = table(
             &[
                 "SERVICE",
                 "STATUS",
@@ -353,19 +422,28 @@ pub async fn workers(ops: &Ops, json: bool) -> CliResult<ExitCode> {
                 "LAST SEEN",
                 "VERSION",
             ],
-            workers.iter().map(|w| {
+            services.iter().map(|w| {
                 let d = &w.deployment;
                 vec![
                     d.service_schema.clone(),
                     d.status.to_string(),
                     opt(&d.worker_id),
                     d.attempts.to_string(),
-                    format!("{:?}", w.liveness).to_lowercase(),
+                    liveness_word(w.liveness).to_owned(),
                     opt(&d.last_heartbeat.map(|t| time(&t))),
                     opt(&d.worker_version),
                 ]
             }),
-        )
+        );
+        format!("{processes}\n\nservice workers:\n{deployments}")
     });
     Ok(ExitCode::SUCCESS)
+}
+
+fn liveness_word(l: Liveness) -> &'static str {
+    match l {
+        Liveness::Alive => "alive",
+        Liveness::Stale => "stale",
+        Liveness::Missing => "missing",
+    }
 }

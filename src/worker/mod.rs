@@ -4,6 +4,8 @@ mod child;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::deploy::DeployerConfig;
 use crate::domain::run::{ClaimedRun, Completion, Hold, LogLevel, NewLogLine, RunStatus};
+use crate::domain::worker::{PRESENCE_EVERY_SECS, WorkerPresence};
 use crate::domain::workflow::Workflow;
 use crate::ops::{Backoff, Ops, OpsError, OpsResult, StoreHealth};
 use crate::store::RunWaker;
@@ -180,14 +183,13 @@ pub async fn run_worker(
         failing: false,
     };
     let mut waker = None;
-    let heartbeat_task = config.service.clone().map(|schema| {
-        tokio::spawn(service_heartbeats(
-            ops.clone(),
-            schema,
-            config.id.clone(),
-            pacing.health.clone(),
-        ))
-    });
+    let runs_held = Arc::new(AtomicI32::new(0));
+    let presence_task = tokio::spawn(keep_presence(
+        ops.clone(),
+        presence_of(&config),
+        runs_held.clone(),
+        pacing.health.clone(),
+    ));
     let mut workflows: HashMap<i64, Workflow> = HashMap::new();
     let mut held: HashMap<i64, Held> = HashMap::new();
     let (done_tx, mut done_rx) = mpsc::channel::<Finished>(256);
@@ -316,6 +318,10 @@ pub async fn run_worker(
         while let Ok(done) = done_rx.try_recv() {
             record(&mut stats, &mut held, done);
         }
+        runs_held.store(
+            i32::try_from(held.len()).unwrap_or(i32::MAX),
+            Ordering::Relaxed,
+        );
     };
 
     shut_down(
@@ -327,8 +333,12 @@ pub async fn run_worker(
         &mut done_rx,
     )
     .await;
-    if let Some(task) = heartbeat_task {
-        task.abort();
+    presence_task.abort();
+    // A clean stop leaves no row behind; a killed worker's row turns stale, then missing.
+    match tokio::time::timeout(Duration::from_secs(2), ops.deregister_worker(&config.id)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not remove this worker's presence"),
+        Err(_) => tracing::warn!("removing this worker's presence timed out"),
     }
     outcome.map(|()| stats)
 }
@@ -354,20 +364,72 @@ async fn wait_for_runs(
     }
 }
 
-/// A service worker's heartbeat in the registry: at once, then every few seconds. Failures are
-/// recorded in the worker's store health (one line per outage), never fatal.
-async fn service_heartbeats(ops: Ops, schema: String, worker_id: String, health: StoreHealth) {
-    let every = Duration::from_secs(crate::domain::deployment::HEARTBEAT_EVERY_SECS as u64);
+fn presence_of(config: &WorkerConfig) -> WorkerPresence {
+    let now = chrono::Utc::now();
+    WorkerPresence {
+        worker_id: config.id.clone(),
+        host: whoami::fallible::hostname()
+            .unwrap_or_else(|_| "host".into())
+            .chars()
+            .take(255)
+            .collect(),
+        pid: i64::from(std::process::id()),
+        queues: config.queues.clone(),
+        concurrency: i32::try_from(config.concurrency).unwrap_or(i32::MAX),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        service: config.service.clone(),
+        runs_held: 0,
+        started_at: now,
+        heartbeat_at: now,
+    }
+}
+
+/// The worker's presence (and, for a service worker, its service's registry heartbeat): at once,
+/// then every few seconds, with the number of runs it holds. Failures are recorded in the
+/// worker's store health (one line per outage), never fatal.
+async fn keep_presence(
+    ops: Ops,
+    mut presence: WorkerPresence,
+    runs_held: Arc<AtomicI32>,
+    health: StoreHealth,
+) {
+    let every = Duration::from_secs(PRESENCE_EVERY_SECS as u64);
     let mut tick = tokio::time::interval(every);
+    let mut registered = false;
     loop {
         tick.tick().await;
-        match ops.service_worker_heartbeat(&schema, &worker_id).await {
-            Ok(_) => health.ok(),
+        let held = runs_held.load(Ordering::Relaxed);
+        let beat = if registered {
+            ops.beat_worker(&presence.worker_id, held).await
+        } else {
+            presence.runs_held = held;
+            presence.heartbeat_at = chrono::Utc::now();
+            ops.register_worker(&presence).await.map(|()| true)
+        };
+        match beat {
+            // No row: it expired or was removed; register again on the next beat.
+            Ok(found) => registered = found,
             Err(e) => {
-                if !health.failed("service heartbeat", &e) {
-                    tracing::warn!(error = %e, service = %schema, "service heartbeat refused");
+                if !health.failed("worker presence", &e) {
+                    tracing::warn!(error = %e, "worker presence refused");
+                }
+                continue;
+            }
+        }
+        if let Some(schema) = &presence.service {
+            match ops
+                .service_worker_heartbeat(schema, &presence.worker_id)
+                .await
+            {
+                Ok(_) => health.ok(),
+                Err(e) => {
+                    if !health.failed("service heartbeat", &e) {
+                        tracing::warn!(error = %e, service = %schema, "service heartbeat refused");
+                    }
                 }
             }
+        } else {
+            health.ok();
         }
     }
 }

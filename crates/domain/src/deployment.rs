@@ -66,13 +66,31 @@ pub enum Liveness {
 /// A service worker heartbeats this often; three missed beats make it stale.
 pub const HEARTBEAT_EVERY_SECS: i64 = 10;
 pub const STALE_AFTER_SECS: i64 = 3 * HEARTBEAT_EVERY_SECS;
+/// Twelve missed beats: the worker is gone, not just slow.
+pub const MISSING_AFTER_SECS: i64 = 12 * HEARTBEAT_EVERY_SECS;
 
+/// Alive while heartbeats arrive, stale after three missed beats, missing after twelve (or when
+/// none ever arrived). A function of the clock, so a screen can flip it with no new data.
 pub fn liveness(now: DateTime<Utc>, last_heartbeat: Option<DateTime<Utc>>) -> Liveness {
     match last_heartbeat {
         None => Liveness::Missing,
         Some(t) if now - t <= Duration::seconds(STALE_AFTER_SECS) => Liveness::Alive,
-        Some(_) => Liveness::Stale,
+        Some(t) if now - t <= Duration::seconds(MISSING_AFTER_SECS) => Liveness::Stale,
+        Some(_) => Liveness::Missing,
     }
+}
+
+/// When `liveness(now, last_heartbeat)` next changes with no new heartbeat; None once missing.
+pub fn liveness_changes_at(
+    now: DateTime<Utc>,
+    last_heartbeat: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    let t = last_heartbeat?;
+    [STALE_AFTER_SECS, MISSING_AFTER_SECS]
+        .into_iter()
+        // `liveness` keeps the older state up to and including the limit.
+        .map(|secs| t + Duration::seconds(secs) + Duration::milliseconds(1))
+        .find(|at| *at > now)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -163,6 +181,27 @@ mod tests {
             liveness(now, Some(now - Duration::seconds(STALE_AFTER_SECS + 1))),
             Liveness::Stale
         );
+        assert_eq!(
+            liveness(now, Some(now - Duration::seconds(MISSING_AFTER_SECS + 1))),
+            Liveness::Missing
+        );
+    }
+
+    #[test]
+    fn liveness_changes_when_the_clock_crosses_a_limit() {
+        let beat = Utc::now();
+        let mut now = beat;
+        let mut seen = vec![liveness(now, Some(beat))];
+        while let Some(at) = liveness_changes_at(now, Some(beat)) {
+            assert_eq!(
+                liveness(at - Duration::milliseconds(1), Some(beat)),
+                *seen.last().unwrap_or(&Liveness::Alive)
+            );
+            now = at;
+            seen.push(liveness(now, Some(beat)));
+        }
+        assert_eq!(seen, [Liveness::Alive, Liveness::Stale, Liveness::Missing]);
+        assert_eq!(liveness_changes_at(beat, None), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pure types and rules: the vocabulary of DESIGN.md, the state machines and input validation.
 //! Nothing here does IO or is async, so every rule is unit-tested directly.
 
+pub mod age;
 pub mod audit;
 pub mod deployment;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod run;
 pub mod service;
 pub mod template;
 pub mod tool;
+pub mod worker;
 pub mod workflow;
 
 pub use error::{InvalidInput, one_line};

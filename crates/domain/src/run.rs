@@ -349,13 +349,11 @@ impl RunFilter {
     }
 }
 
-/// How many runs are in a status, counted up to a cap so a huge queue stays cheap to count.
+/// How many runs are in a status: exact, from the counters the runs' triggers keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StatusCount {
     pub status: RunStatus,
     pub count: i64,
-    /// True when the count stopped at the cap (there may be more).
-    pub capped: bool,
 }
 
 /// Runs finished in one minute, `minutes_ago` minutes before now (0 = the current minute).

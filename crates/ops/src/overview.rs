@@ -2,12 +2,18 @@
 
 use serde::Serialize;
 
+use chrono::{DateTime, Duration, Utc};
+
 use super::{Ops, OpsResult};
+use crate::domain::deployment::Liveness;
 use crate::domain::run::{MinuteActivity, StatusCount};
+use crate::domain::worker::{QueueStat, WorkerPresence};
 use ospdeck_store::ChangeWatcher;
 
-/// Counts stop here; a screen shows "10k+" rather than paying for an exact count of millions.
-pub const COUNT_CAP: i64 = 10_000;
+/// Workers whose last beat is older than this are no longer listed (a killed worker shows as
+/// missing until then; a worker that stops cleanly removes itself).
+pub const PRESENCE_SHOWN_SECS: i64 = 3_600;
+
 /// The sparkline's window.
 pub const ACTIVITY_MINUTES: i64 = 60;
 
@@ -19,7 +25,7 @@ pub struct QueueOverview {
 }
 
 impl QueueOverview {
-    /// Queued runs (capped), the queue depth of the status bar.
+    /// Queued runs, the queue depth of the status bar.
     pub fn depth(&self) -> Option<StatusCount> {
         self.counts
             .iter()
@@ -35,7 +41,59 @@ pub struct QueueCounts {
     pub active_workers: i64,
 }
 
+/// What the Overview pane shows: each queue's load, every worker, the last hour's activity.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueBoard {
+    pub queues: Vec<QueueStat>,
+    pub workers: Vec<WorkerPresence>,
+    pub activity: Vec<MinuteActivity>,
+    /// When deploy runs of the last hour started, for markers on the time axis.
+    pub deploys: Vec<DateTime<Utc>>,
+}
+
+impl QueueBoard {
+    /// Workers alive at `now`.
+    pub fn live_workers(&self, now: DateTime<Utc>) -> usize {
+        self.workers
+            .iter()
+            .filter(|w| w.liveness(now) == Liveness::Alive)
+            .count()
+    }
+}
+
 impl Ops {
+    /// Every worker process that has beaten within the last hour, by id.
+    pub async fn worker_presence(&self) -> OpsResult<Vec<WorkerPresence>> {
+        let since = Utc::now() - Duration::seconds(PRESENCE_SHOWN_SECS);
+        Ok(self.store.worker_presence(since).await?)
+    }
+
+    /// Queues, workers and deploys; `activity` is left empty for the caller to fill from
+    /// `queue_overview` (which a console refreshes on a slower beat: it reads the whole hour).
+    pub async fn queue_board(&self) -> OpsResult<QueueBoard> {
+        let hour_ago = Utc::now() - Duration::minutes(ACTIVITY_MINUTES);
+        Ok(QueueBoard {
+            queues: self.store.queue_stats(hour_ago).await?,
+            workers: self.worker_presence().await?,
+            activity: Vec::new(),
+            deploys: self.store.deploys_since(hour_ago).await?,
+        })
+    }
+
+    /// A worker process arrives (or comes back after its row expired).
+    pub async fn register_worker(&self, worker: &WorkerPresence) -> OpsResult<()> {
+        Ok(self.store.register_worker(worker).await?)
+    }
+
+    /// A worker's beat; false when it must register again.
+    pub async fn beat_worker(&self, worker_id: &str, runs_held: i32) -> OpsResult<bool> {
+        Ok(self.store.beat_worker(worker_id, runs_held).await?)
+    }
+
+    pub async fn deregister_worker(&self, worker_id: &str) -> OpsResult<()> {
+        Ok(self.store.deregister_worker(worker_id).await?)
+    }
+
     pub async fn queue_overview(&self) -> OpsResult<QueueOverview> {
         let QueueCounts {
             counts,
@@ -51,7 +109,7 @@ impl Ops {
     /// Counts without the per-minute activity, which only needs refreshing every few seconds.
     pub async fn queue_counts(&self) -> OpsResult<QueueCounts> {
         Ok(QueueCounts {
-            counts: self.store.count_runs_by_status(COUNT_CAP).await?,
+            counts: self.store.count_runs_by_status().await?,
             active_workers: self.store.active_workers().await?,
         })
     }

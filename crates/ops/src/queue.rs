@@ -301,8 +301,12 @@ impl Ops {
         Ok(self.store.release_runs(worker, holds).await?)
     }
 
+    /// Gives back runs whose lease ran out; the same periodic pass drops per-minute counters
+    /// older than a day.
     pub async fn rescue_expired(&self) -> OpsResult<RescueOutcome> {
-        Ok(self.store.rescue_expired(self.actor()).await?)
+        let outcome = self.store.rescue_expired(self.actor()).await?;
+        self.store.prune_run_counts().await?;
+        Ok(outcome)
     }
 
     pub async fn cancel_run(&self, id: i64) -> OpsResult<CancelOutcome> {

@@ -9,6 +9,7 @@ pub(crate) mod audit;
 pub mod catalog;
 mod error;
 pub mod postgres;
+pub mod presence;
 pub mod runs;
 pub mod services;
 mod shared;
@@ -25,14 +26,14 @@ use serde::Serialize;
 
 use crate::domain::permission::Identity;
 use crate::domain::run::{
-    ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact, NewLogLine, NewRun,
-    RescueOutcome,
+    ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun, RescueOutcome,
 };
 
 pub use access::AccessStore;
 pub(crate) use audit::AuditEntry;
 pub use catalog::CatalogStore;
 pub use error::{StoreError, StoreResult};
+pub use presence::PresenceStore;
 pub use runs::RunStore;
 pub use services::ServiceStore;
 pub use templates::TemplateStore;
@@ -55,7 +56,15 @@ pub struct MigrationState {
 /// Everything the use cases need from a database. Mutations are one transaction each.
 #[async_trait]
 pub trait Store:
-    AccessStore + CatalogStore + RunStore + ServiceStore + TemplateStore + ToolStore + Send + Sync
+    AccessStore
+    + CatalogStore
+    + PresenceStore
+    + RunStore
+    + ServiceStore
+    + TemplateStore
+    + ToolStore
+    + Send
+    + Sync
 {
     fn kind(&self) -> StoreKind;
     /// Where the store lives, with any password redacted.
@@ -96,8 +105,6 @@ pub trait Store:
     /// Something that wakes when runs may have been queued (or `timeout` passed).
     async fn run_waker(&self) -> StoreResult<Box<dyn RunWaker>>;
 
-    /// Succeeded and failed runs per minute over the last `minutes` minutes (only minutes with any).
-    async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>>;
     /// Something that wakes when anything about runs (state, logs, artifacts) may have changed.
     async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>>;
 }

@@ -2,17 +2,16 @@
 //! flows on them (cancel, retry), written once for both backends. Claiming and finishing runs is
 //! the queue's, per backend (PostgreSQL's SQL functions serve psql and PostgREST too).
 
-use std::sync::LazyLock;
-
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use crate::audit::AuditEntry;
 use crate::domain::run::{
-    CancelOutcome, ClaimedRun, LogLevel, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunStatus,
-    StatusCount,
+    CancelOutcome, ClaimedRun, LogLevel, MinuteActivity, Run, RunArtifact, RunEvent, RunFilter,
+    RunLog, RunStatus, StatusCount,
 };
+use crate::domain::worker::QueueStat;
 use crate::shared::{decode, payload, shown_json, status, status_counts};
 use crate::sql::{Backend, JsonText, Time, Tx, dialects, stmt};
 use crate::{StoreError, StoreResult};
@@ -31,10 +30,21 @@ pub trait RunStore: Send + Sync {
     ) -> StoreResult<Vec<RunLog>>;
     async fn run_artifacts(&self, run_id: i64) -> StoreResult<Vec<RunArtifact>>;
     async fn run_events(&self, run_id: i64) -> StoreResult<Vec<RunEvent>>;
-    /// Runs per status, each count stopping at `cap` so that a huge queue stays cheap to count.
-    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>>;
+    /// Runs per status, exact, from the counters the runs' triggers keep (a read of a few
+    /// hundred rows however many runs there are).
+    async fn count_runs_by_status(&self) -> StoreResult<Vec<StatusCount>>;
+    /// Succeeded and failed runs per minute over the last `minutes` minutes (only minutes with
+    /// any), from the per-minute counters.
+    async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>>;
+    /// Removes per-minute counters older than a day (a worker's rescue pass calls it).
+    async fn prune_run_counts(&self) -> StoreResult<()>;
     /// Workers holding at least one unexpired lease.
     async fn active_workers(&self) -> StoreResult<i64>;
+    /// Per queue: runs queued, claimed and running now, when the longest-waiting queued run became
+    /// due, and runs succeeded and failed since `since`. Queues with none of these are left out.
+    async fn queue_stats(&self, since: DateTime<Utc>) -> StoreResult<Vec<QueueStat>>;
+    /// When deploy runs started since `since` (finished or still running), oldest first.
+    async fn deploys_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<DateTime<Utc>>>;
     async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>>;
     /// A new run pointing at a finished one; None when `id` is unknown or not finished.
     async fn retry_run(&self, actor: &str, id: i64) -> StoreResult<Option<i64>>;
@@ -173,20 +183,6 @@ pub(crate) fn claimed_runs(mut rows: Vec<ClaimRow>) -> Vec<ClaimedRun> {
 }
 
 /// Every status's count, each stopping at cap + 1, in one statement.
-static COUNT_BY_STATUS: LazyLock<String> = LazyLock::new(|| {
-    RunStatus::ALL
-        .iter()
-        .map(|s| {
-            let s = s.as_str();
-            format!(
-                "SELECT '{s}' AS status, (SELECT count(*) FROM
-                    (SELECT 1 FROM runs WHERE status = '{s}' LIMIT $1 + 1) c) AS n"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ")
-});
-
 /// FTS5 query from free text: every word quoted, so operators in user text are plain words.
 fn fts_query(text: &str) -> Option<String> {
     let words: Vec<String> = text
@@ -335,12 +331,133 @@ impl<B: Backend> RunStore for B {
             .collect()
     }
 
-    async fn count_runs_by_status(&self, cap: i64) -> StoreResult<Vec<StatusCount>> {
+    async fn count_runs_by_status(&self) -> StoreResult<Vec<StatusCount>> {
         let rows: Vec<(String, i64)> = self
             .db()
-            .fetch_all(stmt(COUNT_BY_STATUS.as_str()).bind(cap))
+            .fetch_all(stmt(
+                "SELECT status, CAST(sum(n) AS BIGINT) FROM run_counts GROUP BY status",
+            ))
             .await?;
-        status_counts(rows, cap)
+        status_counts(rows)
+    }
+
+    async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>> {
+        let now = Utc::now();
+        let rows: Vec<(Time, String, i64)> = self
+            .db()
+            .fetch_all(
+                stmt(
+                    "SELECT minute, status, CAST(sum(n) AS BIGINT) FROM run_minute_counts
+                     WHERE minute > $1 AND status IN ('succeeded', 'failed')
+                     GROUP BY minute, status",
+                )
+                .bind(now - chrono::Duration::minutes(minutes)),
+            )
+            .await?;
+        let mut by_minute: std::collections::BTreeMap<i64, MinuteActivity> = Default::default();
+        for (minute, state, n) in rows {
+            let minutes_ago = (now - DateTime::<Utc>::from(minute)).num_minutes().max(0);
+            let m = by_minute.entry(minutes_ago).or_insert(MinuteActivity {
+                minutes_ago,
+                succeeded: 0,
+                failed: 0,
+            });
+            match status(&state)? {
+                RunStatus::Succeeded => m.succeeded += n,
+                _ => m.failed += n,
+            }
+        }
+        Ok(by_minute.into_values().collect())
+    }
+
+    async fn prune_run_counts(&self) -> StoreResult<()> {
+        self.db()
+            .execute(dialects(
+                "SELECT ops.prune_run_counts()",
+                "DELETE FROM run_minute_counts
+                     WHERE minute < CAST(unixepoch('subsec') * 1000 AS INTEGER) - 86400000",
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn queue_stats(&self, since: DateTime<Utc>) -> StoreResult<Vec<QueueStat>> {
+        // Counters, not scans: a store of millions reads a few hundred counter rows, plus one
+        // index probe (runs_due_idx) per queue with work waiting.
+        let active: Vec<(String, String, i64, Option<Time>)> = self
+            .db()
+            .fetch_all(stmt(
+                "SELECT c.queue, c.status, CAST(sum(c.n) AS BIGINT),
+                        CASE WHEN c.status = 'queued' THEN
+                            (SELECT min(r.run_after) FROM runs r
+                             WHERE r.status = 'queued' AND r.queue = c.queue) END
+                 FROM run_counts c
+                 WHERE c.status IN ('queued', 'claimed', 'running')
+                 GROUP BY c.queue, c.status HAVING sum(c.n) <> 0",
+            ))
+            .await?;
+        let finished: Vec<(String, String, i64)> = self
+            .db()
+            .fetch_all(
+                stmt(
+                    "SELECT queue, status, CAST(sum(n) AS BIGINT) FROM run_minute_counts
+                     WHERE minute >= $1 AND status IN ('succeeded', 'failed')
+                     GROUP BY queue, status",
+                )
+                .bind(since),
+            )
+            .await?;
+        let mut stats: std::collections::BTreeMap<String, QueueStat> = Default::default();
+        fn entry(
+            stats: &mut std::collections::BTreeMap<String, QueueStat>,
+            queue: String,
+        ) -> &mut QueueStat {
+            stats.entry(queue.clone()).or_insert_with(|| QueueStat {
+                queue,
+                ..Default::default()
+            })
+        }
+        for (queue, state, n, oldest) in active {
+            let stat = entry(&mut stats, queue);
+            match status(&state)? {
+                RunStatus::Queued => {
+                    stat.queued = n;
+                    stat.oldest_due = oldest.map(Into::into);
+                }
+                RunStatus::Claimed => stat.claimed = n,
+                _ => stat.running = n,
+            }
+        }
+        for (queue, state, n) in finished {
+            let stat = entry(&mut stats, queue);
+            match status(&state)? {
+                RunStatus::Succeeded => stat.succeeded_last_hour = n,
+                _ => stat.failed_last_hour = n,
+            }
+        }
+        Ok(stats.into_values().collect())
+    }
+
+    async fn deploys_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<DateTime<Utc>>> {
+        // Two index-friendly halves (finished recently, running now) instead of one OR that
+        // would read every run's start time.
+        let rows: Vec<(Time,)> = self
+            .db()
+            .fetch_all(
+                stmt(
+                    "SELECT r.started_at FROM runs r JOIN workflows w ON w.id = r.workflow_id
+                     WHERE w.workflow_type = 'deploy' AND r.finished_at IS NOT NULL
+                       AND r.finished_at >= $1 AND r.started_at >= $1
+                     UNION ALL
+                     SELECT r.started_at FROM runs r JOIN workflows w ON w.id = r.workflow_id
+                     WHERE w.workflow_type = 'deploy' AND r.status = 'running'
+                       AND r.started_at >= $1
+                     ORDER BY 1 LIMIT 200",
+                )
+                .bind(since),
+            )
+            .await?;
+        Ok(rows.into_iter().map(|(t,)| t.into()).collect())
     }
 
     async fn active_workers(&self) -> StoreResult<i64> {

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use serde_json::Value;
 
 use super::{MigrationState, StoreError, StoreResult};
-use crate::domain::run::{MinuteActivity, RescueOutcome, RunStatus, StatusCount};
+use crate::domain::run::{RescueOutcome, RunStatus, StatusCount};
 
 /// An UPDATE or DELETE of a row the transaction has just read must have touched it; when it did
 /// not, row-level security kept the row out of the statement (PostgreSQL filters silently).
@@ -90,25 +90,17 @@ pub(super) fn conflict_as(err: impl Into<StoreError>, message: String) -> StoreE
     }
 }
 
-/// Rows of (status, count up to cap + 1) in RunStatus::ALL order become capped counts.
-pub(super) fn status_counts(rows: Vec<(String, i64)>, cap: i64) -> StoreResult<Vec<StatusCount>> {
-    rows.into_iter()
-        .map(|(s, n)| {
-            Ok(StatusCount {
-                status: status(&s)?,
-                count: n.min(cap),
-                capped: n > cap,
-            })
-        })
-        .collect()
-}
-
-pub(super) fn minute_activity(rows: Vec<(i64, i64, i64)>) -> Vec<MinuteActivity> {
-    rows.into_iter()
-        .map(|(minutes_ago, succeeded, failed)| MinuteActivity {
-            minutes_ago: minutes_ago.max(0),
-            succeeded,
-            failed,
-        })
-        .collect()
+/// Rows of (status, count) become a count for every status, in RunStatus::ALL order.
+pub(super) fn status_counts(rows: Vec<(String, i64)>) -> StoreResult<Vec<StatusCount>> {
+    let mut counts: Vec<StatusCount> = RunStatus::ALL
+        .iter()
+        .map(|&status| StatusCount { status, count: 0 })
+        .collect();
+    for (s, n) in rows {
+        let s = status(&s)?;
+        if let Some(c) = counts.iter_mut().find(|c| c.status == s) {
+            c.count += n;
+        }
+    }
+    Ok(counts)
 }

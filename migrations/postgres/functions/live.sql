@@ -180,6 +180,49 @@ BEGIN
 END;
 $function$;
 
+-- function: ops.count_runs()
+CREATE OR REPLACE FUNCTION ops.count_runs()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    own_stripe smallint := pg_backend_pid() % 16;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO ops.run_counts AS c (project_id, queue, status, stripe, n)
+        SELECT project_id, queue, status, own_stripe, count(*) FROM new_rows
+        GROUP BY project_id, queue, status
+        ON CONFLICT (project_id, queue, status, stripe) DO UPDATE SET n = c.n + excluded.n;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO ops.run_counts AS c (project_id, queue, status, stripe, n)
+        SELECT project_id, queue, status, own_stripe, -count(*) FROM old_rows
+        GROUP BY project_id, queue, status
+        ON CONFLICT (project_id, queue, status, stripe) DO UPDATE SET n = c.n + excluded.n;
+    ELSE
+        -- Lease renewals and cancel requests change no status: their net is zero, nothing is
+        -- written.
+        INSERT INTO ops.run_counts AS c (project_id, queue, status, stripe, n)
+        SELECT project_id, queue, status, own_stripe, sum(d) FROM (
+            SELECT project_id, queue, status, 1 AS d FROM new_rows
+            UNION ALL
+            SELECT project_id, queue, status, -1 FROM old_rows
+        ) moved
+        GROUP BY project_id, queue, status HAVING sum(d) <> 0
+        ON CONFLICT (project_id, queue, status, stripe) DO UPDATE SET n = c.n + excluded.n;
+        INSERT INTO ops.run_minute_counts AS c (minute, project_id, queue, status, stripe, n)
+        SELECT date_trunc('minute', nr.finished_at), nr.project_id, nr.queue, nr.status, own_stripe,
+               count(*)
+        FROM new_rows nr JOIN old_rows o ON o.id = nr.id
+        WHERE nr.status IN ('succeeded', 'failed', 'canceled') AND o.status <> nr.status
+          AND nr.finished_at IS NOT NULL
+        GROUP BY 1, 2, 3, 4
+        ON CONFLICT (minute, project_id, queue, status, stripe) DO UPDATE SET n = c.n + excluded.n;
+    END IF;
+    RETURN NULL;
+END $function$;
+
 -- function: ops.current_actor()
 CREATE OR REPLACE FUNCTION ops.current_actor()
  RETURNS text
@@ -383,6 +426,16 @@ AS $function$
     FROM ops.project_memberships m
     JOIN ops.permissions p ON p.permission = p_permission
     WHERE m.user_id = ops.current_user_id() AND ops.role_rank(m.role) >= ops.role_rank(p.least_role)
+$function$;
+
+-- function: ops.prune_run_counts()
+CREATE OR REPLACE FUNCTION ops.prune_run_counts()
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    DELETE FROM ops.run_minute_counts WHERE minute < now() - interval '1 day';
 $function$;
 
 -- function: ops.refuse_deep_json()

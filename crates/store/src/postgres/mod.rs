@@ -10,15 +10,14 @@ use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use sqlx::types::Json;
 
-use super::shared::{conflict_as, migration_states, minute_activity, tally_rescue};
+use super::shared::{conflict_as, migration_states, tally_rescue};
 use super::{
     ChangeWatcher, ClaimRequest, MigrationState, QueueProbe, RunWaker, Store, StoreError,
     StoreKind, StoreOptions, StoreResult, redact_url,
 };
 use crate::domain::permission::Identity;
 use crate::domain::run::{
-    ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact, NewLogLine, NewRun,
-    RescueOutcome,
+    ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun, RescueOutcome,
 };
 use crate::runs::{ClaimRow, claimed_runs};
 use crate::sql::{Backend, Db};
@@ -335,20 +334,6 @@ impl Store for PgStore {
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(RUNS_CHANNEL).await?;
         Ok(Box::new(PgWaker { listener }))
-    }
-
-    async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>> {
-        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT floor(extract(epoch FROM now() - finished_at) / 60)::bigint AS minutes_ago,
-                    count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed')
-             FROM ops.runs
-             WHERE finished_at IS NOT NULL AND finished_at > now() - make_interval(mins => $1::int)
-             GROUP BY 1 ORDER BY 1",
-        )
-        .bind(minutes)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(minute_activity(rows))
     }
 
     async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>> {

@@ -11,15 +11,14 @@ use sqlx::sqlite::{
 };
 use sqlx::{Connection, Sqlite, Transaction};
 
-use super::shared::{conflict_as, migration_states, minute_activity, tally_rescue};
+use super::shared::{conflict_as, migration_states, tally_rescue};
 use super::{
     ChangeWatcher, ClaimRequest, MigrationState, QueueProbe, RunWaker, Store, StoreError,
     StoreKind, StoreOptions, StoreResult,
 };
 use crate::domain::permission::Identity;
 use crate::domain::run::{
-    ClaimedRun, Completion, HeartbeatAck, Hold, MinuteActivity, NewArtifact, NewLogLine, NewRun,
-    RescueOutcome,
+    ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun, RescueOutcome,
 };
 use crate::runs::{ClaimRow, claimed_runs};
 use crate::sql::{Backend, Db};
@@ -422,24 +421,6 @@ impl Store for SqliteStore {
             pool: self.pool.clone(),
             last_version: None,
         }))
-    }
-
-    async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>> {
-        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(concat!(
-            "SELECT (",
-            now_ms!(),
-            " - finished_at) / 60000 AS minutes_ago,
-                    sum(status = 'succeeded'), sum(status = 'failed')
-             FROM runs
-             WHERE finished_at IS NOT NULL AND finished_at > ",
-            now_ms!(),
-            " - ?1 * 60000
-             GROUP BY 1 ORDER BY 1"
-        ))
-        .bind(minutes)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(minute_activity(rows))
     }
 
     async fn change_watcher(&self) -> StoreResult<Box<dyn ChangeWatcher>> {

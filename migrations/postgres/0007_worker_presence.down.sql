@@ -1,0 +1,1 @@
+DROP TABLE ops.worker_presence;
