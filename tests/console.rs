@@ -12,9 +12,10 @@ use ospdeck::domain::run::{
 };
 use ospdeck::domain::service::Service;
 use ospdeck::domain::template::{StoredArtifact, TemplateVersion, VersionStatus};
+use ospdeck::domain::worker::{QueueStat, WorkerPresence};
 use ospdeck::ops::ServiceOverview;
 use ospdeck::ops::VersionRow;
-use ospdeck::ops::{QueueOverview, RunDetail};
+use ospdeck::ops::{QueueBoard, QueueOverview, RunDetail};
 
 use ospdeck::tui::app::{App, Confirm, Data, DetailTab, Effect, LOG_RING, Mode, Pane, RunsQuery};
 use ospdeck::tui::keymap::Keymap;
@@ -85,19 +86,15 @@ fn fixture_runs() -> Vec<Run> {
 }
 
 fn overview() -> QueueOverview {
-    let count = |status, count, capped| StatusCount {
-        status,
-        count,
-        capped,
-    };
+    let count = |status, count| StatusCount { status, count };
     QueueOverview {
         counts: vec![
-            count(RunStatus::Queued, 2, false),
-            count(RunStatus::Claimed, 1, false),
-            count(RunStatus::Running, 1, false),
-            count(RunStatus::Succeeded, 10_000, true),
-            count(RunStatus::Failed, 1, false),
-            count(RunStatus::Canceled, 1, false),
+            count(RunStatus::Queued, 2),
+            count(RunStatus::Claimed, 1),
+            count(RunStatus::Running, 1),
+            count(RunStatus::Succeeded, 1_234_567),
+            count(RunStatus::Failed, 12_345),
+            count(RunStatus::Canceled, 1),
         ],
         activity: (0..60)
             .map(|m| MinuteActivity {
@@ -122,10 +119,60 @@ fn app_with(read_only: bool) -> App {
     app
 }
 
+fn presence(id: &str, queues: &[&str], concurrency: i32, beat: DateTime<Utc>) -> WorkerPresence {
+    WorkerPresence {
+        worker_id: id.into(),
+        host: "ops-1".into(),
+        pid: 4242,
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        concurrency,
+        version: "0.1.0".into(),
+        service: None,
+        runs_held: 1,
+        started_at: beat - Duration::minutes(42),
+        heartbeat_at: beat,
+    }
+}
+
+/// Two queues: `default` served by an alive worker, `backup` with work and nobody serving it.
+fn board() -> QueueBoard {
+    QueueBoard {
+        queues: vec![
+            QueueStat {
+                queue: "backup".into(),
+                queued: 3,
+                oldest_due: Some(t0() - Duration::minutes(7)),
+                failed_last_hour: 1,
+                ..Default::default()
+            },
+            QueueStat {
+                queue: "default".into(),
+                queued: 2,
+                claimed: 1,
+                running: 1,
+                oldest_due: Some(t0() - Duration::seconds(40)),
+                succeeded_last_hour: 57,
+                failed_last_hour: 3,
+            },
+        ],
+        workers: vec![presence(
+            "worker-a",
+            &["default"],
+            4,
+            t0() - Duration::seconds(4),
+        )],
+        activity: Vec::new(),
+        deploys: vec![t0() - Duration::minutes(20)],
+    }
+}
+
+/// The Runs pane with the fixture's runs, counts and workers.
 fn loaded(read_only: bool) -> App {
     let mut app = app_with(read_only);
     app.on_data(Data::Runs(fixture_runs()), t0());
     app.on_data(Data::Overview(overview()), t0());
+    app.on_data(Data::Board(board()), t0());
+    press(&mut app, "4");
     app
 }
 
@@ -199,6 +246,7 @@ fn log_lines(run_id: i64, from: i64, n: i64) -> Vec<RunLog> {
 }
 
 fn screen(app: &mut App, width: u16, height: u16) -> String {
+    app.set_screen(width, height);
     let mut terminal =
         Terminal::new(TestBackend::new(width, height)).unwrap_or_else(|e| panic!("{e}"));
     terminal
@@ -240,7 +288,10 @@ fn marked_runs_are_canceled_together_after_confirmation() {
     press(&mut app, " j "); // mark run 8, skip 7... space moves down: marks 8 and 6
     assert_eq!(app.marked.iter().copied().collect::<Vec<_>>(), vec![6, 8]);
     assert!(press(&mut app, "x").is_empty());
-    assert_eq!(app.mode, Mode::Confirm(Confirm::Cancel(vec![6, 8])));
+    assert_eq!(
+        app.mode,
+        Mode::Confirm(Confirm::new(Effect::Cancel(vec![6, 8])))
+    );
     assert_eq!(press(&mut app, "y"), vec![Effect::Cancel(vec![6, 8])]);
     assert!(app.marked.is_empty());
     assert_eq!(app.mode, Mode::Normal);
@@ -250,7 +301,10 @@ fn marked_runs_are_canceled_together_after_confirmation() {
 fn a_confirmation_answered_no_does_nothing() {
     let mut app = loaded(false);
     press(&mut app, "R");
-    assert_eq!(app.mode, Mode::Confirm(Confirm::Retry(vec![8])));
+    assert_eq!(
+        app.mode,
+        Mode::Confirm(Confirm::new(Effect::Retry(vec![8])))
+    );
     assert!(press(&mut app, "n").is_empty());
     assert_eq!(app.mode, Mode::Normal);
     assert!(
@@ -339,7 +393,10 @@ fn detail_opens_switches_tabs_and_closes() {
     );
     // Cancel in the detail targets the open run.
     press(&mut app, "x");
-    assert_eq!(app.mode, Mode::Confirm(Confirm::Cancel(vec![5])));
+    assert_eq!(
+        app.mode,
+        Mode::Confirm(Confirm::new(Effect::Cancel(vec![5])))
+    );
     press(&mut app, "n");
     assert_eq!(app.on_key(code(KeyCode::Esc)), vec![Effect::CloseRun]);
     assert!(app.detail.is_none());
@@ -414,7 +471,11 @@ fn panes_switch_by_number_and_tab() {
     assert_eq!(app.pane, Pane::Manifests);
     app.on_key(code(KeyCode::BackTab));
     app.on_key(code(KeyCode::BackTab));
-    assert_eq!(app.pane, Pane::Runs);
+    assert_eq!(app.pane, Pane::Overview);
+    assert_eq!(app.on_key(code(KeyCode::BackTab)), Vec::<Effect>::new());
+    assert_eq!(app.pane, Pane::Runs, "shift-tab wraps around");
+    assert_eq!(press(&mut app, "0"), vec![Effect::LoadBoard]);
+    assert_eq!(app.pane, Pane::Overview);
     press(&mut app, "q");
     assert!(app.quit);
 }
@@ -454,11 +515,11 @@ fn logs_stay_bounded_however_chatty_the_run() {
 
 #[test]
 fn status_badges_are_coloured_unless_no_color() {
-    let mut app = loaded(false);
+    let app = loaded(false);
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap_or_else(|e| panic!("{e}"));
     for color in [true, false] {
         terminal
-            .draw(|f| view::render(f, &mut app, Theme { color }))
+            .draw(|f| view::render(f, &app, Theme { color }))
             .unwrap_or_else(|e| panic!("{e}"));
         let buffer = terminal.backend().buffer();
         let row_text = |y: u16| -> String {
@@ -773,7 +834,7 @@ fn services_open_their_manifests_and_deploy_after_confirmation() {
     assert!(press(&mut app, "d").is_empty());
     assert_eq!(
         app.mode,
-        Mode::Confirm(Confirm::Deploy("payments_gateway".into()))
+        Mode::Confirm(Confirm::new(Effect::Deploy("payments_gateway".into())))
     );
     assert_eq!(
         press(&mut app, "y"),
@@ -801,7 +862,10 @@ fn manifests_activate_drafts_only_and_lock_after_confirmation() {
     press(&mut app, "A");
     assert_eq!(
         app.mode,
-        Mode::Confirm(Confirm::Activate("telecom_billing".into(), "1.1.0".into()))
+        Mode::Confirm(Confirm::new(Effect::Activate {
+            schema: "telecom_billing".into(),
+            version: "1.1.0".into()
+        }))
     );
     assert_eq!(
         press(&mut app, "y"),
@@ -821,7 +885,7 @@ fn manifests_activate_drafts_only_and_lock_after_confirmation() {
     press(&mut app, "L");
     assert_eq!(
         app.mode,
-        Mode::Confirm(Confirm::Lock("telecom_billing".into()))
+        Mode::Confirm(Confirm::new(Effect::Lock("telecom_billing".into())))
     );
     press(&mut app, "n");
     // Read-only: none of these keys exists.
@@ -993,7 +1057,10 @@ fn template_versions_are_promoted_defaulted_and_labelled_after_confirmation() {
     press(&mut app, "*");
     assert_eq!(
         app.mode,
-        Mode::Confirm(Confirm::MakeDefault("section7".into(), "1.1.0".into()))
+        Mode::Confirm(Confirm::new(Effect::MakeDefault {
+            template: "section7".into(),
+            version: "1.1.0".into()
+        }))
     );
     assert_eq!(
         press(&mut app, "y"),
@@ -1017,13 +1084,19 @@ fn template_versions_are_promoted_defaulted_and_labelled_after_confirmation() {
     press(&mut app, "P");
     assert_eq!(
         app.mode,
-        Mode::Confirm(Confirm::Promote("section7".into(), "1.2.0".into()))
+        Mode::Confirm(Confirm::new(Effect::Promote {
+            template: "section7".into(),
+            version: "1.2.0".into()
+        }))
     );
     press(&mut app, "n");
     press(&mut app, "jX");
     assert_eq!(
         app.mode,
-        Mode::Confirm(Confirm::Deprecate("section7".into(), "1.1.0".into()))
+        Mode::Confirm(Confirm::new(Effect::Deprecate {
+            template: "section7".into(),
+            version: "1.1.0".into()
+        }))
     );
 }
 
@@ -1134,6 +1207,275 @@ fn snapshot_audit() {
             ]),
             t0(),
         );
+        app
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Live truth: the clock, stable selection, errors said once
+// ---------------------------------------------------------------------------------------------
+
+/// Moves the app's clock to its next visible change, as the runtime's timer does.
+fn tick(app: &mut App) -> Option<DateTime<Utc>> {
+    let at = app.next_visible_change()?;
+    assert!(at > app.now, "the next change is in the future");
+    app.set_clock(at);
+    Some(at)
+}
+
+#[test]
+fn a_worker_that_stops_beating_turns_stale_then_missing_with_no_new_data() {
+    let mut app = loaded(false);
+    press(&mut app, "0");
+    app.set_clock(t0());
+    let first = screen(&mut app, 80, 24);
+    assert!(first.contains("alive 4s"), "{first}");
+    assert!(first.contains("workers 1"), "{first}");
+    let mut seen = Vec::new();
+    // No data arrives from here on: only the clock moves.
+    for _ in 0..400 {
+        if tick(&mut app).is_none() {
+            break;
+        }
+        let text = screen(&mut app, 80, 24);
+        for state in ["alive", "stale", "missing"] {
+            // The worker's HEARTBEAT cell: the state, then its age ("stale 31s").
+            let shown = (0..10).any(|d| text.contains(&format!("{state} {d}")));
+            if shown && seen.last() != Some(&state) {
+                seen.push(state);
+            }
+        }
+        if app.now - t0() > Duration::minutes(3) {
+            break;
+        }
+    }
+    assert_eq!(seen, ["alive", "stale", "missing"]);
+    let last = screen(&mut app, 80, 24);
+    assert!(last.contains("workers 0"), "{last}");
+    // With its only worker gone, `default` has work and nobody serving it either.
+    assert!(last.contains("2 stalled"), "{last}");
+}
+
+#[test]
+fn the_timer_is_due_exactly_when_the_screen_changes() {
+    let mut app = loaded(false);
+    app.set_clock(t0());
+    let mut redraws = 0;
+    for _ in 0..5 {
+        let before = screen(&mut app, 80, 24);
+        let at = app
+            .next_visible_change()
+            .unwrap_or_else(|| panic!("ages on screen"));
+        // Just before the deadline nothing visible differs: a redraw then would be wasted.
+        app.set_clock(at - Duration::milliseconds(1));
+        assert_eq!(screen(&mut app, 80, 24), before);
+        app.set_clock(at);
+        assert_ne!(screen(&mut app, 80, 24), before, "a value changed at {at}");
+        redraws += 1;
+    }
+    assert_eq!(redraws, 5);
+    // The fixture's youngest run is 97 s old: ages move by the minute, so ticks are a minute apart.
+    let at = app
+        .next_visible_change()
+        .unwrap_or_else(|| panic!("ages on screen"));
+    assert!(at - app.now <= Duration::minutes(1));
+    assert!(at - app.now > Duration::seconds(1));
+    // A pane with nothing that ages needs no timer beyond the status bar's workers.
+    let mut app = with_manifests();
+    app.on_data(Data::Presence(Vec::new()), t0());
+    app.set_clock(t0());
+    assert_eq!(app.next_visible_change(), None);
+}
+
+#[test]
+fn a_run_age_advances_with_the_clock() {
+    let mut app = loaded(false);
+    app.set_clock(t0());
+    assert!(screen(&mut app, 80, 24).contains(" 1m "));
+    app.set_clock(t0() + Duration::minutes(7));
+    let later = screen(&mut app, 80, 24);
+    assert!(later.contains(" 8m "), "{later}");
+}
+
+#[test]
+fn the_manifest_selection_survives_twenty_refreshes() {
+    let mut app = with_manifests();
+    press(&mut app, "j");
+    let chosen = app.catalog.selected_version().map(|v| v.version.clone());
+    assert_eq!(chosen.as_deref(), Some("1.1.0"));
+    for _ in 0..20 {
+        app.on_data(
+            Data::Manifests {
+                schema: "telecom_billing".into(),
+                history: vec![
+                    head(30, 3, "1.0.0", ManifestStatus::Active),
+                    head(31, 3, "1.1.0", ManifestStatus::Draft),
+                ],
+                content: None,
+            },
+            t0(),
+        );
+    }
+    assert_eq!(
+        app.catalog.selected_version().map(|v| v.version.clone()),
+        chosen
+    );
+    assert_eq!(
+        press(&mut app, "D"),
+        vec![Effect::Diff {
+            schema: "telecom_billing".into(),
+            from: "1.0.0".into(),
+            to: "1.1.0".into()
+        }]
+    );
+}
+
+#[test]
+fn the_runs_cursor_stays_on_its_run_while_fifty_arrive() {
+    let mut app = loaded(false);
+    app.set_screen(80, 24);
+    press(&mut app, "jj");
+    assert_eq!(app.selected_run().map(|r| r.id), Some(6));
+    let line = app.selected - app.first_row;
+    let mut runs: Vec<Run> = (9..59)
+        .rev()
+        .map(|id| run(id, "build", RunStatus::Queued))
+        .collect();
+    runs.extend(fixture_runs());
+    app.on_data(Data::Runs(runs), t0());
+    assert_eq!(app.selected_run().map(|r| r.id), Some(6));
+    assert_eq!(app.selected - app.first_row, line, "the row did not slide");
+    assert_eq!(app.new_above(), 50);
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("▲ 50 new"), "{text}");
+    // A space now marks the run under the cursor, not one that arrived.
+    press(&mut app, " ");
+    assert!(app.marked.contains(&6));
+    // At the top, the waiting runs come in and the list follows the newest again.
+    press(&mut app, "g");
+    assert_eq!(app.selected_run().map(|r| r.id), Some(58));
+    assert_eq!(app.new_above(), 0);
+    app.on_data(Data::Runs(vec![run(59, "test", RunStatus::Queued)]), t0());
+    assert_eq!(app.selected_run().map(|r| r.id), Some(59));
+}
+
+#[test]
+fn pause_freezes_the_list_until_resumed() {
+    let mut app = loaded(false);
+    press(&mut app, "p");
+    assert!(app.paused);
+    app.on_data(Data::Runs(vec![run(99, "build", RunStatus::Queued)]), t0());
+    assert_eq!(app.runs.len(), 8, "nothing moved while paused");
+    assert!(screen(&mut app, 80, 24).contains("paused"));
+    press(&mut app, "p");
+    assert_eq!(app.runs.iter().map(|r| r.id).collect::<Vec<_>>(), [99]);
+}
+
+#[test]
+fn marks_survive_a_filter_change_and_the_question_counts_the_hidden() {
+    let mut app = loaded(false);
+    press(&mut app, " "); // marks 8
+    press(&mut app, "s"); // status filter: queued
+    app.on_data(Data::Runs(vec![run(7, "build", RunStatus::Queued)]), t0());
+    assert!(app.marked.contains(&8), "the mark outlived the filter");
+    press(&mut app, "x");
+    match &app.mode {
+        Mode::Confirm(c) => {
+            assert_eq!(c.effect, Effect::Cancel(vec![8]));
+            assert!(c.question.contains("1 of them not shown"), "{}", c.question);
+        }
+        other => panic!("no confirmation: {other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_run_is_said_once_and_the_view_returns() {
+    let mut app = loaded(false);
+    press(&mut app, ":");
+    for c in "run 99999".chars() {
+        app.on_key(key(c));
+    }
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::OpenRun(99999)]
+    );
+    app.on_data(
+        Data::Gone {
+            what: ospdeck::tui::app::Gone::Run(99999),
+            error: "run 99999: unknown run 99999".into(),
+        },
+        t0(),
+    );
+    assert!(app.detail.is_none(), "back to the list");
+    assert_eq!(app.context(), ospdeck::tui::keymap::Context::Runs);
+    // Later refreshes do not say it again; a later action's message is not hidden by it.
+    app.on_data(Data::Runs(fixture_runs()), t0());
+    app.on_data(Data::Done("canceled 8".into()), t0());
+    assert_eq!(
+        app.message,
+        Some((ospdeck::tui::app::Level::Info, "canceled 8".into()))
+    );
+    let said = app
+        .messages
+        .iter()
+        .filter(|m| m.text.contains("99999"))
+        .count();
+    assert_eq!(said, 1);
+    // Every message stays readable in full in `:messages`.
+    let long = format!("deploy failed: {}", "x".repeat(200));
+    app.on_data(Data::Failed(long.clone()), t0());
+    press(&mut app, ":");
+    for c in "messages".chars() {
+        app.on_key(key(c));
+    }
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(app.mode, Mode::Messages);
+    let text = screen(&mut app, 80, 24);
+    assert!(text.contains("deploy failed:"), "{text}");
+    assert!(
+        text.matches('x').count() >= 200,
+        "the whole message, wrapped: {text}"
+    );
+}
+
+#[test]
+fn a_missing_service_returns_to_services() {
+    let mut app = with_manifests();
+    app.on_data(
+        Data::Gone {
+            what: ospdeck::tui::app::Gone::Service("telecom_billing".into()),
+            error: "service telecom_billing: unknown service".into(),
+        },
+        t0(),
+    );
+    assert_eq!(app.pane, Pane::Services);
+    assert!(app.catalog.service.is_none());
+}
+
+#[test]
+fn overview_enter_opens_the_queue_runs() {
+    let mut app = loaded(false);
+    press(&mut app, "0");
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::LoadRuns(RunsQuery {
+            status: None,
+            text: "backup".into()
+        })]
+    );
+    assert_eq!(app.pane, Pane::Runs);
+}
+
+#[test]
+fn snapshot_overview() {
+    snap("overview", || {
+        let mut app = loaded(false);
+        press(&mut app, "0");
+        app
+    });
+    snap("overview_empty", || {
+        let mut app = app_with(false);
+        app.on_data(Data::Board(QueueBoard::default()), t0());
         app
     });
 }

@@ -9,11 +9,15 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::catalog::{Catalog, ManifestEditor, ServiceForm};
 use super::keymap::{Action, Context, Keymap};
+use super::panes::overview::OverviewPane;
+use super::style::age_changes_at;
 use crate::domain::audit::AuditRow;
+use crate::domain::deployment::liveness_changes_at;
 use crate::domain::manifest::{FieldChange, Manifest, ManifestHead, ManifestStatus};
 use crate::domain::run::{Run, RunLog, RunStatus};
 use crate::domain::template::StoredArtifact;
-use crate::ops::{QueueCounts, QueueOverview, RunDetail, ServiceOverview, VersionRow};
+use crate::domain::worker::WorkerPresence;
+use crate::ops::{QueueBoard, QueueCounts, QueueOverview, RunDetail, ServiceOverview, VersionRow};
 
 /// Log lines kept per open run; older ones scroll out, however chatty the run is.
 pub const LOG_RING: usize = 2_000;
@@ -22,6 +26,7 @@ pub const RUN_PAGE: i64 = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
+    Overview,
     Services,
     Manifests,
     Templates,
@@ -29,10 +34,17 @@ pub enum Pane {
 }
 
 impl Pane {
-    pub const ALL: [Pane; 4] = [Pane::Services, Pane::Manifests, Pane::Templates, Pane::Runs];
+    pub const ALL: [Pane; 5] = [
+        Pane::Overview,
+        Pane::Services,
+        Pane::Manifests,
+        Pane::Templates,
+        Pane::Runs,
+    ];
 
     pub fn title(self) -> &'static str {
         match self {
+            Pane::Overview => "Overview",
             Pane::Services => "Services",
             Pane::Manifests => "Manifests",
             Pane::Templates => "Templates",
@@ -40,8 +52,12 @@ impl Pane {
         }
     }
 
-    fn index(self) -> usize {
-        Pane::ALL.iter().position(|p| *p == self).unwrap_or(3)
+    pub fn index(self) -> usize {
+        Pane::ALL.iter().position(|p| *p == self).unwrap_or(0)
+    }
+
+    fn step(self, by: usize) -> Pane {
+        Pane::ALL[(self.index() + by) % Pane::ALL.len()]
     }
 }
 
@@ -52,44 +68,44 @@ pub enum DetailTab {
     Artifacts,
 }
 
+/// A question before an action that destroys or freezes something, holding the very effect that
+/// `y` carries out (one confirm path for every action, as gitui's `ConfirmAction` does).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Confirm {
-    Cancel(Vec<i64>),
-    Retry(Vec<i64>),
-    Deploy(String),
-    Activate(String, String),
-    Lock(String),
-    Unlock(String),
-    Promote(String, String),
-    Deprecate(String, String),
-    MakeDefault(String, String),
+pub struct Confirm {
+    pub effect: Effect,
+    pub question: String,
 }
 
 impl Confirm {
-    pub fn question(&self) -> String {
-        let (verb, ids) = match self {
-            Confirm::Cancel(ids) => ("Cancel", ids),
-            Confirm::Retry(ids) => ("Retry", ids),
-            Confirm::Deploy(s) => return format!("Deploy the worker of {s} now?"),
-            Confirm::Activate(s, v) => {
-                return format!("Activate {s} {v}? The current version is superseded.");
+    pub fn new(effect: Effect) -> Self {
+        let question = match &effect {
+            Effect::Cancel(ids) => runs_question("Cancel", ids),
+            Effect::Retry(ids) => runs_question("Retry", ids),
+            Effect::Deploy(s) => format!("Deploy the worker of {s} now?"),
+            Effect::Activate { schema, version } => {
+                format!("Activate {schema} {version}? The current version is superseded.")
             }
-            Confirm::Lock(s) => {
-                return format!("Lock {s}? Nothing can be activated until it is unlocked.");
+            Effect::Lock(s) => format!("Lock {s}? Nothing can be activated until it is unlocked."),
+            Effect::Unlock(s) => format!("Unlock {s}?"),
+            Effect::Promote { template, version } => {
+                format!("Promote {template} {version} to stable? Its files freeze.")
             }
-            Confirm::Unlock(s) => return format!("Unlock {s}?"),
-            Confirm::Promote(t, v) => {
-                return format!("Promote {t} {v} to stable? Its files freeze.");
+            Effect::Deprecate { template, version } => {
+                format!("Deprecate {template} {version}? Only exact pins will resolve it.")
             }
-            Confirm::Deprecate(t, v) => {
-                return format!("Deprecate {t} {v}? Only exact pins will resolve it.");
+            Effect::MakeDefault { template, version } => {
+                format!("Make {template} {version} the default?")
             }
-            Confirm::MakeDefault(t, v) => return format!("Make {t} {v} the default?"),
+            other => format!("{other:?}?"),
         };
-        match ids.as_slice() {
-            [one] => format!("{verb} run {one}?"),
-            many => format!("{verb} {} runs ({})?", many.len(), id_list(many)),
-        }
+        Self { effect, question }
+    }
+}
+
+fn runs_question(verb: &str, ids: &[i64]) -> String {
+    match ids {
+        [one] => format!("{verb} run {one}?"),
+        many => format!("{verb} {} runs ({})?", many.len(), id_list(many)),
     }
 }
 
@@ -113,6 +129,8 @@ pub enum Mode {
     Editing,
     /// The audit trail overlay (`:audit`); any key closes it.
     Audit,
+    /// Every message of this session, in full (`:messages`); any key closes it.
+    Messages,
     /// Asking a label (and optional percent) for a template version.
     LabelInput {
         template: String,
@@ -130,6 +148,23 @@ pub enum Mode {
 pub enum Level {
     Info,
     Error,
+}
+
+/// Messages the `:messages` log keeps; the oldest go first.
+pub const MESSAGE_LOG: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub at: DateTime<Utc>,
+    pub level: Level,
+    pub text: String,
+}
+
+/// A view whose entity the store no longer has (or never had).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gone {
+    Run(i64),
+    Service(String),
 }
 
 /// What the list shows; sent to the loader whenever it changes.
@@ -170,6 +205,8 @@ impl DetailState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     LoadRuns(RunsQuery),
+    /// The Overview's queues, workers and activity (and keep them fresh while it shows).
+    LoadBoard,
     OpenRun(i64),
     CloseRun,
     Cancel(Vec<i64>),
@@ -234,10 +271,38 @@ pub enum Effect {
     },
 }
 
+impl Effect {
+    /// Whether the effect changes the store (an action, run in order by the loader's action
+    /// task) rather than reads it.
+    pub fn writes(&self) -> bool {
+        matches!(
+            self,
+            Effect::Cancel(_)
+                | Effect::Retry(_)
+                | Effect::Claim(_)
+                | Effect::Start(_)
+                | Effect::Complete(..)
+                | Effect::Propose { .. }
+                | Effect::Activate { .. }
+                | Effect::Lock(_)
+                | Effect::Unlock(_)
+                | Effect::Deploy(_)
+                | Effect::CreateService { .. }
+                | Effect::Promote { .. }
+                | Effect::Deprecate { .. }
+                | Effect::MakeDefault { .. }
+                | Effect::Label { .. }
+        )
+    }
+}
+
 /// Answers from the background, applied in arrival order.
 #[derive(Debug, Clone)]
 pub enum Data {
     Runs(Vec<Run>),
+    Board(QueueBoard),
+    /// Worker presence alone, for the status bar while the Overview is not on screen.
+    Presence(Vec<WorkerPresence>),
     Overview(QueueOverview),
     /// Fresh counts; the activity shown stays as it was.
     Counts(QueueCounts),
@@ -253,6 +318,11 @@ pub enum Data {
     },
     /// The store answers again.
     Reachable,
+    /// What a view showed does not exist (any more); the loader stopped refreshing it.
+    Gone {
+        what: Gone,
+        error: String,
+    },
     Services(Vec<ServiceOverview>),
     Manifests {
         schema: String,
@@ -285,20 +355,33 @@ pub struct App {
     /// Set once the first list has arrived; until then the pane says it is loading.
     pub loaded: bool,
     pub selected: usize,
+    /// The first row on screen; kept here (not by the table widget) so that rows do not slide.
+    pub first_row: usize,
+    /// The newest list from the store; `runs` is what is shown of it.
+    pub incoming: Vec<Run>,
+    /// Away from the top of the list, the newest run id shown: newer runs wait behind a marker
+    /// instead of pushing the selected row down.
+    pub pinned: Option<i64>,
+    /// The live list is frozen (`p`); the store's updates wait in `incoming`.
+    pub paused: bool,
+    /// Marks survive filter changes; the confirmation says when some are out of sight.
     pub marked: BTreeSet<i64>,
     pub overview: QueueOverview,
+    /// The Overview pane: queues, workers, the last hour.
+    pub board: OverviewPane,
     pub detail: Option<DetailState>,
     pub message: Option<(Level, String)>,
-    /// The clock for ages on screen: the time of the last data, so that a quiet console does not
-    /// change (and a test's screen does not depend on the wall clock).
+    pub messages: VecDeque<Message>,
+    /// The wall clock every age and heartbeat state on screen is measured against; the runtime
+    /// sets it before each frame and on the timer (`next_visible_change`), tests set it by hand.
     pub now: DateTime<Utc>,
     pub last_update: Option<DateTime<Utc>>,
     /// Since when the store has not answered, and why; None while it answers.
     pub unreachable: Option<(DateTime<Utc>, String)>,
     /// Times on screen are shown in this offset (the local one; tests pin UTC).
     pub offset: FixedOffset,
-    /// Rows the list shows per page, set by the view from the screen size.
-    pub page_rows: usize,
+    /// The terminal's size (columns, rows), from which the panes' page sizes follow.
+    pub screen: (u16, u16),
     pub quit: bool,
     pub catalog: Catalog,
     pub editor: Option<ManifestEditor>,
@@ -310,7 +393,7 @@ pub struct App {
 impl App {
     pub fn new(store: String, user: String, keymap: Keymap, read_only: bool) -> Self {
         Self {
-            pane: Pane::Runs,
+            pane: Pane::Overview,
             mode: Mode::Normal,
             read_only,
             store,
@@ -320,15 +403,21 @@ impl App {
             runs: Vec::new(),
             loaded: false,
             selected: 0,
+            first_row: 0,
+            incoming: Vec::new(),
+            pinned: None,
+            paused: false,
             marked: BTreeSet::new(),
             overview: QueueOverview::default(),
+            board: OverviewPane::default(),
             detail: None,
             message: None,
+            messages: VecDeque::new(),
             now: Utc::now(),
             last_update: None,
             unreachable: None,
             offset: *chrono::Local::now().offset(),
-            page_rows: 10,
+            screen: (80, 24),
             quit: false,
             catalog: Catalog::default(),
             editor: None,
@@ -339,17 +428,60 @@ impl App {
 
     /// What to load first.
     pub fn start(&self) -> Vec<Effect> {
-        vec![Effect::LoadRuns(self.query.clone())]
+        vec![Effect::LoadRuns(self.query.clone()), Effect::LoadBoard]
     }
 
     pub fn context(&self) -> Context {
         match (&self.pane, &self.detail) {
+            (Pane::Overview, _) => Context::Overview,
             (Pane::Runs, Some(_)) => Context::Detail,
             (Pane::Runs, None) => Context::Runs,
             (Pane::Services, _) => Context::Services,
             (Pane::Manifests, _) => Context::Manifests,
             (Pane::Templates, _) => Context::Templates,
         }
+    }
+
+    /// Sets the wall clock the screen is drawn against.
+    pub fn set_clock(&mut self, now: DateTime<Utc>) {
+        self.now = now;
+    }
+
+    /// The next moment a value on screen changes by the clock alone (an age ticks over, a
+    /// heartbeat turns stale, a queue stalls); None when nothing on screen depends on the clock.
+    /// The runtime sleeps until then, so an idle console redraws exactly when it must.
+    pub fn next_visible_change(&self) -> Option<DateTime<Utc>> {
+        let now = self.now;
+        // The status bar counts live workers and stalled queues on every pane.
+        let status_bar = self
+            .board
+            .board
+            .workers
+            .iter()
+            .filter_map(|w| liveness_changes_at(now, Some(w.heartbeat_at)));
+        let pane: Option<DateTime<Utc>> = match self.pane {
+            Pane::Overview => self.board.next_visible_change(now),
+            Pane::Runs if self.detail.is_none() => self
+                .visible_runs()
+                .iter()
+                .map(|r| age_changes_at(now, r.created_at))
+                .min(),
+            Pane::Services => self
+                .catalog
+                .services
+                .iter()
+                .filter_map(|s| s.deployment.as_ref().and_then(|d| d.last_heartbeat))
+                .flat_map(|t| {
+                    [
+                        Some(age_changes_at(now, t)),
+                        liveness_changes_at(now, Some(t)),
+                    ]
+                })
+                .flatten()
+                .min(),
+            _ => None,
+        };
+        status_bar.chain(pane).min()
     }
 
     pub fn selected_run(&self) -> Option<&Run> {
@@ -360,19 +492,22 @@ impl App {
         self.now = now;
         match data {
             Data::Runs(runs) => {
-                let keep = self.selected_run().map(|r| r.id);
-                self.runs = runs;
+                self.incoming = runs;
                 self.loaded = true;
                 self.last_update = Some(now);
-                // Stay on the same run when rows above it come and go.
-                self.selected = keep
-                    .and_then(|id| self.runs.iter().position(|r| r.id == id))
-                    .unwrap_or(self.selected)
-                    .min(self.runs.len().saturating_sub(1));
-                let present: BTreeSet<i64> = self.runs.iter().map(|r| r.id).collect();
-                self.marked.retain(|id| present.contains(id));
+                if !self.paused {
+                    self.show_incoming();
+                }
             }
+            Data::Board(mut board) => {
+                // The last hour's activity arrives with the run counts (on its own beat).
+                board.activity = std::mem::take(&mut self.board.board.activity);
+                self.board.set_board(board);
+                self.last_update = Some(now);
+            }
+            Data::Presence(workers) => self.board.board.workers = workers,
             Data::Overview(overview) => {
+                self.board.board.activity = overview.activity.clone();
                 self.overview = overview;
                 self.last_update = Some(now);
             }
@@ -399,10 +534,31 @@ impl App {
                     }
                 }
             }
-            Data::Done(text) => self.message = Some((Level::Info, text)),
-            Data::Failed(text) => self.message = Some((Level::Error, text)),
+            Data::Done(text) => self.say(Level::Info, text),
+            Data::Failed(text) => self.say(Level::Error, text),
             Data::Unreachable { since, error } => self.unreachable = Some((since, error)),
             Data::Reachable => self.unreachable = None,
+            Data::Gone { what, error } => {
+                match what {
+                    Gone::Run(id) => {
+                        if self.detail.as_ref().is_some_and(|d| d.run_id == id) {
+                            self.detail = None;
+                        }
+                    }
+                    Gone::Service(schema) => {
+                        if self.catalog.service.as_deref() == Some(schema.as_str()) {
+                            self.catalog.service = None;
+                            self.catalog.history.clear();
+                            self.catalog.content = None;
+                            self.catalog.diff = None;
+                            if self.pane == Pane::Manifests {
+                                self.pane = Pane::Services;
+                            }
+                        }
+                    }
+                }
+                self.say(Level::Error, error);
+            }
             Data::Services(services) => {
                 self.catalog.set_services(services);
                 self.last_update = Some(now);
@@ -428,7 +584,7 @@ impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         match std::mem::replace(&mut self.mode, Mode::Normal) {
             Mode::Normal => self.on_normal_key(key),
-            Mode::Audit => Vec::new(),
+            Mode::Audit | Mode::Messages => Vec::new(),
             Mode::Help => {
                 // Any key closes help; `q` there should not quit by surprise.
                 Vec::new()
@@ -485,27 +641,13 @@ impl App {
             },
             Mode::Confirm(confirm) => match key.code {
                 KeyCode::Char('y') | KeyCode::Char('Y') => {
-                    self.marked.clear();
-                    vec![match confirm {
-                        Confirm::Cancel(ids) => Effect::Cancel(ids),
-                        Confirm::Retry(ids) => Effect::Retry(ids),
-                        Confirm::Deploy(schema) => Effect::Deploy(schema),
-                        Confirm::Activate(schema, version) => Effect::Activate { schema, version },
-                        Confirm::Lock(schema) => Effect::Lock(schema),
-                        Confirm::Unlock(schema) => Effect::Unlock(schema),
-                        Confirm::Promote(template, version) => {
-                            Effect::Promote { template, version }
-                        }
-                        Confirm::Deprecate(template, version) => {
-                            Effect::Deprecate { template, version }
-                        }
-                        Confirm::MakeDefault(template, version) => {
-                            Effect::MakeDefault { template, version }
-                        }
-                    }]
+                    if matches!(confirm.effect, Effect::Cancel(_) | Effect::Retry(_)) {
+                        self.marked.clear();
+                    }
+                    vec![confirm.effect]
                 }
                 _ => {
-                    self.message = Some((Level::Info, "nothing done".into()));
+                    self.say(Level::Info, "nothing done".into());
                     Vec::new()
                 }
             },
@@ -526,16 +668,17 @@ impl App {
                 self.mode = Mode::Help;
                 Vec::new()
             }
-            Action::NextPane => self.switch_pane(Pane::ALL[(self.pane.index() + 1) % 4]),
-            Action::PrevPane => self.switch_pane(Pane::ALL[(self.pane.index() + 3) % 4]),
+            Action::NextPane => self.switch_pane(self.pane.step(1)),
+            Action::PrevPane => self.switch_pane(self.pane.step(Pane::ALL.len() - 1)),
+            Action::Overview => self.switch_pane(Pane::Overview),
             Action::Services => self.switch_pane(Pane::Services),
             Action::Manifests => self.switch_pane(Pane::Manifests),
             Action::Templates => self.switch_pane(Pane::Templates),
             Action::Runs => self.switch_pane(Pane::Runs),
             Action::Up => self.move_by(-1),
             Action::Down => self.move_by(1),
-            Action::PageUp => self.move_by(-(self.page_rows.max(1) as i64)),
-            Action::PageDown => self.move_by(self.page_rows.max(1) as i64),
+            Action::PageUp => self.move_by(-(self.page_rows() as i64)),
+            Action::PageDown => self.move_by(self.page_rows() as i64),
             Action::Top => self.move_to(0),
             Action::Bottom => self.move_to(usize::MAX),
             Action::Open if self.pane == Pane::Services => {
@@ -549,6 +692,21 @@ impl App {
                 }
             }
             Action::Open if self.pane == Pane::Templates => self.load_template_artifacts(),
+            Action::Open if self.pane == Pane::Overview => {
+                // A queue's runs: the text filter matches the queue's name.
+                match self.board.selected_queue().map(|q| q.queue.clone()) {
+                    Some(queue) => {
+                        self.pane = Pane::Runs;
+                        self.detail = None;
+                        self.query = RunsQuery {
+                            status: None,
+                            text: queue,
+                        };
+                        self.load_runs()
+                    }
+                    None => Vec::new(),
+                }
+            }
             Action::Open if self.pane == Pane::Manifests => {
                 self.catalog.diff = None;
                 self.load_selected_version()
@@ -574,8 +732,7 @@ impl App {
                     vec![Effect::CloseRun]
                 } else if !self.query.text.is_empty() || self.query.status.is_some() {
                     self.query = RunsQuery::default();
-                    self.selected = 0;
-                    vec![Effect::LoadRuns(self.query.clone())]
+                    self.load_runs()
                 } else {
                     Vec::new()
                 }
@@ -603,6 +760,19 @@ impl App {
                 };
                 self.set_status_filter(next)
             }
+            Action::Pause => {
+                self.paused = !self.paused;
+                if self.paused {
+                    self.say(
+                        Level::Info,
+                        "paused: the list stays as it is until p".into(),
+                    );
+                } else {
+                    self.show_incoming();
+                    self.say(Level::Info, "live again".into());
+                }
+                Vec::new()
+            }
             Action::Mark => {
                 if let Some(id) = self.selected_run().map(|r| r.id) {
                     if !self.marked.remove(&id) {
@@ -615,13 +785,13 @@ impl App {
             Action::CopyId => match self.selected_run() {
                 Some(run) => {
                     let id = run.id.to_string();
-                    self.message = Some((Level::Info, format!("copied run id {id}")));
+                    self.say(Level::Info, format!("copied run id {id}"));
                     vec![Effect::Copy(id)]
                 }
                 None => Vec::new(),
             },
-            Action::Cancel => self.confirm_with(Confirm::Cancel),
-            Action::Retry => self.confirm_with(Confirm::Retry),
+            Action::Cancel => self.confirm_with(Effect::Cancel),
+            Action::Retry => self.confirm_with(Effect::Retry),
             Action::Claim => match self.current_run() {
                 Some(run) => vec![Effect::Claim(run.queue.clone())],
                 None => self.fail("no run selected: its queue is the one claimed from".into()),
@@ -654,7 +824,8 @@ impl App {
             }
             Action::Deploy => match self.catalog.selected_service() {
                 Some(s) => {
-                    self.mode = Mode::Confirm(Confirm::Deploy(s.service.schema.clone()));
+                    self.mode =
+                        Mode::Confirm(Confirm::new(Effect::Deploy(s.service.schema.clone())));
                     Vec::new()
                 }
                 None => Vec::new(),
@@ -683,16 +854,19 @@ impl App {
                     );
                     return self.fail(text);
                 }
-                self.mode = Mode::Confirm(Confirm::Activate(schema, v.version.clone()));
+                self.mode = Mode::Confirm(Confirm::new(Effect::Activate {
+                    schema,
+                    version: v.version.clone(),
+                }));
                 Vec::new()
             }
             Action::Lock | Action::Unlock => {
                 if let Some(schema) = self.catalog.service.clone() {
-                    self.mode = Mode::Confirm(if action == Action::Lock {
-                        Confirm::Lock(schema)
+                    self.mode = Mode::Confirm(Confirm::new(if action == Action::Lock {
+                        Effect::Lock(schema)
                     } else {
-                        Confirm::Unlock(schema)
-                    });
+                        Effect::Unlock(schema)
+                    }));
                 }
                 Vec::new()
             }
@@ -714,14 +888,21 @@ impl App {
                 let Some(row) = self.catalog.selected_template_version() else {
                     return Vec::new();
                 };
-                let (t, v) = (row.version.template.clone(), row.version.version.clone());
+                let (template, version) =
+                    (row.version.template.clone(), row.version.version.clone());
                 self.mode = match action {
-                    Action::Promote => Mode::Confirm(Confirm::Promote(t, v)),
-                    Action::Deprecate => Mode::Confirm(Confirm::Deprecate(t, v)),
-                    Action::MakeDefault => Mode::Confirm(Confirm::MakeDefault(t, v)),
+                    Action::Promote => {
+                        Mode::Confirm(Confirm::new(Effect::Promote { template, version }))
+                    }
+                    Action::Deprecate => {
+                        Mode::Confirm(Confirm::new(Effect::Deprecate { template, version }))
+                    }
+                    Action::MakeDefault => {
+                        Mode::Confirm(Confirm::new(Effect::MakeDefault { template, version }))
+                    }
                     _ => Mode::LabelInput {
-                        template: t,
-                        version: v,
+                        template,
+                        version,
                         text: String::new(),
                     },
                 };
@@ -743,6 +924,7 @@ impl App {
     fn switch_pane(&mut self, pane: Pane) -> Vec<Effect> {
         self.pane = pane;
         match pane {
+            Pane::Overview => vec![Effect::LoadBoard],
             Pane::Services => vec![Effect::LoadServices],
             Pane::Templates => vec![Effect::LoadTemplates],
             Pane::Manifests => match self.catalog.service.clone() {
@@ -841,11 +1023,9 @@ impl App {
                             .collect(),
                     }];
                 }
-                KeyCode::Tab | KeyCode::Down | KeyCode::Enter => {
-                    form.focus = (form.focus + 1) % form.fields.len();
-                }
+                KeyCode::Tab | KeyCode::Down | KeyCode::Enter => form.set_focus(form.focus + 1),
                 KeyCode::BackTab | KeyCode::Up => {
-                    form.focus = (form.focus + form.fields.len() - 1) % form.fields.len();
+                    form.set_focus(form.focus + form.fields.len() - 1)
                 }
                 _ => {
                     form.fields[form.focus].input(key);
@@ -881,6 +1061,10 @@ impl App {
 
     fn move_by(&mut self, delta: i64) -> Vec<Effect> {
         match self.pane {
+            Pane::Overview => {
+                self.board.move_by(delta);
+                return Vec::new();
+            }
             Pane::Services => {
                 self.catalog.move_service(delta);
                 return Vec::new();
@@ -907,15 +1091,95 @@ impl App {
         if self.runs.is_empty() {
             return Vec::new();
         }
+        let target = self.selected as i64 + delta;
+        if target <= 0 && self.pinned.take().is_some() {
+            // Back at the top: the runs that waited behind the marker come in.
+            self.selected = 0;
+            self.first_row = 0;
+            if !self.paused {
+                self.show_incoming();
+            }
+            return Vec::new();
+        }
         let last = self.runs.len() as i64 - 1;
-        self.selected = (self.selected as i64 + delta).clamp(0, last) as usize;
+        self.selected = target.clamp(0, last) as usize;
+        if self.selected > 0 && self.pinned.is_none() {
+            self.pinned = self.runs.first().map(|r| r.id);
+        }
+        self.keep_selected_visible();
         Vec::new()
+    }
+
+    /// Shows the newest list from the store: at the top of the list it follows the newest run;
+    /// away from it, the selected run keeps its row on screen and newer runs wait (`new_above`).
+    fn show_incoming(&mut self) {
+        let keep = self.selected_run().map(|r| r.id);
+        let line = self.selected.saturating_sub(self.first_row);
+        let pinned = self.pinned;
+        self.runs = self
+            .incoming
+            .iter()
+            .filter(|r| pinned.is_none_or(|p| r.id <= p))
+            .cloned()
+            .collect();
+        if pinned.is_none() {
+            self.selected = 0;
+            self.first_row = 0;
+            return;
+        }
+        self.selected = keep
+            .and_then(|id| self.runs.iter().position(|r| r.id == id))
+            .unwrap_or(self.selected)
+            .min(self.runs.len().saturating_sub(1));
+        self.first_row = self.selected.saturating_sub(line);
+        self.keep_selected_visible();
+    }
+
+    /// Runs newer than the ones shown, waiting behind the `▲ N new` marker.
+    pub fn new_above(&self) -> usize {
+        self.pinned
+            .map_or(0, |p| self.incoming.iter().filter(|r| r.id > p).count())
+    }
+
+    fn keep_selected_visible(&mut self) {
+        let rows = self.page_rows();
+        if self.selected < self.first_row {
+            self.first_row = self.selected;
+        } else if self.selected >= self.first_row + rows {
+            self.first_row = self.selected + 1 - rows;
+        }
+    }
+
+    /// Whether the line above the status bar is in use (an input line, a message, an outage).
+    pub fn bottom_line(&self) -> bool {
+        !matches!(self.mode, Mode::Normal | Mode::Help | Mode::Confirm(_))
+            || self.message.is_some()
+            || self.unreachable.is_some()
+    }
+
+    /// Rows of the run list on screen at the current size (the view lays it out the same way).
+    pub fn page_rows(&self) -> usize {
+        let body = self
+            .screen
+            .1
+            .saturating_sub(2 + u16::from(self.bottom_line()));
+        let header = 1 + if body >= 30 { 3 } else { 1 };
+        // Two borders and the column header.
+        usize::from(body.saturating_sub(header + 3)).max(1)
+    }
+
+    /// The runs on screen now.
+    pub fn visible_runs(&self) -> &[Run] {
+        let end = (self.first_row + self.page_rows()).min(self.runs.len());
+        self.runs
+            .get(self.first_row.min(end)..end)
+            .unwrap_or_default()
     }
 
     fn move_to(&mut self, row: usize) -> Vec<Effect> {
         if matches!(
             self.pane,
-            Pane::Services | Pane::Manifests | Pane::Templates
+            Pane::Overview | Pane::Services | Pane::Manifests | Pane::Templates
         ) {
             let delta = if row == 0 { i64::MIN / 2 } else { i64::MAX / 2 };
             return self.move_by(delta);
@@ -928,8 +1192,10 @@ impl App {
             };
             return Vec::new();
         }
-        self.selected = row.min(self.runs.len().saturating_sub(1));
-        Vec::new()
+        if row == 0 {
+            return self.move_by(i64::MIN / 2);
+        }
+        self.move_by(i64::MAX / 2)
     }
 
     /// The run open in the detail, else the selected one.
@@ -958,25 +1224,48 @@ impl App {
         self.selected_run().map(|r| vec![r.id]).unwrap_or_default()
     }
 
-    fn confirm_with(&mut self, make: fn(Vec<i64>) -> Confirm) -> Vec<Effect> {
+    fn confirm_with(&mut self, make: fn(Vec<i64>) -> Effect) -> Vec<Effect> {
         if self.read_only {
-            self.message = Some((Level::Error, "read-only: nothing can be changed".into()));
+            self.say(Level::Error, "read-only: nothing can be changed".into());
             return Vec::new();
         }
         let ids = self.targets();
         if ids.is_empty() {
-            self.message = Some((Level::Info, "no run selected".into()));
-        } else {
-            self.mode = Mode::Confirm(make(ids));
+            self.say(Level::Info, "no run selected".into());
+            return Vec::new();
         }
+        // Marks outlive a filter change; the question says when some of them are out of sight.
+        let hidden = ids
+            .iter()
+            .filter(|id| !self.runs.iter().any(|r| r.id == **id))
+            .count();
+        let mut confirm = Confirm::new(make(ids));
+        if hidden > 0 && self.detail.is_none() {
+            confirm
+                .question
+                .push_str(&format!(" {hidden} of them not shown by the filter."));
+        }
+        self.mode = Mode::Confirm(confirm);
         Vec::new()
     }
 
     fn set_status_filter(&mut self, status: Option<RunStatus>) -> Vec<Effect> {
         self.query.status = status;
-        self.selected = 0;
         self.pane = Pane::Runs;
+        self.load_runs()
+    }
+
+    /// A new filter: the list starts again from the top, marks stay.
+    fn load_runs(&mut self) -> Vec<Effect> {
+        self.selected = 0;
+        self.first_row = 0;
+        self.pinned = None;
         vec![Effect::LoadRuns(self.query.clone())]
+    }
+
+    pub fn set_screen(&mut self, width: u16, height: u16) {
+        self.screen = (width, height);
+        self.keep_selected_visible();
     }
 
     fn on_filter_key(&mut self, key: KeyEvent, mut text: String) -> Vec<Effect> {
@@ -989,8 +1278,7 @@ impl App {
                     return Vec::new();
                 }
                 self.query.text = text.trim().to_owned();
-                self.selected = 0;
-                vec![Effect::LoadRuns(self.query.clone())]
+                self.load_runs()
             }
             KeyCode::Esc => Vec::new(),
             _ => {
@@ -1051,19 +1339,36 @@ impl App {
                 self.mode = Mode::Help;
                 Vec::new()
             }
+            ("messages" | "mes", _) => {
+                self.mode = Mode::Messages;
+                Vec::new()
+            }
             ("audit", _) => {
                 self.mode = Mode::Audit;
                 vec![Effect::LoadAudit]
             }
             _ => self.fail(format!(
-                "unknown command `{line}`: try :runs [STATUS], :run ID, :help, :q"
+                "unknown command `{line}`: try :runs [STATUS], :run ID, :messages, :help, :q"
             )),
         }
     }
 
     fn fail(&mut self, text: String) -> Vec<Effect> {
-        self.message = Some((Level::Error, text));
+        self.say(Level::Error, text);
         Vec::new()
+    }
+
+    /// Puts a message on the bottom line and keeps it, in full, in the `:messages` log.
+    fn say(&mut self, level: Level, text: String) {
+        if self.messages.len() == MESSAGE_LOG {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(Message {
+            at: self.now,
+            level,
+            text: text.clone(),
+        });
+        self.message = Some((level, text));
     }
 }
 

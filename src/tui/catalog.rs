@@ -1,6 +1,7 @@
 //! The Services and Manifests panes: what they hold, and the two editors (a service form and a
 //! manifest JSON editor) validated as the operator types.
 
+use ratatui::style::{Modifier, Style};
 use ratatui_textarea::TextArea;
 use serde_json::Value;
 
@@ -65,12 +66,13 @@ impl Catalog {
         history: Vec<ManifestHead>,
         content: Option<Manifest>,
     ) {
+        // The operator's choice outlives every refresh (a worker's heartbeat is enough to cause
+        // one); the content's version (the governing one at first) only when nothing is chosen.
         let same_service = self.service.as_deref() == Some(schema.as_str());
-        let keep = content.as_ref().map(|m| m.version.clone()).or_else(|| {
-            same_service
-                .then(|| self.selected_version().map(|v| v.version.clone()))
-                .flatten()
-        });
+        let keep = same_service
+            .then(|| self.selected_version().map(|v| v.version.clone()))
+            .flatten()
+            .or_else(|| content.as_ref().map(|m| m.version.clone()));
         self.service = Some(schema);
         self.history = history;
         self.version_selected = keep
@@ -149,9 +151,11 @@ pub struct ManifestEditor {
 impl ManifestEditor {
     pub fn new(schema: &str, content: &Value) -> Self {
         let text = serde_json::to_string_pretty(content).unwrap_or_else(|_| "{}".into());
+        let mut textarea = TextArea::new(text.lines().map(str::to_owned).collect());
+        textarea.set_cursor_line_style(Style::default().add_modifier(Modifier::UNDERLINED));
         let mut editor = Self {
             schema: schema.to_owned(),
-            textarea: TextArea::new(text.lines().map(str::to_owned).collect()),
+            textarea,
             problem: None,
         };
         editor.validate();
@@ -180,14 +184,31 @@ pub struct ServiceForm {
 
 impl ServiceForm {
     pub fn new(project: &str) -> Self {
-        let field = |text: &str| TextArea::new(vec![text.to_owned()]);
+        let field = |text: &str| {
+            let mut field = TextArea::new(vec![text.to_owned()]);
+            field.set_cursor_line_style(Style::default());
+            field
+        };
         let mut form = Self {
             fields: [field(project), field(""), field(""), field("")],
-            focus: if project.is_empty() { 0 } else { 1 },
+            focus: 0,
             problem: None,
         };
+        form.set_focus(if project.is_empty() { 0 } else { 1 });
         form.validate();
         form
+    }
+
+    /// Moves the focus; only the focused field shows its cursor.
+    pub fn set_focus(&mut self, focus: usize) {
+        self.focus = focus % self.fields.len();
+        for (i, field) in self.fields.iter_mut().enumerate() {
+            field.set_cursor_style(if i == self.focus {
+                Style::default().add_modifier(Modifier::REVERSED)
+            } else {
+                Style::default()
+            });
+        }
     }
 
     pub fn value(&self, i: usize) -> String {

@@ -10,6 +10,8 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Context {
     Global,
+    /// Queues, workers and the last hour.
+    Overview,
     /// The run list.
     Runs,
     /// One run's detail (events, logs, artifacts).
@@ -28,6 +30,7 @@ pub enum Action {
     Help,
     NextPane,
     PrevPane,
+    Overview,
     Services,
     Manifests,
     Templates,
@@ -43,6 +46,7 @@ pub enum Action {
     Filter,
     Command,
     CycleStatus,
+    Pause,
     Mark,
     CopyId,
     Cancel,
@@ -74,6 +78,7 @@ impl Action {
         (Action::Help, "help", "this help", false),
         (Action::NextPane, "next_pane", "next pane", false),
         (Action::PrevPane, "prev_pane", "previous pane", false),
+        (Action::Overview, "overview", "Overview pane", false),
         (Action::Services, "services", "Services pane", false),
         (Action::Manifests, "manifests", "Manifests pane", false),
         (Action::Templates, "templates", "Templates pane", false),
@@ -97,6 +102,12 @@ impl Action {
             Action::CycleStatus,
             "cycle_status",
             "filter by next status",
+            false,
+        ),
+        (
+            Action::Pause,
+            "pause",
+            "pause / resume the live list",
             false,
         ),
         (Action::Mark, "mark", "mark / unmark run", false),
@@ -199,7 +210,7 @@ impl Action {
     fn contexts(self) -> &'static [Context] {
         use Action::*;
         match self {
-            Mark | CopyId | CycleStatus => &[Context::Runs],
+            Mark | CopyId | CycleStatus | Pause => &[Context::Runs],
             Filter | Cancel | Retry | Claim | Start | Complete => &[Context::Runs, Context::Detail],
             ShowEvents | ShowLogs | ShowArtifacts | Follow => &[Context::Detail],
             NewService | Deploy => &[Context::Services],
@@ -345,6 +356,7 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("?", Action::Help),
     ("tab", Action::NextPane),
     ("shift-tab", Action::PrevPane),
+    ("0", Action::Overview),
     ("1", Action::Services),
     ("2", Action::Manifests),
     ("3", Action::Templates),
@@ -365,6 +377,7 @@ const DEFAULTS: &[(&str, Action)] = &[
     (":", Action::Command),
     ("s", Action::CycleStatus),
     ("space", Action::Mark),
+    ("p", Action::Pause),
     ("y", Action::CopyId),
     ("x", Action::Cancel),
     ("R", Action::Retry),

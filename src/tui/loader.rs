@@ -1,12 +1,14 @@
-//! The loader: every database call of the console, off the render loop. It carries out the
-//! app's effects and reloads what is on screen when the store changes.
+//! The loader: every database call of the console, off the render loop. Reads run in the loader
+//! itself, latest first (a burst of list changes loads the last one only); actions (deploys,
+//! bulk cancels, catalog changes) run one after another in a task of their own that reports back,
+//! so a slow deployer never stops the live view.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::app::{self, Data, Effect, RunsQuery};
+use super::app::{self, Data, Effect, Gone, RunsQuery};
 use crate::deploy::DeployerConfig;
 use crate::ops::{Backoff, CreateService, ManifestProposal, Ops, OpsError, RunQuery};
 
@@ -32,6 +34,11 @@ const CONSOLE_LEASE: Duration = Duration::from_secs(600);
 const AUDIT_ROWS: i64 = 200;
 /// Log lines fetched per round trip while following.
 const LOG_PAGE: i64 = 1_000;
+/// Worker heartbeats arrive without a change notification (they would wake every console every
+/// few seconds): presence, and the Overview while it shows, are reloaded this often instead.
+const PRESENCE_EVERY: Duration = Duration::from_secs(5);
+/// On a quiet store nothing triggers the activity query; the chart still moves each minute.
+const ACTIVITY_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 /// Sends data to the app and keeps track of whether the store answers: refreshes that meet an
 /// outage become one `Unreachable` (not an error line per query), the first answer after it
@@ -87,7 +94,8 @@ pub(super) async fn load(
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
     let watcher_ops = ops.clone();
     let watcher_tx = tx.clone();
-    let watcher = tokio::spawn(async move {
+    let action_refresh = changed_tx.clone();
+    let _watcher = AbortOnDrop(tokio::spawn(async move {
         let mut watcher = match watcher_ops.change_watcher().await {
             Ok(w) => Some(w),
             Err(e) => {
@@ -119,34 +127,89 @@ pub(super) async fn load(
                 tokio::time::sleep(REFRESH_GAP).await;
             }
         }
-    });
+    }));
 
     let mut out = Reporter {
-        tx,
+        tx: tx.clone(),
         down: false,
         backoff: Backoff::new(),
     };
     let worker = console_worker_id(ops.actor());
+    let (action_tx, action_rx) = mpsc::unbounded_channel::<Effect>();
+    let _actions = AbortOnDrop(tokio::spawn(run_actions(
+        ops.clone(),
+        settings,
+        worker,
+        action_rx,
+        tx,
+        action_refresh,
+    )));
     let mut screen = OnScreen::default();
+    let mut presence = tokio::time::interval(PRESENCE_EVERY);
+    presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let retry = out.retry_in();
         let refresh = tokio::select! {
             effect = effects.recv() => match effect {
                 None => break,
-                Some(effect) => {
-                    apply(&ops, &settings, &worker, effect, &mut screen, &mut out).await;
+                Some(first) => {
+                    let mut batch = vec![first];
+                    while let Ok(more) = effects.try_recv() {
+                        batch.push(more);
+                    }
+                    for effect in latest_wins(batch) {
+                        if effect.writes() {
+                            let _ = action_tx.send(effect);
+                        } else {
+                            read(&ops, effect, &mut screen, &mut out).await;
+                        }
+                    }
                     false
                 }
             },
             // While the store is away, the next try.
             _ = sleep_for(retry) => true,
             Some(()) = changed_rx.recv() => true,
+            _ = presence.tick() => {
+                refresh_presence(&ops, &mut screen, &mut out).await;
+                false
+            }
         };
         if refresh {
             refresh_screen(&ops, &mut screen, &mut out).await;
         }
     }
-    watcher.abort();
+}
+
+/// A task that ends with its owner: when the runtime aborts the loader (the console quits, an SSH
+/// session drops), the change watcher and a running action go with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Of several loads of one kind waiting together, only the last matters: the operator has
+/// moved on from the others. Actions all stay, in order.
+fn latest_wins(batch: Vec<Effect>) -> Vec<Effect> {
+    let kind = |e: &Effect| match e {
+        Effect::LoadRuns(_) => Some(0),
+        Effect::OpenRun(_) | Effect::CloseRun => Some(1),
+        Effect::LoadManifests { .. } => Some(2),
+        Effect::LoadTemplateArtifacts { .. } => Some(3),
+        _ => None,
+    };
+    let mut kept: Vec<Effect> = Vec::with_capacity(batch.len());
+    for (i, effect) in batch.iter().enumerate() {
+        let superseded =
+            kind(effect).is_some_and(|k| batch[i + 1..].iter().any(|later| kind(later) == Some(k)));
+        if !superseded {
+            kept.push(effect.clone());
+        }
+    }
+    kept
 }
 
 /// What the console shows that the loader keeps fresh.
@@ -154,6 +217,8 @@ pub(super) async fn load(
 struct OnScreen {
     query: RunsQuery,
     activity_at: Option<Instant>,
+    /// The Overview has been opened: its queues and workers are kept fresh.
+    board: bool,
     /// The run whose detail is open, and the last log line id seen.
     open: Option<(i64, i64)>,
     manifests: Option<(String, Option<String>)>,
@@ -163,7 +228,8 @@ struct OnScreen {
     templates: bool,
 }
 
-async fn sleep_for(delay: Option<Duration>) {
+/// Sleeps for `delay`, or forever when None (a `select!` arm that never fires).
+pub(super) async fn sleep_for(delay: Option<Duration>) {
     match delay {
         Some(delay) => tokio::time::sleep(delay).await,
         None => std::future::pending().await,
@@ -173,6 +239,9 @@ async fn sleep_for(delay: Option<Duration>) {
 /// Reloads everything on screen (after a change, or to see whether the store is back).
 async fn refresh_screen(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
     refresh_runs(ops, screen, out).await;
+    if screen.board {
+        refresh_board(ops, out).await;
+    }
     refresh_open(ops, screen, out).await;
     if screen.services {
         refresh_services(ops, out).await;
@@ -183,80 +252,22 @@ async fn refresh_screen(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
     }
 }
 
-/// Carries out one effect of the app, then reloads what it may have changed.
-async fn apply(
-    ops: &Ops,
-    settings: &LoaderSettings,
-    worker: &str,
-    effect: Effect,
-    screen: &mut OnScreen,
-    out: &mut Reporter,
-) {
+/// Carries out one read of the app.
+async fn read(ops: &Ops, effect: Effect, screen: &mut OnScreen, out: &mut Reporter) {
     match effect {
         Effect::LoadRuns(q) => {
             screen.query = q;
             refresh_runs(ops, screen, out).await;
+        }
+        Effect::LoadBoard => {
+            screen.board = true;
+            refresh_board(ops, out).await;
         }
         Effect::OpenRun(id) => {
             screen.open = Some((id, 0));
             refresh_open(ops, screen, out).await;
         }
         Effect::CloseRun => screen.open = None,
-        Effect::Cancel(ids) => {
-            act_on(ops, &ids, "canceled", out, |ops, id| async move {
-                ops.cancel_run(id).await.map(|outcome| match outcome {
-                    crate::domain::run::CancelOutcome::Requested => {
-                        format!("{id} (stop requested)")
-                    }
-                    _ => id.to_string(),
-                })
-            })
-            .await;
-            refresh_runs(ops, screen, out).await;
-            refresh_open(ops, screen, out).await;
-        }
-        Effect::Retry(ids) => {
-            act_on(ops, &ids, "retried", out, |ops, id| async move {
-                ops.retry_run(id).await.map(|new| format!("{id} as {new}"))
-            })
-            .await;
-            refresh_runs(ops, screen, out).await;
-        }
-        Effect::Claim(queue) => {
-            let data = match ops
-                .claim_runs(worker, std::slice::from_ref(&queue), 1, CONSOLE_LEASE)
-                .await
-            {
-                Ok(claimed) => match claimed.first() {
-                    Some(run) => Data::Done(format!("claimed run {} as {worker}", run.id)),
-                    None => Data::Done(format!("nothing queued in {queue}")),
-                },
-                Err(e) => Data::Failed(e.to_string()),
-            };
-            out.send(data);
-            refresh_runs(ops, screen, out).await;
-        }
-        Effect::Start(id) => {
-            let data = match ops.start_run(worker, id).await {
-                Ok(_) => Data::Done(format!("started run {id}")),
-                Err(e) => Data::Failed(e.to_string()),
-            };
-            out.send(data);
-            refresh_runs(ops, screen, out).await;
-            refresh_open(ops, screen, out).await;
-        }
-        Effect::Complete(id, code) => {
-            let error =
-                (code != 0).then(|| format!("exit code {code} (completed from the console)"));
-            let data = match ops.complete_run(worker, id, code, error.as_deref()).await {
-                Ok(run) => Data::Done(format!("run {id} {}", run.status)),
-                Err(e) => Data::Failed(e.to_string()),
-            };
-            out.send(data);
-            refresh_runs(ops, screen, out).await;
-            refresh_open(ops, screen, out).await;
-        }
-        Effect::Copy(_) => {}
         Effect::LoadServices => {
             screen.services = true;
             refresh_services(ops, out).await;
@@ -283,17 +294,114 @@ async fn apply(
             screen.manifests = Some((schema, version));
             refresh_manifests(ops, screen, out).await;
         }
-        other => {
-            catalog_action(ops, settings, other, out).await;
-            if screen.templates {
-                refresh_templates(ops, out).await;
+        Effect::Diff { schema, from, to } => match ops.manifest_diff(&schema, &from, &to).await {
+            Ok(changes) => {
+                let n = changes.len();
+                out.loaded(Data::Diff { from, to, changes });
+                out.send(Data::Done(format!("{n} field(s) differ")));
             }
-            if screen.services {
-                refresh_services(ops, out).await;
-            }
-            refresh_manifests(ops, screen, out).await;
-            refresh_runs(ops, screen, out).await;
+            Err(e) => out.send(Data::Failed(e.to_string())),
+        },
+        // Writes go to `run_actions`; the runtime handles copying.
+        _ => {}
+    }
+}
+
+/// The actions, one after another in the order the operator asked for them: each reports what
+/// it did and asks the loader for a refresh, which it does while the next action runs.
+async fn run_actions(
+    ops: Ops,
+    settings: LoaderSettings,
+    worker: String,
+    mut actions: mpsc::UnboundedReceiver<Effect>,
+    tx: mpsc::UnboundedSender<Data>,
+    refresh: mpsc::Sender<()>,
+) {
+    while let Some(effect) = actions.recv().await {
+        let data = act(&ops, &settings, &worker, effect).await;
+        let _ = tx.send(data);
+        // A full channel already holds a pending refresh.
+        let _ = refresh.try_send(());
+    }
+}
+
+/// Carries out one action: what to tell the operator.
+async fn act(ops: &Ops, settings: &LoaderSettings, worker: &str, effect: Effect) -> Data {
+    match effect {
+        Effect::Cancel(ids) => {
+            act_on(ops, &ids, "canceled", |ops, id| async move {
+                ops.cancel_run(id).await.map(|outcome| match outcome {
+                    crate::domain::run::CancelOutcome::Requested => {
+                        format!("{id} (stop requested)")
+                    }
+                    _ => id.to_string(),
+                })
+            })
+            .await
         }
+        Effect::Retry(ids) => {
+            act_on(ops, &ids, "retried", |ops, id| async move {
+                ops.retry_run(id).await.map(|new| format!("{id} as {new}"))
+            })
+            .await
+        }
+        Effect::Claim(queue) => match ops
+            .claim_runs(worker, std::slice::from_ref(&queue), 1, CONSOLE_LEASE)
+            .await
+        {
+            Ok(claimed) => match claimed.first() {
+                Some(run) => Data::Done(format!("claimed run {} as {worker}", run.id)),
+                None => Data::Done(format!("nothing queued in {queue}")),
+            },
+            Err(e) => Data::Failed(e.to_string()),
+        },
+        Effect::Start(id) => match ops.start_run(worker, id).await {
+            Ok(_) => Data::Done(format!("started run {id}")),
+            Err(e) => Data::Failed(e.to_string()),
+        },
+        Effect::Complete(id, code) => {
+            let error =
+                (code != 0).then(|| format!("exit code {code} (completed from the console)"));
+            match ops.complete_run(worker, id, code, error.as_deref()).await {
+                Ok(run) => Data::Done(format!("run {id} {}", run.status)),
+                Err(e) => Data::Failed(e.to_string()),
+            }
+        }
+        other => match catalog_action(ops, settings, other).await {
+            Some(Ok(text)) => Data::Done(text),
+            Some(Err(e)) => Data::Failed(e.to_string()),
+            None => Data::Failed("nothing to do".into()),
+        },
+    }
+}
+
+/// Worker presence for the status bar, and the whole Overview while it is open; on a quiet
+/// store also the last hour's activity, so the chart moves with the clock.
+async fn refresh_presence(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
+    if screen.board {
+        refresh_board(ops, out).await;
+    } else {
+        match ops.worker_presence().await {
+            Ok(workers) => out.loaded(Data::Presence(workers)),
+            Err(e) => out.failed("loading workers", e),
+        }
+    }
+    if screen
+        .activity_at
+        .is_some_and(|at| at.elapsed() >= ACTIVITY_AT_LEAST_EVERY)
+    {
+        screen.activity_at = Some(Instant::now());
+        match ops.queue_overview().await {
+            Ok(overview) => out.loaded(Data::Overview(overview)),
+            Err(e) => out.failed("loading counts", e),
+        }
+    }
+}
+
+async fn refresh_board(ops: &Ops, out: &mut Reporter) {
+    match ops.queue_board().await {
+        Ok(board) => out.loaded(Data::Board(board)),
+        Err(e) => out.failed("loading the overview", e),
     }
 }
 
@@ -311,13 +419,22 @@ async fn refresh_templates(ops: &Ops, out: &mut Reporter) {
     }
 }
 
-async fn refresh_manifests(ops: &Ops, screen: &OnScreen, out: &mut Reporter) {
+async fn refresh_manifests(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
     let Some((schema, version)) = &screen.manifests else {
         return;
     };
     let history = match ops.manifest_history(schema).await {
         Ok(h) => h,
-        Err(e) => return out.failed("loading manifests", e),
+        Err(e) if e.is_transient() => return out.failed("loading manifests", e),
+        Err(e) => {
+            // Said once; the pane goes back to the services rather than retry on every change.
+            out.send(Data::Gone {
+                what: Gone::Service(schema.clone()),
+                error: format!("service {schema}: {e}"),
+            });
+            screen.manifests = None;
+            return;
+        }
     };
     let content = ops.manifest(schema, version.as_deref()).await.ok();
     out.loaded(Data::Manifests {
@@ -328,16 +445,12 @@ async fn refresh_manifests(ops: &Ops, screen: &OnScreen, out: &mut Reporter) {
 }
 
 /// The Services and Manifests panes' actions, each one use case of `ops`.
-async fn catalog_action(ops: &Ops, settings: &LoaderSettings, effect: Effect, out: &mut Reporter) {
-    let result: Result<String, crate::ops::OpsError> = match effect {
-        Effect::Diff { schema, from, to } => match ops.manifest_diff(&schema, &from, &to).await {
-            Ok(changes) => {
-                let n = changes.len();
-                out.send(Data::Diff { from, to, changes });
-                Ok(format!("{n} field(s) differ"))
-            }
-            Err(e) => Err(e),
-        },
+async fn catalog_action(
+    ops: &Ops,
+    settings: &LoaderSettings,
+    effect: Effect,
+) -> Option<crate::ops::OpsResult<String>> {
+    Some(match effect {
         Effect::Propose { schema, text } => ops
             .propose_manifest(&ManifestProposal::new(&schema, &text))
             .await
@@ -401,12 +514,8 @@ async fn catalog_action(ops: &Ops, settings: &LoaderSettings, effect: Effect, ou
             .set_label(&template, &label, &version, Some(percent))
             .await
             .map(|()| format!("{template} {label} → {version} ({percent}%)")),
-        _ => return,
-    };
-    out.send(match result {
-        Ok(text) => Data::Done(text),
-        Err(e) => Data::Failed(e.to_string()),
-    });
+        _ => return None,
+    })
 }
 
 /// The worker id the console claims, starts and completes runs as: `console-<user>`.
@@ -451,7 +560,16 @@ async fn refresh_open(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
     };
     match ops.run_detail(*id).await {
         Ok(detail) => out.loaded(Data::Detail(Box::new(detail))),
-        Err(e) => return out.failed(&format!("loading run {id}"), e),
+        Err(e) if e.is_transient() => return out.failed(&format!("loading run {id}"), e),
+        Err(e) => {
+            // Said once; the detail closes rather than retry (and say it again) on every change.
+            out.send(Data::Gone {
+                what: Gone::Run(*id),
+                error: format!("run {id}: {e}"),
+            });
+            screen.open = None;
+            return;
+        }
     }
     // Catch up on logs a page at a time; a few pages per refresh keeps one chatty run from
     // starving the rest, the next refresh continues where this one stopped.
@@ -478,7 +596,7 @@ async fn refresh_open(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
 }
 
 /// Applies one action to each run, then reports what worked and the first thing that did not.
-async fn act_on<F, Fut>(ops: &Ops, ids: &[i64], verb: &str, out: &mut Reporter, action: F)
+async fn act_on<F, Fut>(ops: &Ops, ids: &[i64], verb: &str, action: F) -> Data
 where
     F: Fn(Ops, i64) -> Fut,
     Fut: std::future::Future<Output = crate::ops::OpsResult<String>>,
@@ -491,7 +609,7 @@ where
             Err(e) => failures.push(e.to_string()),
         }
     }
-    let data = match (done.is_empty(), failures.first()) {
+    match (done.is_empty(), failures.first()) {
         (_, None) => Data::Done(format!("{verb} {}", done.join(", "))),
         (true, Some(first)) => Data::Failed(first.clone()),
         (false, Some(first)) => Data::Failed(format!(
@@ -499,6 +617,5 @@ where
             done.join(", "),
             failures.len()
         )),
-    };
-    out.send(data);
+    }
 }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod catalog;
 pub mod keymap;
 mod loader;
+pub mod panes;
 mod style;
 pub mod view;
 mod view_catalog;
@@ -99,8 +100,9 @@ fn stop_on_signals() -> Result<watch::Receiver<bool>, String> {
     Ok(rx)
 }
 
-/// The render loop on any backend (the bench drives it on a byte-counting one): draws only when
-/// input or data changed something, never waits on the database.
+/// The render loop on any backend (the bench drives it on a byte-counting one): draws when input
+/// or data changed something, or when the clock changes a value on screen (an age, a heartbeat
+/// state), and never waits on the database.
 pub async fn drive<B: Backend>(
     terminal: &mut Terminal<B>,
     app: &mut App,
@@ -117,14 +119,22 @@ pub async fn drive<B: Backend>(
     }
 
     let theme = Theme::from_env();
+    if let Ok(size) = terminal.size() {
+        app.set_screen(size.width, size.height);
+    }
     let mut dirty = true;
     while !app.quit && !*stop.borrow() {
         if dirty {
+            app.set_clock(Utc::now());
             terminal
                 .draw(|frame| view::render(frame, app, theme))
                 .map_err(|e| format!("cannot draw: {e}"))?;
             dirty = false;
         }
+        // Sleep until the clock alone changes something on screen; None sleeps until input.
+        let tick = app
+            .next_visible_change()
+            .map(|at| (at - Utc::now()).to_std().unwrap_or_default());
         tokio::select! {
             event = input_rx.recv() => match event {
                 Some(Event::Key(key)) if key.kind != KeyEventKind::Release => {
@@ -136,7 +146,10 @@ pub async fn drive<B: Backend>(
                     }
                     dirty = true;
                 }
-                Some(Event::Resize(..)) => dirty = true,
+                Some(Event::Resize(width, height)) => {
+                    app.set_screen(width, height);
+                    dirty = true;
+                }
                 Some(_) => {}
                 None => break,
             },
@@ -148,6 +161,7 @@ pub async fn drive<B: Backend>(
                 }
                 dirty = true;
             }
+            _ = loader::sleep_for(tick) => dirty = true,
             _ = stop.changed() => break,
         }
     }

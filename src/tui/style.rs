@@ -1,7 +1,6 @@
 //! What both drawing modules (`view` and `view_catalog`) share: the colour theme and the
 //! time formatting, so that neither has to import the other.
 
-use chrono::{DateTime, Utc};
 use ratatui::style::{Color, Modifier, Style};
 
 use crate::domain::run::RunStatus;
@@ -63,13 +62,4 @@ impl Theme {
     }
 }
 
-/// "42s", "5m", "3h", "2d": how long ago, in the unit that fits four columns.
-pub fn age(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
-    let secs = (now - then).num_seconds().max(0);
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3_600 => format!("{}m", secs / 60),
-        3_600..86_400 => format!("{}h", secs / 3_600),
-        _ => format!("{}d", secs / 86_400),
-    }
-}
+pub use crate::domain::age::{age, age_changes_at};

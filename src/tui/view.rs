@@ -12,25 +12,30 @@ use ratatui::widgets::{
 
 use super::app::{App, DetailState, DetailTab, Level, Mode, Pane};
 use super::keymap::Action;
+use super::panes::Ctx;
 pub use super::style::{Theme, age};
 use crate::domain::run::{Run, RunStatus};
 use crate::ops::ACTIVITY_MINUTES;
 
-pub fn render(frame: &mut Frame, app: &mut App, theme: Theme) {
+/// Draws the whole screen. Pure: it reads the app and writes only the frame.
+pub fn render(frame: &mut Frame, app: &App, theme: Theme) {
     let area = frame.area();
-    let bottom_line = !matches!(app.mode, Mode::Normal | Mode::Help | Mode::Confirm(_))
-        || app.message.is_some()
-        || app.unreachable.is_some();
     let [tabs, body, message, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
-        Constraint::Length(u16::from(bottom_line)),
+        Constraint::Length(u16::from(app.bottom_line())),
         Constraint::Length(1),
     ])
     .areas(area);
 
     render_tabs(frame, app, theme, tabs);
+    let ctx = Ctx {
+        now: app.now,
+        theme,
+        offset: app.offset,
+    };
     match app.pane {
+        Pane::Overview => app.board.render(&ctx, body, frame.buffer_mut()),
         Pane::Runs => match app.detail.as_ref() {
             Some(detail) => render_detail(frame, detail, app, theme, body),
             None => render_runs(frame, app, theme, body),
@@ -39,10 +44,10 @@ pub fn render(frame: &mut Frame, app: &mut App, theme: Theme) {
         Pane::Manifests => super::view_catalog::render_manifests(frame, app, theme, body),
         Pane::Templates => super::view_catalog::render_templates(frame, app, theme, body),
     }
-    if let Some(editor) = app.editor.as_mut() {
+    if let Some(editor) = app.editor.as_ref() {
         super::view_catalog::render_editor(frame, editor, theme, body);
     }
-    if let Some(form) = app.form.as_mut() {
+    if let Some(form) = app.form.as_ref() {
         super::view_catalog::render_form(frame, form, theme, body);
     }
     render_bottom_line(frame, app, theme, message);
@@ -51,9 +56,10 @@ pub fn render(frame: &mut Frame, app: &mut App, theme: Theme) {
     match &app.mode {
         Mode::Help => render_help(frame, app, theme, area),
         Mode::Audit => render_audit(frame, app, theme, area),
+        Mode::Messages => render_messages(frame, app, theme, area),
         Mode::Confirm(confirm) => render_dialog(
             frame,
-            &confirm.question(),
+            &confirm.question,
             "y confirm · any other key keeps things as they are",
             theme,
             area,
@@ -70,7 +76,7 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let titles: Vec<Line> = Pane::ALL
         .iter()
         .enumerate()
-        .map(|(i, p)| Line::from(format!("{} {}", i + 1, p.title())))
+        .map(|(i, p)| Line::from(format!("{i} {}", p.title())))
         .collect();
     let selected = Pane::ALL.iter().position(|p| *p == app.pane);
     frame.render_widget(
@@ -90,17 +96,17 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     frame.render_widget(Span::styled(badge, badge_style), right);
 }
 
-/// "10k+" once a count hit its cap.
-pub fn count_label(count: i64, capped: bool) -> String {
-    let base = if count >= 10_000 {
-        format!("{}k", count / 1000)
-    } else {
-        count.to_string()
-    };
-    if capped { format!("{base}+") } else { base }
+/// An exact count up to five digits, then shortened ("123k", "4.5M") so a line of six counts
+/// fits 80 columns on a store of millions.
+pub fn count_label(count: i64) -> String {
+    match count {
+        ..100_000 => count.to_string(),
+        100_000..10_000_000 => format!("{}k", count / 1_000),
+        _ => format!("{:.1}M", count as f64 / 1e6),
+    }
 }
 
-fn render_runs(frame: &mut Frame, app: &mut App, theme: Theme, area: Rect) {
+fn render_runs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let tall = area.height >= 30;
     let [counts, spark, table] = Layout::vertical([
         Constraint::Length(1),
@@ -117,7 +123,7 @@ fn render_runs(frame: &mut Frame, app: &mut App, theme: Theme, area: Rect) {
             theme.status(c.status)
         };
         spans.push(Span::styled(c.status.as_str(), style));
-        spans.push(Span::raw(format!(" {}  ", count_label(c.count, c.capped))));
+        spans.push(Span::raw(format!(" {}  ", count_label(c.count))));
     }
     frame.render_widget(Line::from(spans), counts);
 
@@ -174,7 +180,21 @@ fn render_runs(frame: &mut Frame, app: &mut App, theme: Theme, area: Rect) {
         title.push_str(&format!(" · {} marked", app.marked.len()));
     }
     title.push(' ');
-    let block = Block::default().borders(Borders::ALL).title(title);
+    let mut block = Block::default().borders(Borders::ALL).title(title);
+    // Runs that arrived while the operator is down the list wait here rather than push it.
+    let waiting = app.new_above();
+    if waiting > 0 || app.paused {
+        let mut note = String::from(" ");
+        if waiting > 0 {
+            note.push_str(&format!("▲ {waiting} new (g) "));
+        }
+        if app.paused {
+            note.push_str("⏸ paused (p) ");
+        }
+        block = block.title(
+            Line::styled(note, theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)).right_aligned(),
+        );
+    }
 
     if app.runs.is_empty() {
         let text = if !app.loaded {
@@ -214,7 +234,6 @@ fn render_runs(frame: &mut Frame, app: &mut App, theme: Theme, area: Rect) {
             "AGE",
         ]
     };
-    app.page_rows = table.height.saturating_sub(3) as usize;
     let header = Row::new(header_cells.iter().map(|h| Cell::from(*h)))
         .style(Style::default().add_modifier(Modifier::BOLD));
     let rows = app.runs.iter().map(|run| run_row(run, app, theme, wide));
@@ -241,7 +260,9 @@ fn render_runs(frame: &mut Frame, app: &mut App, theme: Theme, area: Rect) {
             Constraint::Length(4),
         ]
     };
-    let mut state = TableState::default().with_selected(Some(app.selected));
+    let mut state = TableState::default()
+        .with_offset(app.first_row)
+        .with_selected(Some(app.selected));
     frame.render_stateful_widget(
         Table::new(rows, widths)
             .header(header)
@@ -533,7 +554,7 @@ fn render_status_bar(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let depth = app
         .overview
         .depth()
-        .map(|c| count_label(c.count, c.capped))
+        .map(|c| count_label(c.count))
         .unwrap_or_else(|| "-".into());
     let updated = match app.last_update {
         Some(t) => time(app, Some(t)),
@@ -546,14 +567,25 @@ fn render_status_bar(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         .map(|k| format!("{k} help │ "))
         .unwrap_or_default();
     // The store's location is the longest part: last, so a narrow screen cuts only that.
+    // Workers that beat within the stale limit now, and queues nobody serves: the two facts an
+    // operator must not miss on any pane.
+    let live = app.board.live_workers(app.now);
+    let stalled = app.board.stalled(app.now);
+    let alarm = if stalled.is_empty() {
+        String::new()
+    } else {
+        format!(" stalled {} │", stalled.len())
+    };
     let text = format!(
-        " {help}{mode} │ {} │ queued {depth} │ workers {} │ updated {updated} │ {}",
-        app.user, app.overview.active_workers, app.store
+        " {help}{mode} │ {} │ queued {depth} │ workers {live} │{alarm} updated {updated} │ {}",
+        app.user, app.store
     );
-    frame.render_widget(
-        Paragraph::new(text).style(theme.dim().add_modifier(Modifier::REVERSED)),
-        area,
-    );
+    let style = if stalled.is_empty() {
+        theme.dim().add_modifier(Modifier::REVERSED)
+    } else {
+        theme.error().add_modifier(Modifier::REVERSED)
+    };
+    frame.render_widget(Paragraph::new(text).style(style), area);
 }
 
 fn centered(area: Rect, width: u16, height: u16) -> Rect {
@@ -635,6 +667,44 @@ fn render_audit(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
             Block::default()
                 .borders(Borders::ALL)
                 .title(" audit trail, newest first · any key closes "),
+        ),
+        popup,
+    );
+}
+
+fn render_messages(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
+    let popup = Rect {
+        x: area.x + 1,
+        y: area.y + 1,
+        width: area.width.saturating_sub(2),
+        height: area.height.saturating_sub(2),
+    };
+    frame.render_widget(Clear, popup);
+    let lines: Vec<Line> = if app.messages.is_empty() {
+        vec![Line::styled("no messages yet", theme.dim())]
+    } else {
+        // Newest first, each in full: wrapping shows what the bottom line had to cut.
+        app.messages
+            .iter()
+            .rev()
+            .map(|m| {
+                let style = match m.level {
+                    Level::Error => theme.error(),
+                    Level::Info => Style::default(),
+                };
+                Line::from(vec![
+                    Span::styled(time(app, Some(m.at)), theme.dim()),
+                    Span::raw("  "),
+                    Span::styled(m.text.clone(), style),
+                ])
+            })
+            .collect()
+    };
+    frame.render_widget(
+        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" messages, newest first · any key closes "),
         ),
         popup,
     );

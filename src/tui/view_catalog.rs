@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Table
 use super::app::App;
 use super::catalog::{FORM_FIELDS, ManifestEditor, ServiceForm};
 use super::style::{Theme, age};
-use crate::domain::deployment::{DeploymentStatus, Liveness};
+use crate::domain::deployment::{DeploymentStatus, Liveness, liveness};
 use crate::domain::manifest::{ChangeKind, ManifestStatus};
 
 fn manifest_style(theme: Theme, status: ManifestStatus) -> Style {
@@ -46,7 +46,7 @@ fn liveness_label(l: Liveness) -> &'static str {
     }
 }
 
-pub fn render_services(frame: &mut Frame, app: &mut App, theme: Theme, area: Rect) {
+pub fn render_services(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let c = &app.catalog;
     let block = Block::default()
         .borders(Borders::ALL)
@@ -83,15 +83,18 @@ pub fn render_services(frame: &mut Frame, app: &mut App, theme: Theme, area: Rec
             Some(d) => Span::styled(d.status.as_str(), deployment_style(theme, d.status)),
             None => Span::raw("-"),
         };
-        let heartbeat = match s.deployment.as_ref().and_then(|d| d.last_heartbeat) {
-            Some(t) => format!("{} {}", liveness_label(s.worker), age(app.now, t)),
-            None => liveness_label(s.worker).to_owned(),
+        // Judged against the clock now, not when the list was loaded.
+        let beat = s.deployment.as_ref().and_then(|d| d.last_heartbeat);
+        let state = liveness(app.now, beat);
+        let heartbeat = match beat {
+            Some(t) => format!("{} {}", liveness_label(state), age(app.now, t)),
+            None => liveness_label(state).to_owned(),
         };
         let mut cells = vec![
             Cell::from(s.service.schema.clone()),
             Cell::from(manifest),
             Cell::from(worker),
-            Cell::from(Span::styled(heartbeat, liveness_style(theme, s.worker))),
+            Cell::from(Span::styled(heartbeat, liveness_style(theme, state))),
         ];
         if wide {
             cells.insert(1, Cell::from(s.service.name.clone()));
@@ -229,19 +232,15 @@ pub fn render_manifests(frame: &mut Frame, app: &App, theme: Theme, area: Rect) 
     );
 }
 
-pub fn render_editor(frame: &mut Frame, editor: &mut ManifestEditor, theme: Theme, area: Rect) {
+pub fn render_editor(frame: &mut Frame, editor: &ManifestEditor, theme: Theme, area: Rect) {
     frame.render_widget(Clear, area);
     let [text, status] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
-    editor
-        .textarea
-        .set_block(Block::default().borders(Borders::ALL).title(format!(
-            " propose {} · Ctrl-S proposes · Esc drops ",
-            editor.schema
-        )));
-    editor
-        .textarea
-        .set_cursor_line_style(Style::default().add_modifier(Modifier::UNDERLINED));
-    frame.render_widget(&editor.textarea, text);
+    let block = Block::default().borders(Borders::ALL).title(format!(
+        " propose {} · Ctrl-S proposes · Esc drops ",
+        editor.schema
+    ));
+    frame.render_widget(&editor.textarea, block.inner(text));
+    frame.render_widget(block, text);
     let line = match &editor.problem {
         None => Line::styled("✓ a valid manifest", theme.fg(Color::Green)),
         Some(p) => Line::styled(format!("✗ {p}"), theme.fg(Color::Red)),
@@ -249,7 +248,7 @@ pub fn render_editor(frame: &mut Frame, editor: &mut ManifestEditor, theme: Them
     frame.render_widget(line, status);
 }
 
-pub fn render_form(frame: &mut Frame, form: &mut ServiceForm, theme: Theme, area: Rect) {
+pub fn render_form(frame: &mut Frame, form: &ServiceForm, theme: Theme, area: Rect) {
     let width = area.width.min(76);
     let height = (FORM_FIELDS.len() as u16 * 3 + 4).min(area.height);
     let popup = Rect {
@@ -274,25 +273,17 @@ pub fn render_form(frame: &mut Frame, form: &mut ServiceForm, theme: Theme, area
         "schema: [a-z][a-z0-9_]{1,62}",
         "workflows: name:activity,activity …",
     ];
-    for (i, field) in form.fields.iter_mut().enumerate() {
-        let focused = i == form.focus;
-        field.set_block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(format!(" {} ", hints[i]))
-                .border_style(if focused {
-                    theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)
-                } else {
-                    theme.dim()
-                }),
-        );
-        field.set_cursor_style(if focused {
-            Style::default().add_modifier(Modifier::REVERSED)
-        } else {
-            Style::default()
-        });
-        field.set_cursor_line_style(Style::default());
-        frame.render_widget(&*field, areas[i]);
+    for (i, field) in form.fields.iter().enumerate() {
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .title(format!(" {} ", hints[i]))
+            .border_style(if i == form.focus {
+                theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)
+            } else {
+                theme.dim()
+            });
+        frame.render_widget(field, block.inner(areas[i]));
+        frame.render_widget(block, areas[i]);
     }
     let line = match &form.problem {
         None => Line::styled("✓ ready to create", theme.fg(Color::Green)),

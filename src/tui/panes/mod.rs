@@ -1,0 +1,86 @@
+//! The console's panes, a module each: its state, what its keys do, and how it draws. A pane's
+//! `render` is a pure function of the pane and `Ctx` (the clock, the theme); it writes nothing.
+
+pub mod overview;
+
+use chrono::{DateTime, FixedOffset, Utc};
+
+use super::style::Theme;
+
+/// What every pane draws against besides its own state.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    pub now: DateTime<Utc>,
+    pub theme: Theme,
+    /// Times of day are shown in this offset (the local one; tests pin UTC).
+    pub offset: FixedOffset,
+}
+
+/// A list's selection and scroll, kept by the pane (not the table widget) so that a refresh
+/// leaves the selected row where it was.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub selected: usize,
+    pub offset: usize,
+}
+
+impl Cursor {
+    /// Moves by `delta` rows within `len`, scrolling so the selection stays among `rows` shown.
+    pub fn move_by(&mut self, delta: i64, len: usize, rows: usize) {
+        if len == 0 {
+            *self = Cursor::default();
+            return;
+        }
+        self.selected = (self.selected as i64 + delta).clamp(0, len as i64 - 1) as usize;
+        self.keep_visible(rows);
+    }
+
+    pub fn keep_visible(&mut self, rows: usize) {
+        let rows = rows.max(1);
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + rows {
+            self.offset = self.selected + 1 - rows;
+        }
+    }
+
+    /// The list changed under the cursor: stay on the row whose key is `keep` if it is still
+    /// there, on the same screen line.
+    pub fn follow<T, K: PartialEq>(
+        &mut self,
+        items: &[T],
+        keep: Option<K>,
+        key: impl Fn(&T) -> K,
+        rows: usize,
+    ) {
+        let line = self.selected.saturating_sub(self.offset);
+        self.selected = keep
+            .and_then(|k| items.iter().position(|i| key(i) == k))
+            .unwrap_or(self.selected)
+            .min(items.len().saturating_sub(1));
+        self.offset = self.selected.saturating_sub(line);
+        self.keep_visible(rows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_keeps_its_row_and_screen_line_when_rows_arrive_above() {
+        let mut c = Cursor::default();
+        let rows: Vec<i64> = (1..=100).rev().collect();
+        c.move_by(12, rows.len(), 10);
+        assert_eq!((c.selected, c.offset), (12, 3));
+        let keep = rows[c.selected];
+        let more: Vec<i64> = (1..=105).rev().collect();
+        c.follow(&more, Some(keep), |r| *r, 10);
+        assert_eq!(more[c.selected], keep);
+        assert_eq!(c.selected - c.offset, 9, "same line on screen");
+        c.move_by(-1_000, more.len(), 10);
+        assert_eq!(c, Cursor::default());
+        c.move_by(1, 0, 10);
+        assert_eq!(c, Cursor::default());
+    }
+}
