@@ -27,6 +27,7 @@ conformance!(
     the_change_watcher_sees_state_changes_and_logs,
     workers_register_beat_and_leave,
     queue_stats_count_each_queue_now_and_over_the_hour,
+    pages_reach_every_run_by_keyset,
 );
 
 mod cases {
@@ -897,6 +898,49 @@ mod cases {
             .fold((0, 0), |(s, f), m| (s + m.succeeded, f + m.failed));
         assert_eq!(total, (1, 1));
         assert!(overview.activity.iter().all(|m| m.minutes_ago <= 1));
+        Ok(())
+    }
+
+    pub async fn pages_reach_every_run_by_keyset(h: Harness) -> TestResult {
+        use ospdeck::domain::run::Page;
+        setup(&h).await?;
+        let mut ids = Vec::new();
+        for _ in 0..23 {
+            ids.push(enqueue(&h.ops, "build", 0).await?);
+        }
+        enqueue(&h.ops, "billing", 0).await?;
+        let list = |page: Page| {
+            let ops = h.ops.clone();
+            async move {
+                let runs = ops
+                    .list_runs(&RunQuery {
+                        project: Some("acme"),
+                        workflow: Some("build"),
+                        limit: Some(10),
+                        page,
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok::<Vec<i64>, OpsError>(runs.into_iter().map(|r| r.id).collect())
+            }
+        };
+        let newest_first: Vec<i64> = ids.iter().rev().copied().collect();
+        // Down the list page by page: every run once, newest first, the last page short.
+        let mut seen: Vec<i64> = Vec::new();
+        let mut page = Page::Newest;
+        loop {
+            let rows = list(page).await?;
+            seen.extend(rows.iter().copied());
+            match rows.last() {
+                Some(&last) if rows.len() == 10 => page = Page::OlderThan(last),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, newest_first);
+        // The oldest page and back up: each answered newest first.
+        assert_eq!(list(Page::Oldest).await?, newest_first[13..]);
+        assert_eq!(list(Page::NewerThan(ids[9])).await?, newest_first[3..13]);
+        assert_eq!(list(Page::NewerThan(ids[22])).await?, Vec::<i64>::new());
         Ok(())
     }
 

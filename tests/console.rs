@@ -169,7 +169,7 @@ fn board() -> QueueBoard {
 /// The Runs pane with the fixture's runs, counts and workers.
 fn loaded(read_only: bool) -> App {
     let mut app = app_with(read_only);
-    app.on_data(Data::Runs(fixture_runs()), t0());
+    app.on_data(Data::Runs(app.runs.query.clone(), fixture_runs()), t0());
     app.on_data(Data::Overview(overview()), t0());
     app.on_data(Data::Board(board()), t0());
     press(&mut app, "4");
@@ -271,29 +271,32 @@ fn snap(name: &str, make: impl Fn() -> App) {
 fn moving_is_clamped_to_the_list() {
     let mut app = loaded(false);
     press(&mut app, "kkk");
-    assert_eq!(app.selected, 0);
+    assert_eq!(app.runs.cursor.selected, 0);
     press(&mut app, "jjj");
-    assert_eq!(app.selected_run().map(|r| r.id), Some(5));
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(5));
     press(&mut app, "G");
-    assert_eq!(app.selected, 7);
+    assert_eq!(app.runs.cursor.selected, 7);
     press(&mut app, "jj");
-    assert_eq!(app.selected, 7);
+    assert_eq!(app.runs.cursor.selected, 7);
     press(&mut app, "g");
-    assert_eq!(app.selected, 0);
+    assert_eq!(app.runs.cursor.selected, 0);
 }
 
 #[test]
 fn marked_runs_are_canceled_together_after_confirmation() {
     let mut app = loaded(false);
     press(&mut app, " j "); // mark run 8, skip 7... space moves down: marks 8 and 6
-    assert_eq!(app.marked.iter().copied().collect::<Vec<_>>(), vec![6, 8]);
+    assert_eq!(
+        app.runs.marked.iter().copied().collect::<Vec<_>>(),
+        vec![6, 8]
+    );
     assert!(press(&mut app, "x").is_empty());
     assert_eq!(
         app.mode,
         Mode::Confirm(Confirm::new(Effect::Cancel(vec![6, 8])))
     );
     assert_eq!(press(&mut app, "y"), vec![Effect::Cancel(vec![6, 8])]);
-    assert!(app.marked.is_empty());
+    assert!(app.runs.marked.is_empty());
     assert_eq!(app.mode, Mode::Normal);
 }
 
@@ -321,7 +324,7 @@ fn read_only_has_no_action_keys() {
     assert_eq!(app.mode, Mode::Normal);
     // Reading still works.
     press(&mut app, "j");
-    assert_eq!(app.selected, 1);
+    assert_eq!(app.runs.cursor.selected, 1);
 }
 
 #[test]
@@ -335,7 +338,8 @@ fn filter_and_status_reload_the_list() {
         effects,
         vec![Effect::LoadRuns(RunsQuery {
             status: None,
-            text: "depl".into()
+            text: "depl".into(),
+            ..RunsQuery::default()
         })]
     );
     let effects = press(&mut app, "s");
@@ -343,7 +347,8 @@ fn filter_and_status_reload_the_list() {
         effects,
         vec![Effect::LoadRuns(RunsQuery {
             status: Some(RunStatus::Queued),
-            text: "depl".into()
+            text: "depl".into(),
+            ..RunsQuery::default()
         })]
     );
     // Esc clears the whole filter.
@@ -361,12 +366,13 @@ fn the_command_line_filters_opens_and_names_mistakes() {
         app.on_key(code(KeyCode::Enter)),
         vec![Effect::LoadRuns(RunsQuery {
             status: Some(RunStatus::Failed),
-            text: String::new()
+            text: String::new(),
+            ..RunsQuery::default()
         })]
     );
     press(&mut app, ":run 5");
     assert_eq!(app.on_key(code(KeyCode::Enter)), vec![Effect::OpenRun(5)]);
-    assert_eq!(app.detail.as_ref().map(|d| d.run_id), Some(5));
+    assert_eq!(app.runs.detail.as_ref().map(|d| d.run_id), Some(5));
     press(&mut app, ":runs sleeping");
     assert!(app.on_key(code(KeyCode::Enter)).is_empty());
     assert!(
@@ -385,10 +391,13 @@ fn detail_opens_switches_tabs_and_closes() {
     press(&mut app, "jjj");
     assert_eq!(app.on_key(code(KeyCode::Enter)), vec![Effect::OpenRun(5)]);
     press(&mut app, "l");
-    assert_eq!(app.detail.as_ref().map(|d| d.tab), Some(DetailTab::Logs));
+    assert_eq!(
+        app.runs.detail.as_ref().map(|d| d.tab),
+        Some(DetailTab::Logs)
+    );
     press(&mut app, "a");
     assert_eq!(
-        app.detail.as_ref().map(|d| d.tab),
+        app.runs.detail.as_ref().map(|d| d.tab),
         Some(DetailTab::Artifacts)
     );
     // Cancel in the detail targets the open run.
@@ -399,7 +408,7 @@ fn detail_opens_switches_tabs_and_closes() {
     );
     press(&mut app, "n");
     assert_eq!(app.on_key(code(KeyCode::Esc)), vec![Effect::CloseRun]);
-    assert!(app.detail.is_none());
+    assert!(app.runs.detail.is_none());
 }
 
 #[test]
@@ -449,14 +458,18 @@ fn log_search_filters_lines_and_esc_clears_it() {
     press(&mut app, "/");
     press(&mut app, "REPLICA 3");
     assert!(app.on_key(code(KeyCode::Enter)).is_empty());
-    let detail = app.detail.as_ref().unwrap_or_else(|| panic!("no detail"));
+    let detail = app
+        .runs
+        .detail
+        .as_ref()
+        .unwrap_or_else(|| panic!("no detail"));
     assert_eq!(detail.tab, DetailTab::Logs);
     assert_eq!(detail.visible_logs().len(), 10);
     assert!(detail.visible_logs().iter().all(|l| l.id % 4 == 3));
     // Esc clears the search first, then closes the detail.
     assert!(app.on_key(code(KeyCode::Esc)).is_empty());
     assert_eq!(
-        app.detail.as_ref().map(|d| d.visible_logs().len()),
+        app.runs.detail.as_ref().map(|d| d.visible_logs().len()),
         Some(40)
     );
     assert_eq!(app.on_key(code(KeyCode::Esc)), vec![Effect::CloseRun]);
@@ -484,14 +497,14 @@ fn panes_switch_by_number_and_tab() {
 fn the_selection_follows_its_run_when_new_runs_arrive() {
     let mut app = loaded(false);
     press(&mut app, "jj");
-    assert_eq!(app.selected_run().map(|r| r.id), Some(6));
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(6));
     let mut runs = vec![
         run(10, "build", RunStatus::Queued),
         run(9, "test", RunStatus::Queued),
     ];
     runs.extend(fixture_runs());
-    app.on_data(Data::Runs(runs), t0());
-    assert_eq!(app.selected_run().map(|r| r.id), Some(6));
+    app.on_data(Data::Runs(app.runs.query.clone(), runs), t0());
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(6));
 }
 
 #[test]
@@ -501,12 +514,19 @@ fn logs_stay_bounded_however_chatty_the_run() {
     for page in 0..5 {
         app.on_data(Data::Logs(8, log_lines(8, page * 1_000 + 1, 1_000)), t0());
     }
-    let detail = app.detail.as_ref().unwrap_or_else(|| panic!("no detail"));
+    let detail = app
+        .runs
+        .detail
+        .as_ref()
+        .unwrap_or_else(|| panic!("no detail"));
     assert_eq!(detail.logs.len(), LOG_RING);
     assert_eq!(detail.logs.back().map(|l| l.id), Some(5_000));
     // Lines of another run are not mixed in.
     app.on_data(Data::Logs(7, log_lines(7, 1, 3)), t0());
-    assert_eq!(app.detail.as_ref().map(|d| d.logs.len()), Some(LOG_RING));
+    assert_eq!(
+        app.runs.detail.as_ref().map(|d| d.logs.len()),
+        Some(LOG_RING)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -575,7 +595,7 @@ fn snapshot_monitor() {
 fn snapshot_empty_store() {
     snap("empty_store", || {
         let mut app = app_with(false);
-        app.on_data(Data::Runs(Vec::new()), t0());
+        app.on_data(Data::Runs(app.runs.query.clone(), Vec::new()), t0());
         app
     });
 }
@@ -586,7 +606,7 @@ fn snapshot_no_match() {
         let mut app = loaded(false);
         press(&mut app, "/nothing-like-this");
         app.on_key(code(KeyCode::Enter));
-        app.on_data(Data::Runs(Vec::new()), t0());
+        app.on_data(Data::Runs(app.runs.query.clone(), Vec::new()), t0());
         app
     });
 }
@@ -826,7 +846,7 @@ fn services_open_their_manifests_and_deploy_after_confirmation() {
     assert_eq!(app.pane, Pane::Services);
     press(&mut app, "j");
     assert_eq!(
-        app.catalog
+        app.services
             .selected_service()
             .map(|s| s.service.schema.as_str()),
         Some("payments_gateway")
@@ -843,7 +863,7 @@ fn services_open_their_manifests_and_deploy_after_confirmation() {
     let app = with_manifests();
     assert_eq!(app.pane, Pane::Manifests);
     assert_eq!(
-        app.catalog.selected_version().map(|v| v.version.as_str()),
+        app.manifests.selected_version().map(|v| v.version.as_str()),
         Some("1.0.0")
     );
 }
@@ -901,10 +921,20 @@ fn the_manifest_editor_validates_as_you_type_and_refuses_invalid_text() {
     let mut app = with_manifests();
     press(&mut app, "p");
     assert_eq!(app.mode, Mode::Editing);
-    assert_eq!(app.editor.as_ref().and_then(|e| e.problem.clone()), None);
+    assert_eq!(
+        app.manifests
+            .editor
+            .as_ref()
+            .and_then(|e| e.problem.clone()),
+        None
+    );
     // Break the JSON: a stray character at the start.
     press(&mut app, "x");
-    let problem = app.editor.as_ref().and_then(|e| e.problem.clone());
+    let problem = app
+        .manifests
+        .editor
+        .as_ref()
+        .and_then(|e| e.problem.clone());
     assert!(
         problem
             .as_deref()
@@ -918,7 +948,10 @@ fn the_manifest_editor_validates_as_you_type_and_refuses_invalid_text() {
             .as_ref()
             .is_some_and(|(_, m)| m.starts_with("not proposed"))
     );
-    assert!(app.editor.is_some(), "the editor stays open with the text");
+    assert!(
+        app.manifests.editor.is_some(),
+        "the editor stays open with the text"
+    );
     app.on_key(code(KeyCode::Backspace));
     let effects = app.on_key(ctrl_s);
     match effects.as_slice() {
@@ -928,7 +961,7 @@ fn the_manifest_editor_validates_as_you_type_and_refuses_invalid_text() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(app.editor.is_none());
+    assert!(app.manifests.editor.is_none());
 }
 
 #[test]
@@ -936,13 +969,18 @@ fn the_service_form_names_the_problem_and_creates_when_valid() {
     let mut app = with_services();
     press(&mut app, "n");
     assert_eq!(app.mode, Mode::Editing);
-    let form = app.form.as_ref().unwrap_or_else(|| panic!("no form"));
+    let form = app
+        .services
+        .form
+        .as_ref()
+        .unwrap_or_else(|| panic!("no form"));
     assert_eq!((form.value(0).as_str(), form.focus), ("telecom", 1));
     press(&mut app, "Billing");
     app.on_key(code(KeyCode::Tab));
     press(&mut app, "Bad Schema");
     assert!(
-        app.form
+        app.services
+            .form
             .as_ref()
             .and_then(|f| f.problem.clone())
             .is_some_and(|p| p.contains("invalid schema"))
@@ -953,7 +991,10 @@ fn the_service_form_names_the_problem_and_creates_when_valid() {
     press(&mut app, "billing");
     app.on_key(code(KeyCode::Tab));
     press(&mut app, "processBilling:calc,send nightly");
-    assert_eq!(app.form.as_ref().and_then(|f| f.problem.clone()), None);
+    assert_eq!(
+        app.services.form.as_ref().and_then(|f| f.problem.clone()),
+        None
+    );
     assert_eq!(
         app.on_key(code(KeyCode::Enter)),
         vec![Effect::CreateService {
@@ -1119,7 +1160,7 @@ fn the_template_command_selects_that_template() {
     );
     assert_eq!(app.pane, Pane::Templates);
     assert_eq!(
-        app.catalog
+        app.templates
             .selected_template_version()
             .map(|r| r.version.template.as_str()),
         Some("other")
@@ -1301,7 +1342,7 @@ fn a_run_age_advances_with_the_clock() {
 fn the_manifest_selection_survives_twenty_refreshes() {
     let mut app = with_manifests();
     press(&mut app, "j");
-    let chosen = app.catalog.selected_version().map(|v| v.version.clone());
+    let chosen = app.manifests.selected_version().map(|v| v.version.clone());
     assert_eq!(chosen.as_deref(), Some("1.1.0"));
     for _ in 0..20 {
         app.on_data(
@@ -1317,7 +1358,7 @@ fn the_manifest_selection_survives_twenty_refreshes() {
         );
     }
     assert_eq!(
-        app.catalog.selected_version().map(|v| v.version.clone()),
+        app.manifests.selected_version().map(|v| v.version.clone()),
         chosen
     );
     assert_eq!(
@@ -1335,40 +1376,56 @@ fn the_runs_cursor_stays_on_its_run_while_fifty_arrive() {
     let mut app = loaded(false);
     app.set_screen(80, 24);
     press(&mut app, "jj");
-    assert_eq!(app.selected_run().map(|r| r.id), Some(6));
-    let line = app.selected - app.first_row;
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(6));
+    let line = app.runs.cursor.selected - app.runs.cursor.offset;
     let mut runs: Vec<Run> = (9..59)
         .rev()
         .map(|id| run(id, "build", RunStatus::Queued))
         .collect();
     runs.extend(fixture_runs());
-    app.on_data(Data::Runs(runs), t0());
-    assert_eq!(app.selected_run().map(|r| r.id), Some(6));
-    assert_eq!(app.selected - app.first_row, line, "the row did not slide");
-    assert_eq!(app.new_above(), 50);
+    app.on_data(Data::Runs(app.runs.query.clone(), runs), t0());
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(6));
+    assert_eq!(
+        app.runs.cursor.selected - app.runs.cursor.offset,
+        line,
+        "the row did not slide"
+    );
+    assert_eq!(app.runs.new_above(), 50);
     let text = screen(&mut app, 80, 24);
     assert!(text.contains("▲ 50 new"), "{text}");
     // A space now marks the run under the cursor, not one that arrived.
     press(&mut app, " ");
-    assert!(app.marked.contains(&6));
+    assert!(app.runs.marked.contains(&6));
     // At the top, the waiting runs come in and the list follows the newest again.
     press(&mut app, "g");
-    assert_eq!(app.selected_run().map(|r| r.id), Some(58));
-    assert_eq!(app.new_above(), 0);
-    app.on_data(Data::Runs(vec![run(59, "test", RunStatus::Queued)]), t0());
-    assert_eq!(app.selected_run().map(|r| r.id), Some(59));
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(58));
+    assert_eq!(app.runs.new_above(), 0);
+    app.on_data(
+        Data::Runs(
+            app.runs.query.clone(),
+            vec![run(59, "test", RunStatus::Queued)],
+        ),
+        t0(),
+    );
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(59));
 }
 
 #[test]
 fn pause_freezes_the_list_until_resumed() {
     let mut app = loaded(false);
     press(&mut app, "p");
-    assert!(app.paused);
-    app.on_data(Data::Runs(vec![run(99, "build", RunStatus::Queued)]), t0());
-    assert_eq!(app.runs.len(), 8, "nothing moved while paused");
+    assert!(app.runs.paused);
+    app.on_data(
+        Data::Runs(
+            app.runs.query.clone(),
+            vec![run(99, "build", RunStatus::Queued)],
+        ),
+        t0(),
+    );
+    assert_eq!(app.runs.runs.len(), 8, "nothing moved while paused");
     assert!(screen(&mut app, 80, 24).contains("paused"));
     press(&mut app, "p");
-    assert_eq!(app.runs.iter().map(|r| r.id).collect::<Vec<_>>(), [99]);
+    assert_eq!(app.runs.runs.iter().map(|r| r.id).collect::<Vec<_>>(), [99]);
 }
 
 #[test]
@@ -1376,8 +1433,14 @@ fn marks_survive_a_filter_change_and_the_question_counts_the_hidden() {
     let mut app = loaded(false);
     press(&mut app, " "); // marks 8
     press(&mut app, "s"); // status filter: queued
-    app.on_data(Data::Runs(vec![run(7, "build", RunStatus::Queued)]), t0());
-    assert!(app.marked.contains(&8), "the mark outlived the filter");
+    app.on_data(
+        Data::Runs(
+            app.runs.query.clone(),
+            vec![run(7, "build", RunStatus::Queued)],
+        ),
+        t0(),
+    );
+    assert!(app.runs.marked.contains(&8), "the mark outlived the filter");
     press(&mut app, "x");
     match &app.mode {
         Mode::Confirm(c) => {
@@ -1406,10 +1469,10 @@ fn a_missing_run_is_said_once_and_the_view_returns() {
         },
         t0(),
     );
-    assert!(app.detail.is_none(), "back to the list");
+    assert!(app.runs.detail.is_none(), "back to the list");
     assert_eq!(app.context(), ospdeck::tui::keymap::Context::Runs);
     // Later refreshes do not say it again; a later action's message is not hidden by it.
-    app.on_data(Data::Runs(fixture_runs()), t0());
+    app.on_data(Data::Runs(app.runs.query.clone(), fixture_runs()), t0());
     app.on_data(Data::Done("canceled 8".into()), t0());
     assert_eq!(
         app.message,
@@ -1449,7 +1512,7 @@ fn a_missing_service_returns_to_services() {
         t0(),
     );
     assert_eq!(app.pane, Pane::Services);
-    assert!(app.catalog.service.is_none());
+    assert!(app.manifests.service.is_none());
 }
 
 #[test]
@@ -1460,7 +1523,8 @@ fn overview_enter_opens_the_queue_runs() {
         app.on_key(code(KeyCode::Enter)),
         vec![Effect::LoadRuns(RunsQuery {
             status: None,
-            text: "backup".into()
+            text: "backup".into(),
+            ..RunsQuery::default()
         })]
     );
     assert_eq!(app.pane, Pane::Runs);
@@ -1478,4 +1542,107 @@ fn snapshot_overview() {
         app.on_data(Data::Board(QueueBoard::default()), t0());
         app
     });
+}
+
+#[test]
+fn g_and_shift_g_page_through_the_whole_store() {
+    use ospdeck::domain::run::Page;
+    use ospdeck::tui::app::RUN_PAGE;
+    let mut app = loaded(false);
+    let page = |from: i64| -> Vec<Run> {
+        (0..RUN_PAGE)
+            .map(|i| run(from - i, "build", RunStatus::Succeeded))
+            .collect()
+    };
+    // A full first page: there may be older runs, so G asks for the oldest page.
+    let newest = page(2_000);
+    app.on_data(Data::Runs(app.runs.query.clone(), newest), t0());
+    let effects = press(&mut app, "G");
+    let oldest_query = RunsQuery {
+        page: Page::Oldest,
+        ..RunsQuery::default()
+    };
+    assert_eq!(effects, vec![Effect::LoadRuns(oldest_query.clone())]);
+    // An answer to the old query that arrives late is dropped.
+    app.on_data(Data::Runs(RunsQuery::default(), page(2_100)), t0());
+    assert_eq!(app.runs.runs[0].id, 2_000);
+    app.on_data(Data::Runs(oldest_query, page(RUN_PAGE)), t0());
+    assert_eq!(
+        app.runs.selected_run().map(|r| r.id),
+        Some(1),
+        "the oldest run"
+    );
+    // Back at the newest page from anywhere with g.
+    assert_eq!(
+        press(&mut app, "g"),
+        vec![Effect::LoadRuns(RunsQuery::default())]
+    );
+}
+
+#[test]
+fn moving_past_a_page_edge_turns_the_page() {
+    use ospdeck::domain::run::Page;
+    use ospdeck::tui::app::RUN_PAGE;
+    let mut app = loaded(false);
+    let page = |from: i64, n: i64| -> Vec<Run> {
+        (0..n)
+            .map(|i| run(from - i, "build", RunStatus::Succeeded))
+            .collect()
+    };
+    app.on_data(
+        Data::Runs(app.runs.query.clone(), page(1_000, RUN_PAGE)),
+        t0(),
+    );
+    press(&mut app, "g");
+    // Down past the last row of a full page: the page just older, cursor on its first row.
+    app.runs.cursor.selected = RUN_PAGE as usize - 1;
+    let older = RunsQuery {
+        page: Page::OlderThan(1_000 - RUN_PAGE + 1),
+        ..RunsQuery::default()
+    };
+    assert_eq!(press(&mut app, "j"), vec![Effect::LoadRuns(older.clone())]);
+    app.on_data(Data::Runs(older, page(500, RUN_PAGE)), t0());
+    assert_eq!(
+        (
+            app.runs.cursor.selected,
+            app.runs.selected_run().map(|r| r.id)
+        ),
+        (0, Some(500))
+    );
+    // Up past its first row: the runs just newer, cursor on the last of them.
+    let newer = RunsQuery {
+        page: Page::NewerThan(500),
+        ..RunsQuery::default()
+    };
+    assert_eq!(press(&mut app, "k"), vec![Effect::LoadRuns(newer.clone())]);
+    assert!(
+        app.on_data(Data::Runs(newer, page(1_000, RUN_PAGE)), t0())
+            .is_empty()
+    );
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(501));
+    // Once more: only three runs are newer than 1000, so this is the live head again, and
+    // it is followed as such from now on.
+    let head = RunsQuery {
+        page: Page::NewerThan(1_000),
+        ..RunsQuery::default()
+    };
+    app.runs.cursor.selected = 0;
+    assert_eq!(press(&mut app, "k"), vec![Effect::LoadRuns(head.clone())]);
+    let effects = app.on_data(Data::Runs(head, page(1_003, 3)), t0());
+    assert_eq!(effects, vec![Effect::LoadRuns(RunsQuery::default())]);
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(1_001));
+    app.on_data(
+        Data::Runs(RunsQuery::default(), page(1_010, RUN_PAGE)),
+        t0(),
+    );
+    assert_eq!(
+        app.runs.selected_run().map(|r| r.id),
+        Some(1_001),
+        "the cursor stayed"
+    );
+    assert_eq!(
+        app.runs.new_above(),
+        7,
+        "runs newer than the head seen wait behind the marker"
+    );
 }

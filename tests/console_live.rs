@@ -126,9 +126,9 @@ mod cases {
         );
         let app = console.stop().await?;
         assert!(
-            app.incoming.iter().any(|r| r.id == id),
+            app.runs.incoming.iter().any(|r| r.id == id),
             "the run enqueued during the deploy is not on screen: {:?}",
-            app.incoming.iter().map(|r| r.id).collect::<Vec<_>>()
+            app.runs.incoming.iter().map(|r| r.id).collect::<Vec<_>>()
         );
         assert!(
             !app.messages.iter().any(|m| m.text.starts_with("billing:")),
@@ -157,8 +157,8 @@ mod cases {
             .filter(|t| t.contains("99999"))
             .collect();
         assert_eq!(said.len(), 1, "{said:?}");
-        assert!(app.detail.is_none(), "still on the missing run");
-        assert_eq!(app.incoming.len(), 4, "the list kept refreshing");
+        assert!(app.runs.detail.is_none(), "still on the missing run");
+        assert_eq!(app.runs.incoming.len(), 4, "the list kept refreshing");
         Ok(())
     }
 }

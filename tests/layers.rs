@@ -217,14 +217,26 @@ fn nothing_beside_cli_imports_cli_or_clap() {
 }
 
 #[test]
-fn the_catalog_view_does_not_import_the_main_view() {
-    // view.rs draws the catalog panes through view_catalog.rs; what both need is in style.rs.
-    let path = root_dir().join("src/tui/view_catalog.rs");
-    let code = code_only(&std::fs::read_to_string(path).unwrap());
-    assert!(
-        !names_module(&code, "view") && !names_module(&code, "tui::view"),
-        "src/tui/view_catalog.rs imports view.rs, which imports it: a cycle"
-    );
+fn panes_see_only_their_context_not_the_app_or_the_main_view() {
+    // view.rs draws the frame around the panes and calls into them; a pane knows the clock, the
+    // theme and the keys through `Ctx`/`KeyCtx`, never the whole App.
+    let dir = root_dir().join("src/tui/panes");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    assert!(files.len() >= 6, "only {} pane files found", files.len());
+    for path in files {
+        let code = code_only(&std::fs::read_to_string(&path).unwrap());
+        assert!(
+            !names_module(&code, "view") && !names_module(&code, "tui::view"),
+            "{} imports view.rs, which imports it: a cycle",
+            path.display()
+        );
+        assert!(
+            !code.contains("app::App") && !code.contains("App,") && !code.contains("{App"),
+            "{} reaches into the App instead of its context",
+            path.display()
+        );
+    }
 }
 
 /// The ospdeck crates a Cargo.toml depends on, in any dependency table (target-specific too).

@@ -284,6 +284,7 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
                 workflow: workflow.as_deref(),
                 text: text.as_deref(),
                 limit: *limit,
+                ..RunQuery::default()
             };
             let runs = ops.list_runs(&query).await?;
             emit(json, &runs, || runs_table(&runs));

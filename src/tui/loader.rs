@@ -533,10 +533,11 @@ async fn refresh_runs(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
         status: screen.query.status,
         text: Some(screen.query.text.as_str()),
         limit: Some(app::RUN_PAGE),
+        page: screen.query.page,
         ..Default::default()
     };
     match ops.list_runs(&q).await {
-        Ok(runs) => out.loaded(Data::Runs(runs)),
+        Ok(runs) => out.loaded(Data::Runs(screen.query.clone(), runs)),
         Err(e) => return out.failed("loading runs", e),
     }
     let data = if screen

@@ -3,13 +3,11 @@
 //! every database call so the render loop never waits on IO.
 
 pub mod app;
-pub mod catalog;
 pub mod keymap;
 mod loader;
 pub mod panes;
 mod style;
 pub mod view;
-mod view_catalog;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -154,10 +152,13 @@ pub async fn drive<B: Backend>(
                 None => break,
             },
             Some(data) = data_rx.recv() => {
-                app.on_data(data, Utc::now());
+                let mut effects = app.on_data(data, Utc::now());
                 // Fold whatever else already arrived into this one redraw.
                 while let Ok(more) = data_rx.try_recv() {
-                    app.on_data(more, Utc::now());
+                    effects.extend(app.on_data(more, Utc::now()));
+                }
+                for effect in effects {
+                    let _ = effect_tx.send(effect);
                 }
                 dirty = true;
             }

@@ -3,6 +3,8 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
+use crate::domain::deployment::Liveness;
+use crate::domain::manifest::ManifestStatus;
 use crate::domain::run::RunStatus;
 
 /// Colours limited to the 16 ANSI ones, or none at all (NO_COLOR).
@@ -57,9 +59,36 @@ impl Theme {
         }
     }
 
+    /// A manifest version's status: cyan draft, green active, yellow locked, grey superseded.
+    pub fn manifest(self, status: ManifestStatus) -> Style {
+        self.fg(match status {
+            ManifestStatus::Draft => Color::Cyan,
+            ManifestStatus::Active => Color::Green,
+            ManifestStatus::Locked => Color::Yellow,
+            ManifestStatus::Superseded => Color::DarkGray,
+        })
+    }
+
+    /// Green alive, yellow stale, red missing.
+    pub fn liveness(self, l: Liveness) -> Style {
+        self.fg(match l {
+            Liveness::Alive => Color::Green,
+            Liveness::Stale => Color::Yellow,
+            Liveness::Missing => Color::Red,
+        })
+    }
+
     pub(super) fn error(self) -> Style {
         self.fg(Color::Red).add_modifier(Modifier::BOLD)
     }
 }
 
-pub use crate::domain::age::{age, age_changes_at};
+pub use crate::domain::age::age;
+
+pub fn liveness_label(l: Liveness) -> &'static str {
+    match l {
+        Liveness::Alive => "alive",
+        Liveness::Stale => "stale",
+        Liveness::Missing => "missing",
+    }
+}

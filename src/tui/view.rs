@@ -6,16 +6,18 @@ use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, Table, TableState, Tabs, Wrap,
-};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
 
-use super::app::{App, DetailState, DetailTab, Level, Mode, Pane};
+use super::app::{App, Level, Mode, Pane};
 use super::keymap::Action;
-use super::panes::Ctx;
+pub use super::panes::runs::count_label;
 pub use super::style::{Theme, age};
-use crate::domain::run::{Run, RunStatus};
-use crate::ops::ACTIVITY_MINUTES;
+
+/// A time of day in the console's offset, or "-".
+fn time(app: &App, t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.with_timezone(&app.offset).format("%H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
 
 /// Draws the whole screen. Pure: it reads the app and writes only the frame.
 pub fn render(frame: &mut Frame, app: &App, theme: Theme) {
@@ -29,27 +31,7 @@ pub fn render(frame: &mut Frame, app: &App, theme: Theme) {
     .areas(area);
 
     render_tabs(frame, app, theme, tabs);
-    let ctx = Ctx {
-        now: app.now,
-        theme,
-        offset: app.offset,
-    };
-    match app.pane {
-        Pane::Overview => app.board.render(&ctx, body, frame.buffer_mut()),
-        Pane::Runs => match app.detail.as_ref() {
-            Some(detail) => render_detail(frame, detail, app, theme, body),
-            None => render_runs(frame, app, theme, body),
-        },
-        Pane::Services => super::view_catalog::render_services(frame, app, theme, body),
-        Pane::Manifests => super::view_catalog::render_manifests(frame, app, theme, body),
-        Pane::Templates => super::view_catalog::render_templates(frame, app, theme, body),
-    }
-    if let Some(editor) = app.editor.as_ref() {
-        super::view_catalog::render_editor(frame, editor, theme, body);
-    }
-    if let Some(form) = app.form.as_ref() {
-        super::view_catalog::render_form(frame, form, theme, body);
-    }
+    app.render_pane(frame, body, theme);
     render_bottom_line(frame, app, theme, message);
     render_status_bar(frame, app, theme, status);
 
@@ -94,408 +76,6 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         theme.dim()
     };
     frame.render_widget(Span::styled(badge, badge_style), right);
-}
-
-/// An exact count up to five digits, then shortened ("123k", "4.5M") so a line of six counts
-/// fits 80 columns on a store of millions.
-pub fn count_label(count: i64) -> String {
-    match count {
-        ..100_000 => count.to_string(),
-        100_000..10_000_000 => format!("{}k", count / 1_000),
-        _ => format!("{:.1}M", count as f64 / 1e6),
-    }
-}
-
-fn render_runs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
-    let tall = area.height >= 30;
-    let [counts, spark, table] = Layout::vertical([
-        Constraint::Length(1),
-        Constraint::Length(if tall { 3 } else { 1 }),
-        Constraint::Min(3),
-    ])
-    .areas(area);
-
-    let mut spans: Vec<Span> = Vec::new();
-    for c in &app.overview.counts {
-        let style = if app.query.status == Some(c.status) {
-            theme.status(c.status).add_modifier(Modifier::REVERSED)
-        } else {
-            theme.status(c.status)
-        };
-        spans.push(Span::styled(c.status.as_str(), style));
-        spans.push(Span::raw(format!(" {}  ", count_label(c.count))));
-    }
-    frame.render_widget(Line::from(spans), counts);
-
-    // Finished per minute over the last hour, oldest on the left; failures below in red.
-    let minutes = ACTIVITY_MINUTES as usize;
-    let mut done = vec![0u64; minutes];
-    let mut failed = vec![0u64; minutes];
-    for m in &app.overview.activity {
-        if let Some(i) = minutes.checked_sub(1 + m.minutes_ago.max(0) as usize) {
-            done[i] = (m.succeeded + m.failed).max(0) as u64;
-            failed[i] = m.failed.max(0) as u64;
-        }
-    }
-    let label = "last hour ";
-    let [spark_label, spark_area] = Layout::horizontal([
-        Constraint::Length(label.len() as u16),
-        Constraint::Length(minutes as u16),
-    ])
-    .areas(spark);
-    frame.render_widget(Span::styled(label, theme.dim()), spark_label);
-    let [ok_area, fail_area] = if tall {
-        Layout::vertical([Constraint::Length(2), Constraint::Length(1)]).areas(spark_area)
-    } else {
-        [spark_area, Rect::default()]
-    };
-    frame.render_widget(
-        Sparkline::default()
-            .data(&done)
-            .style(theme.fg(Color::Green)),
-        ok_area,
-    );
-    if fail_area.height > 0 {
-        frame.render_widget(
-            Sparkline::default()
-                .data(&failed)
-                .style(theme.fg(Color::Red)),
-            fail_area,
-        );
-    }
-
-    let wide = area.width >= 110;
-    let mut title = format!(" Runs ({}", app.runs.len());
-    if app.runs.len() as i64 >= super::app::RUN_PAGE {
-        title.push_str(" newest");
-    }
-    title.push(')');
-    if let Some(s) = app.query.status {
-        title.push_str(&format!(" status={s}"));
-    }
-    if !app.query.text.is_empty() {
-        title.push_str(&format!(" /{}", app.query.text));
-    }
-    if !app.marked.is_empty() {
-        title.push_str(&format!(" · {} marked", app.marked.len()));
-    }
-    title.push(' ');
-    let mut block = Block::default().borders(Borders::ALL).title(title);
-    // Runs that arrived while the operator is down the list wait here rather than push it.
-    let waiting = app.new_above();
-    if waiting > 0 || app.paused {
-        let mut note = String::from(" ");
-        if waiting > 0 {
-            note.push_str(&format!("▲ {waiting} new (g) "));
-        }
-        if app.paused {
-            note.push_str("⏸ paused (p) ");
-        }
-        block = block.title(
-            Line::styled(note, theme.fg(Color::Cyan).add_modifier(Modifier::BOLD)).right_aligned(),
-        );
-    }
-
-    if app.runs.is_empty() {
-        let text = if !app.loaded {
-            "loading…".to_owned()
-        } else if app.query != Default::default() {
-            "No runs match this filter. Esc clears it.".to_owned()
-        } else {
-            "No runs yet. Load the demo workspace with `ospdeck demo`, or queue one with `ospdeck run enqueue`.".to_owned()
-        };
-        frame.render_widget(
-            Paragraph::new(text).wrap(Wrap { trim: true }).block(block),
-            table,
-        );
-        return;
-    }
-
-    let header_cells: &[&str] = if wide {
-        &[
-            " ",
-            "ID",
-            "STATUS",
-            "PROJECT/WORKFLOW",
-            "QUEUE",
-            "TRY",
-            "PRI",
-            "WORKER",
-            "AGE",
-        ]
-    } else {
-        &[
-            " ",
-            "ID",
-            "STATUS",
-            "PROJECT/WORKFLOW",
-            "TRY",
-            "WORKER",
-            "AGE",
-        ]
-    };
-    let header = Row::new(header_cells.iter().map(|h| Cell::from(*h)))
-        .style(Style::default().add_modifier(Modifier::BOLD));
-    let rows = app.runs.iter().map(|run| run_row(run, app, theme, wide));
-    let widths: Vec<Constraint> = if wide {
-        vec![
-            Constraint::Length(1),
-            Constraint::Length(7),
-            Constraint::Length(9),
-            Constraint::Min(20),
-            Constraint::Length(14),
-            Constraint::Length(5),
-            Constraint::Length(5),
-            Constraint::Length(18),
-            Constraint::Length(5),
-        ]
-    } else {
-        vec![
-            Constraint::Length(1),
-            Constraint::Length(6),
-            Constraint::Length(9),
-            Constraint::Min(14),
-            Constraint::Length(5),
-            Constraint::Length(12),
-            Constraint::Length(4),
-        ]
-    };
-    let mut state = TableState::default()
-        .with_offset(app.first_row)
-        .with_selected(Some(app.selected));
-    frame.render_stateful_widget(
-        Table::new(rows, widths)
-            .header(header)
-            .block(block)
-            .row_highlight_style(theme.selected()),
-        table,
-        &mut state,
-    );
-}
-
-fn run_row<'a>(run: &'a Run, app: &App, theme: Theme, wide: bool) -> Row<'a> {
-    let mark = if app.marked.contains(&run.id) {
-        "*"
-    } else {
-        " "
-    };
-    let status = if run.cancel_requested && !run.status.is_terminal() {
-        Span::styled("canceling", theme.status(RunStatus::Canceled))
-    } else {
-        Span::styled(run.status.as_str(), theme.status(run.status))
-    };
-    let mut cells = vec![
-        Cell::from(mark),
-        Cell::from(run.id.to_string()),
-        Cell::from(status),
-        Cell::from(format!("{}/{}", run.project, run.workflow)),
-    ];
-    if wide {
-        cells.push(Cell::from(run.queue.as_str()));
-    }
-    cells.push(Cell::from(format!("{}/{}", run.attempt, run.max_attempts)));
-    if wide {
-        cells.push(Cell::from(run.priority.to_string()));
-    }
-    cells.push(Cell::from(run.worker_id.as_deref().unwrap_or("-")));
-    cells.push(Cell::from(age(app.now, run.created_at)));
-    Row::new(cells)
-}
-
-fn time(app: &App, t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.with_timezone(&app.offset).format("%H:%M:%S").to_string())
-        .unwrap_or_else(|| "-".into())
-}
-
-fn render_detail(frame: &mut Frame, d: &DetailState, app: &App, theme: Theme, area: Rect) {
-    let [info, tabs, body] = Layout::vertical([
-        Constraint::Length(5),
-        Constraint::Length(1),
-        Constraint::Min(1),
-    ])
-    .areas(area);
-
-    let Some(detail) = d.detail.as_ref() else {
-        frame.render_widget(
-            Paragraph::new(format!("loading run {}…", d.run_id))
-                .block(Block::default().borders(Borders::ALL)),
-            area,
-        );
-        return;
-    };
-    let r = &detail.run;
-    let mut status = vec![
-        Span::raw(format!("run {}  {}/{}  ", r.id, r.project, r.workflow)),
-        Span::styled(r.status.as_str(), theme.status(r.status)),
-    ];
-    if r.cancel_requested && !r.status.is_terminal() {
-        status.push(Span::styled(" (cancel requested)", theme.error()));
-    }
-    let lines = vec![
-        Line::from(status),
-        Line::from(format!(
-            "queue {}  priority {}  attempt {}/{}  worker {}  exit {}",
-            r.queue,
-            r.priority,
-            r.attempt,
-            r.max_attempts,
-            r.worker_id.as_deref().unwrap_or("-"),
-            r.exit_code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into())
-        )),
-        Line::from(format!(
-            "created {}  claimed {}  started {}  finished {}{}",
-            time(app, Some(r.created_at)),
-            time(app, r.claimed_at),
-            time(app, r.started_at),
-            time(app, r.finished_at),
-            r.retry_of
-                .map(|id| format!("  retry of {id}"))
-                .unwrap_or_default()
-        )),
-        match &r.error {
-            Some(e) => Line::styled(format!("error: {e}"), theme.error()),
-            None => Line::styled(format!("payload {}", r.payload_text()), theme.dim()),
-        },
-    ];
-    frame.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::TOP)),
-        info,
-    );
-
-    let key = |a: Action| {
-        app.keymap
-            .key_for(a)
-            .map(|k| k.to_string())
-            .unwrap_or_default()
-    };
-    let tab_titles = vec![
-        Line::from(format!(
-            "{} events ({})",
-            key(Action::ShowEvents),
-            detail.events.len()
-        )),
-        Line::from(if d.search.is_empty() {
-            format!("{} logs ({})", key(Action::ShowLogs), d.logs.len())
-        } else {
-            format!(
-                "{} logs ({} of {}) /{}",
-                key(Action::ShowLogs),
-                d.visible_logs().len(),
-                d.logs.len(),
-                d.search
-            )
-        }),
-        Line::from(format!(
-            "{} artifacts ({})",
-            key(Action::ShowArtifacts),
-            detail.artifacts.len()
-        )),
-        Line::from(if d.follow {
-            format!("{} following", key(Action::Follow))
-        } else {
-            format!("{} follow", key(Action::Follow))
-        }),
-    ];
-    let selected = match d.tab {
-        DetailTab::Events => 0,
-        DetailTab::Logs => 1,
-        DetailTab::Artifacts => 2,
-    };
-    frame.render_widget(
-        Tabs::new(tab_titles)
-            .select(selected)
-            .highlight_style(theme.selected())
-            .divider("│"),
-        tabs,
-    );
-
-    let height = body.height as usize;
-    let lines: Vec<Line> = match d.tab {
-        DetailTab::Events => detail
-            .events
-            .iter()
-            .rev()
-            .take(height)
-            .map(|e| {
-                let to = e.to_status.map(|s| s.as_str()).unwrap_or(&e.event_type);
-                let from = e.from_status.map(|s| s.as_str()).unwrap_or("·");
-                Line::from(vec![
-                    Span::styled(time(app, Some(e.created_at)), theme.dim()),
-                    Span::raw(format!("  {from} → ")),
-                    Span::styled(
-                        to.to_owned(),
-                        e.to_status.map(|s| theme.status(s)).unwrap_or_default(),
-                    ),
-                    Span::raw(format!(
-                        "  attempt {}  by {}{}",
-                        e.attempt,
-                        e.actor,
-                        e.message
-                            .as_deref()
-                            .map(|m| format!("  {m}"))
-                            .unwrap_or_default()
-                    )),
-                ])
-            })
-            .collect(),
-        DetailTab::Logs => {
-            let visible = d.visible_logs();
-            if visible.is_empty() {
-                let text = if d.logs.is_empty() {
-                    "no log lines yet".to_owned()
-                } else {
-                    format!("no line contains `{}` (Esc clears the search)", d.search)
-                };
-                vec![Line::styled(text, theme.dim())]
-            } else {
-                let end = visible.len().saturating_sub(d.scroll);
-                let start = end.saturating_sub(height);
-                visible[start..end]
-                    .iter()
-                    .map(|l| {
-                        let style = match l.level {
-                            crate::domain::run::LogLevel::Error => theme.fg(Color::Red),
-                            crate::domain::run::LogLevel::Warn => theme.fg(Color::Yellow),
-                            _ => Style::default(),
-                        };
-                        Line::from(vec![
-                            Span::styled(time(app, Some(l.created_at)), theme.dim()),
-                            Span::raw(" "),
-                            Span::styled(l.message.clone(), style),
-                        ])
-                    })
-                    .collect()
-            }
-        }
-        DetailTab::Artifacts => {
-            if detail.artifacts.is_empty() {
-                vec![Line::styled("no artifacts", theme.dim())]
-            } else {
-                detail
-                    .artifacts
-                    .iter()
-                    .take(height)
-                    .map(|a| {
-                        Line::from(format!(
-                            "{}  {}  {}  {}",
-                            a.key,
-                            a.size_bytes
-                                .map(|s| format!("{s} B"))
-                                .unwrap_or_else(|| "-".into()),
-                            a.sha256
-                                .as_deref()
-                                .map(|h| &h[..h.len().min(16)])
-                                .unwrap_or("-"),
-                            a.url.as_deref().unwrap_or("")
-                        ))
-                    })
-                    .collect()
-            }
-        }
-    };
-    frame.render_widget(Paragraph::new(lines), body);
 }
 
 fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
@@ -552,7 +132,8 @@ fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
 
 fn render_status_bar(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let depth = app
-        .overview
+        .runs
+        .counts
         .depth()
         .map(|c| count_label(c.count))
         .unwrap_or_else(|| "-".into());
@@ -569,8 +150,8 @@ fn render_status_bar(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     // The store's location is the longest part: last, so a narrow screen cuts only that.
     // Workers that beat within the stale limit now, and queues nobody serves: the two facts an
     // operator must not miss on any pane.
-    let live = app.board.live_workers(app.now);
-    let stalled = app.board.stalled(app.now);
+    let live = app.overview.live_workers(app.now);
+    let stalled = app.overview.stalled(app.now);
     let alarm = if stalled.is_empty() {
         String::new()
     } else {

@@ -325,6 +325,36 @@ pub struct RunFilter {
     /// Substring of the project, workflow, queue, worker or error (case-insensitive), or a run id.
     pub text: Option<String>,
     pub limit: i64,
+    pub page: Page,
+}
+
+/// Which slice of a run list, by id: keyset pagination, so the oldest page of a store of millions
+/// costs what the newest does (no OFFSET). Every page is answered newest first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Page {
+    #[default]
+    Newest,
+    /// The runs just older than this id.
+    OlderThan(i64),
+    /// The runs just newer than this id.
+    NewerThan(i64),
+    Oldest,
+}
+
+impl Page {
+    /// The store reads ascending ids for these (then turns them around).
+    pub fn ascending(self) -> bool {
+        matches!(self, Page::NewerThan(_) | Page::Oldest)
+    }
+
+    /// (ids below, ids above) the page is bounded by.
+    pub fn bounds(self) -> (Option<i64>, Option<i64>) {
+        match self {
+            Page::OlderThan(id) => (Some(id), None),
+            Page::NewerThan(id) => (None, Some(id)),
+            Page::Newest | Page::Oldest => (None, None),
+        }
+    }
 }
 
 impl RunFilter {

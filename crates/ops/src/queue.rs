@@ -9,7 +9,7 @@ use super::{Ops, OpsError, OpsResult, Scoped};
 use crate::domain::permission::Permission;
 use crate::domain::run::{
     CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun,
-    RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunOptions, RunStatus,
+    Page, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunOptions, RunStatus,
 };
 use crate::domain::workflow::Workflow;
 use ospdeck_store::{ClaimRequest, RunWaker};
@@ -44,6 +44,7 @@ pub struct RunQuery<'a> {
     /// Substring of project, workflow, queue, worker or error, or a run id.
     pub text: Option<&'a str>,
     pub limit: Option<i64>,
+    pub page: Page,
 }
 
 pub const DEFAULT_LIST_LIMIT: i64 = 50;
@@ -159,6 +160,7 @@ impl Ops {
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned),
             limit,
+            page: query.page,
             ..RunFilter::default()
         };
         if let Some(project) = query.project {

@@ -203,7 +203,13 @@ impl<B: Backend> RunStore for B {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>> {
-        let rows: Vec<RunRow> = self
+        let (below, above) = filter.page.bounds();
+        let order = if filter.page.ascending() {
+            "ASC"
+        } else {
+            "DESC"
+        };
+        let mut rows: Vec<RunRow> = self
             .db()
             .fetch_all(
                 stmt(format!(
@@ -215,16 +221,23 @@ impl<B: Backend> RunStore for B {
                             OR lower(r.queue) LIKE $5 ESCAPE '\\'
                             OR lower(coalesce(r.worker_id, '')) LIKE $5 ESCAPE '\\'
                             OR lower(coalesce(r.error, '')) LIKE $5 ESCAPE '\\')
-                     ORDER BY r.id DESC LIMIT $4"
+                       AND (CAST($7 AS BIGINT) IS NULL OR r.id < $7)
+                       AND (CAST($8 AS BIGINT) IS NULL OR r.id > $8)
+                     ORDER BY r.id {order} LIMIT $4"
                 ))
                 .bind(filter.status.map(RunStatus::as_str))
                 .bind(filter.project_id)
                 .bind(filter.workflow_id)
                 .bind(filter.limit)
                 .bind(filter.like_pattern())
-                .bind(filter.text_id()),
+                .bind(filter.text_id())
+                .bind(below)
+                .bind(above),
             )
             .await?;
+        if filter.page.ascending() {
+            rows.reverse();
+        }
         rows.into_iter().map(RunRow::into_domain).collect()
     }
 

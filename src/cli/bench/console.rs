@@ -111,7 +111,7 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
             ..Default::default()
         })
         .await?;
-    app.on_data(Data::Runs(page), Utc::now());
+    app.on_data(Data::Runs(app.runs.query.clone(), page), Utc::now());
     let mut terminal =
         Terminal::new(TestBackend::new(WIDTH, HEIGHT)).map_err(|e| CliError(e.to_string()))?;
     draw(&mut terminal, &mut app)?;
@@ -289,7 +289,7 @@ async fn refresh(ops: &Ops, app: &mut App) -> CliResult {
             ..Default::default()
         })
         .await?;
-    app.on_data(Data::Runs(runs), Utc::now());
+    app.on_data(Data::Runs(app.runs.query.clone(), runs), Utc::now());
     app.on_data(Data::Counts(ops.queue_counts().await?), Utc::now());
     Ok(())
 }

@@ -1,19 +1,99 @@
-//! The console's panes, a module each: its state, what its keys do, and how it draws. A pane's
-//! `render` is a pure function of the pane and `Ctx` (the clock, the theme); it writes nothing.
+//! The console's panes, a module each: its state, what its keys do (`on_action` → `Reply`), and
+//! how it draws. A pane's `render` is a pure function of the pane and `Ctx` (the clock, the theme,
+//! the keys); it writes nothing. A new pane is a new module here plus its line in `app::Pane`
+//! and in the two dispatches of `App` (`on_action`, `render`).
 
+pub mod manifests;
 pub mod overview;
+pub mod runs;
+pub mod services;
+pub mod templates;
 
 use chrono::{DateTime, FixedOffset, Utc};
 
+use super::app::{Confirm, Effect, Level, Mode};
+use super::keymap::Keymap;
 use super::style::Theme;
 
 /// What every pane draws against besides its own state.
-#[derive(Debug, Clone, Copy)]
-pub struct Ctx {
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
     pub now: DateTime<Utc>,
     pub theme: Theme,
     /// Times of day are shown in this offset (the local one; tests pin UTC).
     pub offset: FixedOffset,
+    pub keymap: &'a Keymap,
+    pub read_only: bool,
+}
+
+/// What a pane needs to know to handle a key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyCtx {
+    pub read_only: bool,
+    /// Rows of the pane's list on screen (page up and down move this far).
+    pub rows: usize,
+}
+
+/// Where a key sends the operator, beyond the pane itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Goto {
+    Services,
+    /// A service's manifest versions.
+    Manifests(String),
+    /// The runs of this query.
+    Runs(runs::RunsQuery),
+}
+
+/// A pane's answer to a key: loads and actions for the runtime, and what the console around the
+/// pane should do (ask a question, open an input line, say something, show another pane).
+#[derive(Debug, Default)]
+pub struct Reply {
+    pub effects: Vec<Effect>,
+    pub mode: Option<Mode>,
+    pub say: Option<(Level, String)>,
+    pub goto: Option<Goto>,
+}
+
+impl Reply {
+    pub fn effects(effects: Vec<Effect>) -> Self {
+        Self {
+            effects,
+            ..Self::default()
+        }
+    }
+
+    /// Asks before `effect`: `y` carries it out.
+    pub fn ask(effect: Effect) -> Self {
+        Self::mode(Mode::Confirm(Confirm::new(effect)))
+    }
+
+    pub fn mode(mode: Mode) -> Self {
+        Self {
+            mode: Some(mode),
+            ..Self::default()
+        }
+    }
+
+    pub fn goto(goto: Goto) -> Self {
+        Self {
+            goto: Some(goto),
+            ..Self::default()
+        }
+    }
+
+    pub fn fail(text: impl Into<String>) -> Self {
+        Self {
+            say: Some((Level::Error, text.into())),
+            ..Self::default()
+        }
+    }
+
+    pub fn info(text: impl Into<String>) -> Self {
+        Self {
+            say: Some((Level::Info, text.into())),
+            ..Self::default()
+        }
+    }
 }
 
 /// A list's selection and scroll, kept by the pane (not the table widget) so that a refresh

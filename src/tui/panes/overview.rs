@@ -14,11 +14,14 @@ use ratatui::widgets::{
     TableState, Widget, Wrap,
 };
 
-use super::{Ctx, Cursor};
+use super::runs::RunsQuery;
+use super::{Ctx, Cursor, Goto, KeyCtx, Reply};
 use crate::domain::age::{age, age_changes_at};
-use crate::domain::deployment::{Liveness, liveness_changes_at};
+use crate::domain::deployment::liveness_changes_at;
 use crate::domain::worker::{QueueHealth, QueueStat, WorkerPresence};
 use crate::ops::{ACTIVITY_MINUTES, QueueBoard};
+use crate::tui::keymap::Action;
+use crate::tui::style::liveness_label;
 
 #[derive(Debug, Default)]
 pub struct OverviewPane {
@@ -46,9 +49,28 @@ impl OverviewPane {
         self.board.queues.get(self.cursor.selected)
     }
 
-    pub fn move_by(&mut self, delta: i64) {
+    /// Up and down choose a queue; Enter shows its runs.
+    pub fn on_action(&mut self, action: Action, _ctx: &KeyCtx) -> Reply {
         let len = self.board.queues.len();
+        let delta = match action {
+            Action::Up => -1,
+            Action::Down => 1,
+            Action::PageUp | Action::Top => i64::MIN / 2,
+            Action::PageDown | Action::Bottom => i64::MAX / 2,
+            Action::Open => {
+                // The text filter matches the queue's name.
+                return match self.selected_queue() {
+                    Some(q) => Reply::goto(Goto::Runs(RunsQuery {
+                        text: q.queue.clone(),
+                        ..RunsQuery::default()
+                    })),
+                    None => Reply::default(),
+                };
+            }
+            _ => return Reply::default(),
+        };
         self.cursor.move_by(delta, len, len.max(1));
+        Reply::default()
     }
 
     /// Workers that beat within the stale limit at `now`.
@@ -85,7 +107,8 @@ impl OverviewPane {
         queues.chain(workers).min()
     }
 
-    pub fn render(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer) {
+    pub fn render(&self, ctx: &Ctx, frame: &mut ratatui::Frame, area: Rect) {
+        let buf = frame.buffer_mut();
         if !self.loaded {
             Paragraph::new("loading…")
                 .block(Block::default().borders(Borders::ALL).title(" Overview "))
@@ -359,16 +382,8 @@ impl OverviewPane {
 
 fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, wide: bool) -> Row<'a> {
     let state = w.liveness(ctx.now);
-    let label = match state {
-        Liveness::Alive => "alive",
-        Liveness::Stale => "stale",
-        Liveness::Missing => "missing",
-    };
-    let style = ctx.theme.fg(match state {
-        Liveness::Alive => Color::Green,
-        Liveness::Stale => Color::Yellow,
-        Liveness::Missing => Color::Red,
-    });
+    let label = liveness_label(state);
+    let style = ctx.theme.liveness(state);
     let mut cells = vec![
         Cell::from(match &w.service {
             Some(s) => format!("{} ({s})", w.worker_id),

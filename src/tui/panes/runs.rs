@@ -1,0 +1,933 @@
+//! The Runs pane: the live run list (keyset pages over the whole store, a cursor that stays on its
+//! run, newer runs waiting behind a marker, a pause key, marks that outlive filters) and one run's
+//! detail (events, logs, artifacts).
+
+use std::collections::{BTreeSet, VecDeque};
+
+use chrono::{DateTime, Utc};
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState, Tabs, Wrap,
+};
+
+use super::{Ctx, Cursor, KeyCtx, Reply};
+use crate::domain::age::{age, age_changes_at};
+use crate::domain::run::{Page, Run, RunLog, RunStatus};
+use crate::ops::{ACTIVITY_MINUTES, QueueOverview, RunDetail};
+use crate::tui::app::{Effect, Level, Mode};
+use crate::tui::keymap::Action;
+
+/// Log lines kept per open run; older ones scroll out, however chatty the run is.
+pub const LOG_RING: usize = 2_000;
+/// Rows one page of the run list holds; the counts cover the rest.
+pub const RUN_PAGE: i64 = 500;
+
+/// What the list shows; sent to the loader whenever it changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunsQuery {
+    pub status: Option<RunStatus>,
+    pub text: String,
+    /// Which page of the whole list (keyset: `G` reaches the oldest run of a store of millions).
+    pub page: Page,
+}
+
+/// Where the cursor lands when a new page of runs arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landing {
+    Top,
+    Bottom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetailTab {
+    Events,
+    Logs,
+    Artifacts,
+}
+
+#[derive(Debug, Clone)]
+pub struct DetailState {
+    pub run_id: i64,
+    pub detail: Option<RunDetail>,
+    pub logs: VecDeque<RunLog>,
+    pub tab: DetailTab,
+    pub follow: bool,
+    /// Lines scrolled up from the bottom of the logs (0 = at the end).
+    pub scroll: usize,
+    /// Only log lines containing this (case-insensitive) are shown.
+    pub search: String,
+}
+
+impl DetailState {
+    fn new(run_id: i64) -> Self {
+        Self {
+            run_id,
+            detail: None,
+            logs: VecDeque::new(),
+            tab: DetailTab::Events,
+            follow: true,
+            scroll: 0,
+            search: String::new(),
+        }
+    }
+
+    /// The log lines the search lets through, oldest first.
+    pub fn visible_logs(&self) -> Vec<&RunLog> {
+        if self.search.is_empty() {
+            return self.logs.iter().collect();
+        }
+        let needle = self.search.to_lowercase();
+        self.logs
+            .iter()
+            .filter(|l| l.message.to_lowercase().contains(&needle))
+            .collect()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct RunsPane {
+    pub query: RunsQuery,
+    /// What is shown of `incoming`.
+    pub runs: Vec<Run>,
+    /// The newest answer from the store.
+    pub incoming: Vec<Run>,
+    /// Set once the first list has arrived; until then the pane says it is loading.
+    pub loaded: bool,
+    pub cursor: Cursor,
+    /// Away from the top of the newest page, the newest run id shown: newer runs wait behind a
+    /// marker instead of pushing the selected row down.
+    pub pinned: Option<i64>,
+    /// The live list is frozen (`p`); the store's updates wait in `incoming`.
+    pub paused: bool,
+    /// Where the cursor goes when the page asked for arrives.
+    pub landing: Option<Landing>,
+    /// Marks survive filter changes; the confirmation says when some are out of sight.
+    pub marked: BTreeSet<i64>,
+    /// Counts per status and the last hour's activity, for the header.
+    pub counts: QueueOverview,
+    pub detail: Option<DetailState>,
+}
+
+impl RunsPane {
+    pub fn selected_run(&self) -> Option<&Run> {
+        self.runs.get(self.cursor.selected)
+    }
+
+    /// A page of runs arrived for `query`: an answer to an older query is dropped. Answers what
+    /// else to load: a page that turns out to be the head of the list is followed as the head.
+    pub fn on_runs(&mut self, query: RunsQuery, runs: Vec<Run>, rows: usize) -> Vec<Effect> {
+        if query != self.query {
+            return Vec::new();
+        }
+        self.loaded = true;
+        let head = matches!(query.page, Page::NewerThan(_)) && (runs.len() as i64) < RUN_PAGE;
+        self.incoming = runs;
+        if head {
+            // Nothing newer beyond these: from here on this is the live head, and runs that
+            // arrive wait behind the marker.
+            self.query.page = Page::Newest;
+            self.pinned = self.incoming.first().map(|r| r.id);
+            self.show_incoming(rows);
+            return vec![Effect::LoadRuns(self.query.clone())];
+        }
+        if !self.paused {
+            self.show_incoming(rows);
+        }
+        Vec::new()
+    }
+
+    pub fn on_detail(&mut self, detail: RunDetail) {
+        if let Some(d) = self.detail.as_mut().filter(|d| d.run_id == detail.run.id) {
+            d.detail = Some(detail);
+        }
+    }
+
+    pub fn on_logs(&mut self, run_id: i64, lines: Vec<RunLog>) {
+        if let Some(d) = self.detail.as_mut().filter(|d| d.run_id == run_id) {
+            for line in lines {
+                if d.logs.len() == LOG_RING {
+                    d.logs.pop_front();
+                }
+                d.logs.push_back(line);
+            }
+            if d.follow {
+                d.scroll = 0;
+            }
+        }
+    }
+
+    /// The run open in the detail is gone: back to the list.
+    pub fn on_gone(&mut self, run_id: i64) {
+        if self.detail.as_ref().is_some_and(|d| d.run_id == run_id) {
+            self.detail = None;
+        }
+    }
+
+    /// Shows the newest answer: at the top of the newest page it follows the newest run; away
+    /// from it, the selected run keeps its row on screen and newer runs wait (`new_above`).
+    fn show_incoming(&mut self, rows: usize) {
+        let keep = self.selected_run().map(|r| r.id);
+        let head = self.query.page == Page::Newest;
+        let pinned = self.pinned.filter(|_| head);
+        self.runs = self
+            .incoming
+            .iter()
+            .filter(|r| pinned.is_none_or(|p| r.id <= p))
+            .cloned()
+            .collect();
+        match self.landing.take() {
+            Some(Landing::Top) => self.cursor = Cursor::default(),
+            Some(Landing::Bottom) => {
+                self.cursor.selected = self.runs.len().saturating_sub(1);
+                self.cursor.offset = (self.cursor.selected + 1).saturating_sub(rows);
+            }
+            None if head && pinned.is_none() => self.cursor = Cursor::default(),
+            None => self.cursor.follow(&self.runs, keep, |r| r.id, rows),
+        }
+    }
+
+    /// Runs newer than the ones shown, waiting behind the `▲ N new` marker.
+    pub fn new_above(&self) -> usize {
+        match (self.query.page, self.pinned) {
+            (Page::Newest, Some(p)) => self.incoming.iter().filter(|r| r.id > p).count(),
+            _ => 0,
+        }
+    }
+
+    /// The runs on screen now, `rows` of them at most.
+    pub fn visible_runs(&self, rows: usize) -> &[Run] {
+        let end = (self.cursor.offset + rows).min(self.runs.len());
+        self.runs
+            .get(self.cursor.offset.min(end)..end)
+            .unwrap_or_default()
+    }
+
+    /// The next moment an age in the list changes with the clock.
+    pub fn next_visible_change(&self, now: DateTime<Utc>, rows: usize) -> Option<DateTime<Utc>> {
+        if self.detail.is_some() {
+            return None;
+        }
+        self.visible_runs(rows)
+            .iter()
+            .map(|r| age_changes_at(now, r.created_at))
+            .min()
+    }
+
+    /// Another filter: the list starts again from the newest run; marks stay.
+    pub fn filter(&mut self, query: RunsQuery) -> Vec<Effect> {
+        self.query = query;
+        self.query.page = Page::Newest;
+        self.cursor = Cursor::default();
+        self.pinned = None;
+        self.detail = None;
+        vec![Effect::LoadRuns(self.query.clone())]
+    }
+
+    pub fn set_status(&mut self, status: Option<RunStatus>) -> Vec<Effect> {
+        let query = RunsQuery {
+            status,
+            ..self.query.clone()
+        };
+        self.filter(query)
+    }
+
+    pub fn open_run(&mut self, id: i64) -> Vec<Effect> {
+        self.detail = Some(DetailState::new(id));
+        vec![Effect::OpenRun(id)]
+    }
+
+    /// The filter line's Enter: a log search in the detail, else the list's text filter.
+    pub fn apply_filter(&mut self, text: &str) -> Vec<Effect> {
+        if let Some(d) = self.detail.as_mut() {
+            d.search = text.trim().to_owned();
+            d.tab = DetailTab::Logs;
+            d.scroll = 0;
+            return Vec::new();
+        }
+        let query = RunsQuery {
+            text: text.trim().to_owned(),
+            ..self.query.clone()
+        };
+        self.filter(query)
+    }
+
+    pub fn filter_text(&self) -> String {
+        match &self.detail {
+            Some(d) => d.search.clone(),
+            None => self.query.text.clone(),
+        }
+    }
+
+    /// `y` on a confirmation: marks were for this action.
+    pub fn confirmed(&mut self, effect: &Effect) {
+        if matches!(effect, Effect::Cancel(_) | Effect::Retry(_)) {
+            self.marked.clear();
+        }
+    }
+
+    pub fn toggle_pause(&mut self, rows: usize) -> Reply {
+        self.paused = !self.paused;
+        if self.paused {
+            Reply::info("paused: the list stays as it is until p")
+        } else {
+            self.show_incoming(rows);
+            Reply::info("live again")
+        }
+    }
+
+    /// The keys of the list and the detail.
+    pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
+        let rows = ctx.rows;
+        match action {
+            Action::Up => self.move_by(-1, rows),
+            Action::Down => self.move_by(1, rows),
+            Action::PageUp => self.move_by(-(rows as i64), rows),
+            Action::PageDown => self.move_by(rows as i64, rows),
+            Action::Top => self.move_to_end(false, rows),
+            Action::Bottom => self.move_to_end(true, rows),
+            Action::Open => match (&self.detail, self.selected_run()) {
+                (None, Some(run)) => {
+                    let id = run.id;
+                    Reply::effects(self.open_run(id))
+                }
+                _ => Reply::default(),
+            },
+            Action::Back => {
+                if let Some(d) = self.detail.as_mut().filter(|d| !d.search.is_empty()) {
+                    d.search.clear();
+                    Reply::default()
+                } else if self.detail.take().is_some() {
+                    Reply::effects(vec![Effect::CloseRun])
+                } else if !self.query.text.is_empty() || self.query.status.is_some() {
+                    Reply::effects(self.filter(RunsQuery::default()))
+                } else {
+                    Reply::default()
+                }
+            }
+            Action::Filter => Reply::mode(Mode::Filter(self.filter_text())),
+            Action::CycleStatus => {
+                let next = match self.query.status {
+                    None => Some(RunStatus::ALL[0]),
+                    Some(s) => RunStatus::ALL
+                        .iter()
+                        .position(|x| *x == s)
+                        .and_then(|i| RunStatus::ALL.get(i + 1))
+                        .copied(),
+                };
+                Reply::effects(self.set_status(next))
+            }
+            Action::Pause => self.toggle_pause(rows),
+            Action::Mark => {
+                if let Some(id) = self.selected_run().map(|r| r.id) {
+                    if !self.marked.remove(&id) {
+                        self.marked.insert(id);
+                    }
+                    return self.move_by(1, rows);
+                }
+                Reply::default()
+            }
+            Action::CopyId => match self.selected_run() {
+                Some(run) => {
+                    let id = run.id.to_string();
+                    Reply {
+                        say: Some((Level::Info, format!("copied run id {id}"))),
+                        ..Reply::effects(vec![Effect::Copy(id)])
+                    }
+                }
+                None => Reply::default(),
+            },
+            Action::Cancel => self.ask_for_targets(Effect::Cancel, ctx),
+            Action::Retry => self.ask_for_targets(Effect::Retry, ctx),
+            Action::Claim => match self.current_run() {
+                Some(run) => Reply::effects(vec![Effect::Claim(run.queue.clone())]),
+                None => Reply::fail("no run selected: its queue is the one claimed from"),
+            },
+            Action::Start => match self.current_run_id() {
+                Some(id) => Reply::effects(vec![Effect::Start(id)]),
+                None => Reply::default(),
+            },
+            Action::Complete => match self.current_run_id() {
+                Some(run_id) => Reply::mode(Mode::ExitCode {
+                    run_id,
+                    text: "0".into(),
+                }),
+                None => Reply::default(),
+            },
+            Action::ShowEvents => self.detail_tab(DetailTab::Events),
+            Action::ShowLogs => self.detail_tab(DetailTab::Logs),
+            Action::ShowArtifacts => self.detail_tab(DetailTab::Artifacts),
+            Action::Follow => {
+                if let Some(d) = self.detail.as_mut() {
+                    d.follow = !d.follow;
+                    d.tab = DetailTab::Logs;
+                    if d.follow {
+                        d.scroll = 0;
+                    }
+                }
+                Reply::default()
+            }
+            _ => Reply::default(),
+        }
+    }
+
+    fn detail_tab(&mut self, tab: DetailTab) -> Reply {
+        if let Some(d) = self.detail.as_mut() {
+            d.tab = tab;
+        }
+        Reply::default()
+    }
+
+    fn move_by(&mut self, delta: i64, rows: usize) -> Reply {
+        if let Some(d) = self.detail.as_mut() {
+            // In the detail, up and down scroll the logs; scrolling up stops following.
+            if d.tab == DetailTab::Logs {
+                let max = d.visible_logs().len().saturating_sub(1);
+                d.scroll = (d.scroll as i64 - delta).clamp(0, max as i64) as usize;
+                d.follow = d.scroll == 0 && d.follow;
+            }
+            return Reply::default();
+        }
+        if self.runs.is_empty() {
+            return Reply::default();
+        }
+        let target = self.cursor.selected as i64 + delta;
+        if target < 0 && self.query.page != Page::Newest {
+            // Above the first row of an older page: the page just newer.
+            return Reply::effects(match self.runs.first().map(|r| r.id) {
+                Some(first) => self.turn_page(Page::NewerThan(first), Landing::Bottom),
+                None => self.turn_page(Page::Newest, Landing::Top),
+            });
+        }
+        let last = self.runs.len() as i64 - 1;
+        if target > last && self.runs.len() as i64 >= RUN_PAGE {
+            // Below the last row of a full page: the page just older.
+            if let Some(oldest) = self.runs.last().map(|r| r.id) {
+                return Reply::effects(self.turn_page(Page::OlderThan(oldest), Landing::Top));
+            }
+        }
+        if target <= 0 && self.pinned.take().is_some() {
+            // Back at the top: the runs that waited behind the marker come in.
+            self.cursor = Cursor::default();
+            if !self.paused {
+                self.show_incoming(rows);
+            }
+            return Reply::default();
+        }
+        self.cursor.move_by(delta, self.runs.len(), rows);
+        if self.cursor.selected > 0 && self.pinned.is_none() {
+            self.pinned = self.runs.first().map(|r| r.id);
+        }
+        Reply::default()
+    }
+
+    /// `g` and `G`: the first row of the newest page, the last row of the oldest.
+    fn move_to_end(&mut self, bottom: bool, rows: usize) -> Reply {
+        if let Some(d) = self.detail.as_mut() {
+            d.scroll = if bottom {
+                0
+            } else {
+                d.visible_logs().len().saturating_sub(1)
+            };
+            return Reply::default();
+        }
+        if !bottom {
+            if self.query.page != Page::Newest {
+                return Reply::effects(self.turn_page(Page::Newest, Landing::Top));
+            }
+            return self.move_by(i64::MIN / 2, rows);
+        }
+        // A full page may have older runs beyond it: the bottom is the oldest page's last row.
+        if self.runs.len() as i64 >= RUN_PAGE || self.query.page != Page::Newest {
+            return Reply::effects(self.turn_page(Page::Oldest, Landing::Bottom));
+        }
+        self.cursor.move_by(i64::MAX / 2, self.runs.len(), rows);
+        if self.cursor.selected > 0 && self.pinned.is_none() {
+            self.pinned = self.runs.first().map(|r| r.id);
+        }
+        Reply::default()
+    }
+
+    /// Asks for another page of the same list; the cursor lands on its first or last row.
+    fn turn_page(&mut self, page: Page, landing: Landing) -> Vec<Effect> {
+        self.query.page = page;
+        self.landing = Some(landing);
+        self.pinned = None;
+        vec![Effect::LoadRuns(self.query.clone())]
+    }
+
+    /// The run open in the detail, else the selected one.
+    fn current_run(&self) -> Option<&Run> {
+        match &self.detail {
+            Some(d) => d.detail.as_ref().map(|x| &x.run),
+            None => self.selected_run(),
+        }
+    }
+
+    fn current_run_id(&self) -> Option<i64> {
+        match &self.detail {
+            Some(d) => Some(d.run_id),
+            None => self.selected_run().map(|r| r.id),
+        }
+    }
+
+    /// The runs an action applies to: the marked ones, else the one open or selected.
+    fn targets(&self) -> Vec<i64> {
+        if let Some(d) = &self.detail {
+            return vec![d.run_id];
+        }
+        if !self.marked.is_empty() {
+            return self.marked.iter().copied().collect();
+        }
+        self.selected_run().map(|r| vec![r.id]).unwrap_or_default()
+    }
+
+    fn ask_for_targets(&mut self, make: fn(Vec<i64>) -> Effect, ctx: &KeyCtx) -> Reply {
+        if ctx.read_only {
+            return Reply::fail("read-only: nothing can be changed");
+        }
+        let ids = self.targets();
+        if ids.is_empty() {
+            return Reply::info("no run selected");
+        }
+        // Marks outlive a filter change; the question says when some of them are out of sight.
+        let hidden = ids
+            .iter()
+            .filter(|id| !self.runs.iter().any(|r| r.id == **id))
+            .count();
+        let mut reply = Reply::ask(make(ids));
+        if let Some(Mode::Confirm(confirm)) = reply.mode.as_mut()
+            && hidden > 0
+            && self.detail.is_none()
+        {
+            confirm
+                .question
+                .push_str(&format!(" {hidden} of them not shown by the filter."));
+        }
+        reply
+    }
+
+    pub fn render(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
+        match &self.detail {
+            Some(detail) => render_detail(ctx, frame, detail, area),
+            None => self.render_list(ctx, frame, area),
+        }
+    }
+
+    fn render_list(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
+        let theme = ctx.theme;
+        let tall = area.height >= 30;
+        let [counts, spark, table] = Layout::vertical([
+            Constraint::Length(1),
+            Constraint::Length(if tall { 3 } else { 1 }),
+            Constraint::Min(3),
+        ])
+        .areas(area);
+
+        let mut spans: Vec<Span> = Vec::new();
+        for c in &self.counts.counts {
+            let style = if self.query.status == Some(c.status) {
+                theme.status(c.status).add_modifier(Modifier::REVERSED)
+            } else {
+                theme.status(c.status)
+            };
+            spans.push(Span::styled(c.status.as_str(), style));
+            spans.push(Span::raw(format!(" {}  ", count_label(c.count))));
+        }
+        frame.render_widget(Line::from(spans), counts);
+
+        // Finished per minute over the last hour, oldest on the left; failures below in red.
+        let minutes = ACTIVITY_MINUTES as usize;
+        let mut done = vec![0u64; minutes];
+        let mut failed = vec![0u64; minutes];
+        for m in &self.counts.activity {
+            if let Some(i) = minutes.checked_sub(1 + m.minutes_ago.max(0) as usize) {
+                done[i] = (m.succeeded + m.failed).max(0) as u64;
+                failed[i] = m.failed.max(0) as u64;
+            }
+        }
+        let label = "last hour ";
+        let [spark_label, spark_area] = Layout::horizontal([
+            Constraint::Length(label.len() as u16),
+            Constraint::Length(minutes as u16),
+        ])
+        .areas(spark);
+        frame.render_widget(Span::styled(label, theme.dim()), spark_label);
+        let [ok_area, fail_area] = if tall {
+            Layout::vertical([Constraint::Length(2), Constraint::Length(1)]).areas(spark_area)
+        } else {
+            [spark_area, Rect::default()]
+        };
+        frame.render_widget(
+            Sparkline::default()
+                .data(&done)
+                .style(theme.fg(Color::Green)),
+            ok_area,
+        );
+        if fail_area.height > 0 {
+            frame.render_widget(
+                Sparkline::default()
+                    .data(&failed)
+                    .style(theme.fg(Color::Red)),
+                fail_area,
+            );
+        }
+
+        let wide = area.width >= 110;
+        let full = self.runs.len() as i64 >= RUN_PAGE;
+        let mut title = format!(" Runs ({}", self.runs.len());
+        match (self.query.page, self.runs.first(), self.runs.last()) {
+            (Page::Newest, ..) if full => title.push_str(" newest"),
+            (Page::Oldest, ..) => title.push_str(" oldest"),
+            (Page::OlderThan(_) | Page::NewerThan(_), Some(first), Some(last)) => {
+                title.push_str(&format!(", ids {}–{}", last.id, first.id));
+            }
+            _ => {}
+        }
+        title.push(')');
+        if let Some(s) = self.query.status {
+            title.push_str(&format!(" status={s}"));
+        }
+        if !self.query.text.is_empty() {
+            title.push_str(&format!(" /{}", self.query.text));
+        }
+        if !self.marked.is_empty() {
+            title.push_str(&format!(" · {} marked", self.marked.len()));
+        }
+        title.push(' ');
+        let mut block = Block::default().borders(Borders::ALL).title(title);
+        // Runs that arrived while the operator is down the list wait here rather than push it.
+        let waiting = self.new_above();
+        let away = self.query.page != Page::Newest;
+        if waiting > 0 || self.paused || away {
+            let mut note = String::from(" ");
+            if waiting > 0 {
+                note.push_str(&format!("▲ {waiting} new (g) "));
+            } else if away {
+                note.push_str("▲ newer runs (g) ");
+            }
+            if self.paused {
+                note.push_str("⏸ paused (p) ");
+            }
+            block = block.title(
+                Line::styled(note, theme.fg(Color::Cyan).add_modifier(Modifier::BOLD))
+                    .right_aligned(),
+            );
+        }
+
+        if self.runs.is_empty() {
+            let text = if !self.loaded {
+                "loading…".to_owned()
+            } else if self.query != Default::default() {
+                "No runs match this filter. Esc clears it.".to_owned()
+            } else {
+                "No runs yet. Load the demo workspace with `ospdeck demo`, or queue one with `ospdeck run enqueue`.".to_owned()
+            };
+            frame.render_widget(
+                Paragraph::new(text).wrap(Wrap { trim: true }).block(block),
+                table,
+            );
+            return;
+        }
+
+        let header_cells: &[&str] = if wide {
+            &[
+                " ",
+                "ID",
+                "STATUS",
+                "PROJECT/WORKFLOW",
+                "QUEUE",
+                "TRY",
+                "PRI",
+                "WORKER",
+                "AGE",
+            ]
+        } else {
+            &[
+                " ",
+                "ID",
+                "STATUS",
+                "PROJECT/WORKFLOW",
+                "TRY",
+                "WORKER",
+                "AGE",
+            ]
+        };
+        let header = Row::new(header_cells.iter().map(|h| Cell::from(*h)))
+            .style(Style::default().add_modifier(Modifier::BOLD));
+        let rows = self.runs.iter().map(|run| run_row(run, self, ctx, wide));
+        let widths: Vec<Constraint> = if wide {
+            vec![
+                Constraint::Length(1),
+                Constraint::Length(7),
+                Constraint::Length(9),
+                Constraint::Min(20),
+                Constraint::Length(14),
+                Constraint::Length(5),
+                Constraint::Length(5),
+                Constraint::Length(18),
+                Constraint::Length(5),
+            ]
+        } else {
+            vec![
+                Constraint::Length(1),
+                Constraint::Length(6),
+                Constraint::Length(9),
+                Constraint::Min(14),
+                Constraint::Length(5),
+                Constraint::Length(12),
+                Constraint::Length(4),
+            ]
+        };
+        let mut state = TableState::default()
+            .with_offset(self.cursor.offset)
+            .with_selected(Some(self.cursor.selected));
+        frame.render_stateful_widget(
+            Table::new(rows, widths)
+                .header(header)
+                .block(block)
+                .row_highlight_style(theme.selected()),
+            table,
+            &mut state,
+        );
+    }
+}
+
+/// An exact count up to five digits, then shortened ("123k", "4.5M") so a line of six counts
+/// fits 80 columns on a store of millions.
+pub fn count_label(count: i64) -> String {
+    match count {
+        ..100_000 => count.to_string(),
+        100_000..10_000_000 => format!("{}k", count / 1_000),
+        _ => format!("{:.1}M", count as f64 / 1e6),
+    }
+}
+
+fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, wide: bool) -> Row<'a> {
+    let theme = ctx.theme;
+    let mark = if pane.marked.contains(&run.id) {
+        "*"
+    } else {
+        " "
+    };
+    let status = if run.cancel_requested && !run.status.is_terminal() {
+        Span::styled("canceling", theme.status(RunStatus::Canceled))
+    } else {
+        Span::styled(run.status.as_str(), theme.status(run.status))
+    };
+    let mut cells = vec![
+        Cell::from(mark),
+        Cell::from(run.id.to_string()),
+        Cell::from(status),
+        Cell::from(format!("{}/{}", run.project, run.workflow)),
+    ];
+    if wide {
+        cells.push(Cell::from(run.queue.as_str()));
+    }
+    cells.push(Cell::from(format!("{}/{}", run.attempt, run.max_attempts)));
+    if wide {
+        cells.push(Cell::from(run.priority.to_string()));
+    }
+    cells.push(Cell::from(run.worker_id.as_deref().unwrap_or("-")));
+    cells.push(Cell::from(age(ctx.now, run.created_at)));
+    Row::new(cells)
+}
+
+pub(crate) fn time(ctx: &Ctx, t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.with_timezone(&ctx.offset).format("%H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+fn render_detail(ctx: &Ctx, frame: &mut Frame, d: &DetailState, area: Rect) {
+    let theme = ctx.theme;
+    let [info, tabs, body] = Layout::vertical([
+        Constraint::Length(5),
+        Constraint::Length(1),
+        Constraint::Min(1),
+    ])
+    .areas(area);
+
+    let Some(detail) = d.detail.as_ref() else {
+        frame.render_widget(
+            Paragraph::new(format!("loading run {}…", d.run_id))
+                .block(Block::default().borders(Borders::ALL)),
+            area,
+        );
+        return;
+    };
+    let r = &detail.run;
+    let mut status = vec![
+        Span::raw(format!("run {}  {}/{}  ", r.id, r.project, r.workflow)),
+        Span::styled(r.status.as_str(), theme.status(r.status)),
+    ];
+    if r.cancel_requested && !r.status.is_terminal() {
+        status.push(Span::styled(" (cancel requested)", theme.error()));
+    }
+    let lines = vec![
+        Line::from(status),
+        Line::from(format!(
+            "queue {}  priority {}  attempt {}/{}  worker {}  exit {}",
+            r.queue,
+            r.priority,
+            r.attempt,
+            r.max_attempts,
+            r.worker_id.as_deref().unwrap_or("-"),
+            r.exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into())
+        )),
+        Line::from(format!(
+            "created {}  claimed {}  started {}  finished {}{}",
+            time(ctx, Some(r.created_at)),
+            time(ctx, r.claimed_at),
+            time(ctx, r.started_at),
+            time(ctx, r.finished_at),
+            r.retry_of
+                .map(|id| format!("  retry of {id}"))
+                .unwrap_or_default()
+        )),
+        match &r.error {
+            Some(e) => Line::styled(format!("error: {e}"), theme.error()),
+            None => Line::styled(format!("payload {}", r.payload_text()), theme.dim()),
+        },
+    ];
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::default().borders(Borders::TOP)),
+        info,
+    );
+
+    let key = |a: Action| {
+        ctx.keymap
+            .key_for(a)
+            .map(|k| k.to_string())
+            .unwrap_or_default()
+    };
+    let tab_titles = vec![
+        Line::from(format!(
+            "{} events ({})",
+            key(Action::ShowEvents),
+            detail.events.len()
+        )),
+        Line::from(if d.search.is_empty() {
+            format!("{} logs ({})", key(Action::ShowLogs), d.logs.len())
+        } else {
+            format!(
+                "{} logs ({} of {}) /{}",
+                key(Action::ShowLogs),
+                d.visible_logs().len(),
+                d.logs.len(),
+                d.search
+            )
+        }),
+        Line::from(format!(
+            "{} artifacts ({})",
+            key(Action::ShowArtifacts),
+            detail.artifacts.len()
+        )),
+        Line::from(if d.follow {
+            format!("{} following", key(Action::Follow))
+        } else {
+            format!("{} follow", key(Action::Follow))
+        }),
+    ];
+    let selected = match d.tab {
+        DetailTab::Events => 0,
+        DetailTab::Logs => 1,
+        DetailTab::Artifacts => 2,
+    };
+    frame.render_widget(
+        Tabs::new(tab_titles)
+            .select(selected)
+            .highlight_style(theme.selected())
+            .divider("│"),
+        tabs,
+    );
+
+    let height = body.height as usize;
+    let lines: Vec<Line> = match d.tab {
+        DetailTab::Events => detail
+            .events
+            .iter()
+            .rev()
+            .take(height)
+            .map(|e| {
+                let to = e.to_status.map(|s| s.as_str()).unwrap_or(&e.event_type);
+                let from = e.from_status.map(|s| s.as_str()).unwrap_or("·");
+                Line::from(vec![
+                    Span::styled(time(ctx, Some(e.created_at)), theme.dim()),
+                    Span::raw(format!("  {from} → ")),
+                    Span::styled(
+                        to.to_owned(),
+                        e.to_status.map(|s| theme.status(s)).unwrap_or_default(),
+                    ),
+                    Span::raw(format!(
+                        "  attempt {}  by {}{}",
+                        e.attempt,
+                        e.actor,
+                        e.message
+                            .as_deref()
+                            .map(|m| format!("  {m}"))
+                            .unwrap_or_default()
+                    )),
+                ])
+            })
+            .collect(),
+        DetailTab::Logs => {
+            let visible = d.visible_logs();
+            if visible.is_empty() {
+                let text = if d.logs.is_empty() {
+                    "no log lines yet".to_owned()
+                } else {
+                    format!("no line contains `{}` (Esc clears the search)", d.search)
+                };
+                vec![Line::styled(text, theme.dim())]
+            } else {
+                let end = visible.len().saturating_sub(d.scroll);
+                let start = end.saturating_sub(height);
+                visible[start..end]
+                    .iter()
+                    .map(|l| {
+                        let style = match l.level {
+                            crate::domain::run::LogLevel::Error => theme.fg(Color::Red),
+                            crate::domain::run::LogLevel::Warn => theme.fg(Color::Yellow),
+                            _ => Style::default(),
+                        };
+                        Line::from(vec![
+                            Span::styled(time(ctx, Some(l.created_at)), theme.dim()),
+                            Span::raw(" "),
+                            Span::styled(l.message.clone(), style),
+                        ])
+                    })
+                    .collect()
+            }
+        }
+        DetailTab::Artifacts => {
+            if detail.artifacts.is_empty() {
+                vec![Line::styled("no artifacts", theme.dim())]
+            } else {
+                detail
+                    .artifacts
+                    .iter()
+                    .take(height)
+                    .map(|a| {
+                        Line::from(format!(
+                            "{}  {}  {}  {}",
+                            a.key,
+                            a.size_bytes
+                                .map(|s| format!("{s} B"))
+                                .unwrap_or_else(|| "-".into()),
+                            a.sha256
+                                .as_deref()
+                                .map(|h| &h[..h.len().min(16)])
+                                .unwrap_or("-"),
+                            a.url.as_deref().unwrap_or("")
+                        ))
+                    })
+                    .collect()
+            }
+        }
+    };
+    frame.render_widget(Paragraph::new(lines), body);
+}
