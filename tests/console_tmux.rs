@@ -12,6 +12,8 @@ use common::tmux::Tmux;
 use common::{BoxError, TestResult, close_sqlite_cleanly, dir_entries, is_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ospdeck");
+/// On screen whenever the Overview is.
+const OVERVIEW: &str = "Last hour, per minute";
 
 fn ospdeck(home: &Path, db: &Path, args: &[&str]) -> Result<Output, std::io::Error> {
     Command::new(BIN)
@@ -50,6 +52,9 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
     let (home, db) = demo_store()?;
     let tmux = Tmux::new("rw");
     tmux.start(home.path(), &db, "")?;
+    // The console opens on the Overview.
+    tmux.wait_for(OVERVIEW)?;
+    tmux.keys(&["4"])?;
     tmux.wait_for("Runs (19)")?;
 
     tmux.keys(&["2"])?;
@@ -168,7 +173,7 @@ fn sigterm_and_sighup_restore_the_terminal() -> TestResult {
     for signal in ["TERM", "HUP"] {
         let tmux = Tmux::new(&format!("sig{signal}"));
         tmux.start(home.path(), &db, "")?;
-        tmux.wait_for("Runs (19)")?;
+        tmux.wait_for(OVERVIEW)?;
         let shell = tmux.cmd(&["list-panes", "-t", "main", "-F", "#{pane_pid}"])?;
         let shell = String::from_utf8_lossy(&shell.stdout).trim().to_owned();
         let killed = Command::new("pkill")
@@ -181,7 +186,7 @@ fn sigterm_and_sighup_restore_the_terminal() -> TestResult {
             screen.contains("mode=icanon"),
             "SIG{signal} left the terminal raw:\n{screen}"
         );
-        assert!(!screen.contains("Runs ("), "{screen}");
+        assert!(!screen.contains(OVERVIEW), "{screen}");
     }
     Ok(())
 }
@@ -214,7 +219,7 @@ fn monitor_reads_a_store_on_read_only_media() -> TestResult {
         std::fs::set_permissions(media.path(), std::fs::Permissions::from_mode(0o555))?;
         tmux.start(home.path(), media.path().join("demo.db"), "monitor")?;
     }
-    let shown = tmux.wait_for("Runs (19)");
+    let shown = tmux.wait_for(OVERVIEW);
     tmux.keys(&["q"])?;
     let exited = tmux.wait_for("exit=");
     std::fs::set_permissions(media.path(), std::fs::Permissions::from_mode(0o755))?;
@@ -236,6 +241,8 @@ fn monitor_follows_a_writer_that_appears_after_it_opened() -> TestResult {
     );
     let tmux = Tmux::new("follow");
     tmux.start(home.path(), &db, "monitor")?;
+    tmux.wait_for(OVERVIEW)?;
+    tmux.keys(&["4"])?;
     tmux.wait_for("Runs (19)")?;
     assert_eq!(dir_entries(home.path())?, before, "the monitor made files");
     let out = ospdeck(
@@ -249,6 +256,72 @@ fn monitor_follows_a_writer_that_appears_after_it_opened() -> TestResult {
         String::from_utf8_lossy(&out.stderr)
     );
     tmux.wait_for("Runs (20)")?;
+    tmux.keys(&["q"])?;
+    tmux.wait_for("exit=0")?;
+    Ok(())
+}
+
+/// The line of the Overview's queue table for `queue`.
+fn queue_line<'a>(screen: &'a str, queue: &str) -> Option<&'a str> {
+    screen
+        .lines()
+        .find(|l| l.trim_start_matches('│').starts_with(&format!("{queue} ")))
+}
+
+#[test]
+fn the_overview_shows_a_stalled_queue_drain_and_its_worker_go_stale() -> TestResult {
+    let (home, db) = demo_store()?;
+    let tmux = Tmux::new("overview");
+    tmux.start(home.path(), &db, "monitor")?;
+    // Work waits in `demo` and no worker serves it.
+    let screen = tmux.wait_until(
+        |s| queue_line(s, "demo").is_some_and(|l| l.contains("stalled")),
+        "demo stalled",
+        Duration::from_secs(10),
+    )?;
+    assert!(screen.contains("Workers (0 alive of 0)"), "{screen}");
+
+    let mut worker = Command::new(BIN)
+        .args(["--db"])
+        .arg(&db)
+        .args([
+            "worker",
+            "--queue",
+            "demo",
+            "--id",
+            "e2e-worker",
+            "--concurrency",
+            "8",
+        ])
+        .env("HOME", home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let drained = tmux.wait_until(
+        |s| {
+            s.contains("e2e-worker")
+                && s.contains("alive")
+                && queue_line(s, "demo").is_some_and(|l| {
+                    !l.contains("stalled") && l.split_whitespace().nth(2) == Some("0")
+                })
+        },
+        "demo drained by an alive e2e-worker",
+        Duration::from_secs(40),
+    );
+    // Killed, not stopped: no goodbye, only heartbeats that stop coming.
+    let killed = worker.kill();
+    let _ = worker.wait();
+    drained?;
+    killed?;
+    let stale = tmux.wait_until(
+        |s| {
+            s.lines()
+                .any(|l| l.contains("e2e-worker") && l.contains("stale"))
+        },
+        "e2e-worker stale",
+        Duration::from_secs(ospdeck::domain::deployment::STALE_AFTER_SECS as u64 + 10),
+    )?;
+    assert!(stale.contains("workers 0"), "{stale}");
     tmux.keys(&["q"])?;
     tmux.wait_for("exit=0")?;
     Ok(())
