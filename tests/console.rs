@@ -161,7 +161,7 @@ fn board() -> QueueBoard {
             4,
             t0() - Duration::seconds(4),
         )],
-        activity: Vec::new(),
+        activity: overview().activity,
         deploys: vec![t0() - Duration::minutes(20)],
     }
 }

@@ -24,7 +24,7 @@ use crate::domain::manifest::{FieldChange, Manifest, ManifestHead};
 use crate::domain::run::{Run, RunLog, RunStatus};
 use crate::domain::template::StoredArtifact;
 use crate::domain::worker::WorkerPresence;
-use crate::ops::{QueueBoard, QueueCounts, QueueOverview, RunDetail, ServiceOverview, VersionRow};
+use crate::ops::{QueueBoard, QueueOverview, RunDetail, ServiceOverview, VersionRow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -266,8 +266,6 @@ pub enum Data {
     /// Worker presence alone, for the status bar while the Overview is not on screen.
     Presence(Vec<WorkerPresence>),
     Overview(QueueOverview),
-    /// Fresh counts; the activity shown stays as it was.
-    Counts(QueueCounts),
     Detail(Box<RunDetail>),
     /// New log lines of a run, in id order.
     Logs(i64, Vec<RunLog>),
@@ -460,21 +458,13 @@ impl App {
                 let rows = self.page_rows();
                 return self.runs.on_runs(query, runs, rows);
             }
-            Data::Board(mut board) => {
-                // The last hour's activity arrives with the run counts (on its own beat).
-                board.activity = std::mem::take(&mut self.overview.board.activity);
+            Data::Board(board) => {
                 self.overview.set_board(board);
                 self.last_update = Some(now);
             }
             Data::Presence(workers) => self.overview.board.workers = workers,
             Data::Overview(overview) => {
-                self.overview.board.activity = overview.activity.clone();
                 self.runs.counts = overview;
-                self.last_update = Some(now);
-            }
-            Data::Counts(counts) => {
-                self.runs.counts.counts = counts.counts;
-                self.runs.counts.active_workers = counts.active_workers;
                 self.last_update = Some(now);
             }
             Data::Detail(detail) => self.runs.on_detail(*detail),

@@ -24,9 +24,6 @@ pub struct LoaderSettings {
 const REFRESH_GAP: Duration = Duration::from_millis(250);
 /// Without a change watcher (it failed), poll this often.
 const FALLBACK_POLL: Duration = Duration::from_secs(5);
-/// The sparkline has minute resolution; its query (every run finished in the last hour) runs at
-/// most this often.
-const ACTIVITY_EVERY: Duration = Duration::from_secs(10);
 /// Lease of a run claimed by hand from the console; an operator who walks away loses it to the
 /// rescuer after this.
 const CONSOLE_LEASE: Duration = Duration::from_secs(600);
@@ -37,7 +34,7 @@ const LOG_PAGE: i64 = 1_000;
 /// Worker heartbeats arrive without a change notification (they would wake every console every
 /// few seconds): presence, and the Overview while it shows, are reloaded this often instead.
 const PRESENCE_EVERY: Duration = Duration::from_secs(5);
-/// On a quiet store nothing triggers the activity query; the chart still moves each minute.
+/// On a quiet store nothing triggers the counts; the sparkline still moves each minute.
 const ACTIVITY_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
 
 /// Sends data to the app and keeps track of whether the store answers: refreshes that meet an
@@ -540,17 +537,11 @@ async fn refresh_runs(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
         Ok(runs) => out.loaded(Data::Runs(screen.query.clone(), runs)),
         Err(e) => return out.failed("loading runs", e),
     }
-    let data = if screen
-        .activity_at
-        .is_none_or(|at| at.elapsed() >= ACTIVITY_EVERY)
-    {
-        screen.activity_at = Some(Instant::now());
-        ops.queue_overview().await.map(Data::Overview)
-    } else {
-        ops.queue_counts().await.map(Data::Counts)
-    };
-    match data {
-        Ok(data) => out.loaded(data),
+    // Counts and the last hour come from the counters the runs' triggers keep: a few hundred
+    // rows however large the store, so every refresh reads them.
+    screen.activity_at = Some(Instant::now());
+    match ops.queue_overview().await {
+        Ok(overview) => out.loaded(Data::Overview(overview)),
         Err(e) => out.failed("loading counts", e),
     }
 }

@@ -251,7 +251,7 @@ fn render(r: &Report) -> String {
          time to first frame (connect, runs page, draw) {:>6.1} ms   {}\n\
          refresh on change (page of {RUN_PAGE} + counts) p50 {:.1} ms   p99 {:.1} ms   {}\n\
          overview queues, workers, deploys       p50 {:.1} ms   p99 {:.1} ms   {}\n\
-         last-hour activity (every 10 s)          p50 {:.1} ms   p99 {:.1} ms\n\
+         counts and last-hour activity           p50 {:.1} ms   p99 {:.1} ms\n\
          services list ({} services)              p50 {:.1} ms   p99 {:.1} ms\n\
          services pane render                   p50 {:.2} ms   p99 {:.2} ms\n\
          template versions list ({} versions)     p50 {:.1} ms   p99 {:.1} ms\n\
@@ -312,8 +312,7 @@ fn new_app(ops: &Ops) -> CliResult<App> {
     ))
 }
 
-/// What the loader does on a change: the first page of runs plus the counts (the activity
-/// behind the sparkline is loaded at most every ten seconds, and timed on its own).
+/// What the loader does on a change: the first page of runs plus the counts and the last hour.
 async fn refresh(ops: &Ops, app: &mut App) -> CliResult {
     let runs = ops
         .list_runs(&RunQuery {
@@ -322,7 +321,7 @@ async fn refresh(ops: &Ops, app: &mut App) -> CliResult {
         })
         .await?;
     app.on_data(Data::Runs(app.runs.query.clone(), runs), Utc::now());
-    app.on_data(Data::Counts(ops.queue_counts().await?), Utc::now());
+    app.on_data(Data::Overview(ops.queue_overview().await?), Utc::now());
     Ok(())
 }
 
