@@ -103,7 +103,6 @@ fn overview() -> QueueOverview {
                 failed: i64::from(m % 9 == 0),
             })
             .collect(),
-        active_workers: 1,
     }
 }
 

@@ -17,11 +17,12 @@ pub const PRESENCE_SHOWN_SECS: i64 = 3_600;
 /// The sparkline's window.
 pub const ACTIVITY_MINUTES: i64 = 60;
 
+/// Exact counts per status and the last hour per minute (the Runs pane's header); who is at work
+/// is `worker_presence`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct QueueOverview {
     pub counts: Vec<StatusCount>,
     pub activity: Vec<MinuteActivity>,
-    pub active_workers: i64,
 }
 
 impl QueueOverview {
@@ -32,13 +33,6 @@ impl QueueOverview {
             .find(|c| c.status == crate::domain::run::RunStatus::Queued)
             .copied()
     }
-}
-
-/// The part of the overview that changes with every run: counts and workers at work.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct QueueCounts {
-    pub counts: Vec<StatusCount>,
-    pub active_workers: i64,
 }
 
 /// What the Overview pane shows: each queue's load, every worker, the last hour's activity.
@@ -94,23 +88,11 @@ impl Ops {
         Ok(self.store.deregister_worker(worker_id).await?)
     }
 
+    /// Both from the counters the runs' triggers keep: a few hundred rows on any store.
     pub async fn queue_overview(&self) -> OpsResult<QueueOverview> {
-        let QueueCounts {
-            counts,
-            active_workers,
-        } = self.queue_counts().await?;
         Ok(QueueOverview {
-            counts,
-            activity: self.store.run_activity(ACTIVITY_MINUTES).await?,
-            active_workers,
-        })
-    }
-
-    /// Counts without the per-minute activity, which only needs refreshing every few seconds.
-    pub async fn queue_counts(&self) -> OpsResult<QueueCounts> {
-        Ok(QueueCounts {
             counts: self.store.count_runs_by_status().await?,
-            active_workers: self.store.active_workers().await?,
+            activity: self.store.run_activity(ACTIVITY_MINUTES).await?,
         })
     }
 

@@ -38,8 +38,6 @@ pub trait RunStore: Send + Sync {
     async fn run_activity(&self, minutes: i64) -> StoreResult<Vec<MinuteActivity>>;
     /// Removes per-minute counters older than a day (a worker's rescue pass calls it).
     async fn prune_run_counts(&self) -> StoreResult<()>;
-    /// Workers holding at least one unexpired lease.
-    async fn active_workers(&self) -> StoreResult<i64>;
     /// Per queue: runs queued, claimed and running now, when the longest-waiting queued run became
     /// due, and runs succeeded and failed since `since`. Queues with none of these are left out.
     async fn queue_stats(&self, since: DateTime<Utc>) -> StoreResult<Vec<QueueStat>>;
@@ -471,20 +469,6 @@ impl<B: Backend> RunStore for B {
             )
             .await?;
         Ok(rows.into_iter().map(|(t,)| t.into()).collect())
-    }
-
-    async fn active_workers(&self) -> StoreResult<i64> {
-        let (n,): (i64,) = self
-            .db()
-            .fetch_one(
-                stmt(
-                    "SELECT count(DISTINCT worker_id) FROM runs
-                     WHERE status IN ('claimed', 'running') AND lease_expires_at > $1",
-                )
-                .bind(Utc::now()),
-            )
-            .await?;
-        Ok(n)
     }
 
     async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>> {
