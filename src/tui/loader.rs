@@ -611,3 +611,36 @@ where
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_waiting_loads_only_the_last_of_each_kind_is_kept_and_actions_all_stay() {
+        let query = |text: &str| RunsQuery {
+            text: text.into(),
+            ..RunsQuery::default()
+        };
+        let batch = vec![
+            Effect::LoadRuns(query("a")),
+            Effect::Cancel(vec![1]),
+            Effect::OpenRun(1),
+            Effect::LoadRuns(query("ab")),
+            Effect::CloseRun,
+            Effect::Cancel(vec![2]),
+            Effect::LoadRuns(query("abc")),
+            Effect::LoadServices,
+        ];
+        assert_eq!(
+            latest_wins(batch),
+            vec![
+                Effect::Cancel(vec![1]),
+                Effect::CloseRun,
+                Effect::Cancel(vec![2]),
+                Effect::LoadRuns(query("abc")),
+                Effect::LoadServices,
+            ]
+        );
+    }
+}
