@@ -219,7 +219,8 @@ fn render_help(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     }
 }
 
-fn render_audit(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
+/// A full-screen overlay (one cell in from each edge) with `lines` in a titled box.
+fn render_overlay(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line>, wrap: bool) {
     let popup = Rect {
         x: area.x + 1,
         y: area.y + 1,
@@ -227,12 +228,20 @@ fn render_audit(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         height: area.height.saturating_sub(2),
     };
     frame.render_widget(Clear, popup);
+    let mut text = Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title));
+    if wrap {
+        text = text.wrap(Wrap { trim: false });
+    }
+    frame.render_widget(text, popup);
+}
+
+fn render_audit(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let lines: Vec<Line> = if app.audit.is_empty() {
         vec![Line::styled("loading…", theme.dim())]
     } else {
         app.audit
             .iter()
-            .take(popup.height.saturating_sub(2) as usize)
+            .take(area.height.saturating_sub(4) as usize)
             .map(|r| {
                 Line::from(vec![
                     Span::styled(time(app, Some(r.at)), theme.dim()),
@@ -243,24 +252,11 @@ fn render_audit(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
             })
             .collect()
     };
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(" audit trail, newest first · any key closes "),
-        ),
-        popup,
-    );
+    let title = " audit trail, newest first · any key closes ";
+    render_overlay(frame, area, title, lines, false);
 }
 
 fn render_messages(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
-    let popup = Rect {
-        x: area.x + 1,
-        y: area.y + 1,
-        width: area.width.saturating_sub(2),
-        height: area.height.saturating_sub(2),
-    };
-    frame.render_widget(Clear, popup);
     let lines: Vec<Line> = if app.messages.is_empty() {
         vec![Line::styled("no messages yet", theme.dim())]
     } else {
@@ -281,14 +277,8 @@ fn render_messages(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
             })
             .collect()
     };
-    frame.render_widget(
-        Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(" messages, newest first · any key closes "),
-        ),
-        popup,
-    );
+    let title = " messages, newest first · any key closes ";
+    render_overlay(frame, area, title, lines, true);
 }
 
 fn render_dialog(frame: &mut Frame, question: &str, hint: &str, theme: Theme, area: Rect) {
