@@ -1,6 +1,7 @@
 -- Exact counts kept by the runs' own triggers, so a console shows exact figures on a store of
--- millions with a read of a few hundred rows: runs per project, queue and status now, and runs
--- finished per minute (minute = finished_at in ms, cut to the minute).
+-- millions with a read of a few hundred rows: runs per project, queue and status now, and per
+-- minute (ms, cut to the minute) the runs that finished (event = the status they reached) and
+-- the deploy runs that started (event = 'deploy_started').
 CREATE TABLE run_counts (
     project_id INTEGER NOT NULL,
     queue      TEXT    NOT NULL,
@@ -13,9 +14,10 @@ CREATE TABLE run_minute_counts (
     minute     INTEGER NOT NULL,
     project_id INTEGER NOT NULL,
     queue      TEXT    NOT NULL,
-    status     TEXT    NOT NULL,
+    event      TEXT    NOT NULL
+               CHECK (event IN ('succeeded', 'failed', 'canceled', 'deploy_started')),
     n          INTEGER NOT NULL,
-    PRIMARY KEY (minute, project_id, queue, status)
+    PRIMARY KEY (minute, project_id, queue, event)
 ) WITHOUT ROWID;
 
 -- The oldest queued run of a queue in one index probe (the Overview's "oldest" column).
@@ -36,10 +38,16 @@ BEGIN
     INSERT INTO run_counts (project_id, queue, status, n)
     VALUES (NEW.project_id, NEW.queue, NEW.status, 1)
     ON CONFLICT (project_id, queue, status) DO UPDATE SET n = n + 1;
-    INSERT INTO run_minute_counts (minute, project_id, queue, status, n)
+    INSERT INTO run_minute_counts (minute, project_id, queue, event, n)
     SELECT NEW.finished_at / 60000 * 60000, NEW.project_id, NEW.queue, NEW.status, 1
     WHERE NEW.status IN ('succeeded', 'failed', 'canceled') AND NEW.finished_at IS NOT NULL
-    ON CONFLICT (minute, project_id, queue, status) DO UPDATE SET n = n + 1;
+    ON CONFLICT (minute, project_id, queue, event) DO UPDATE SET n = n + 1;
+    INSERT INTO run_minute_counts (minute, project_id, queue, event, n)
+    SELECT NEW.started_at / 60000 * 60000, NEW.project_id, NEW.queue, 'deploy_started', 1
+    WHERE NEW.status = 'running' AND NEW.started_at IS NOT NULL
+      AND EXISTS (SELECT 1 FROM workflows w
+                  WHERE w.id = NEW.workflow_id AND w.workflow_type = 'deploy')
+    ON CONFLICT (minute, project_id, queue, event) DO UPDATE SET n = n + 1;
 END;
 
 CREATE TRIGGER runs_counted_delete AFTER DELETE ON runs
@@ -50,8 +58,14 @@ END;
 
 INSERT INTO run_counts (project_id, queue, status, n)
 SELECT project_id, queue, status, count(*) FROM runs GROUP BY project_id, queue, status;
-INSERT INTO run_minute_counts (minute, project_id, queue, status, n)
+INSERT INTO run_minute_counts (minute, project_id, queue, event, n)
 SELECT finished_at / 60000 * 60000, project_id, queue, status, count(*) FROM runs
 WHERE finished_at > CAST(unixepoch('subsec') * 1000 AS INTEGER) - 86400000
   AND status IN ('succeeded', 'failed', 'canceled')
 GROUP BY 1, 2, 3, 4;
+INSERT INTO run_minute_counts (minute, project_id, queue, event, n)
+SELECT r.started_at / 60000 * 60000, r.project_id, r.queue, 'deploy_started', count(*)
+FROM runs r JOIN workflows w ON w.id = r.workflow_id
+WHERE r.started_at > CAST(unixepoch('subsec') * 1000 AS INTEGER) - 86400000
+  AND w.workflow_type = 'deploy'
+GROUP BY 1, 2, 3;

@@ -3,7 +3,7 @@
 //! the queue's, per backend (PostgreSQL's SQL functions serve psql and PostgREST too).
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use sqlx::FromRow;
 
 use crate::audit::AuditEntry;
@@ -41,7 +41,7 @@ pub trait RunStore: Send + Sync {
     /// Per queue: runs queued, claimed and running now, when the longest-waiting queued run became
     /// due, and runs succeeded and failed since `since`. Queues with none of these are left out.
     async fn queue_stats(&self, since: DateTime<Utc>) -> StoreResult<Vec<QueueStat>>;
-    /// When deploy runs started since `since` (finished or still running), oldest first.
+    /// When deploy runs started since `since`, to the minute, oldest first (200 at most).
     async fn deploys_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<DateTime<Utc>>>;
     async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>>;
     /// A new run pointing at a finished one; None when `id` is unknown or not finished.
@@ -358,9 +358,9 @@ impl<B: Backend> RunStore for B {
             .db()
             .fetch_all(
                 stmt(
-                    "SELECT minute, status, CAST(sum(n) AS BIGINT) FROM run_minute_counts
-                     WHERE minute > $1 AND status IN ('succeeded', 'failed')
-                     GROUP BY minute, status",
+                    "SELECT minute, event, CAST(sum(n) AS BIGINT) FROM run_minute_counts
+                     WHERE minute > $1 AND event IN ('succeeded', 'failed')
+                     GROUP BY minute, event",
                 )
                 .bind(now - chrono::Duration::minutes(minutes)),
             )
@@ -411,9 +411,9 @@ impl<B: Backend> RunStore for B {
             .db()
             .fetch_all(
                 stmt(
-                    "SELECT queue, status, CAST(sum(n) AS BIGINT) FROM run_minute_counts
-                     WHERE minute >= $1 AND status IN ('succeeded', 'failed')
-                     GROUP BY queue, status",
+                    "SELECT queue, event, CAST(sum(n) AS BIGINT) FROM run_minute_counts
+                     WHERE minute >= $1 AND event IN ('succeeded', 'failed')
+                     GROUP BY queue, event",
                 )
                 .bind(since),
             )
@@ -450,25 +450,33 @@ impl<B: Backend> RunStore for B {
     }
 
     async fn deploys_since(&self, since: DateTime<Utc>) -> StoreResult<Vec<DateTime<Utc>>> {
-        // Two index-friendly halves (finished recently, running now) instead of one OR that
-        // would read every run's start time.
-        let rows: Vec<(Time,)> = self
+        // From the per-minute counters: a deploy shows at the minute it started, whatever the
+        // size of the store.
+        let rows: Vec<(Time, i64)> = self
             .db()
             .fetch_all(
                 stmt(
-                    "SELECT r.started_at FROM runs r JOIN workflows w ON w.id = r.workflow_id
-                     WHERE w.workflow_type = 'deploy' AND r.finished_at IS NOT NULL
-                       AND r.finished_at >= $1 AND r.started_at >= $1
-                     UNION ALL
-                     SELECT r.started_at FROM runs r JOIN workflows w ON w.id = r.workflow_id
-                     WHERE w.workflow_type = 'deploy' AND r.status = 'running'
-                       AND r.started_at >= $1
-                     ORDER BY 1 LIMIT 200",
+                    "SELECT minute, CAST(sum(n) AS BIGINT) FROM run_minute_counts
+                     WHERE minute >= $1 AND event = 'deploy_started'
+                     GROUP BY minute ORDER BY minute",
                 )
-                .bind(since),
+                .bind(
+                    since
+                        .duration_trunc(chrono::TimeDelta::minutes(1))
+                        .unwrap_or(since),
+                ),
             )
             .await?;
-        Ok(rows.into_iter().map(|(t,)| t.into()).collect())
+        Ok(rows
+            .into_iter()
+            .flat_map(|(minute, n)| {
+                std::iter::repeat_n(
+                    DateTime::<Utc>::from(minute),
+                    usize::try_from(n).unwrap_or(0),
+                )
+            })
+            .take(200)
+            .collect())
     }
 
     async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>> {

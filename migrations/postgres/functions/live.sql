@@ -211,14 +211,23 @@ BEGIN
         ) moved
         GROUP BY project_id, queue, status HAVING sum(d) <> 0
         ON CONFLICT (project_id, queue, status, stripe) DO UPDATE SET n = c.n + excluded.n;
-        INSERT INTO ops.run_minute_counts AS c (minute, project_id, queue, status, stripe, n)
+        INSERT INTO ops.run_minute_counts AS c (minute, project_id, queue, event, stripe, n)
         SELECT date_trunc('minute', nr.finished_at), nr.project_id, nr.queue, nr.status, own_stripe,
                count(*)
         FROM new_rows nr JOIN old_rows o ON o.id = nr.id
         WHERE nr.status IN ('succeeded', 'failed', 'canceled') AND o.status <> nr.status
           AND nr.finished_at IS NOT NULL
         GROUP BY 1, 2, 3, 4
-        ON CONFLICT (minute, project_id, queue, status, stripe) DO UPDATE SET n = c.n + excluded.n;
+        ON CONFLICT (minute, project_id, queue, event, stripe) DO UPDATE SET n = c.n + excluded.n;
+        INSERT INTO ops.run_minute_counts AS c (minute, project_id, queue, event, stripe, n)
+        SELECT date_trunc('minute', nr.started_at), nr.project_id, nr.queue, 'deploy_started',
+               own_stripe, count(*)
+        FROM new_rows nr JOIN old_rows o ON o.id = nr.id
+             JOIN ops.workflows w ON w.id = nr.workflow_id
+        WHERE nr.status = 'running' AND o.status <> 'running' AND nr.started_at IS NOT NULL
+          AND w.workflow_type = 'deploy'
+        GROUP BY 1, 2, 3
+        ON CONFLICT (minute, project_id, queue, event, stripe) DO UPDATE SET n = c.n + excluded.n;
     END IF;
     RETURN NULL;
 END $function$;
