@@ -35,16 +35,7 @@ async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)
                 .collect()
         })
         .unwrap_or_default();
-    // The loader queries one at a time (the change watcher holds a connection of its own), so
-    // two pooled connections suffice. On SQLite each keeps a page cache that fills as the store
-    // grows (up to 2 MiB by default): in a 30-minute soak that was most of the console's memory
-    // growth, so the console's cache is small; the OS keeps the file's pages cached anyway.
-    let options = StoreOptions {
-        read_only,
-        max_connections: 2,
-        sqlite_cache_kib: Some(256),
-    };
-    let ops = root::connect(&resolved, &options, cli.as_user.as_deref()).await?;
+    let ops = root::connect(&resolved, &store_options(read_only), cli.as_user.as_deref()).await?;
     let (deployer, manifest_dir) = super::services::deployer_settings(cli)?;
     Ok((
         ops,
@@ -66,6 +57,19 @@ fn require_terminal() -> CliResult {
         Err(CliError(
             "the console needs a terminal; in scripts use the commands (`ospdeck --help`)".into(),
         ))
+    }
+}
+
+/// How the console opens its store (the console bench opens it the same way). The loader queries
+/// one at a time and the action task runs beside it (the change watcher holds a connection of its
+/// own), so two pooled connections suffice. On SQLite each keeps a page cache that fills as the
+/// store grows (up to 2 MiB by default): in a 30-minute soak that was most of the console's memory
+/// growth, so the console's cache is small; the OS keeps the file's pages cached anyway.
+pub(crate) fn store_options(read_only: bool) -> StoreOptions {
+    StoreOptions {
+        read_only,
+        max_connections: 2,
+        sqlite_cache_kib: Some(256),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, DurationRound, FixedOffset, TimeDelta, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -374,9 +374,10 @@ impl App {
         }
     }
 
-    /// Sets the wall clock the screen is drawn against.
+    /// Sets the wall clock the screen is drawn against, in whole seconds: every age on screen
+    /// then ticks at the same instant, one redraw a second at most, however many rows there are.
     pub fn set_clock(&mut self, now: DateTime<Utc>) {
-        self.now = now;
+        self.now = now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now);
     }
 
     pub fn set_screen(&mut self, width: u16, height: u16) {
@@ -402,7 +403,11 @@ impl App {
             Pane::Services => self.services.next_visible_change(now),
             Pane::Manifests | Pane::Templates => None,
         };
-        status_bar.chain(pane).min()
+        // Seen in whole seconds, a change shows at the first whole second after it.
+        status_bar
+            .chain(pane)
+            .min()
+            .map(|at| at.duration_round_up(TimeDelta::seconds(1)).unwrap_or(at))
     }
 
     /// Whether the line above the status bar is in use (an input line, a message, an outage).
@@ -451,7 +456,7 @@ impl App {
     /// Applies an answer from the background; answers what else to load (a page of runs that
     /// turned out to be the head of the list is followed as the head from then on).
     pub fn on_data(&mut self, data: Data, now: DateTime<Utc>) -> Vec<Effect> {
-        self.now = now;
+        self.set_clock(now);
         match data {
             Data::Runs(query, runs) => {
                 self.last_update = Some(now);

@@ -6,6 +6,7 @@ pub mod app;
 pub mod keymap;
 mod loader;
 pub mod panes;
+pub mod quiet;
 mod style;
 pub mod view;
 
@@ -16,13 +17,14 @@ use base64::Engine;
 use chrono::Utc;
 use crossterm::event::{Event, KeyEventKind};
 use ratatui::Terminal;
-use ratatui::backend::Backend;
+use ratatui::backend::{Backend, CrosstermBackend};
 use tokio::sync::{mpsc, watch};
 
 use crate::ops::Ops;
 use app::{App, Data, Effect};
 use keymap::Keymap;
 pub use loader::{LoaderSettings, console_worker_id};
+use quiet::QuietBackend;
 use style::Theme;
 
 pub struct ConsoleOptions {
@@ -42,13 +44,20 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
         ops.actor().to_owned()
     };
     let mut app = App::new(ops.store_location(), user, keymap, options.read_only);
-    let mut terminal = match ratatui::try_init() {
-        Ok(t) => t,
-        Err(e) => {
-            ratatui::restore();
-            return Err(format!("cannot open the terminal: {e}"));
-        }
-    };
+    // try_init puts the terminal in raw mode on the alternate screen and restores it on panic;
+    // the terminal it answers is replaced by one whose backend stays quiet on empty frames.
+    if let Err(e) = ratatui::try_init() {
+        ratatui::restore();
+        return Err(format!("cannot open the terminal: {e}"));
+    }
+    let mut terminal =
+        match Terminal::new(QuietBackend::new(CrosstermBackend::new(std::io::stdout()))) {
+            Ok(t) => t,
+            Err(e) => {
+                ratatui::restore();
+                return Err(format!("cannot open the terminal: {e}"));
+            }
+        };
     let result = match stop_on_signals() {
         Ok(stop) => {
             drive(
@@ -160,9 +169,13 @@ pub async fn drive<B: Backend>(
                 for effect in effects {
                     let _ = effect_tx.send(effect);
                 }
+                tracing::trace!("redraw: data");
                 dirty = true;
             }
-            _ = loader::sleep_for(tick) => dirty = true,
+            _ = loader::sleep_for(tick) => {
+                tracing::trace!("redraw: the clock changed a value on screen");
+                dirty = true;
+            }
             _ = stop.changed() => break,
         }
     }
