@@ -1,6 +1,7 @@
-//! The operator console. `app` holds state and rules for keys, `view` draws it, `keymap` names the
-//! keys; this module is the runtime: the terminal, the input thread, and a loader task that does
-//! every database call so the render loop never waits on IO.
+//! The operator console. `panes` holds a module per pane (its state, keys and drawing), `app` the
+//! frame around them (modes, messages, the clock, key dispatch), `view` draws that frame,
+//! `keymap` names the keys; this module is the runtime: the terminal, the input thread, the clock,
+//! and a loader task that does every database call so the render loop never waits on IO.
 
 pub mod app;
 pub mod keymap;
