@@ -1645,3 +1645,73 @@ fn moving_past_a_page_edge_turns_the_page() {
         "runs newer than the head seen wait behind the marker"
     );
 }
+
+#[test]
+fn a_run_whose_lease_ran_out_says_so_in_the_list_and_the_detail() {
+    let mut app = loaded(false);
+    let mut held = run(30, "deploy", RunStatus::Running);
+    held.worker_id = Some("ghost".into());
+    held.lease_expires_at = Some(t0() + Duration::seconds(20));
+    let mut runs = vec![held.clone()];
+    runs.extend(fixture_runs());
+    app.on_data(Data::Runs(app.runs.query.clone(), runs), t0());
+    app.set_clock(t0());
+    assert!(!screen(&mut app, 80, 24).contains("expired"));
+    // The flip is on the clock: the next redraw is due when the lease runs out.
+    let at = app
+        .next_visible_change()
+        .unwrap_or_else(|| panic!("a deadline"));
+    assert!(at <= t0() + Duration::seconds(20));
+    app.set_clock(t0() + Duration::seconds(21));
+    assert!(screen(&mut app, 80, 24).contains("expired"));
+    press(&mut app, "g");
+    app.on_key(code(KeyCode::Enter));
+    app.on_data(
+        Data::Detail(Box::new(detail_of(held))),
+        t0() + Duration::seconds(21),
+    );
+    let text = screen(&mut app, 160, 48);
+    assert!(
+        text.contains("lease expired 1s ago: ghost stopped renewing it"),
+        "{text}"
+    );
+}
+
+#[test]
+fn paused_new_runs_are_counted_even_at_the_top() {
+    let mut app = loaded(false);
+    press(&mut app, "p");
+    let mut runs = vec![run(10, "build", RunStatus::Queued)];
+    runs.extend(fixture_runs());
+    app.on_data(Data::Runs(app.runs.query.clone(), runs), t0());
+    press(&mut app, "g");
+    assert_eq!(app.runs.new_above(), 1);
+    assert!(screen(&mut app, 80, 24).contains("▲ 1 new"));
+}
+
+#[test]
+fn runs_command_replaces_the_whole_filter() {
+    let mut app = loaded(false);
+    press(&mut app, "/");
+    press(&mut app, "backup");
+    app.on_key(code(KeyCode::Enter));
+    press(&mut app, ":runs failed");
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::LoadRuns(RunsQuery {
+            status: Some(RunStatus::Failed),
+            ..RunsQuery::default()
+        })]
+    );
+}
+
+#[test]
+fn marks_stay_when_the_action_was_for_the_run_in_the_detail() {
+    let mut app = loaded(false);
+    press(&mut app, " "); // marks 8
+    press(&mut app, ":run 5");
+    app.on_key(code(KeyCode::Enter));
+    press(&mut app, "R");
+    assert_eq!(press(&mut app, "y"), vec![Effect::Retry(vec![5])]);
+    assert!(app.runs.marked.contains(&8));
+}

@@ -387,6 +387,8 @@ pub async fn workers(ops: &Ops, json: bool) -> CliResult<ExitCode> {
                     "VERSION",
                 ],
                 presence.iter().map(|w| {
+                    // What a worker that stopped beating holds now, nobody knows.
+                    let alive = w.liveness(now) == Liveness::Alive;
                     vec![
                         w.worker_id.clone(),
                         w.host.clone(),
@@ -397,13 +399,21 @@ pub async fn workers(ops: &Ops, json: bool) -> CliResult<ExitCode> {
                             w.queues.join(",")
                         },
                         w.concurrency.to_string(),
-                        w.runs_held.to_string(),
+                        if alive {
+                            w.runs_held.to_string()
+                        } else {
+                            "?".to_owned()
+                        },
                         format!(
                             "{} {}",
                             liveness_word(w.liveness(now)),
                             age(now, w.heartbeat_at)
                         ),
-                        age(now, w.started_at),
+                        if alive {
+                            age(now, w.started_at)
+                        } else {
+                            "-".to_owned()
+                        },
                         w.version.clone(),
                     ]
                 }),

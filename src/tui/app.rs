@@ -443,6 +443,7 @@ impl App {
             offset: self.offset,
             keymap: &self.keymap,
             read_only: self.read_only,
+            workers: &self.overview.board.workers,
         };
         match self.pane {
             Pane::Overview => self.overview.render(&ctx, frame, area),
@@ -699,15 +700,13 @@ impl App {
                 self.quit = true;
                 Vec::new()
             }
-            ("runs", None) => {
-                self.pane = Pane::Runs;
-                self.runs.set_status(None)
-            }
+            // `:runs [STATUS]` names the whole filter: a text filter from before does not linger.
+            ("runs", None) => self.apply(Reply::goto(Goto::Runs(RunsQuery::default()))),
             ("runs", Some(s)) => match s.parse::<RunStatus>() {
-                Ok(status) => {
-                    self.pane = Pane::Runs;
-                    self.runs.set_status(Some(status))
-                }
+                Ok(status) => self.apply(Reply::goto(Goto::Runs(RunsQuery {
+                    status: Some(status),
+                    ..RunsQuery::default()
+                }))),
                 Err(_) => self.fail(format!(
                     "unknown status `{s}`: one of queued, claimed, running, succeeded, failed, canceled"
                 )),

@@ -104,12 +104,7 @@ impl Action {
             "filter by next status",
             false,
         ),
-        (
-            Action::Pause,
-            "pause",
-            "pause / resume the live list",
-            false,
-        ),
+        (Action::Pause, "pause", "pause/resume the list", false),
         (Action::Mark, "mark", "mark / unmark run", false),
         (Action::CopyId, "copy_id", "copy run id (OSC 52)", false),
         (Action::Cancel, "cancel", "cancel marked/selected", true),

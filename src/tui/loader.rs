@@ -427,7 +427,7 @@ async fn refresh_manifests(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter)
             // Said once; the pane goes back to the services rather than retry on every change.
             out.send(Data::Gone {
                 what: Gone::Service(schema.clone()),
-                error: format!("service {schema}: {e}"),
+                error: e.to_string(),
             });
             screen.manifests = None;
             return;
@@ -557,7 +557,7 @@ async fn refresh_open(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
             // Said once; the detail closes rather than retry (and say it again) on every change.
             out.send(Data::Gone {
                 what: Gone::Run(*id),
-                error: format!("run {id}: {e}"),
+                error: e.to_string(),
             });
             screen.open = None;
             return;
@@ -603,7 +603,11 @@ where
     }
     match (done.is_empty(), failures.first()) {
         (_, None) => Data::Done(format!("{verb} {}", done.join(", "))),
-        (true, Some(first)) => Data::Failed(first.clone()),
+        (true, Some(first)) if failures.len() == 1 => Data::Failed(first.clone()),
+        (true, Some(first)) => Data::Failed(format!(
+            "none {verb}: {} refused, first: {first}",
+            failures.len()
+        )),
         (false, Some(first)) => Data::Failed(format!(
             "{verb} {}; {} failed, first: {first}",
             done.join(", "),

@@ -147,9 +147,9 @@ fn render_status_bar(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         .key_for(Action::Help)
         .map(|k| format!("{k} help │ "))
         .unwrap_or_default();
-    // The store's location is the longest part: last, so a narrow screen cuts only that.
     // Workers that beat within the stale limit now, and queues nobody serves: the two facts an
-    // operator must not miss on any pane.
+    // operator must not miss on any pane, then how fresh the screen is. Who and where come
+    // last: a narrow screen cuts those first.
     let live = app.overview.live_workers(app.now);
     let stalled = app.overview.stalled(app.now);
     let alarm = if stalled.is_empty() {
@@ -158,7 +158,7 @@ fn render_status_bar(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         format!(" stalled {} │", stalled.len())
     };
     let text = format!(
-        " {help}{mode} │ {} │ queued {depth} │ workers {live} │{alarm} updated {updated} │ {}",
+        " {help}{mode} │ queued {depth} │ workers {live} │{alarm} updated {updated} │ {} │ {}",
         app.user, app.store
     );
     let style = if stalled.is_empty() {

@@ -14,6 +14,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 use super::app::{Confirm, Effect, Level, Mode};
 use super::keymap::Keymap;
 use super::style::Theme;
+use crate::domain::worker::WorkerPresence;
 
 /// What every pane draws against besides its own state.
 #[derive(Clone, Copy)]
@@ -24,6 +25,8 @@ pub struct Ctx<'a> {
     pub offset: FixedOffset,
     pub keymap: &'a Keymap,
     pub read_only: bool,
+    /// Every worker process that beat within the hour (whether a run's holder is alive).
+    pub workers: &'a [WorkerPresence],
 }
 
 /// What a pane needs to know to handle a key.
@@ -138,7 +141,12 @@ impl Cursor {
             .and_then(|k| items.iter().position(|i| key(i) == k))
             .unwrap_or(self.selected)
             .min(items.len().saturating_sub(1));
-        self.offset = self.selected.saturating_sub(line);
+        // Same screen line, but never rows scrolled out of sight above while the screen has
+        // room below: a list that fits shows from its first row.
+        self.offset = self
+            .selected
+            .saturating_sub(line)
+            .min(items.len().saturating_sub(rows.max(1)));
         self.keep_visible(rows);
     }
 }
@@ -160,6 +168,11 @@ mod tests {
         assert_eq!(c.selected - c.offset, 9, "same line on screen");
         c.move_by(-1_000, more.len(), 10);
         assert_eq!(c, Cursor::default());
+        // A row arriving above the selection of a list that fits does not hide the first row.
+        let mut c = Cursor::default();
+        c.follow(&[2, 1], Some(2), |r| *r, 10);
+        c.follow(&[3, 2, 1], Some(2), |r| *r, 10);
+        assert_eq!((c.selected, c.offset), (1, 0));
         c.move_by(1, 0, 10);
         assert_eq!(c, Cursor::default());
     }

@@ -17,7 +17,7 @@ use ratatui::widgets::{
 use super::runs::RunsQuery;
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply};
 use crate::domain::age::{age, age_changes_at};
-use crate::domain::deployment::liveness_changes_at;
+use crate::domain::deployment::{Liveness, liveness_changes_at};
 use crate::domain::worker::{QueueHealth, QueueStat, WorkerPresence};
 use crate::ops::{ACTIVITY_MINUTES, QueueBoard};
 use crate::tui::keymap::Action;
@@ -304,7 +304,11 @@ impl OverviewPane {
                 .collect()
         };
         let finished_points = points(&finished);
-        let failed_points = points(&failed);
+        // Only minutes with failures: a dot on every empty minute's zero would read as failures.
+        let failed_points: Vec<(f64, f64)> = points(&failed)
+            .into_iter()
+            .filter(|(_, n)| *n > 0.0)
+            .collect();
         let top = finished.iter().copied().max().unwrap_or(0).max(1);
         let deploy_points: Vec<(f64, f64)> = self
             .board
@@ -328,7 +332,7 @@ impl OverviewPane {
             Span::styled(format!("• {total_failed} failed"), ctx.theme.fg(Color::Red)),
             Span::raw(" · "),
             Span::styled(
-                format!("█ {} deploy(s) ", deploy_points.len()),
+                format!("█ {} deploy(s) along the top ", deploy_points.len()),
                 ctx.theme.fg(Color::Cyan),
             ),
         ]);
@@ -342,7 +346,7 @@ impl OverviewPane {
             Dataset::default()
                 .name("failed/min")
                 .marker(Marker::Dot)
-                .graph_type(GraphType::Line)
+                .graph_type(GraphType::Scatter)
                 .style(ctx.theme.fg(Color::Red))
                 .data(&failed_points),
         ];
@@ -351,7 +355,7 @@ impl OverviewPane {
                 Dataset::default()
                     .name("deploy")
                     .marker(Marker::Block)
-                    .graph_type(GraphType::Bar)
+                    .graph_type(GraphType::Scatter)
                     .style(ctx.theme.fg(Color::Cyan))
                     .data(&deploy_points),
             );
@@ -384,6 +388,8 @@ fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, wide: bool) -> Row<'a> {
     let state = w.liveness(ctx.now);
     let label = liveness_label(state);
     let style = ctx.theme.liveness(state);
+    // What a worker that stopped beating holds now, and whether it is still up, nobody knows.
+    let alive = state == Liveness::Alive;
     let mut cells = vec![
         Cell::from(match &w.service {
             Some(s) => format!("{} ({s})", w.worker_id),
@@ -393,13 +399,21 @@ fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, wide: bool) -> Row<'a> {
             format!("{label} {}", age(ctx.now, w.heartbeat_at)),
             style,
         )),
-        Cell::from(format!("{}/{}", w.runs_held, w.concurrency)),
+        Cell::from(if alive {
+            format!("{}/{}", w.runs_held, w.concurrency)
+        } else {
+            format!("?/{}", w.concurrency)
+        }),
         Cell::from(if w.queues.is_empty() {
             "*".to_owned()
         } else {
             w.queues.join(",")
         }),
-        Cell::from(age(ctx.now, w.started_at)),
+        Cell::from(if alive {
+            age(ctx.now, w.started_at)
+        } else {
+            "-".to_owned()
+        }),
     ];
     if wide {
         cells.push(Cell::from(w.host.clone()));

@@ -189,11 +189,15 @@ impl RunsPane {
         }
     }
 
-    /// Runs newer than the ones shown, waiting behind the `▲ N new` marker.
+    /// Runs newer than the ones shown (away from the top, or paused), waiting behind the
+    /// `▲ N new` marker.
     pub fn new_above(&self) -> usize {
-        match (self.query.page, self.pinned) {
-            (Page::Newest, Some(p)) => self.incoming.iter().filter(|r| r.id > p).count(),
-            _ => 0,
+        if self.query.page != Page::Newest {
+            return 0;
+        }
+        match self.pinned.or_else(|| self.runs.first().map(|r| r.id)) {
+            Some(newest) => self.incoming.iter().filter(|r| r.id > newest).count(),
+            None => self.incoming.len(),
         }
     }
 
@@ -207,12 +211,23 @@ impl RunsPane {
 
     /// The next moment an age in the list changes with the clock.
     pub fn next_visible_change(&self, now: DateTime<Utc>, rows: usize) -> Option<DateTime<Utc>> {
-        if self.detail.is_some() {
-            return None;
+        if let Some(d) = &self.detail {
+            // The detail's clock: when a held run's lease runs out, then how long ago it did.
+            let run = &d.detail.as_ref()?.run;
+            let lease = run.lease_expires_at.filter(|_| held(run))?;
+            return Some(if lease > now {
+                lease
+            } else {
+                age_changes_at(now, lease)
+            });
         }
         self.visible_runs(rows)
             .iter()
-            .map(|r| age_changes_at(now, r.created_at))
+            .flat_map(|r| {
+                let expires = r.lease_expires_at.filter(|t| *t > now && held(r));
+                [Some(age_changes_at(now, r.created_at)), expires]
+            })
+            .flatten()
             .min()
     }
 
@@ -261,9 +276,12 @@ impl RunsPane {
         }
     }
 
-    /// `y` on a confirmation: marks were for this action.
+    /// `y` on a confirmation: the marks are spent when the action was for them (not when it was
+    /// for the one run open in the detail).
     pub fn confirmed(&mut self, effect: &Effect) {
-        if matches!(effect, Effect::Cancel(_) | Effect::Retry(_)) {
+        if let Effect::Cancel(ids) | Effect::Retry(ids) = effect
+            && ids.iter().eq(self.marked.iter())
+        {
             self.marked.clear();
         }
     }
@@ -271,7 +289,7 @@ impl RunsPane {
     pub fn toggle_pause(&mut self, rows: usize) -> Reply {
         self.paused = !self.paused;
         if self.paused {
-            Reply::info("paused: the list stays as it is until p")
+            Reply::info("paused: the list holds still (ages still tick) until p")
         } else {
             self.show_incoming(rows);
             Reply::info("live again")
@@ -712,7 +730,9 @@ fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, wide: bool) -> Row<'a> 
     } else {
         " "
     };
-    let status = if run.cancel_requested && !run.status.is_terminal() {
+    let status = if lease_expired(run, ctx.now) {
+        Span::styled("expired", theme.error())
+    } else if run.cancel_requested && !run.status.is_terminal() {
         Span::styled("canceling", theme.status(RunStatus::Canceled))
     } else {
         Span::styled(run.status.as_str(), theme.status(run.status))
@@ -740,6 +760,49 @@ pub(crate) fn time(ctx: &Ctx, t: Option<DateTime<Utc>>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// A held run whose lease ran out: its holder stopped renewing it, and it waits for a worker's
+/// rescue pass to go back to the queue.
+fn lease_expired(run: &Run, now: DateTime<Utc>) -> bool {
+    held(run) && run.lease_expires_at.is_some_and(|t| t <= now)
+}
+
+fn held(run: &Run) -> bool {
+    matches!(run.status, RunStatus::Claimed | RunStatus::Running)
+}
+
+/// For a held run: until when its lease runs, and whether its holder is beating.
+fn holder_note(ctx: &Ctx, r: &Run) -> Vec<Span<'static>> {
+    let (Some(lease), Some(holder)) = (r.lease_expires_at, r.worker_id.as_deref()) else {
+        return Vec::new();
+    };
+    if !held(r) {
+        return Vec::new();
+    }
+    if lease <= ctx.now {
+        return vec![Span::styled(
+            format!(
+                "  lease expired {} ago: {holder} stopped renewing it",
+                age(ctx.now, lease)
+            ),
+            ctx.theme.error(),
+        )];
+    }
+    let beat = match ctx.workers.iter().find(|w| w.worker_id == holder) {
+        Some(w) => {
+            let state = w.liveness(ctx.now);
+            Span::styled(
+                format!(" ({holder} {})", crate::tui::style::liveness_label(state)),
+                ctx.theme.liveness(state),
+            )
+        }
+        None => Span::styled(format!(" ({holder} not in the registry)"), ctx.theme.dim()),
+    };
+    vec![
+        Span::raw(format!("  lease until {}", time(ctx, Some(lease)))),
+        beat,
+    ]
+}
+
 fn render_detail(ctx: &Ctx, frame: &mut Frame, d: &DetailState, area: Rect) {
     let theme = ctx.theme;
     let [info, tabs, body] = Layout::vertical([
@@ -765,6 +828,7 @@ fn render_detail(ctx: &Ctx, frame: &mut Frame, d: &DetailState, area: Rect) {
     if r.cancel_requested && !r.status.is_terminal() {
         status.push(Span::styled(" (cancel requested)", theme.error()));
     }
+    status.extend(holder_note(ctx, r));
     let lines = vec![
         Line::from(status),
         Line::from(format!(
