@@ -332,7 +332,7 @@ impl OverviewPane {
             Span::styled(format!("• {total_failed} failed"), ctx.theme.fg(Color::Red)),
             Span::raw(" · "),
             Span::styled(
-                format!("█ {} deploy(s) along the top ", deploy_points.len()),
+                format!("█ {} deploy(s) ", deploy_points.len()),
                 ctx.theme.fg(Color::Cyan),
             ),
         ]);
