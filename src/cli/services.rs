@@ -404,11 +404,7 @@ pub async fn workers(ops: &Ops, json: bool) -> CliResult<ExitCode> {
                         } else {
                             "?".to_owned()
                         },
-                        format!(
-                            "{} {}",
-                            liveness_word(w.liveness(now)),
-                            age(now, w.heartbeat_at)
-                        ),
+                        format!("{} {}", w.liveness(now).as_str(), age(now, w.heartbeat_at)),
                         if alive {
                             age(now, w.started_at)
                         } else {
@@ -439,7 +435,7 @@ pub async fn workers(ops: &Ops, json: bool) -> CliResult<ExitCode> {
                     d.status.to_string(),
                     opt(&d.worker_id),
                     d.attempts.to_string(),
-                    liveness_word(w.liveness).to_owned(),
+                    w.liveness.as_str().to_owned(),
                     opt(&d.last_heartbeat.map(|t| time(&t))),
                     opt(&d.worker_version),
                 ]
@@ -448,12 +444,4 @@ pub async fn workers(ops: &Ops, json: bool) -> CliResult<ExitCode> {
         format!("{processes}\n\nservice workers:\n{deployments}")
     });
     Ok(ExitCode::SUCCESS)
-}
-
-fn liveness_word(l: Liveness) -> &'static str {
-    match l {
-        Liveness::Alive => "alive",
-        Liveness::Stale => "stale",
-        Liveness::Missing => "missing",
-    }
 }

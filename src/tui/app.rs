@@ -417,15 +417,14 @@ impl App {
             || self.unreachable.is_some()
     }
 
-    /// Rows of the run list on screen at the current size (its header and sparkline, the
-    /// table's borders and column header take the rest).
+    /// Rows of the run list on screen at the current size: the pane's body is the screen less
+    /// the tab line, the status bar and the bottom line when it is in use.
     pub fn page_rows(&self) -> usize {
         let body = self
             .screen
             .1
             .saturating_sub(2 + u16::from(self.bottom_line()));
-        let header = 1 + if body >= 30 { 3 } else { 1 };
-        usize::from(body.saturating_sub(header + 3)).max(1)
+        RunsPane::list_rows(body)
     }
 
     fn key_ctx(&self) -> KeyCtx {

@@ -3,6 +3,8 @@
 
 use ratatui::style::{Color, Modifier, Style};
 
+use chrono::{DateTime, FixedOffset, Utc};
+
 use crate::domain::deployment::Liveness;
 use crate::domain::manifest::ManifestStatus;
 use crate::domain::run::RunStatus;
@@ -85,10 +87,8 @@ impl Theme {
 
 pub use crate::domain::age::age;
 
-pub fn liveness_label(l: Liveness) -> &'static str {
-    match l {
-        Liveness::Alive => "alive",
-        Liveness::Stale => "stale",
-        Liveness::Missing => "missing",
-    }
+/// A time of day in `offset`, or "-".
+pub fn clock_time(offset: &FixedOffset, t: Option<DateTime<Utc>>) -> String {
+    t.map(|t| t.with_timezone(offset).format("%H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
 }

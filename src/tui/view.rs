@@ -15,8 +15,7 @@ pub use super::style::{Theme, age};
 
 /// A time of day in the console's offset, or "-".
 fn time(app: &App, t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.with_timezone(&app.offset).format("%H:%M:%S").to_string())
-        .unwrap_or_else(|| "-".into())
+    super::style::clock_time(&app.offset, t)
 }
 
 /// Draws the whole screen. Pure: it reads the app and writes only the frame.

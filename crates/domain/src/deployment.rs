@@ -63,6 +63,16 @@ pub enum Liveness {
     Missing,
 }
 
+impl Liveness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Liveness::Alive => "alive",
+            Liveness::Stale => "stale",
+            Liveness::Missing => "missing",
+        }
+    }
+}
+
 /// A service worker heartbeats this often; three missed beats make it stale.
 pub const HEARTBEAT_EVERY_SECS: i64 = 10;
 pub const STALE_AFTER_SECS: i64 = 3 * HEARTBEAT_EVERY_SECS;

@@ -57,6 +57,11 @@ impl RunStatus {
         matches!(self, Succeeded | Failed | Canceled)
     }
 
+    /// Held by a worker under a lease.
+    pub fn is_held(self) -> bool {
+        matches!(self, Claimed | Running)
+    }
+
     /// Whether a run may move from `self` to `to`. Staying put is not a transition.
     pub fn can_become(self, to: RunStatus) -> bool {
         LEGAL_TRANSITIONS.contains(&(self, to))
@@ -118,6 +123,12 @@ pub struct Run {
 }
 
 impl Run {
+    /// A held run whose lease ran out: its holder stopped renewing it, and it waits for a
+    /// worker's rescue pass to go back to the queue.
+    pub fn lease_expired(&self, now: DateTime<Utc>) -> bool {
+        self.status.is_held() && self.lease_expires_at.is_some_and(|t| t <= now)
+    }
+
     /// The payload as text for a screen or a table, or why it could not be read.
     pub fn payload_text(&self) -> String {
         match &self.payload_error {
@@ -534,6 +545,41 @@ pub struct RunArtifact {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_held_run_past_its_lease_has_expired() {
+        let now = Utc::now();
+        let mut run = Run {
+            id: 1,
+            project_id: 1,
+            project: "p".into(),
+            workflow_id: 1,
+            workflow: "w".into(),
+            queue: "q".into(),
+            status: Running,
+            priority: 0,
+            payload: Value::Null,
+            payload_error: None,
+            attempt: 1,
+            max_attempts: 3,
+            worker_id: Some("w1".into()),
+            lease_expires_at: Some(now),
+            run_after: now,
+            cancel_requested: false,
+            exit_code: None,
+            error: None,
+            retry_of: None,
+            created_at: now,
+            claimed_at: Some(now),
+            started_at: Some(now),
+            finished_at: None,
+        };
+        assert!(run.lease_expired(now));
+        assert!(!run.lease_expired(now - chrono::Duration::seconds(1)));
+        run.status = Succeeded;
+        assert!(!run.lease_expired(now), "a finished run holds no lease");
+        assert!(Claimed.is_held() && !Queued.is_held());
+    }
 
     #[test]
     fn every_pair_of_states_is_legal_or_not_as_designed() {

@@ -10,7 +10,7 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Table
 use ratatui_textarea::TextArea;
 use serde_json::Value;
 
-use super::{Ctx, Goto, KeyCtx, Reply};
+use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
 use crate::domain::manifest::{
     ChangeKind, FieldChange, Manifest, ManifestHead, ManifestStatus, parse_manifest,
 };
@@ -23,7 +23,8 @@ pub struct ManifestsPane {
     /// The service shown.
     pub service: Option<String>,
     pub history: Vec<ManifestHead>,
-    pub version_selected: usize,
+    /// The chosen version.
+    pub cursor: Cursor,
     /// The content of the version on screen.
     pub content: Option<Manifest>,
     /// A diff on screen instead of the content: (from, to, changes).
@@ -34,7 +35,7 @@ pub struct ManifestsPane {
 
 impl ManifestsPane {
     pub fn selected_version(&self) -> Option<&ManifestHead> {
-        self.history.get(self.version_selected)
+        self.history.get(self.cursor.selected)
     }
 
     pub fn governing(&self) -> Option<&ManifestHead> {
@@ -71,7 +72,7 @@ impl ManifestsPane {
         self.history.clear();
         self.content = None;
         self.diff = None;
-        self.version_selected = 0;
+        self.cursor = Cursor::default();
     }
 
     /// New history for `schema`; the version on screen stays selected if it still exists.
@@ -90,7 +91,7 @@ impl ManifestsPane {
             .or_else(|| content.as_ref().map(|m| m.version.clone()));
         self.service = Some(schema);
         self.history = history;
-        self.version_selected = keep
+        self.cursor.selected = keep
             .and_then(|v| self.history.iter().position(|m| m.version == v))
             .or_else(|| {
                 self.history.iter().position(|m| {
@@ -98,27 +99,18 @@ impl ManifestsPane {
                 })
             })
             .unwrap_or(0);
+        self.cursor.offset = self.cursor.offset.min(self.cursor.selected);
         if content.is_some() {
             self.content = content;
         }
     }
 
     pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
-        let len = self.history.len() as i64;
-        let mut move_by = |delta: i64| {
-            if len > 0 {
-                self.version_selected =
-                    (self.version_selected as i64 + delta).clamp(0, len - 1) as usize;
-            }
-            Reply::default()
-        };
+        if let Some(delta) = movement(action, ctx.rows) {
+            self.cursor.move_by(delta, self.history.len(), ctx.rows);
+            return Reply::default();
+        }
         match action {
-            Action::Up => move_by(-1),
-            Action::Down => move_by(1),
-            Action::PageUp => move_by(-(ctx.rows as i64)),
-            Action::PageDown => move_by(ctx.rows as i64),
-            Action::Top => move_by(i64::MIN / 2),
-            Action::Bottom => move_by(i64::MAX / 2),
             Action::Open => {
                 self.diff = None;
                 match (&self.service, self.selected_version()) {
@@ -245,7 +237,9 @@ impl ManifestsPane {
                 Cell::from(Span::styled(m.status.as_str(), theme.manifest(m.status))),
             ])
         });
-        let mut state = TableState::default().with_selected(Some(c.version_selected));
+        let mut state = TableState::default()
+            .with_offset(c.cursor.offset)
+            .with_selected(Some(c.cursor.selected));
         frame.render_stateful_widget(
             Table::new(rows, [Constraint::Length(12), Constraint::Length(11)])
                 .block(

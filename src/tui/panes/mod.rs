@@ -12,7 +12,7 @@ pub mod templates;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use super::app::{Confirm, Effect, Level, Mode};
-use super::keymap::Keymap;
+use super::keymap::{Action, Keymap};
 use super::style::Theme;
 use crate::domain::worker::WorkerPresence;
 
@@ -97,6 +97,19 @@ impl Reply {
             ..Self::default()
         }
     }
+}
+
+/// How far a movement key moves a list's selection of `rows` rows on screen; None for other keys.
+pub fn movement(action: Action, rows: usize) -> Option<i64> {
+    Some(match action {
+        Action::Up => -1,
+        Action::Down => 1,
+        Action::PageUp => -(rows as i64),
+        Action::PageDown => rows as i64,
+        Action::Top => i64::MIN / 2,
+        Action::Bottom => i64::MAX / 2,
+        _ => return None,
+    })
 }
 
 /// A list's selection and scroll, kept by the pane (not the table widget) so that a refresh

@@ -15,13 +15,12 @@ use ratatui::widgets::{
 };
 
 use super::runs::RunsQuery;
-use super::{Ctx, Cursor, Goto, KeyCtx, Reply};
+use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
 use crate::domain::age::{age, age_changes_at};
 use crate::domain::deployment::{Liveness, liveness_changes_at};
 use crate::domain::worker::{QueueHealth, QueueStat, WorkerPresence};
 use crate::ops::{ACTIVITY_MINUTES, QueueBoard};
 use crate::tui::keymap::Action;
-use crate::tui::style::liveness_label;
 
 #[derive(Debug, Default)]
 pub struct OverviewPane {
@@ -51,26 +50,20 @@ impl OverviewPane {
 
     /// Up and down choose a queue; Enter shows its runs.
     pub fn on_action(&mut self, action: Action, _ctx: &KeyCtx) -> Reply {
+        // The queue table is as tall as its rows: a page is the whole list.
         let len = self.board.queues.len();
-        let delta = match action {
-            Action::Up => -1,
-            Action::Down => 1,
-            Action::PageUp | Action::Top => i64::MIN / 2,
-            Action::PageDown | Action::Bottom => i64::MAX / 2,
-            Action::Open => {
-                // The text filter matches the queue's name.
-                return match self.selected_queue() {
-                    Some(q) => Reply::goto(Goto::Runs(RunsQuery {
-                        text: q.queue.clone(),
-                        ..RunsQuery::default()
-                    })),
-                    None => Reply::default(),
-                };
-            }
-            _ => return Reply::default(),
-        };
-        self.cursor.move_by(delta, len, len.max(1));
-        Reply::default()
+        if let Some(delta) = movement(action, len.max(1)) {
+            self.cursor.move_by(delta, len, len.max(1));
+            return Reply::default();
+        }
+        match (action, self.selected_queue()) {
+            // The text filter matches the queue's name.
+            (Action::Open, Some(q)) => Reply::goto(Goto::Runs(RunsQuery {
+                text: q.queue.clone(),
+                ..RunsQuery::default()
+            })),
+            _ => Reply::default(),
+        }
     }
 
     /// Workers that beat within the stale limit at `now`.
@@ -386,7 +379,7 @@ impl OverviewPane {
 
 fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, wide: bool) -> Row<'a> {
     let state = w.liveness(ctx.now);
-    let label = liveness_label(state);
+    let label = state.as_str();
     let style = ctx.theme.liveness(state);
     // What a worker that stopped beating holds now, and whether it is still up, nobody knows.
     let alive = state == Liveness::Alive;

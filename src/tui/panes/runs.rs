@@ -19,11 +19,18 @@ use crate::domain::run::{Page, Run, RunLog, RunStatus};
 use crate::ops::{ACTIVITY_MINUTES, QueueOverview, RunDetail};
 use crate::tui::app::{Effect, Level, Mode};
 use crate::tui::keymap::Action;
+use crate::tui::style::clock_time;
 
 /// Log lines kept per open run; older ones scroll out, however chatty the run is.
 pub const LOG_RING: usize = 2_000;
 /// Rows one page of the run list holds; the counts cover the rest.
 pub const RUN_PAGE: i64 = 500;
+/// From this pane height on, the sparkline has three rows (finished, then failed below).
+const TALL: u16 = 30;
+
+fn spark_rows(height: u16) -> u16 {
+    if height >= TALL { 3 } else { 1 }
+}
 
 /// What the list shows; sent to the loader whenever it changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -214,7 +221,7 @@ impl RunsPane {
         if let Some(d) = &self.detail {
             // The detail's clock: when a held run's lease runs out, then how long ago it did.
             let run = &d.detail.as_ref()?.run;
-            let lease = run.lease_expires_at.filter(|_| held(run))?;
+            let lease = run.lease_expires_at.filter(|_| run.status.is_held())?;
             return Some(if lease > now {
                 lease
             } else {
@@ -224,7 +231,9 @@ impl RunsPane {
         self.visible_runs(rows)
             .iter()
             .flat_map(|r| {
-                let expires = r.lease_expires_at.filter(|t| *t > now && held(r));
+                let expires = r
+                    .lease_expires_at
+                    .filter(|t| *t > now && r.status.is_held());
                 [Some(age_changes_at(now, r.created_at)), expires]
             })
             .flatten()
@@ -527,6 +536,12 @@ impl RunsPane {
         reply
     }
 
+    /// Rows of the list in a pane `height` rows high: the counts line, the sparkline, and the
+    /// table's borders and column header take the rest (as `render_list` lays it out).
+    pub fn list_rows(height: u16) -> usize {
+        usize::from(height.saturating_sub(1 + spark_rows(height) + 3)).max(1)
+    }
+
     pub fn render(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
         match &self.detail {
             Some(detail) => render_detail(ctx, frame, detail, area),
@@ -536,10 +551,10 @@ impl RunsPane {
 
     fn render_list(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
         let theme = ctx.theme;
-        let tall = area.height >= 30;
+        let tall = area.height >= TALL;
         let [counts, spark, table] = Layout::vertical([
             Constraint::Length(1),
-            Constraint::Length(if tall { 3 } else { 1 }),
+            Constraint::Length(spark_rows(area.height)),
             Constraint::Min(3),
         ])
         .areas(area);
@@ -730,7 +745,7 @@ fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, wide: bool) -> Row<'a> 
     } else {
         " "
     };
-    let status = if lease_expired(run, ctx.now) {
+    let status = if run.lease_expired(ctx.now) {
         Span::styled("expired", theme.error())
     } else if run.cancel_requested && !run.status.is_terminal() {
         Span::styled("canceling", theme.status(RunStatus::Canceled))
@@ -755,19 +770,8 @@ fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, wide: bool) -> Row<'a> 
     Row::new(cells)
 }
 
-pub(crate) fn time(ctx: &Ctx, t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.with_timezone(&ctx.offset).format("%H:%M:%S").to_string())
-        .unwrap_or_else(|| "-".into())
-}
-
-/// A held run whose lease ran out: its holder stopped renewing it, and it waits for a worker's
-/// rescue pass to go back to the queue.
-fn lease_expired(run: &Run, now: DateTime<Utc>) -> bool {
-    held(run) && run.lease_expires_at.is_some_and(|t| t <= now)
-}
-
-fn held(run: &Run) -> bool {
-    matches!(run.status, RunStatus::Claimed | RunStatus::Running)
+fn time(ctx: &Ctx, t: Option<DateTime<Utc>>) -> String {
+    clock_time(&ctx.offset, t)
 }
 
 /// For a held run: until when its lease runs, and whether its holder is beating.
@@ -775,7 +779,7 @@ fn holder_note(ctx: &Ctx, r: &Run) -> Vec<Span<'static>> {
     let (Some(lease), Some(holder)) = (r.lease_expires_at, r.worker_id.as_deref()) else {
         return Vec::new();
     };
-    if !held(r) {
+    if !r.status.is_held() {
         return Vec::new();
     }
     if lease <= ctx.now {
@@ -791,7 +795,7 @@ fn holder_note(ctx: &Ctx, r: &Run) -> Vec<Span<'static>> {
         Some(w) => {
             let state = w.liveness(ctx.now);
             Span::styled(
-                format!(" ({holder} {})", crate::tui::style::liveness_label(state)),
+                format!(" ({holder} {})", state.as_str()),
                 ctx.theme.liveness(state),
             )
         }

@@ -10,14 +10,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 use ratatui_textarea::TextArea;
 
-use super::{Ctx, Cursor, Goto, KeyCtx, Reply};
+use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
 use crate::domain::age::{age, age_changes_at};
 use crate::domain::deployment::{DeploymentStatus, liveness, liveness_changes_at};
 use crate::domain::service::{WorkflowSpec, check_schema_name, check_service_name};
 use crate::ops::ServiceOverview;
 use crate::tui::app::{Effect, Mode};
 use crate::tui::keymap::Action;
-use crate::tui::style::{Theme, liveness_label};
+use crate::tui::style::Theme;
 
 #[derive(Default)]
 pub struct ServicesPane {
@@ -58,14 +58,11 @@ impl ServicesPane {
     }
 
     pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
-        let len = self.services.len();
+        if let Some(delta) = movement(action, ctx.rows) {
+            self.cursor.move_by(delta, self.services.len(), ctx.rows);
+            return Reply::default();
+        }
         match action {
-            Action::Up => self.cursor.move_by(-1, len, ctx.rows),
-            Action::Down => self.cursor.move_by(1, len, ctx.rows),
-            Action::PageUp => self.cursor.move_by(-(ctx.rows as i64), len, ctx.rows),
-            Action::PageDown => self.cursor.move_by(ctx.rows as i64, len, ctx.rows),
-            Action::Top => self.cursor.move_by(i64::MIN / 2, len, ctx.rows),
-            Action::Bottom => self.cursor.move_by(i64::MAX / 2, len, ctx.rows),
             Action::Open => {
                 if let Some(s) = self.selected_service() {
                     return Reply::goto(Goto::Manifests(s.service.schema.clone()));
@@ -181,8 +178,8 @@ impl ServicesPane {
             let beat = s.deployment.as_ref().and_then(|d| d.last_heartbeat);
             let state = liveness(ctx.now, beat);
             let heartbeat = match beat {
-                Some(t) => format!("{} {}", liveness_label(state), age(ctx.now, t)),
-                None => liveness_label(state).to_owned(),
+                Some(t) => format!("{} {}", state.as_str(), age(ctx.now, t)),
+                None => state.as_str().to_owned(),
             };
             let mut cells = vec![
                 Cell::from(s.service.schema.clone()),

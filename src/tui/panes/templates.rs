@@ -7,7 +7,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
 
-use super::{Ctx, Cursor, KeyCtx, Reply};
+use super::{Ctx, Cursor, KeyCtx, Reply, movement};
 use crate::domain::template::StoredArtifact;
 use crate::ops::VersionRow;
 use crate::tui::app::{Effect, Mode};
@@ -67,18 +67,8 @@ impl TemplatesPane {
     }
 
     pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
-        let len = self.versions.len();
-        let delta = match action {
-            Action::Up => Some(-1),
-            Action::Down => Some(1),
-            Action::PageUp => Some(-(ctx.rows as i64)),
-            Action::PageDown => Some(ctx.rows as i64),
-            Action::Top => Some(i64::MIN / 2),
-            Action::Bottom => Some(i64::MAX / 2),
-            _ => None,
-        };
-        if let Some(delta) = delta {
-            self.cursor.move_by(delta, len, ctx.rows);
+        if let Some(delta) = movement(action, ctx.rows) {
+            self.cursor.move_by(delta, self.versions.len(), ctx.rows);
             return Reply::effects(self.load_artifacts());
         }
         if action == Action::Open {
