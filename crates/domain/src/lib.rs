@@ -5,6 +5,7 @@ pub mod age;
 pub mod audit;
 pub mod deployment;
 pub mod error;
+pub mod filter;
 pub mod json;
 pub mod manifest;
 pub mod permission;

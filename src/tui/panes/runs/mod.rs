@@ -2,16 +2,18 @@
 //! run, newer runs waiting behind a marker, a pause key, marks that outlive filters) and one run's
 //! detail (events, logs, artifacts).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{
-    Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState, Tabs, Wrap,
-};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState, Wrap};
+
+mod detail;
+
+pub use detail::{DetailState, DetailTab, LOG_RING};
 
 use super::{Ctx, Cursor, KeyCtx, Reply};
 use crate::domain::age::{age, age_changes_at};
@@ -19,10 +21,7 @@ use crate::domain::run::{Page, Run, RunLog, RunStatus};
 use crate::ops::{ACTIVITY_MINUTES, QueueOverview, RunDetail};
 use crate::tui::app::{Effect, Level, Mode};
 use crate::tui::keymap::Action;
-use crate::tui::style::clock_time;
 
-/// Log lines kept per open run; older ones scroll out, however chatty the run is.
-pub const LOG_RING: usize = 2_000;
 /// Rows one page of the run list holds; the counts cover the rest.
 pub const RUN_PAGE: i64 = 500;
 /// From this pane height on, the sparkline has three rows (finished, then failed below).
@@ -46,52 +45,6 @@ pub struct RunsQuery {
 pub enum Landing {
     Top,
     Bottom,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DetailTab {
-    Events,
-    Logs,
-    Artifacts,
-}
-
-#[derive(Debug, Clone)]
-pub struct DetailState {
-    pub run_id: i64,
-    pub detail: Option<RunDetail>,
-    pub logs: VecDeque<RunLog>,
-    pub tab: DetailTab,
-    pub follow: bool,
-    /// Lines scrolled up from the bottom of the logs (0 = at the end).
-    pub scroll: usize,
-    /// Only log lines containing this (case-insensitive) are shown.
-    pub search: String,
-}
-
-impl DetailState {
-    fn new(run_id: i64) -> Self {
-        Self {
-            run_id,
-            detail: None,
-            logs: VecDeque::new(),
-            tab: DetailTab::Events,
-            follow: true,
-            scroll: 0,
-            search: String::new(),
-        }
-    }
-
-    /// The log lines the search lets through, oldest first.
-    pub fn visible_logs(&self) -> Vec<&RunLog> {
-        if self.search.is_empty() {
-            return self.logs.iter().collect();
-        }
-        let needle = self.search.to_lowercase();
-        self.logs
-            .iter()
-            .filter(|l| l.message.to_lowercase().contains(&needle))
-            .collect()
-    }
 }
 
 #[derive(Debug, Default)]
@@ -308,6 +261,11 @@ impl RunsPane {
     /// The keys of the list and the detail.
     pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
         let rows = ctx.rows;
+        if let Some(d) = self.detail.as_mut()
+            && let Some(reply) = d.on_action(action, ctx)
+        {
+            return reply;
+        }
         match action {
             Action::Up => self.move_by(-1, rows),
             Action::Down => self.move_by(1, rows),
@@ -323,10 +281,7 @@ impl RunsPane {
                 _ => Reply::default(),
             },
             Action::Back => {
-                if let Some(d) = self.detail.as_mut().filter(|d| !d.search.is_empty()) {
-                    d.search.clear();
-                    Reply::default()
-                } else if self.detail.take().is_some() {
+                if self.detail.take().is_some() {
                     Reply::effects(vec![Effect::CloseRun])
                 } else if !self.query.text.is_empty() || self.query.status.is_some() {
                     Reply::effects(self.filter(RunsQuery::default()))
@@ -383,40 +338,11 @@ impl RunsPane {
                 }),
                 None => Reply::default(),
             },
-            Action::ShowEvents => self.detail_tab(DetailTab::Events),
-            Action::ShowLogs => self.detail_tab(DetailTab::Logs),
-            Action::ShowArtifacts => self.detail_tab(DetailTab::Artifacts),
-            Action::Follow => {
-                if let Some(d) = self.detail.as_mut() {
-                    d.follow = !d.follow;
-                    d.tab = DetailTab::Logs;
-                    if d.follow {
-                        d.scroll = 0;
-                    }
-                }
-                Reply::default()
-            }
             _ => Reply::default(),
         }
     }
 
-    fn detail_tab(&mut self, tab: DetailTab) -> Reply {
-        if let Some(d) = self.detail.as_mut() {
-            d.tab = tab;
-        }
-        Reply::default()
-    }
-
     fn move_by(&mut self, delta: i64, rows: usize) -> Reply {
-        if let Some(d) = self.detail.as_mut() {
-            // In the detail, up and down scroll the logs; scrolling up stops following.
-            if d.tab == DetailTab::Logs {
-                let max = d.visible_logs().len().saturating_sub(1);
-                d.scroll = (d.scroll as i64 - delta).clamp(0, max as i64) as usize;
-                d.follow = d.scroll == 0 && d.follow;
-            }
-            return Reply::default();
-        }
         if self.runs.is_empty() {
             return Reply::default();
         }
@@ -452,14 +378,6 @@ impl RunsPane {
 
     /// `g` and `G`: the first row of the newest page, the last row of the oldest.
     fn move_to_end(&mut self, bottom: bool, rows: usize) -> Reply {
-        if let Some(d) = self.detail.as_mut() {
-            d.scroll = if bottom {
-                0
-            } else {
-                d.visible_logs().len().saturating_sub(1)
-            };
-            return Reply::default();
-        }
         if !bottom {
             if self.query.page != Page::Newest {
                 return Reply::effects(self.turn_page(Page::Newest, Landing::Top));
@@ -544,7 +462,7 @@ impl RunsPane {
 
     pub fn render(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
         match &self.detail {
-            Some(detail) => render_detail(ctx, frame, detail, area),
+            Some(detail) => detail.render(ctx, frame, area),
             None => self.render_list(ctx, frame, area),
         }
     }
@@ -768,234 +686,4 @@ fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, wide: bool) -> Row<'a> 
     cells.push(Cell::from(run.worker_id.as_deref().unwrap_or("-")));
     cells.push(Cell::from(age(ctx.now, run.created_at)));
     Row::new(cells)
-}
-
-fn time(ctx: &Ctx, t: Option<DateTime<Utc>>) -> String {
-    clock_time(&ctx.offset, t)
-}
-
-/// For a held run: until when its lease runs, and whether its holder is beating.
-fn holder_note(ctx: &Ctx, r: &Run) -> Vec<Span<'static>> {
-    let (Some(lease), Some(holder)) = (r.lease_expires_at, r.worker_id.as_deref()) else {
-        return Vec::new();
-    };
-    if !r.status.is_held() {
-        return Vec::new();
-    }
-    if lease <= ctx.now {
-        return vec![Span::styled(
-            format!(
-                "  lease expired {} ago: {holder} stopped renewing it",
-                age(ctx.now, lease)
-            ),
-            ctx.theme.error(),
-        )];
-    }
-    let beat = match ctx.workers.iter().find(|w| w.worker_id == holder) {
-        Some(w) => {
-            let state = w.liveness(ctx.now);
-            Span::styled(
-                format!(" ({holder} {})", state.as_str()),
-                ctx.theme.liveness(state),
-            )
-        }
-        None => Span::styled(format!(" ({holder} not in the registry)"), ctx.theme.dim()),
-    };
-    vec![
-        Span::raw(format!("  lease until {}", time(ctx, Some(lease)))),
-        beat,
-    ]
-}
-
-fn render_detail(ctx: &Ctx, frame: &mut Frame, d: &DetailState, area: Rect) {
-    let theme = ctx.theme;
-    let [info, tabs, body] = Layout::vertical([
-        Constraint::Length(5),
-        Constraint::Length(1),
-        Constraint::Min(1),
-    ])
-    .areas(area);
-
-    let Some(detail) = d.detail.as_ref() else {
-        frame.render_widget(
-            Paragraph::new(format!("loading run {}…", d.run_id))
-                .block(Block::default().borders(Borders::ALL)),
-            area,
-        );
-        return;
-    };
-    let r = &detail.run;
-    let mut status = vec![
-        Span::raw(format!("run {}  {}/{}  ", r.id, r.project, r.workflow)),
-        Span::styled(r.status.as_str(), theme.status(r.status)),
-    ];
-    if r.cancel_requested && !r.status.is_terminal() {
-        status.push(Span::styled(" (cancel requested)", theme.error()));
-    }
-    status.extend(holder_note(ctx, r));
-    let lines = vec![
-        Line::from(status),
-        Line::from(format!(
-            "queue {}  priority {}  attempt {}/{}  worker {}  exit {}",
-            r.queue,
-            r.priority,
-            r.attempt,
-            r.max_attempts,
-            r.worker_id.as_deref().unwrap_or("-"),
-            r.exit_code
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into())
-        )),
-        Line::from(format!(
-            "created {}  claimed {}  started {}  finished {}{}",
-            time(ctx, Some(r.created_at)),
-            time(ctx, r.claimed_at),
-            time(ctx, r.started_at),
-            time(ctx, r.finished_at),
-            r.retry_of
-                .map(|id| format!("  retry of {id}"))
-                .unwrap_or_default()
-        )),
-        match &r.error {
-            Some(e) => Line::styled(format!("error: {e}"), theme.error()),
-            None => Line::styled(format!("payload {}", r.payload_text()), theme.dim()),
-        },
-    ];
-    frame.render_widget(
-        Paragraph::new(lines).block(Block::default().borders(Borders::TOP)),
-        info,
-    );
-
-    let key = |a: Action| {
-        ctx.keymap
-            .key_for(a)
-            .map(|k| k.to_string())
-            .unwrap_or_default()
-    };
-    let tab_titles = vec![
-        Line::from(format!(
-            "{} events ({})",
-            key(Action::ShowEvents),
-            detail.events.len()
-        )),
-        Line::from(if d.search.is_empty() {
-            format!("{} logs ({})", key(Action::ShowLogs), d.logs.len())
-        } else {
-            format!(
-                "{} logs ({} of {}) /{}",
-                key(Action::ShowLogs),
-                d.visible_logs().len(),
-                d.logs.len(),
-                d.search
-            )
-        }),
-        Line::from(format!(
-            "{} artifacts ({})",
-            key(Action::ShowArtifacts),
-            detail.artifacts.len()
-        )),
-        Line::from(if d.follow {
-            format!("{} following", key(Action::Follow))
-        } else {
-            format!("{} follow", key(Action::Follow))
-        }),
-    ];
-    let selected = match d.tab {
-        DetailTab::Events => 0,
-        DetailTab::Logs => 1,
-        DetailTab::Artifacts => 2,
-    };
-    frame.render_widget(
-        Tabs::new(tab_titles)
-            .select(selected)
-            .highlight_style(theme.selected())
-            .divider("│"),
-        tabs,
-    );
-
-    let height = body.height as usize;
-    let lines: Vec<Line> = match d.tab {
-        DetailTab::Events => detail
-            .events
-            .iter()
-            .rev()
-            .take(height)
-            .map(|e| {
-                let to = e.to_status.map(|s| s.as_str()).unwrap_or(&e.event_type);
-                let from = e.from_status.map(|s| s.as_str()).unwrap_or("·");
-                Line::from(vec![
-                    Span::styled(time(ctx, Some(e.created_at)), theme.dim()),
-                    Span::raw(format!("  {from} → ")),
-                    Span::styled(
-                        to.to_owned(),
-                        e.to_status.map(|s| theme.status(s)).unwrap_or_default(),
-                    ),
-                    Span::raw(format!(
-                        "  attempt {}  by {}{}",
-                        e.attempt,
-                        e.actor,
-                        e.message
-                            .as_deref()
-                            .map(|m| format!("  {m}"))
-                            .unwrap_or_default()
-                    )),
-                ])
-            })
-            .collect(),
-        DetailTab::Logs => {
-            let visible = d.visible_logs();
-            if visible.is_empty() {
-                let text = if d.logs.is_empty() {
-                    "no log lines yet".to_owned()
-                } else {
-                    format!("no line contains `{}` (Esc clears the search)", d.search)
-                };
-                vec![Line::styled(text, theme.dim())]
-            } else {
-                let end = visible.len().saturating_sub(d.scroll);
-                let start = end.saturating_sub(height);
-                visible[start..end]
-                    .iter()
-                    .map(|l| {
-                        let style = match l.level {
-                            crate::domain::run::LogLevel::Error => theme.fg(Color::Red),
-                            crate::domain::run::LogLevel::Warn => theme.fg(Color::Yellow),
-                            _ => Style::default(),
-                        };
-                        Line::from(vec![
-                            Span::styled(time(ctx, Some(l.created_at)), theme.dim()),
-                            Span::raw(" "),
-                            Span::styled(l.message.clone(), style),
-                        ])
-                    })
-                    .collect()
-            }
-        }
-        DetailTab::Artifacts => {
-            if detail.artifacts.is_empty() {
-                vec![Line::styled("no artifacts", theme.dim())]
-            } else {
-                detail
-                    .artifacts
-                    .iter()
-                    .take(height)
-                    .map(|a| {
-                        Line::from(format!(
-                            "{}  {}  {}  {}",
-                            a.key,
-                            a.size_bytes
-                                .map(|s| format!("{s} B"))
-                                .unwrap_or_else(|| "-".into()),
-                            a.sha256
-                                .as_deref()
-                                .map(|h| &h[..h.len().min(16)])
-                                .unwrap_or("-"),
-                            a.url.as_deref().unwrap_or("")
-                        ))
-                    })
-                    .collect()
-            }
-        }
-    };
-    frame.render_widget(Paragraph::new(lines), body);
 }
