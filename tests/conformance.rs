@@ -28,6 +28,7 @@ conformance!(
     workers_register_beat_and_leave,
     queue_stats_count_each_queue_now_and_over_the_hour,
     pages_reach_every_run_by_keyset,
+    structured_filters_select_by_every_field,
 );
 
 mod cases {
@@ -38,7 +39,7 @@ mod cases {
         CancelOutcome, ClaimedRun, Completion, Hold, LEGAL_TRANSITIONS, LogLevel, NewArtifact,
         NewLogLine, NewRun, RunOptions, RunStatus,
     };
-    use ospdeck::domain::workflow::WorkflowType;
+    use ospdeck::domain::workflow::{DEFAULT_QUEUE, WorkflowType};
     use ospdeck::ops::WorkflowRequest;
     use ospdeck::ops::{EnqueueRequest, Ops, OpsError, RunQuery};
     use ospdeck::store::{self, StoreError, StoreOptions};
@@ -896,6 +897,93 @@ mod cases {
             .fold((0, 0), |(s, f), m| (s + m.succeeded, f + m.failed));
         assert_eq!(total, (1, 1));
         assert!(overview.activity.iter().all(|m| m.minutes_ago <= 1));
+        Ok(())
+    }
+
+    pub async fn structured_filters_select_by_every_field(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let build = enqueue(&h.ops, "build", 5).await?;
+        let billing = enqueue(&h.ops, "billing", 0).await?;
+        let failed = enqueue(&h.ops, "build", 0).await?;
+        // `failed` fails on worker w-one; `billing` is claimed by w-two.
+        let claimed = h
+            .ops
+            .claim_runs("w-one", &[DEFAULT_QUEUE.into()], 2, LEASE)
+            .await?;
+        let hold = claimed
+            .iter()
+            .find(|c| c.id == failed)
+            .map(ClaimedRun::hold)
+            .ok_or("run not claimed")?;
+        let other = claimed
+            .iter()
+            .find(|c| c.id == build)
+            .map(ClaimedRun::hold)
+            .ok_or("run not claimed")?;
+        h.ops.release_runs("w-one", &[other]).await?;
+        h.ops.start_runs("w-one", &[hold]).await?;
+        h.ops
+            .complete_runs(
+                "w-one",
+                &[Completion {
+                    error: Some("disk full on /var".into()),
+                    ..done(hold, 2)
+                }],
+            )
+            .await?;
+        h.ops
+            .claim_runs("w-two", &["billing-tasks".into()], 1, LEASE)
+            .await?;
+        let find = |filter: &'static str| {
+            let ops = h.ops.clone();
+            async move {
+                let runs = ops
+                    .list_runs(&RunQuery {
+                        filter: Some(filter),
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok::<Vec<i64>, OpsError>(runs.iter().map(|r| r.id).collect())
+            }
+        };
+        assert_eq!(find("status:failed").await?, vec![failed]);
+        assert_eq!(find("status:fail,claim").await?, vec![failed, billing]);
+        assert_eq!(find("workflow:bui").await?, vec![failed, build]);
+        assert_eq!(find("workflow:build status:queued").await?, vec![build]);
+        assert_eq!(find("queue:billing-tasks").await?, vec![billing]);
+        assert_eq!(find("worker:w-two").await?, vec![billing]);
+        assert_eq!(find("error:\"disk full\"").await?, vec![failed]);
+        assert_eq!(find("try:>=1 worker:w-").await?, vec![failed, billing]);
+        assert_eq!(find("priority:>1").await?, vec![build]);
+        assert_eq!(find("project:acme age:<1h").await?.len(), 3);
+        assert_eq!(find("age:>1h").await?, Vec::<i64>::new());
+        let id = format!("id:{build}");
+        let runs = h
+            .ops
+            .list_runs(&RunQuery {
+                filter: Some(&id),
+                ..Default::default()
+            })
+            .await?;
+        assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![build]);
+        // Free words: every one must be somewhere in the run.
+        assert_eq!(find("acme full").await?, vec![failed]);
+        // `%` is a character, not a wildcard, and a bad term is an error that names the fields.
+        assert_eq!(find("queue:%").await?, Vec::<i64>::new());
+        let err = h
+            .ops
+            .list_runs(&RunQuery {
+                filter: Some("colour:red"),
+                ..Default::default()
+            })
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("unknown field `colour`: filter on status"),
+            "{err}"
+        );
         Ok(())
     }
 

@@ -331,16 +331,38 @@ fn filter_and_status_reload_the_list() {
     let mut app = loaded(false);
     press(&mut app, "/");
     assert_eq!(app.mode, Mode::Filter(String::new()));
-    press(&mut app, "depl");
-    let effects = app.on_key(code(KeyCode::Enter));
+    // As the operator types: each filter that parses is asked for (the loader keeps the last).
+    let effects = press(&mut app, "depl");
+    assert_eq!(effects.len(), 4);
     assert_eq!(
-        effects,
-        vec![Effect::LoadRuns(RunsQuery {
+        effects.last(),
+        Some(&Effect::LoadRuns(RunsQuery {
             status: None,
             text: "depl".into(),
             ..RunsQuery::default()
-        })]
+        }))
     );
+    // A term that does not parse yet is said on the filter line; the last good filter stays.
+    // (`status` alone is a word until its colon comes.)
+    let effects = press(&mut app, " status:z");
+    assert_eq!(effects.len(), 6, "{effects:?}");
+    assert!(
+        app.filter_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("unknown status `z`")),
+        "{:?}",
+        app.filter_error
+    );
+    assert_eq!(app.runs.query.text, "depl status");
+    // Enter on a bad filter keeps the line open; fixing it filters.
+    assert!(app.on_key(code(KeyCode::Enter)).is_empty());
+    assert!(matches!(app.mode, Mode::Filter(_)));
+    for _ in 0..9 {
+        app.on_key(code(KeyCode::Backspace));
+    }
+    assert_eq!(app.filter_error, None);
+    assert!(app.on_key(code(KeyCode::Enter)).is_empty(), "nothing new");
+    assert_eq!(app.mode, Mode::Normal);
     let effects = press(&mut app, "s");
     assert_eq!(
         effects,
@@ -1522,7 +1544,7 @@ fn overview_enter_opens_the_queue_runs() {
         app.on_key(code(KeyCode::Enter)),
         vec![Effect::LoadRuns(RunsQuery {
             status: None,
-            text: "backup".into(),
+            text: "queue:backup".into(),
             ..RunsQuery::default()
         })]
     );

@@ -68,6 +68,10 @@ pub enum RunCommand {
         /// Only runs whose project, workflow, queue, worker or error contains TEXT (or run id TEXT)
         #[arg(long)]
         text: Option<String>,
+        /// Only runs matching FILTER, the console's `/` grammar: `status:failed,canceled
+        /// workflow:nightly queue:demo worker:w1 error:disk try:>1 age:>10m` and free words
+        #[arg(long = "where", value_name = "FILTER")]
+        filter: Option<String>,
         #[arg(long, allow_negative_numbers = true)]
         limit: Option<i64>,
     },
@@ -276,6 +280,7 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
             project,
             workflow,
             text,
+            filter,
             limit,
         } => {
             let query = RunQuery {
@@ -283,6 +288,7 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
                 project: project.as_deref(),
                 workflow: workflow.as_deref(),
                 text: text.as_deref(),
+                filter: filter.as_deref(),
                 limit: *limit,
                 ..RunQuery::default()
             };

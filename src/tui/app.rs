@@ -330,6 +330,10 @@ pub struct App {
     pub quit: bool,
     /// What the `:audit` overlay shows.
     pub audit: Vec<AuditRow>,
+    /// The pane's filter when `/` was pressed: Esc goes back to it.
+    pub filter_before: String,
+    /// What is wrong with the filter being typed (the last good one stays applied).
+    pub filter_error: Option<String>,
 }
 
 impl App {
@@ -346,6 +350,8 @@ impl App {
             manifests: ManifestsPane::default(),
             templates: TemplatesPane::default(),
             runs: RunsPane::default(),
+            filter_before: String::new(),
+            filter_error: None,
             message: None,
             messages: VecDeque::new(),
             now: Utc::now(),
@@ -464,10 +470,10 @@ impl App {
                 return self.runs.on_runs(query, runs, rows);
             }
             Data::Board(board) => {
-                self.overview.set_board(board);
+                self.overview.set_board(board, now);
                 self.last_update = Some(now);
             }
-            Data::Presence(workers) => self.overview.board.workers = workers,
+            Data::Presence(workers) => self.overview.set_workers(workers, now),
             Data::Overview(overview) => {
                 self.runs.counts = overview;
                 self.last_update = Some(now);
@@ -609,6 +615,13 @@ impl App {
                 self.mode = Mode::Command(String::new());
                 Vec::new()
             }
+            Action::Filter => {
+                let text = self.filter_text();
+                self.filter_before = text.clone();
+                self.filter_error = None;
+                self.mode = Mode::Filter(text);
+                Vec::new()
+            }
             Action::NextPane => self.switch_pane(self.pane.step(1)),
             Action::PrevPane => self.switch_pane(self.pane.step(Pane::ALL.len() - 1)),
             Action::Overview => self.switch_pane(Pane::Overview),
@@ -665,13 +678,62 @@ impl App {
         }
     }
 
+    /// The filter line: every keystroke filters (the run list asks the store, latest wins);
+    /// Enter keeps the filter, Esc puts back the one from before `/`.
     fn on_filter_key(&mut self, key: KeyEvent, mut text: String) -> Vec<Effect> {
         match key.code {
-            KeyCode::Enter => self.runs.apply_filter(&text),
-            KeyCode::Esc => Vec::new(),
+            KeyCode::Enter => {
+                let effects = self.set_filter(&text, true);
+                if let Some(error) = self.filter_error.take() {
+                    self.mode = Mode::Filter(text);
+                    self.filter_error = Some(error);
+                }
+                effects
+            }
+            KeyCode::Esc => {
+                let before = std::mem::take(&mut self.filter_before);
+                let effects = self.set_filter(&before, true);
+                self.filter_error = None;
+                effects
+            }
             _ => {
                 edit_line(&mut text, &key);
+                let effects = self.set_filter(&text, false);
                 self.mode = Mode::Filter(text);
+                effects
+            }
+        }
+    }
+
+    /// The current pane's filter text (the log search in a run's detail).
+    pub fn filter_text(&self) -> String {
+        match self.pane {
+            Pane::Overview => self.overview.workers.filter_text().to_owned(),
+            Pane::Runs => self.runs.filter_text(),
+            _ => String::new(),
+        }
+    }
+
+    /// Filters the current pane by `text`; `done` when the operator pressed Enter. A filter
+    /// that does not parse is said on the filter line and the last good one stays.
+    fn set_filter(&mut self, text: &str, done: bool) -> Vec<Effect> {
+        let text = text.trim();
+        let answer = match self.pane {
+            Pane::Overview => self
+                .overview
+                .workers
+                .set_filter(text, self.now)
+                .map(|()| Vec::new()),
+            Pane::Runs => self.runs.type_filter(text, done),
+            _ => Ok(Vec::new()),
+        };
+        match answer {
+            Ok(effects) => {
+                self.filter_error = None;
+                effects
+            }
+            Err(error) => {
+                self.filter_error = Some(error);
                 Vec::new()
             }
         }

@@ -69,6 +69,8 @@ pub enum Action {
     Deprecate,
     MakeDefault,
     LabelVersion,
+    Sort,
+    SortReverse,
 }
 
 impl Action {
@@ -91,7 +93,12 @@ impl Action {
         (Action::PageDown, "page_down", "page down", false),
         (Action::Open, "open", "open detail", false),
         (Action::Back, "back", "back / close", false),
-        (Action::Filter, "filter", "filter runs / search logs", false),
+        (
+            Action::Filter,
+            "filter",
+            "filter as you type / search logs",
+            false,
+        ),
         (
             Action::Command,
             "command",
@@ -166,6 +173,13 @@ impl Action {
             "make default (rollback)",
             true,
         ),
+        (Action::Sort, "sort", "sort by the next column", false),
+        (
+            Action::SortReverse,
+            "sort_reverse",
+            "reverse the order",
+            false,
+        ),
         (
             Action::LabelVersion,
             "label",
@@ -206,7 +220,13 @@ impl Action {
         use Action::*;
         match self {
             Mark | CopyId | CycleStatus | Pause => &[Context::Runs],
-            Filter | Cancel | Retry | Claim | Start | Complete => &[Context::Runs, Context::Detail],
+            Sort | SortReverse => &[
+                Context::Overview,
+                Context::Services,
+                Context::Manifests,
+                Context::Templates,
+            ],
+            Cancel | Retry | Claim | Start | Complete => &[Context::Runs, Context::Detail],
             ShowEvents | ShowLogs | ShowArtifacts | Follow => &[Context::Detail],
             NewService | Deploy => &[Context::Services],
             Propose | Activate | Lock | Unlock | Diff => &[Context::Manifests],
@@ -394,6 +414,8 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("X", Action::Deprecate),
     ("*", Action::MakeDefault),
     ("t", Action::LabelVersion),
+    ("o", Action::Sort),
+    ("O", Action::SortReverse),
 ];
 
 #[derive(Debug, Clone)]

@@ -528,7 +528,7 @@ pub fn console_worker_id(user: &str) -> String {
 async fn refresh_runs(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
     let q = RunQuery {
         status: screen.query.status,
-        text: Some(screen.query.text.as_str()),
+        filter: Some(screen.query.text.as_str()),
         limit: Some(app::RUN_PAGE),
         page: screen.query.page,
         ..Default::default()

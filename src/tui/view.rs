@@ -82,11 +82,18 @@ fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
         return;
     }
     let line = match &app.mode {
-        Mode::Filter(text) => Line::from(vec![
-            Span::raw("/"),
-            Span::raw(text.clone()),
-            Span::raw("▏"),
-        ]),
+        Mode::Filter(text) => {
+            let mut spans = vec![Span::raw("/"), Span::raw(text.clone()), Span::raw("▏ ")];
+            match &app.filter_error {
+                Some(error) => spans.push(Span::styled(error.clone(), theme.error())),
+                None if text.is_empty() => spans.push(Span::styled(
+                    "words, or field:value (status:failed age:>10m) · Enter keeps · Esc undoes",
+                    theme.dim(),
+                )),
+                None => spans.push(Span::styled("Enter keeps · Esc undoes", theme.dim())),
+            }
+            Line::from(spans)
+        }
         Mode::Command(text) => Line::from(vec![
             Span::raw(":"),
             Span::raw(text.clone()),

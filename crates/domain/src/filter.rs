@@ -79,6 +79,28 @@ pub enum Cmp {
 }
 
 impl Cmp {
+    /// The comparison seen from the other side (`a > b` is `b < a`).
+    pub fn reversed(self) -> Cmp {
+        match self {
+            Cmp::Eq => Cmp::Eq,
+            Cmp::Gt => Cmp::Lt,
+            Cmp::Ge => Cmp::Le,
+            Cmp::Lt => Cmp::Gt,
+            Cmp::Le => Cmp::Ge,
+        }
+    }
+
+    /// The SQL operator.
+    pub fn sql(self) -> &'static str {
+        match self {
+            Cmp::Eq => "=",
+            Cmp::Gt => ">",
+            Cmp::Ge => ">=",
+            Cmp::Lt => "<",
+            Cmp::Le => "<=",
+        }
+    }
+
     fn holds(self, ord: Ordering) -> bool {
         match self {
             Cmp::Eq => ord == Ordering::Equal,
@@ -116,6 +138,8 @@ pub struct Filter {
 /// What a row offers a filter: its fields by name, and the text fields words are looked for in.
 pub enum FieldValue<'a> {
     Text(&'a str),
+    /// Several texts (a worker's queues): a value matches when one of them contains it.
+    Texts(Vec<&'a str>),
     Number(i64),
     Time(DateTime<Utc>),
     /// The row has no value here (a run no worker has held): no term on it matches.
@@ -182,6 +206,9 @@ fn term_matches(term: &Term, row: &impl Filterable, now: DateTime<Utc>) -> bool 
         (Value::Any(values), FieldValue::Text(text)) => {
             values.iter().any(|v| contains_folded(text, v))
         }
+        (Value::Any(values), FieldValue::Texts(texts)) => values
+            .iter()
+            .any(|v| texts.iter().any(|t| contains_folded(t, v))),
         (Value::Any(values), FieldValue::Number(n)) => {
             values.iter().any(|v| v.parse::<i64>() == Ok(n))
         }

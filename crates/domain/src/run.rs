@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::InvalidInput;
+use super::filter::{Cmp, Field, Filter, Value as FilterValue, before};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -335,8 +336,112 @@ pub struct RunFilter {
     pub workflow_id: Option<i64>,
     /// Substring of the project, workflow, queue, worker or error (case-insensitive), or a run id.
     pub text: Option<String>,
+    /// The terms of a structured filter (`status:failed workflow:test age:>10m`), all of which
+    /// must hold.
+    pub conditions: Vec<RunCondition>,
     pub limit: i64,
     pub page: Page,
+}
+
+/// The fields a run list filters on, in the grammar of [`crate::filter`]: the console's `/` and
+/// `ospdeck run list --where` read the same words.
+pub const RUN_FIELDS: &[Field] = &[
+    Field::choice(
+        "status",
+        &[
+            "queued",
+            "claimed",
+            "running",
+            "succeeded",
+            "failed",
+            "canceled",
+        ],
+    ),
+    Field::text("workflow"),
+    Field::text("project"),
+    Field::text("queue"),
+    Field::text("worker"),
+    Field::text("error"),
+    Field::number("id"),
+    Field::number("try"),
+    Field::number("priority"),
+    Field::age("age"),
+];
+
+/// A run column matched by substring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunColumn {
+    Project,
+    Workflow,
+    Queue,
+    Worker,
+    Error,
+}
+
+/// A run column compared as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNumber {
+    Id,
+    Attempt,
+    Priority,
+}
+
+/// One condition on runs that the store turns into SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunCondition {
+    Status(Vec<RunStatus>),
+    /// The column contains any of these (lowercase).
+    Contains(RunColumn, Vec<String>),
+    Number(RunNumber, Cmp, i64),
+    /// Any of these numbers.
+    NumberIn(RunNumber, Vec<i64>),
+    /// Created before/after this instant (`age:>10m` is created before ten minutes ago).
+    Created(Cmp, DateTime<Utc>),
+    /// A free word: some column contains it, or it is the run's id.
+    Word(String),
+}
+
+impl RunCondition {
+    /// The conditions of a parsed filter, ages judged against `now`.
+    pub fn from_filter(filter: &Filter, now: DateTime<Utc>) -> Vec<RunCondition> {
+        let mut out: Vec<RunCondition> = filter.words.iter().cloned().map(Self::Word).collect();
+        for term in &filter.terms {
+            let column = match term.field {
+                "project" => Some(RunColumn::Project),
+                "workflow" => Some(RunColumn::Workflow),
+                "queue" => Some(RunColumn::Queue),
+                "worker" => Some(RunColumn::Worker),
+                "error" => Some(RunColumn::Error),
+                _ => None,
+            };
+            let number = match term.field {
+                "id" => Some(RunNumber::Id),
+                "try" => Some(RunNumber::Attempt),
+                "priority" => Some(RunNumber::Priority),
+                _ => None,
+            };
+            let condition = match (&term.value, column, number) {
+                (FilterValue::Any(values), _, _) if term.field == "status" => {
+                    Self::Status(values.iter().filter_map(|v| v.parse().ok()).collect())
+                }
+                (FilterValue::Any(values), Some(column), _) => {
+                    Self::Contains(column, values.clone())
+                }
+                (FilterValue::Any(values), None, Some(number)) => Self::NumberIn(
+                    number,
+                    values.iter().filter_map(|v| v.parse().ok()).collect(),
+                ),
+                (FilterValue::Number(cmp, n), _, Some(number)) => Self::Number(number, *cmp, *n),
+                // Older than ten minutes is created before ten minutes ago: the comparison turns.
+                (FilterValue::Age(cmp, secs), ..) => {
+                    Self::Created(cmp.reversed(), before(now, *secs))
+                }
+                _ => continue,
+            };
+            out.push(condition);
+        }
+        out
+    }
 }
 
 /// Which slice of a run list, by id: keyset pagination, so the oldest page of a store of millions
@@ -365,28 +470,6 @@ impl Page {
             Page::NewerThan(id) => (None, Some(id)),
             Page::Newest | Page::Oldest => (None, None),
         }
-    }
-}
-
-impl RunFilter {
-    /// The text as a LIKE pattern with its own wildcards escaped (escape character `\`).
-    pub fn like_pattern(&self) -> Option<String> {
-        self.text.as_deref().map(|t| {
-            let mut p = String::with_capacity(t.len() + 2);
-            p.push('%');
-            for c in t.to_lowercase().chars() {
-                if matches!(c, '%' | '_' | '\\') {
-                    p.push('\\');
-                }
-                p.push(c);
-            }
-            p.push('%');
-            p
-        })
-    }
-
-    pub fn text_id(&self) -> Option<i64> {
-        self.text.as_deref().and_then(|t| t.trim().parse().ok())
     }
 }
 

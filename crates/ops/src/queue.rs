@@ -6,10 +6,12 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::{Ops, OpsError, OpsResult, Scoped};
+use crate::domain::filter::Filter;
 use crate::domain::permission::Permission;
 use crate::domain::run::{
     CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun,
-    Page, RescueOutcome, Run, RunArtifact, RunEvent, RunFilter, RunLog, RunOptions, RunStatus,
+    Page, RUN_FIELDS, RescueOutcome, Run, RunArtifact, RunCondition, RunEvent, RunFilter, RunLog,
+    RunOptions, RunStatus,
 };
 use crate::domain::workflow::Workflow;
 use ospdeck_store::{ClaimRequest, RunWaker};
@@ -43,6 +45,9 @@ pub struct RunQuery<'a> {
     pub workflow: Option<&'a str>,
     /// Substring of project, workflow, queue, worker or error, or a run id.
     pub text: Option<&'a str>,
+    /// A structured filter (`status:failed workflow:test age:>10m`, the grammar of
+    /// `domain::filter` with `RUN_FIELDS`), on top of the rest.
+    pub filter: Option<&'a str>,
     pub limit: Option<i64>,
     pub page: Page,
 }
@@ -161,6 +166,13 @@ impl Ops {
                 .map(str::to_owned),
             limit,
             page: query.page,
+            conditions: match query.filter {
+                Some(text) => {
+                    let filter = Filter::parse(text, RUN_FIELDS)?;
+                    RunCondition::from_filter(&filter, Utc::now())
+                }
+                None => Vec::new(),
+            },
             ..RunFilter::default()
         };
         if let Some(project) = query.project {

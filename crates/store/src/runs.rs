@@ -8,12 +8,12 @@ use sqlx::FromRow;
 
 use crate::audit::AuditEntry;
 use crate::domain::run::{
-    CancelOutcome, ClaimedRun, LogLevel, MinuteActivity, Run, RunArtifact, RunEvent, RunFilter,
-    RunLog, RunStatus, StatusCount,
+    CancelOutcome, ClaimedRun, LogLevel, MinuteActivity, Run, RunArtifact, RunColumn, RunCondition,
+    RunEvent, RunFilter, RunLog, RunNumber, RunStatus, StatusCount,
 };
 use crate::domain::worker::QueueStat;
 use crate::shared::{decode, payload, shown_json, status, status_counts};
-use crate::sql::{Backend, JsonText, Time, Tx, dialects, stmt};
+use crate::sql::{Arg, Backend, JsonText, Time, Tx, dialects, stmt};
 use crate::{StoreError, StoreResult};
 
 #[async_trait]
@@ -207,32 +207,37 @@ impl<B: Backend> RunStore for B {
         } else {
             "DESC"
         };
-        let mut rows: Vec<RunRow> = self
-            .db()
-            .fetch_all(
-                stmt(format!(
-                    "{RUN_SELECT}WHERE (CAST($1 AS TEXT) IS NULL OR r.status = $1)
-                       AND (CAST($2 AS BIGINT) IS NULL OR r.project_id = $2)
-                       AND (CAST($3 AS BIGINT) IS NULL OR r.workflow_id = $3)
-                       AND (CAST($5 AS TEXT) IS NULL OR r.id = $6
-                            OR lower(p.workspace_key) LIKE $5 ESCAPE '\\' OR lower(w.name) LIKE $5 ESCAPE '\\'
-                            OR lower(r.queue) LIKE $5 ESCAPE '\\'
-                            OR lower(coalesce(r.worker_id, '')) LIKE $5 ESCAPE '\\'
-                            OR lower(coalesce(r.error, '')) LIKE $5 ESCAPE '\\')
-                       AND (CAST($7 AS BIGINT) IS NULL OR r.id < $7)
-                       AND (CAST($8 AS BIGINT) IS NULL OR r.id > $8)
-                     ORDER BY r.id {order} LIMIT $4"
-                ))
-                .bind(filter.status.map(RunStatus::as_str))
-                .bind(filter.project_id)
-                .bind(filter.workflow_id)
-                .bind(filter.limit)
-                .bind(filter.like_pattern())
-                .bind(filter.text_id())
-                .bind(below)
-                .bind(above),
-            )
-            .await?;
+        let mut query = RunWhere::default();
+        if let Some(status) = filter.status {
+            query.push("r.status = ?", status.as_str());
+        }
+        if let Some(id) = filter.project_id {
+            query.push("r.project_id = ?", id);
+        }
+        if let Some(id) = filter.workflow_id {
+            query.push("r.workflow_id = ?", id);
+        }
+        if let Some(text) = filter.text.as_deref() {
+            query.word(text);
+        }
+        for condition in &filter.conditions {
+            query.condition(condition);
+        }
+        if let Some(id) = below {
+            query.push("r.id < ?", id);
+        }
+        if let Some(id) = above {
+            query.push("r.id > ?", id);
+        }
+        let limit = query.arg(filter.limit);
+        let (clause, args) = query.finish();
+        let mut statement = stmt(format!(
+            "{RUN_SELECT}WHERE {clause} ORDER BY r.id {order} LIMIT {limit}"
+        ));
+        for arg in args {
+            statement = statement.bind(arg);
+        }
+        let mut rows: Vec<RunRow> = self.db().fetch_all(statement).await?;
         if filter.page.ascending() {
             rows.reverse();
         }
@@ -616,4 +621,118 @@ async fn cancel_by_status(
         }
         done => CancelOutcome::AlreadyFinished(done),
     }))
+}
+
+/// A run list's WHERE clause, built from the filter's conditions: each condition is SQL text that
+/// both dialects read alike, every value a bound argument (`?` in the pieces becomes `$n`).
+#[derive(Default)]
+struct RunWhere {
+    clauses: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl RunWhere {
+    /// Binds `value`, answering its placeholder.
+    fn arg(&mut self, value: impl Into<Arg>) -> String {
+        self.args.push(value.into());
+        format!("${}", self.args.len())
+    }
+
+    /// `sql` with its one `?` bound to `value`.
+    fn push(&mut self, sql: &str, value: impl Into<Arg>) {
+        let placeholder = self.arg(value);
+        self.clauses.push(sql.replacen('?', &placeholder, 1));
+    }
+
+    /// Any of `values` holds for `sql(placeholder)`.
+    fn any<T: Into<Arg> + Clone>(&mut self, values: &[T], sql: impl Fn(&str) -> String) {
+        if values.is_empty() {
+            self.clauses.push("1 = 0".into());
+            return;
+        }
+        let alternatives: Vec<String> = values
+            .iter()
+            .map(|v| {
+                let placeholder = self.arg(v.clone());
+                sql(&placeholder)
+            })
+            .collect();
+        self.clauses
+            .push(format!("({})", alternatives.join(" OR ")));
+    }
+
+    /// A free word: some column contains it, or it is the run's id.
+    fn word(&mut self, word: &str) {
+        let pattern = self.arg(like_pattern(word));
+        let id = self.arg(word.trim().parse::<i64>().ok());
+        self.clauses.push(format!(
+            "(r.id = {id} OR lower(p.workspace_key) LIKE {pattern} ESCAPE '\\'
+              OR lower(w.name) LIKE {pattern} ESCAPE '\\' OR lower(r.queue) LIKE {pattern} ESCAPE '\\'
+              OR lower(coalesce(r.worker_id, '')) LIKE {pattern} ESCAPE '\\'
+              OR lower(coalesce(r.error, '')) LIKE {pattern} ESCAPE '\\')"
+        ));
+    }
+
+    fn condition(&mut self, condition: &RunCondition) {
+        match condition {
+            RunCondition::Status(statuses) => {
+                let names: Vec<&str> = statuses.iter().map(|s| s.as_str()).collect();
+                self.any(&names, |p| format!("r.status = {p}"));
+            }
+            RunCondition::Contains(column, values) => {
+                let column = match column {
+                    RunColumn::Project => "lower(p.workspace_key)",
+                    RunColumn::Workflow => "lower(w.name)",
+                    RunColumn::Queue => "lower(r.queue)",
+                    RunColumn::Worker => "lower(coalesce(r.worker_id, ''))",
+                    RunColumn::Error => "lower(coalesce(r.error, ''))",
+                };
+                let patterns: Vec<String> = values.iter().map(|v| like_pattern(v)).collect();
+                self.any(&patterns, |p| format!("{column} LIKE {p} ESCAPE '\\'"));
+            }
+            RunCondition::Number(number, cmp, n) => {
+                let sql = format!("{} {} ?", number_column(*number), cmp.sql());
+                self.push(&sql, *n);
+            }
+            RunCondition::NumberIn(number, values) => {
+                let column = number_column(*number);
+                self.any(values, |p| format!("{column} = {p}"));
+            }
+            RunCondition::Created(cmp, at) => {
+                self.push(&format!("r.created_at {} ?", cmp.sql()), *at);
+            }
+            RunCondition::Word(word) => self.word(word),
+        }
+    }
+
+    fn finish(self) -> (String, Vec<Arg>) {
+        let clause = if self.clauses.is_empty() {
+            "1 = 1".to_owned()
+        } else {
+            self.clauses.join(" AND ")
+        };
+        (clause, self.args)
+    }
+}
+
+fn number_column(number: RunNumber) -> &'static str {
+    match number {
+        RunNumber::Id => "r.id",
+        RunNumber::Attempt => "r.attempt",
+        RunNumber::Priority => "r.priority",
+    }
+}
+
+/// `text` as a case-insensitive LIKE pattern with its own wildcards escaped (escape `\`).
+fn like_pattern(text: &str) -> String {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.trim().to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
 }

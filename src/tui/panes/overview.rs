@@ -14,10 +14,12 @@ use ratatui::widgets::{
     TableState, Widget, Wrap,
 };
 
+use super::listing::{ListRow, Listing, SortKey};
 use super::runs::RunsQuery;
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
 use crate::domain::age::{age, age_changes_at};
 use crate::domain::deployment::{Liveness, liveness_changes_at};
+use crate::domain::filter::{Field, FieldValue};
 use crate::domain::worker::{QueueHealth, QueueStat, WorkerPresence};
 use crate::ops::{ACTIVITY_MINUTES, QueueBoard};
 use crate::tui::keymap::Action;
@@ -29,19 +31,84 @@ pub struct OverviewPane {
     pub loaded: bool,
     /// The selected queue.
     pub cursor: Cursor,
+    /// The workers as listed: `/` filters them, `o` sorts them.
+    pub workers: Listing<WorkerPresence>,
+}
+
+impl ListRow for WorkerPresence {
+    const FIELDS: &'static [Field] = &[
+        Field::text("worker"),
+        Field::text("host"),
+        Field::text("queue"),
+        Field::text("service"),
+        Field::text("version"),
+        Field::number("held"),
+        Field::age("beat"),
+        Field::age("up"),
+    ];
+    const COLUMNS: &'static [&'static str] = &["worker", "beat", "held", "host", "up"];
+    type Key = String;
+
+    fn key(&self) -> String {
+        self.worker_id.clone()
+    }
+
+    fn field(&self, name: &str) -> FieldValue<'_> {
+        match name {
+            "worker" => FieldValue::Text(&self.worker_id),
+            "host" => FieldValue::Text(&self.host),
+            "queue" if self.queues.is_empty() => FieldValue::Text("(every queue)"),
+            "queue" => FieldValue::Texts(self.queues.iter().map(String::as_str).collect()),
+            "service" => self
+                .service
+                .as_deref()
+                .map_or(FieldValue::None, FieldValue::Text),
+            "version" => FieldValue::Text(&self.version),
+            "held" => FieldValue::Number(i64::from(self.runs_held)),
+            "beat" => FieldValue::Time(self.heartbeat_at),
+            "up" => FieldValue::Time(self.started_at),
+            _ => FieldValue::None,
+        }
+    }
+
+    fn words(&self) -> Vec<&str> {
+        let mut words = vec![self.worker_id.as_str(), self.host.as_str()];
+        words.extend(self.queues.iter().map(String::as_str));
+        words.extend(self.service.as_deref());
+        words
+    }
+
+    fn sort_key(&self, column: &str) -> SortKey<'_> {
+        match column {
+            // Oldest heartbeat first: the worker that stopped beating is the one to look at.
+            "beat" => SortKey::Time(Some(self.heartbeat_at)),
+            "held" => SortKey::Number(-i64::from(self.runs_held)),
+            "host" => SortKey::Text(&self.host),
+            "up" => SortKey::Time(Some(self.started_at)),
+            _ => SortKey::Text(&self.worker_id),
+        }
+    }
 }
 
 /// The chart's least height: its borders, two axis rows and four rows of data.
 const MIN_CHART_ROWS: u16 = 8;
 
 impl OverviewPane {
-    pub fn set_board(&mut self, board: QueueBoard) {
+    pub fn set_board(&mut self, board: QueueBoard, now: DateTime<Utc>) {
         let keep = self.selected_queue().map(|q| q.queue.clone());
+        self.set_workers(board.workers.clone(), now);
         self.board = board;
         self.loaded = true;
         let rows = self.board.queues.len().max(1);
         self.cursor
             .follow(&self.board.queues, keep, |q| q.queue.clone(), rows);
+    }
+
+    /// Presence alone (the Overview is not on screen, or between boards).
+    pub fn set_workers(&mut self, workers: Vec<WorkerPresence>, now: DateTime<Utc>) {
+        let rows = workers.len().max(1);
+        self.board.workers = workers.clone();
+        self.workers.set_items(workers, now, rows);
     }
 
     pub fn selected_queue(&self) -> Option<&QueueStat> {
@@ -57,11 +124,16 @@ impl OverviewPane {
             return Reply::default();
         }
         match (action, self.selected_queue()) {
-            // The text filter matches the queue's name.
             (Action::Open, Some(q)) => Reply::goto(Goto::Runs(RunsQuery {
-                text: q.queue.clone(),
+                text: format!("queue:{}", q.queue),
                 ..RunsQuery::default()
             })),
+            (Action::Sort | Action::SortReverse, _) => {
+                let on = self
+                    .workers
+                    .cycle_sort(action == Action::SortReverse, self.workers.len().max(1));
+                Reply::info(format!("workers sorted by {on}"))
+            }
             _ => Reply::default(),
         }
     }
@@ -234,11 +306,15 @@ impl OverviewPane {
 
     fn render_workers(&self, ctx: &Ctx, area: Rect, buf: &mut Buffer) {
         let workers = &self.board.workers;
-        let title = format!(
-            " Workers ({} alive of {}) ",
-            self.live_workers(ctx.now),
-            workers.len()
-        );
+        let title = if self.workers.filter_text().is_empty() {
+            format!(
+                " Workers ({} alive of {}) ",
+                self.live_workers(ctx.now),
+                workers.len()
+            )
+        } else {
+            format!(" Workers ({}) ", self.workers.count_label())
+        };
         let block = Block::default().borders(Borders::ALL).title(title);
         if workers.is_empty() {
             Paragraph::new(
@@ -268,7 +344,7 @@ impl OverviewPane {
                 Constraint::Length(8),
             ]);
         }
-        let rows = workers.iter().map(|w| worker_row(ctx, w, wide));
+        let rows = self.workers.shown().map(|w| worker_row(ctx, w, wide));
         Widget::render(
             Table::new(rows, widths)
                 .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))

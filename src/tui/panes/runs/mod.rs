@@ -17,7 +17,8 @@ pub use detail::{DetailState, DetailTab, LOG_RING};
 
 use super::{Ctx, Cursor, KeyCtx, Reply};
 use crate::domain::age::{age, age_changes_at};
-use crate::domain::run::{Page, Run, RunLog, RunStatus};
+use crate::domain::filter::Filter;
+use crate::domain::run::{Page, RUN_FIELDS, Run, RunLog, RunStatus};
 use crate::ops::{ACTIVITY_MINUTES, QueueOverview, RunDetail};
 use crate::tui::app::{Effect, Level, Mode};
 use crate::tui::keymap::Action;
@@ -231,6 +232,27 @@ impl RunsPane {
         self.filter(query)
     }
 
+    /// A keystroke on the filter line: the list is asked again for each filter that parses
+    /// (the loader loads the last of a burst); in the detail, Enter searches the logs.
+    pub fn type_filter(&mut self, text: &str, done: bool) -> Result<Vec<Effect>, String> {
+        if self.detail.is_some() {
+            return Ok(if done {
+                self.apply_filter(text)
+            } else {
+                Vec::new()
+            });
+        }
+        Filter::parse(text, RUN_FIELDS).map_err(|e| e.0)?;
+        if text == self.query.text {
+            return Ok(Vec::new());
+        }
+        let query = RunsQuery {
+            text: text.to_owned(),
+            ..self.query.clone()
+        };
+        Ok(self.filter(query))
+    }
+
     pub fn filter_text(&self) -> String {
         match &self.detail {
             Some(d) => d.search.clone(),
@@ -289,7 +311,6 @@ impl RunsPane {
                     Reply::default()
                 }
             }
-            Action::Filter => Reply::mode(Mode::Filter(self.filter_text())),
             Action::CycleStatus => {
                 let next = match self.query.status {
                     None => Some(RunStatus::ALL[0]),
