@@ -289,7 +289,7 @@ mod tests {
         l.cycle_sort(true, 10);
         assert_eq!(names(&l), vec!["svc_2", "svc_10"]);
         l.set_filter("runs:>2", now).expect("filter");
-        assert_eq!(names(&l), vec!["svc_2"]);
+        assert_eq!(names(&l), vec!["svc_2", "db_1"]);
         assert!(l.sort_by("nope", false, 10).is_err());
         l.set_items(vec![Svc("svc_3", 9), Svc("svc_2", 5)], now, 10);
         assert_eq!(
