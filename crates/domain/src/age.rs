@@ -28,6 +28,21 @@ pub fn age_changes_at(now: DateTime<Utc>, then: DateTime<Utc>) -> DateTime<Utc> 
     then + Duration::milliseconds(next)
 }
 
+/// When `age(until, now)` (time left until `until`) next shows a different text.
+pub fn countdown_changes_at(now: DateTime<Utc>, until: DateTime<Utc>) -> DateTime<Utc> {
+    let left = (until - now).num_milliseconds();
+    if left <= 0 {
+        return now;
+    }
+    let unit_ms: i64 = match left / 1_000 {
+        0..60 => 1_000,
+        60..3_600 => 60_000,
+        3_600..86_400 => 3_600_000,
+        _ => 86_400_000,
+    };
+    until - Duration::milliseconds(((left - 1) / unit_ms) * unit_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,7 +123,38 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// Where a run's time goes now, for a list's duration column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// Queued and due since then.
+    Waiting(DateTime<Utc>),
+    /// Queued to run at this later time.
+    Scheduled(DateTime<Utc>),
+    /// Held (claimed or running) since then.
+    Running(DateTime<Utc>),
+    /// Finished: from when it was taken (or queued, if never) to when it finished.
+    Took(DateTime<Utc>, DateTime<Utc>),
+}
+
 impl Run {
+    pub fn timing(&self, now: DateTime<Utc>) -> Timing {
+        match (self.status, self.finished_at) {
+            (RunStatus::Queued, _) if self.run_after > now => Timing::Scheduled(self.run_after),
+            (RunStatus::Queued, _) => Timing::Waiting(self.run_after.max(self.created_at)),
+            (_, Some(end)) => Timing::Took(
+                self.started_at
+                    .or(self.claimed_at)
+                    .unwrap_or(self.created_at),
+                end,
+            ),
+            _ => Timing::Running(
+                self.started_at
+                    .or(self.claimed_at)
+                    .unwrap_or(self.created_at),
+            ),
+        }
+    }
+
     /// A held run whose lease ran out: its holder stopped renewing it, and it waits for a
     /// worker's rescue pass to go back to the queue.
     pub fn lease_expired(&self, now: DateTime<Utc>) -> bool {

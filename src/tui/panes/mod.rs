@@ -3,6 +3,7 @@
 //! the keys); it writes nothing. A new pane is a new module here plus its line in `app::Pane`
 //! and in the two dispatches of `App` (`on_action`, `render`).
 
+pub mod columns;
 pub mod listing;
 pub mod manifests;
 pub mod overview;

@@ -15,10 +15,11 @@ mod detail;
 
 pub use detail::{DetailState, DetailTab, LOG_RING};
 
+use super::columns::{Col, fit, widest};
 use super::{Ctx, Cursor, KeyCtx, Reply};
-use crate::domain::age::{age, age_changes_at};
+use crate::domain::age::{age, age_changes_at, countdown_changes_at};
 use crate::domain::filter::Filter;
-use crate::domain::run::{Page, RUN_FIELDS, Run, RunLog, RunStatus};
+use crate::domain::run::{Page, RUN_FIELDS, Run, RunLog, RunStatus, Timing};
 use crate::ops::{ACTIVITY_MINUTES, QueueOverview, RunDetail};
 use crate::tui::app::{Effect, Level, Mode};
 use crate::tui::keymap::Action;
@@ -188,7 +189,11 @@ impl RunsPane {
                 let expires = r
                     .lease_expires_at
                     .filter(|t| *t > now && r.status.is_held());
-                [Some(age_changes_at(now, r.created_at)), expires]
+                [
+                    Some(age_changes_at(now, r.created_at)),
+                    expires,
+                    timing_changes_at(r, now),
+                ]
             })
             .flatten()
             .min()
@@ -547,7 +552,6 @@ impl RunsPane {
             );
         }
 
-        let wide = area.width >= 110;
         let full = self.runs.len() as i64 >= RUN_PAGE;
         let mut title = format!(" Runs ({}", self.runs.len());
         match (self.query.page, self.runs.first(), self.runs.last()) {
@@ -604,58 +608,86 @@ impl RunsPane {
             return;
         }
 
-        let header_cells: &[&str] = if wide {
-            &[
-                " ",
+        // Widths from every run loaded (not only those on screen), so they hold while scrolling.
+        let digits = |n: i64| n.max(1).ilog10() as usize + 1;
+        let cols = [
+            Col::new(" ", 1, 1, 0),
+            Col::new(
                 "ID",
-                "STATUS",
+                self.runs.iter().map(|r| digits(r.id)).max().unwrap_or(1),
+                4,
+                0,
+            ),
+            Col::new("STATUS", 9, 7, 0),
+            Col::new(
                 "PROJECT/WORKFLOW",
+                self.runs
+                    .iter()
+                    .map(|r| r.project.chars().count() + 1 + r.workflow.chars().count())
+                    .max()
+                    .unwrap_or(0),
+                12,
+                0,
+            ),
+            Col::new(
                 "QUEUE",
+                widest(self.runs.iter().map(|r| r.queue.as_str())),
+                8,
+                3,
+            ),
+            Col::new(
                 "TRY",
+                self.runs
+                    .iter()
+                    .map(|r| digits(i64::from(r.attempt)) + 1 + digits(i64::from(r.max_attempts)))
+                    .max()
+                    .unwrap_or(3),
+                3,
+                2,
+            ),
+            Col::new(
                 "PRI",
+                self.runs
+                    .iter()
+                    .map(|r| r.priority.to_string().len())
+                    .max()
+                    .unwrap_or(1),
+                3,
+                4,
+            ),
+            Col::new(
                 "WORKER",
-                "AGE",
-            ]
-        } else {
-            &[
-                " ",
-                "ID",
-                "STATUS",
-                "PROJECT/WORKFLOW",
-                "TRY",
-                "WORKER",
-                "AGE",
-            ]
-        };
-        let header = Row::new(header_cells.iter().map(|h| Cell::from(*h)))
-            .style(Style::default().add_modifier(Modifier::BOLD));
-        let rows = self.runs.iter().map(|run| run_row(run, self, ctx, wide));
-        let widths: Vec<Constraint> = if wide {
-            vec![
-                Constraint::Length(1),
-                Constraint::Length(7),
-                Constraint::Length(9),
-                Constraint::Min(20),
-                Constraint::Length(14),
-                Constraint::Length(5),
-                Constraint::Length(5),
-                Constraint::Length(18),
-                Constraint::Length(5),
-            ]
-        } else {
-            vec![
-                Constraint::Length(1),
-                Constraint::Length(6),
-                Constraint::Length(9),
-                Constraint::Min(14),
-                Constraint::Length(5),
-                Constraint::Length(12),
-                Constraint::Length(4),
-            ]
-        };
-        let mut state = TableState::default()
-            .with_offset(self.cursor.offset)
-            .with_selected(Some(self.cursor.selected));
+                widest(
+                    self.runs
+                        .iter()
+                        .map(|r| r.worker_id.as_deref().unwrap_or("-")),
+                ),
+                6,
+                1,
+            ),
+            Col::new("TIME", 9, 8, 0),
+            Col::new("AGE", 4, 3, 0),
+        ];
+        // The table's borders take two cells, the highlight symbol none.
+        let fitted = fit(&cols, table.width.saturating_sub(2));
+        let header = Row::new(
+            cols.iter()
+                .zip(&fitted)
+                .filter(|(_, w)| w.is_some())
+                .map(|(c, _)| Cell::from(c.header)),
+        )
+        .style(Style::default().add_modifier(Modifier::BOLD));
+        let widths: Vec<Constraint> = fitted
+            .iter()
+            .flatten()
+            .map(|w| Constraint::Length(*w))
+            .collect();
+        let shown = self.visible_runs(RunsPane::list_rows(area.height));
+        let rows = shown.iter().map(|run| run_row(run, self, ctx, &fitted));
+        // Only the rows on screen are built; the state's selection is relative to them.
+        let mut state = TableState::default().with_selected(Some(
+            self.cursor.selected.saturating_sub(self.cursor.offset),
+        ));
         frame.render_stateful_widget(
             Table::new(rows, widths)
                 .header(header)
@@ -677,7 +709,8 @@ pub fn count_label(count: i64) -> String {
     }
 }
 
-fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, wide: bool) -> Row<'a> {
+/// One run's row, with the cells of the columns `fitted` kept (in `render_list`'s order).
+fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, fitted: &[Option<u16>]) -> Row<'a> {
     let theme = ctx.theme;
     let mark = if pane.marked.contains(&run.id) {
         "*"
@@ -691,20 +724,42 @@ fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, wide: bool) -> Row<'a> 
     } else {
         Span::styled(run.status.as_str(), theme.status(run.status))
     };
-    let mut cells = vec![
+    let cells = [
         Cell::from(mark),
         Cell::from(run.id.to_string()),
         Cell::from(status),
         Cell::from(format!("{}/{}", run.project, run.workflow)),
+        Cell::from(run.queue.as_str()),
+        Cell::from(format!("{}/{}", run.attempt, run.max_attempts)),
+        Cell::from(run.priority.to_string()),
+        Cell::from(run.worker_id.as_deref().unwrap_or("-")),
+        Cell::from(timing_text(run, ctx.now)),
+        Cell::from(age(ctx.now, run.created_at)),
     ];
-    if wide {
-        cells.push(Cell::from(run.queue.as_str()));
+    Row::new(
+        cells
+            .into_iter()
+            .zip(fitted)
+            .filter(|(_, w)| w.is_some())
+            .map(|(c, _)| c),
+    )
+}
+
+/// Where the run's time goes: `wait 3m` queued, `in 2m` scheduled, `run 45s` held, `took 12s`.
+pub fn timing_text(run: &Run, now: DateTime<Utc>) -> String {
+    match run.timing(now) {
+        Timing::Waiting(since) => format!("wait {}", age(now, since)),
+        Timing::Scheduled(at) => format!("in {}", age(at, now)),
+        Timing::Running(since) => format!("run {}", age(now, since)),
+        Timing::Took(from, to) => format!("took {}", age(to, from)),
     }
-    cells.push(Cell::from(format!("{}/{}", run.attempt, run.max_attempts)));
-    if wide {
-        cells.push(Cell::from(run.priority.to_string()));
+}
+
+/// When `timing_text` next changes by the clock alone.
+fn timing_changes_at(run: &Run, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match run.timing(now) {
+        Timing::Waiting(since) | Timing::Running(since) => Some(age_changes_at(now, since)),
+        Timing::Scheduled(at) => Some(countdown_changes_at(now, at)),
+        Timing::Took(..) => None,
     }
-    cells.push(Cell::from(run.worker_id.as_deref().unwrap_or("-")));
-    cells.push(Cell::from(age(ctx.now, run.created_at)));
-    Row::new(cells)
 }
