@@ -302,10 +302,18 @@ fn marked_runs_are_canceled_together_after_confirmation() {
 #[test]
 fn a_confirmation_answered_no_does_nothing() {
     let mut app = loaded(false);
+    // Run 8 is queued: the rules refuse it up front, nothing is asked.
+    press(&mut app, "R");
+    assert_eq!(app.mode, Mode::Normal);
+    assert_eq!(
+        app.message.as_ref().map(|m| m.1.as_str()),
+        Some("run 8 is queued: only finished runs can be retried")
+    );
+    press(&mut app, "jjjjj"); // run 3, failed
     press(&mut app, "R");
     assert_eq!(
         app.mode,
-        Mode::Confirm(Confirm::new(Effect::Retry(vec![8])))
+        Mode::Confirm(Confirm::new(Effect::Retry(vec![3])))
     );
     assert!(press(&mut app, "n").is_empty());
     assert_eq!(app.mode, Mode::Normal);
@@ -435,9 +443,17 @@ fn detail_opens_switches_tabs_and_closes() {
 #[test]
 fn claim_start_and_complete_go_through_the_console_worker() {
     let mut app = loaded(false);
-    assert_eq!(press(&mut app, "c"), vec![Effect::Claim("default".into())]);
+    // Every write asks first.
+    assert!(press(&mut app, "c").is_empty());
+    assert_eq!(press(&mut app, "y"), vec![Effect::Claim("default".into())]);
+    press(&mut app, "S");
+    assert_eq!(
+        app.message.as_ref().map(|m| m.1.as_str()),
+        Some("run 8 is queued: only a claimed run can be started")
+    );
     press(&mut app, "jj");
-    assert_eq!(press(&mut app, "S"), vec![Effect::Start(6)]);
+    assert!(press(&mut app, "S").is_empty());
+    assert_eq!(press(&mut app, "y"), vec![Effect::Start(6)]);
     assert!(press(&mut app, "C").is_empty());
     assert_eq!(
         app.mode,
@@ -1731,9 +1747,186 @@ fn runs_command_replaces_the_whole_filter() {
 fn marks_stay_when_the_action_was_for_the_run_in_the_detail() {
     let mut app = loaded(false);
     press(&mut app, " "); // marks 8
-    press(&mut app, ":run 5");
+    press(&mut app, ":run 3");
     app.on_key(code(KeyCode::Enter));
     press(&mut app, "R");
-    assert_eq!(press(&mut app, "y"), vec![Effect::Retry(vec![5])]);
+    assert_eq!(press(&mut app, "y"), vec![Effect::Retry(vec![3])]);
     assert!(app.runs.marked.contains(&8));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Triage: jumps and the way back, copying a field, writes refused up front
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn from_a_run_to_its_workflow_and_back_with_crumbs() {
+    let mut app = loaded(false);
+    press(&mut app, "jjjjj"); // run 3, acme/test, failed
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(3));
+    let effects = press(&mut app, "l");
+    assert_eq!(effects, vec![Effect::OpenRun(3)]);
+    assert_eq!(
+        app.runs.detail.as_ref().map(|d| d.tab),
+        Some(DetailTab::Logs),
+        "l opens the logs straight from the list"
+    );
+    app.on_data(
+        Data::Detail(Box::new(detail_of(fixture_runs()[5].clone()))),
+        t0(),
+    );
+    let effects = press(&mut app, "W");
+    assert_eq!(
+        effects,
+        vec![Effect::LoadRuns(RunsQuery {
+            text: "project:acme workflow:test".into(),
+            ..RunsQuery::default()
+        })]
+    );
+    assert_eq!(
+        app.crumbs(),
+        vec!["run 3", "Runs /project:acme workflow:test"]
+    );
+    let shown = screen(&mut app, 80, 24);
+    assert!(
+        shown
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains("run 3 › Runs /project:acme")),
+        "{shown}"
+    );
+    // q at depth goes back, not out: to the run it came from.
+    assert_eq!(
+        press(&mut app, "q"),
+        vec![Effect::LoadRuns(RunsQuery::default()), Effect::OpenRun(3)]
+    );
+    assert!(!app.quit);
+    assert!(app.back.is_empty());
+    assert_eq!(app.runs.detail.as_ref().map(|d| d.run_id), Some(3));
+    // Out of the detail, then q quits.
+    press(&mut app, "q");
+    assert!(app.runs.detail.is_none() && !app.quit);
+    press(&mut app, "q");
+    assert!(app.quit);
+}
+
+#[test]
+fn a_run_goes_to_its_service_and_its_retry_chain() {
+    let mut app = loaded(false);
+    let mut service_run = run(9, "billing.sync", RunStatus::Failed);
+    service_run.retry_of = Some(3);
+    let mut runs = fixture_runs();
+    runs.insert(0, service_run);
+    app.on_data(Data::Runs(app.runs.query.clone(), runs), t0());
+    assert_eq!(app.runs.selected_run().map(|r| r.id), Some(9));
+    let effects = press(&mut app, "v");
+    assert_eq!(app.pane, Pane::Manifests);
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::LoadManifests { schema, .. } if schema == "billing")),
+        "{effects:?}"
+    );
+    app.on_key(code(KeyCode::Esc));
+    assert_eq!(app.pane, Pane::Runs);
+    // `[` opens the run it retries; from there `]` finds the retry among the loaded runs.
+    assert_eq!(press(&mut app, "["), vec![Effect::OpenRun(3)]);
+    app.on_data(
+        Data::Detail(Box::new(detail_of(fixture_runs()[5].clone()))),
+        t0(),
+    );
+    assert_eq!(press(&mut app, "]"), vec![Effect::OpenRun(9)]);
+    // A run of no service says so.
+    app.on_data(
+        Data::Detail(Box::new(detail_of(run(9, "build", RunStatus::Failed)))),
+        t0(),
+    );
+    press(&mut app, "v");
+    assert_eq!(
+        app.message.as_ref().map(|m| m.1.as_str()),
+        Some("run 9 belongs to no service: build is not a service's workflow")
+    );
+}
+
+#[test]
+fn y_offers_the_run_fields_to_copy() {
+    let mut app = loaded(false);
+    app.copy_hint = Some("tmux hint".into());
+    press(&mut app, "jjjjj"); // run 3, failed: it has an error
+    assert!(press(&mut app, "y").is_empty());
+    let shown = screen(&mut app, 80, 24);
+    assert!(
+        shown.contains("copy: i id · p payload · e error · w workflow · c command"),
+        "{shown}"
+    );
+    assert_eq!(
+        press(&mut app, "p"),
+        vec![Effect::Copy(r#"{"branch":"main"}"#.into())]
+    );
+    assert_eq!(
+        app.message.as_ref().map(|m| m.1.as_str()),
+        Some("copied payload (17 bytes); tmux hint")
+    );
+    press(&mut app, "y");
+    assert_eq!(
+        press(&mut app, "e"),
+        vec![Effect::Copy("exit code 2".into())]
+    );
+    assert_eq!(
+        app.message.as_ref().map(|m| m.1.as_str()),
+        Some("copied error (11 bytes)"),
+        "the tmux hint is said once"
+    );
+    press(&mut app, "y");
+    assert!(
+        press(&mut app, "z").is_empty(),
+        "another key copies nothing"
+    );
+    assert_eq!(app.mode, Mode::Normal);
+}
+
+#[test]
+fn bulk_actions_leave_out_what_the_rules_forbid() {
+    let mut app = loaded(false);
+    // Marks: 8 (queued), 4 (succeeded), 3 (failed).
+    press(&mut app, " ");
+    press(&mut app, "jjj ");
+    press(&mut app, " ");
+    assert_eq!(
+        app.runs.marked.iter().copied().collect::<Vec<_>>(),
+        vec![3, 4, 8]
+    );
+    press(&mut app, "x");
+    let Mode::Confirm(confirm) = app.mode.clone() else {
+        panic!("asks: {:?}", app.mode)
+    };
+    assert_eq!(confirm.effect, Effect::Cancel(vec![8]));
+    assert!(
+        confirm
+            .question
+            .contains("2 marked run(s) left out: only queued, claimed or running"),
+        "{}",
+        confirm.question
+    );
+    press(&mut app, "n");
+    press(&mut app, "R");
+    let Mode::Confirm(confirm) = app.mode.clone() else {
+        panic!("asks: {:?}", app.mode)
+    };
+    assert_eq!(confirm.effect, Effect::Retry(vec![3, 4]));
+}
+
+#[test]
+fn durations_show_in_the_list_and_tick_with_the_clock() {
+    let mut app = loaded(false);
+    let shown = screen(&mut app, 80, 24);
+    // Queued runs wait, held ones run, finished ones took.
+    for text in ["wait 12m", "run 9m", "took 28s"] {
+        assert!(shown.contains(text), "{text} in {shown}");
+    }
+    app.set_clock(t0() + Duration::minutes(2));
+    let shown = screen(&mut app, 80, 24);
+    assert!(
+        shown.contains("wait 14m") && shown.contains("run 11m"),
+        "{shown}"
+    );
 }

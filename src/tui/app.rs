@@ -91,6 +91,11 @@ impl Confirm {
             Effect::MakeDefault { template, version } => {
                 format!("Make {template} {version} the default?")
             }
+            Effect::Claim(queue) => format!(
+                "Claim the next queued run of {queue} as this console? It is held 10 minutes \
+                 for S start and C complete, then goes back to the queue."
+            ),
+            Effect::Start(id) => format!("Start run {id} as this console's worker?"),
             other => format!("{other:?}?"),
         };
         Self { effect, question }
@@ -113,9 +118,49 @@ fn id_list(ids: &[i64]) -> String {
     }
 }
 
+/// One field `y` offers to copy: the key that picks it, what it is, its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyChoice {
+    pub key: char,
+    pub label: &'static str,
+    pub value: String,
+}
+
+impl CopyChoice {
+    pub fn new(key: char, label: &'static str, value: String) -> Self {
+        Self { key, label, value }
+    }
+}
+
+/// Where the operator was before a jump (`W`, `v`, `[`, Enter on a queue, a `:` command):
+/// Esc, and `q` at depth, come back here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub pane: Pane,
+    pub query: RunsQuery,
+    pub run: Option<i64>,
+    pub service: Option<String>,
+}
+
+impl Place {
+    /// A breadcrumb: `Runs /status:failed`, `run 42`, `Manifests billing`.
+    pub fn label(&self) -> String {
+        match (self.pane, self.run, &self.service) {
+            (Pane::Runs, Some(id), _) => format!("run {id}"),
+            (Pane::Runs, None, _) if !self.query.text.is_empty() => {
+                format!("Runs /{}", self.query.text)
+            }
+            (Pane::Manifests, _, Some(schema)) => format!("Manifests {schema}"),
+            (pane, ..) => pane.title().to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     Normal,
+    /// `y` asked which field to copy.
+    Copy(Vec<CopyChoice>),
     Help,
     Filter(String),
     Command(String),
@@ -334,6 +379,11 @@ pub struct App {
     pub filter_before: String,
     /// What is wrong with the filter being typed (the last good one stays applied).
     pub filter_error: Option<String>,
+    /// Where the operator came from, newest last (the breadcrumbs).
+    pub back: Vec<Place>,
+    /// Said with the first copy: inside tmux, OSC 52 reaches the clipboard only when tmux
+    /// lets it through.
+    pub copy_hint: Option<String>,
 }
 
 impl App {
@@ -352,6 +402,8 @@ impl App {
             runs: RunsPane::default(),
             filter_before: String::new(),
             filter_error: None,
+            back: Vec::new(),
+            copy_hint: None,
             message: None,
             messages: VecDeque::new(),
             now: Utc::now(),
@@ -528,6 +580,24 @@ impl App {
             // Any key closes an overlay; `q` there should not quit by surprise.
             Mode::Help | Mode::Audit | Mode::Messages => Vec::new(),
             Mode::Filter(text) => self.on_filter_key(key, text),
+            Mode::Copy(choices) => {
+                let chosen = match key.code {
+                    KeyCode::Char(c) => choices.into_iter().find(|choice| choice.key == c),
+                    _ => None,
+                };
+                match chosen {
+                    Some(choice) => {
+                        let mut text =
+                            format!("copied {} ({} bytes)", choice.label, choice.value.len());
+                        if let Some(hint) = self.copy_hint.take() {
+                            text.push_str(&format!("; {hint}"));
+                        }
+                        self.say(Level::Info, text);
+                        vec![Effect::Copy(choice.value)]
+                    }
+                    None => Vec::new(),
+                }
+            }
             Mode::Command(text) => self.on_command_key(key, text),
             Mode::ExitCode { run_id, mut text } => match key.code {
                 KeyCode::Enter => match text.trim().parse::<i32>() {
@@ -602,11 +672,19 @@ impl App {
             return Vec::new();
         };
         self.message = None;
+        // `q` at depth goes back a level; ctrl-c always quits.
+        let ctrl_c =
+            key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL);
+        let action = match action {
+            Action::Quit if !ctrl_c && self.depth() > 0 => Action::Back,
+            other => other,
+        };
         match action {
             Action::Quit => {
                 self.quit = true;
                 Vec::new()
             }
+            Action::Back if !self.back.is_empty() && !self.pane_keeps_back() => self.go_back(),
             Action::Help => {
                 self.mode = Mode::Help;
                 Vec::new()
@@ -621,6 +699,19 @@ impl App {
                 self.filter_error = None;
                 self.mode = Mode::Filter(text);
                 Vec::new()
+            }
+            // Choosing a pane is a fresh start: the way back is forgotten.
+            Action::NextPane
+            | Action::PrevPane
+            | Action::Overview
+            | Action::Services
+            | Action::Manifests
+            | Action::Templates
+            | Action::Runs
+                if !self.back.is_empty() =>
+            {
+                self.back.clear();
+                self.on_normal_key(key)
             }
             Action::NextPane => self.switch_pane(self.pane.step(1)),
             Action::PrevPane => self.switch_pane(self.pane.step(Pane::ALL.len() - 1)),
@@ -643,6 +734,74 @@ impl App {
         }
     }
 
+    /// How many levels deep the operator is: jumps taken, and a run's detail open.
+    pub fn depth(&self) -> usize {
+        self.back.len() + usize::from(self.pane == Pane::Runs && self.runs.detail.is_some())
+    }
+
+    /// Whether Esc belongs to the pane first (clearing a log search).
+    fn pane_keeps_back(&self) -> bool {
+        self.pane == Pane::Runs
+            && self
+                .runs
+                .detail
+                .as_ref()
+                .is_some_and(|d| !d.search.is_empty())
+    }
+
+    /// Where the operator is now, to come back to.
+    pub fn place(&self) -> Place {
+        Place {
+            pane: self.pane,
+            query: self.runs.query.clone(),
+            run: self.runs.detail.as_ref().map(|d| d.run_id),
+            service: self.manifests.service.clone(),
+        }
+    }
+
+    /// The breadcrumbs: every place come from, then here.
+    pub fn crumbs(&self) -> Vec<String> {
+        self.back
+            .iter()
+            .map(Place::label)
+            .chain(std::iter::once(self.place().label()))
+            .collect()
+    }
+
+    /// Goes back to where the last jump came from.
+    fn go_back(&mut self) -> Vec<Effect> {
+        let Some(place) = self.back.pop() else {
+            return Vec::new();
+        };
+        let mut effects = Vec::new();
+        if place.pane == Pane::Runs {
+            if self.runs.query.text != place.query.text
+                || self.runs.query.status != place.query.status
+            {
+                effects.extend(self.runs.filter(place.query.clone()));
+            }
+            let open = self.runs.detail.as_ref().map(|d| d.run_id);
+            match place.run {
+                Some(id) if open != Some(id) => effects.extend(self.runs.open_run(id)),
+                Some(_) => {}
+                None => {
+                    if self.runs.detail.take().is_some() {
+                        effects.push(Effect::CloseRun);
+                    }
+                }
+            }
+        }
+        if place.pane == Pane::Manifests
+            && let Some(schema) = place
+                .service
+                .filter(|s| self.manifests.service.as_ref() != Some(s))
+        {
+            effects.extend(self.manifests.open(schema));
+        }
+        effects.extend(self.switch_pane(place.pane));
+        effects
+    }
+
     /// Carries out what a pane answered.
     fn apply(&mut self, reply: Reply) -> Vec<Effect> {
         if let Some((level, text)) = reply.say {
@@ -652,7 +811,17 @@ impl App {
             self.mode = mode;
         }
         let mut effects = reply.effects;
+        if reply.goto.is_some() {
+            let here = self.place();
+            if self.back.last() != Some(&here) {
+                self.back.push(here);
+            }
+        }
         match reply.goto {
+            Some(Goto::Run(id)) => {
+                self.pane = Pane::Runs;
+                effects.extend(self.runs.open_run(id));
+            }
             Some(Goto::Services) => self.pane = Pane::Services,
             Some(Goto::Manifests(schema)) => {
                 self.pane = Pane::Manifests;

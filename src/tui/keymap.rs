@@ -71,6 +71,10 @@ pub enum Action {
     LabelVersion,
     Sort,
     SortReverse,
+    WorkflowRuns,
+    GoService,
+    RetryOf,
+    RetriedBy,
 }
 
 impl Action {
@@ -113,7 +117,7 @@ impl Action {
         ),
         (Action::Pause, "pause", "pause/resume the list", false),
         (Action::Mark, "mark", "mark / unmark run", false),
-        (Action::CopyId, "copy_id", "copy run id (OSC 52)", false),
+        (Action::CopyId, "copy_id", "copy a field (OSC 52)", false),
         (Action::Cancel, "cancel", "cancel marked/selected", true),
         (Action::Retry, "retry", "retry marked/selected", true),
         (Action::Claim, "claim", "claim next in this queue", true),
@@ -175,6 +179,20 @@ impl Action {
         ),
         (Action::Sort, "sort", "sort by the next column", false),
         (
+            Action::WorkflowRuns,
+            "workflow_runs",
+            "runs of its workflow",
+            false,
+        ),
+        (Action::GoService, "go_service", "its service", false),
+        (Action::RetryOf, "retry_of", "the run it retries", false),
+        (
+            Action::RetriedBy,
+            "retried_by",
+            "the run that retries it",
+            false,
+        ),
+        (
             Action::SortReverse,
             "sort_reverse",
             "reverse the order",
@@ -219,7 +237,8 @@ impl Action {
     fn contexts(self) -> &'static [Context] {
         use Action::*;
         match self {
-            Mark | CopyId | CycleStatus | Pause => &[Context::Runs],
+            Mark | CycleStatus | Pause => &[Context::Runs],
+            CopyId => &[Context::Runs, Context::Detail],
             Sort | SortReverse => &[
                 Context::Overview,
                 Context::Services,
@@ -227,7 +246,9 @@ impl Action {
                 Context::Templates,
             ],
             Cancel | Retry | Claim | Start | Complete => &[Context::Runs, Context::Detail],
-            ShowEvents | ShowLogs | ShowArtifacts | Follow => &[Context::Detail],
+            ShowEvents | ShowLogs => &[Context::Runs, Context::Detail],
+            ShowArtifacts | Follow => &[Context::Detail],
+            WorkflowRuns | GoService | RetryOf | RetriedBy => &[Context::Runs, Context::Detail],
             NewService | Deploy => &[Context::Services],
             Propose | Activate | Lock | Unlock | Diff => &[Context::Manifests],
             Promote | Deprecate | MakeDefault | LabelVersion => &[Context::Templates],
@@ -415,6 +436,10 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("*", Action::MakeDefault),
     ("t", Action::LabelVersion),
     ("o", Action::Sort),
+    ("W", Action::WorkflowRuns),
+    ("v", Action::GoService),
+    ("[", Action::RetryOf),
+    ("]", Action::RetriedBy),
     ("O", Action::SortReverse),
 ];
 
@@ -530,7 +555,7 @@ mod tests {
         assert_eq!(
             km.action(
                 Context::Runs,
-                &press(KeyCode::Char('l'), KeyModifiers::NONE)
+                &press(KeyCode::Char('a'), KeyModifiers::NONE)
             ),
             None
         );

@@ -45,6 +45,11 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
         ops.actor().to_owned()
     };
     let mut app = App::new(ops.store_location(), user, keymap, options.read_only);
+    if std::env::var_os("TMUX").is_some() {
+        // tmux drops an application's OSC 52 unless told otherwise (its default is `external`).
+        app.copy_hint =
+            Some("inside tmux it reaches the clipboard only with `set -g set-clipboard on`".into());
+    }
     // try_init puts the terminal in raw mode on the alternate screen and restores it on panic;
     // the terminal it answers is replaced by one whose backend stays quiet on empty frames.
     if let Err(e) = ratatui::try_init() {

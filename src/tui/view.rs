@@ -54,6 +54,27 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let [left, right] =
         Layout::horizontal([Constraint::Min(10), Constraint::Length(badge.len() as u16)])
             .areas(area);
+    if !app.back.is_empty() {
+        // After a jump the tab line is the way back: where from, and here.
+        let crumbs = app.crumbs();
+        let last = crumbs.len().saturating_sub(1);
+        let mut spans = vec![Span::styled(format!("{} ", app.pane.index()), theme.dim())];
+        for (i, crumb) in crumbs.into_iter().enumerate() {
+            if i > 0 {
+                spans.push(Span::styled(" › ", theme.dim()));
+            }
+            let style = if i == last {
+                theme.selected().add_modifier(Modifier::BOLD)
+            } else {
+                Style::default()
+            };
+            spans.push(Span::styled(crumb, style));
+        }
+        spans.push(Span::styled("  esc back", theme.dim()));
+        frame.render_widget(Line::from(spans), left);
+        frame.render_widget(Span::styled(badge, badge_style(app, theme)), right);
+        return;
+    }
     let titles: Vec<Line> = Pane::ALL
         .iter()
         .enumerate()
@@ -67,14 +88,17 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
             .divider("│"),
         left,
     );
-    let badge_style = if app.read_only {
+    frame.render_widget(Span::styled(badge, badge_style(app, theme)), right);
+}
+
+fn badge_style(app: &App, theme: Theme) -> Style {
+    if app.read_only {
         theme
             .fg(Color::Yellow)
             .add_modifier(Modifier::REVERSED | Modifier::BOLD)
     } else {
         theme.dim()
-    };
-    frame.render_widget(Span::styled(badge, badge_style), right);
+    }
 }
 
 fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
@@ -92,6 +116,18 @@ fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
                 )),
                 None => spans.push(Span::styled("Enter keeps · Esc undoes", theme.dim())),
             }
+            Line::from(spans)
+        }
+        Mode::Copy(choices) => {
+            let mut spans = vec![Span::raw("copy: ")];
+            for (i, c) in choices.iter().enumerate() {
+                if i > 0 {
+                    spans.push(Span::styled(" · ", theme.dim()));
+                }
+                spans.push(Span::styled(c.key.to_string(), theme.fg(Color::Cyan)));
+                spans.push(Span::raw(format!(" {}", c.label)));
+            }
+            spans.push(Span::styled("  (any other key: nothing)", theme.dim()));
             Line::from(spans)
         }
         Mode::Command(text) => Line::from(vec![

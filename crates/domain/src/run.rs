@@ -155,6 +155,15 @@ impl Run {
         }
     }
 
+    /// The service a run belongs to: a service workflow is named `<schema>.<name>`, and a
+    /// deploy run names its service in the payload.
+    pub fn service_schema(&self) -> Option<&str> {
+        match self.workflow.split_once('.') {
+            Some((schema, _)) => Some(schema),
+            None => self.payload.get("service").and_then(Value::as_str),
+        }
+    }
+
     /// A held run whose lease ran out: its holder stopped renewing it, and it waits for a
     /// worker's rescue pass to go back to the queue.
     pub fn lease_expired(&self, now: DateTime<Utc>) -> bool {

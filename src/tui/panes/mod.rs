@@ -47,6 +47,8 @@ pub enum Goto {
     Manifests(String),
     /// The runs of this query.
     Runs(runs::RunsQuery),
+    /// One run's detail.
+    Run(i64),
 }
 
 /// A pane's answer to a key: loads and actions for the runtime, and what the console around the

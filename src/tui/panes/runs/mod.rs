@@ -16,12 +16,12 @@ mod detail;
 pub use detail::{DetailState, DetailTab, LOG_RING};
 
 use super::columns::{Col, fit, widest};
-use super::{Ctx, Cursor, KeyCtx, Reply};
+use super::{Ctx, Cursor, Goto, KeyCtx, Reply};
 use crate::domain::age::{age, age_changes_at, countdown_changes_at};
 use crate::domain::filter::Filter;
 use crate::domain::run::{Page, RUN_FIELDS, Run, RunLog, RunStatus, Timing};
 use crate::ops::{ACTIVITY_MINUTES, QueueOverview, RunDetail};
-use crate::tui::app::{Effect, Level, Mode};
+use crate::tui::app::{CopyChoice, Effect, Mode};
 use crate::tui::keymap::Action;
 
 /// Rows one page of the run list holds; the counts cover the rest.
@@ -337,12 +337,56 @@ impl RunsPane {
                 }
                 Reply::default()
             }
-            Action::CopyId => match self.selected_run() {
+            Action::CopyId => match self.current_run() {
+                Some(run) => Reply::mode(Mode::Copy(copy_choices(run))),
+                None => Reply::default(),
+            },
+            Action::ShowEvents | Action::ShowLogs => match self.selected_run().map(|r| r.id) {
+                Some(id) => {
+                    let effects = self.open_run(id);
+                    if let Some(d) = self.detail.as_mut() {
+                        d.tab = if action == Action::ShowLogs {
+                            DetailTab::Logs
+                        } else {
+                            DetailTab::Events
+                        };
+                    }
+                    Reply::effects(effects)
+                }
+                None => Reply::default(),
+            },
+            Action::WorkflowRuns => match self.current_run() {
+                Some(run) => Reply::goto(Goto::Runs(RunsQuery {
+                    text: format!("project:{} workflow:{}", run.project, run.workflow),
+                    ..RunsQuery::default()
+                })),
+                None => Reply::default(),
+            },
+            Action::GoService => match self.current_run() {
+                Some(run) => match run.service_schema() {
+                    Some(schema) => Reply::goto(Goto::Manifests(schema.to_owned())),
+                    None => Reply::fail(format!(
+                        "run {} belongs to no service: {} is not a service's workflow",
+                        run.id, run.workflow
+                    )),
+                },
+                None => Reply::default(),
+            },
+            Action::RetryOf => match self.current_run() {
+                Some(run) => match run.retry_of {
+                    Some(id) => Reply::goto(Goto::Run(id)),
+                    None => {
+                        Reply::info(format!("run {} is no retry: it was queued itself", run.id))
+                    }
+                },
+                None => Reply::default(),
+            },
+            Action::RetriedBy => match self.current_run() {
                 Some(run) => {
-                    let id = run.id.to_string();
-                    Reply {
-                        say: Some((Level::Info, format!("copied run id {id}"))),
-                        ..Reply::effects(vec![Effect::Copy(id)])
+                    let id = run.id;
+                    match self.retried_by(id) {
+                        Some(retry) => Reply::goto(Goto::Run(retry)),
+                        None => Reply::info(format!("run {id} has not been retried")),
                     }
                 }
                 None => Reply::default(),
@@ -350,11 +394,15 @@ impl RunsPane {
             Action::Cancel => self.ask_for_targets(Effect::Cancel, ctx),
             Action::Retry => self.ask_for_targets(Effect::Retry, ctx),
             Action::Claim => match self.current_run() {
-                Some(run) => Reply::effects(vec![Effect::Claim(run.queue.clone())]),
+                Some(run) => Reply::ask(Effect::Claim(run.queue.clone())),
                 None => Reply::fail("no run selected: its queue is the one claimed from"),
             },
-            Action::Start => match self.current_run_id() {
-                Some(id) => Reply::effects(vec![Effect::Start(id)]),
+            Action::Start => match self.current_run() {
+                Some(run) if run.status != RunStatus::Claimed => Reply::fail(format!(
+                    "run {} is {}: only a claimed run can be started",
+                    run.id, run.status
+                )),
+                Some(run) => Reply::ask(Effect::Start(run.id)),
                 None => Reply::default(),
             },
             Action::Complete => match self.current_run_id() {
@@ -455,6 +503,8 @@ impl RunsPane {
         self.selected_run().map(|r| vec![r.id]).unwrap_or_default()
     }
 
+    /// Asks before canceling or retrying the targets, leaving out (and saying so) the runs whose
+    /// status the rules do not allow it for: only unfinished runs cancel, only finished ones retry.
     fn ask_for_targets(&mut self, make: fn(Vec<i64>) -> Effect, ctx: &KeyCtx) -> Reply {
         if ctx.read_only {
             return Reply::fail("read-only: nothing can be changed");
@@ -463,21 +513,78 @@ impl RunsPane {
         if ids.is_empty() {
             return Reply::info("no run selected");
         }
+        let cancel = matches!(make(Vec::new()), Effect::Cancel(_));
+        let refused: Vec<(i64, RunStatus)> = ids
+            .iter()
+            .filter_map(|id| self.known_status(*id).map(|s| (*id, s)))
+            .filter(|(_, s)| {
+                if cancel {
+                    s.is_terminal()
+                } else {
+                    !s.is_terminal()
+                }
+            })
+            .collect();
+        let rule = if cancel {
+            "only queued, claimed or running runs can be canceled"
+        } else {
+            "only finished runs can be retried"
+        };
+        if let [(id, status)] = refused.as_slice()
+            && ids.len() == 1
+        {
+            return Reply::fail(format!("run {id} is {status}: {rule}"));
+        }
+        if refused.len() == ids.len() {
+            return Reply::fail(format!("none of the {} runs qualifies: {rule}", ids.len()));
+        }
+        let ids: Vec<i64> = ids
+            .into_iter()
+            .filter(|id| !refused.iter().any(|(r, _)| r == id))
+            .collect();
         // Marks outlive a filter change; the question says when some of them are out of sight.
         let hidden = ids
             .iter()
             .filter(|id| !self.runs.iter().any(|r| r.id == **id))
             .count();
         let mut reply = Reply::ask(make(ids));
-        if let Some(Mode::Confirm(confirm)) = reply.mode.as_mut()
-            && hidden > 0
-            && self.detail.is_none()
-        {
-            confirm
-                .question
-                .push_str(&format!(" {hidden} of them not shown by the filter."));
+        if let Some(Mode::Confirm(confirm)) = reply.mode.as_mut() {
+            if hidden > 0 && self.detail.is_none() {
+                confirm
+                    .question
+                    .push_str(&format!(" {hidden} of them not shown by the filter."));
+            }
+            if !refused.is_empty() {
+                confirm.question.push_str(&format!(
+                    " {} marked run(s) left out: {rule}.",
+                    refused.len()
+                ));
+            }
         }
         reply
+    }
+
+    /// A run's status as last loaded (the detail's run, or a row of the list).
+    fn known_status(&self, id: i64) -> Option<RunStatus> {
+        self.detail
+            .as_ref()
+            .and_then(|d| d.detail.as_ref())
+            .map(|d| &d.run)
+            .into_iter()
+            .chain(self.runs.iter())
+            .chain(self.incoming.iter())
+            .find(|r| r.id == id)
+            .map(|r| r.status)
+    }
+
+    /// The newest run loaded that retries `id`.
+    fn retried_by(&self, id: i64) -> Option<i64> {
+        self.incoming
+            .iter()
+            .chain(self.runs.iter())
+            .filter(|r| r.retry_of == Some(id))
+            .map(|r| r.id)
+            .max()
     }
 
     /// Rows of the list in a pane `height` rows high: the counts line, the sparkline, and the
@@ -707,6 +814,20 @@ pub fn count_label(count: i64) -> String {
         100_000..10_000_000 => format!("{}k", count / 1_000),
         _ => format!("{:.1}M", count as f64 / 1e6),
     }
+}
+
+/// What `y` offers to copy of a run.
+fn copy_choices(run: &Run) -> Vec<CopyChoice> {
+    let mut choices = vec![
+        CopyChoice::new('i', "id", run.id.to_string()),
+        CopyChoice::new('p', "payload", run.payload_text()),
+        CopyChoice::new('w', "workflow", format!("{}/{}", run.project, run.workflow)),
+        CopyChoice::new('c', "command", format!("ospdeck run show {}", run.id)),
+    ];
+    if let Some(error) = &run.error {
+        choices.insert(2, CopyChoice::new('e', "error", error.clone()));
+    }
+    choices
 }
 
 /// One run's row, with the cells of the columns `fitted` kept (in `render_list`'s order).
