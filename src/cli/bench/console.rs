@@ -20,7 +20,7 @@ use crate::cli::{Cli, CliError, CliResult, open_store, resolve_config};
 use crate::domain::run::{ClaimedRun, Completion, Hold, NewRun};
 use crate::ops::{Ops, RunQuery};
 use crate::store::StoreOptions;
-use crate::tui::app::{App, Data, RUN_PAGE};
+use crate::tui::app::{App, Data, Effect, RUN_PAGE};
 use crate::tui::keymap::Keymap;
 use crate::tui::view::{self, Theme};
 
@@ -79,7 +79,19 @@ struct Report {
     idle_frames: u64,
     /// Written after one run changed state (a cancel), once the console caught up.
     bytes_for_one_change: u64,
+    /// A keystroke on the run list's filter line to the screen redrawn with its answer (each
+    /// keystroke on its own; the console's loader would skip the ones typed faster than that).
+    filter_keystrokes: usize,
+    filter_key_p50_ms: f64,
+    filter_key_p99_ms: f64,
+    /// The same for a filter nothing matches, which the store must scan every run to answer.
+    filter_no_match_p50_ms: f64,
+    filter_no_match_p99_ms: f64,
 }
+
+/// Typed into the run list's filter line, a key at a time.
+const FILTER_TYPED: &str = "status:failed workflow:bench-console";
+const FILTER_NO_MATCH: &str = "error:no-such-error";
 
 const WIDTH: u16 = 160;
 const HEIGHT: u16 = 48;
@@ -199,12 +211,18 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         draw(&mut terminal, &mut app)?;
         render_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let mut filter_ms = type_filter(&fresh_ops, &mut app, &mut terminal, FILTER_TYPED).await?;
+    let mut no_match_ms =
+        type_filter(&fresh_ops, &mut app, &mut terminal, FILTER_NO_MATCH).await?;
     bar.finish_and_clear();
 
     let bar = spinner(show, &format!("idle console for {} s", args.idle_secs));
     let idle = idle_bytes(&fresh_ops, args.idle_secs).await?;
     bar.finish_and_clear();
 
+    let filter_keystrokes = filter_ms.len();
+    let (filter_p50, filter_p99) = p50_p99(&mut filter_ms);
+    let (no_match_p50, no_match_p99) = p50_p99(&mut no_match_ms);
     let (refresh_p50, refresh_p99) = p50_p99(&mut refresh_ms);
     let (render_p50, render_p99) = p50_p99(&mut render_ms);
     let (overview_p50, overview_p99) = p50_p99(&mut activity_ms);
@@ -242,6 +260,11 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         idle_bytes_per_minute: idle.bytes as f64 * 60.0 / args.idle_secs.max(1) as f64,
         idle_frames: idle.frames,
         bytes_for_one_change: idle.change_bytes,
+        filter_keystrokes,
+        filter_key_p50_ms: filter_p50,
+        filter_key_p99_ms: filter_p99,
+        filter_no_match_p50_ms: no_match_p50,
+        filter_no_match_p99_ms: no_match_p99,
     };
     crate::cli::emit_report(cli.json, &report, || render(&report));
     Ok(())
@@ -266,6 +289,8 @@ fn render(r: &Report) -> String {
          template versions list ({} versions)     p50 {:.1} ms   p99 {:.1} ms\n\
          templates pane render                  p50 {:.2} ms   p99 {:.2} ms\n\
          frame render                           p50 {:.2} ms   p99 {:.2} ms   {}\n\
+         filter keystroke to redrawn runs ({} keys of `{FILTER_TYPED}`) p50 {:.1} ms   p99 {:.1} ms   {}\n\
+         the same, a filter nothing matches (`{FILTER_NO_MATCH}`) p50 {:.1} ms   p99 {:.1} ms   {}\n\
          peak RSS while measuring               {}   {}\n\
          idle at 80x24, ages on screen: {} bytes in {} s, {} frames ({:.0} bytes/minute)   {}\n\
          one run changing state                 {} bytes written",
@@ -295,6 +320,13 @@ fn render(r: &Report) -> String {
         r.render_p50_ms,
         r.render_p99_ms,
         aim(r.render_p99_ms, 4.0, "ms"),
+        r.filter_keystrokes,
+        r.filter_key_p50_ms,
+        r.filter_key_p99_ms,
+        aim(r.filter_key_p99_ms, 50.0, "ms"),
+        r.filter_no_match_p50_ms,
+        r.filter_no_match_p99_ms,
+        aim(r.filter_no_match_p99_ms, 50.0, "ms"),
         rss.map(|m| format!("{m:.1} MiB"))
             .unwrap_or_else(|| "unknown (no /proc)".into()),
         rss.map(|m| aim(m, 40.0, "MiB")).unwrap_or_default(),
@@ -332,6 +364,45 @@ async fn refresh(ops: &Ops, app: &mut App) -> CliResult {
     app.on_data(Data::Runs(app.runs.query.clone(), runs), Utc::now());
     app.on_data(Data::Overview(ops.queue_overview().await?), Utc::now());
     Ok(())
+}
+
+/// Types `text` into the run list's filter line a key at a time; for each key, the time until
+/// the screen is redrawn with the store's answer to the query it asked (as the loader would
+/// fetch it). Leaves the filter cleared.
+async fn type_filter(
+    ops: &Ops,
+    app: &mut App,
+    terminal: &mut Terminal<TestBackend>,
+    text: &str,
+) -> CliResult<Vec<f64>> {
+    let mut times = Vec::with_capacity(text.len());
+    app.on_key(key('/'));
+    for c in text.chars() {
+        let t = Instant::now();
+        for effect in app.on_key(key(c)) {
+            if let Effect::LoadRuns(query) = effect {
+                let runs = ops
+                    .list_runs(&RunQuery {
+                        status: query.status,
+                        filter: Some(&query.text),
+                        limit: Some(RUN_PAGE),
+                        page: query.page,
+                        ..Default::default()
+                    })
+                    .await?;
+                app.on_data(Data::Runs(query, runs), Utc::now());
+            }
+        }
+        draw(terminal, app)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    app.on_key(crossterm::event::KeyEvent::from(
+        crossterm::event::KeyCode::Esc,
+    ));
+    app.on_key(crossterm::event::KeyEvent::from(
+        crossterm::event::KeyCode::Esc,
+    ));
+    Ok(times)
 }
 
 fn draw(terminal: &mut Terminal<TestBackend>, app: &mut App) -> CliResult {
