@@ -55,14 +55,14 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
     // The console opens on the Overview.
     tmux.wait_for(OVERVIEW)?;
     tmux.keys(&["4"])?;
-    tmux.wait_for("Runs (19)")?;
+    tmux.wait_for("Runs (20)")?;
 
     tmux.keys(&["2"])?;
     tmux.wait_for("Choose a service in Services")?;
     tmux.keys(&["3"])?;
     tmux.wait_for("Template versions (3)")?;
     tmux.keys(&["4"])?;
-    tmux.wait_for("Runs (19)")?;
+    tmux.wait_for("Runs (20)")?;
 
     // Filter to the deploy runs (the demo's and its services' deploy-service runs); the oldest
     // of them (run 3) succeeded with logs.
@@ -78,7 +78,7 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
     tmux.keys(&["Escape"])?;
     tmux.wait_for("Runs (7) /deploy")?;
     tmux.keys(&["Escape"])?;
-    tmux.wait_for("Runs (19)")?;
+    tmux.wait_for("Runs (20)")?;
 
     // Cancel the newest queued run (the last service's deploy run) after confirming.
     tmux.keys(&[":"])?;
@@ -94,6 +94,8 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
 
     // Claim the next queued run of that queue by hand, start it, complete it with exit code 0.
     tmux.keys(&["c"])?;
+    tmux.wait_for("Claim the next queued run")?;
+    tmux.keys(&["y"])?;
     tmux.wait_for("claimed run 17 as console-")?;
     assert_eq!(run_status(home.path(), &db, "17")?, "claimed");
     tmux.keys(&[":"])?;
@@ -101,6 +103,8 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
     tmux.keys(&["Enter"])?;
     tmux.wait_for("run 17  demo/deploy-service  claimed")?;
     tmux.keys(&["S"])?;
+    tmux.wait_for("Start run 17")?;
+    tmux.keys(&["y"])?;
     tmux.wait_for("started run 17")?;
     tmux.keys(&["C"])?;
     tmux.wait_for("with exit code: 0")?;
@@ -126,6 +130,9 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
     assert_eq!(history[1]["status"], "active", "{history}");
     assert_eq!(history[0]["status"], "superseded", "{history}");
 
+    // q goes back a level (to Services, where the manifests were opened from), then out.
+    tmux.keys(&["q"])?;
+    tmux.wait_for("Services (3)")?;
     tmux.keys(&["q"])?;
     let screen = tmux.wait_for("exit=0")?;
     let screen = if screen.contains("mode=") {
@@ -243,7 +250,7 @@ fn monitor_follows_a_writer_that_appears_after_it_opened() -> TestResult {
     tmux.start(home.path(), &db, "monitor")?;
     tmux.wait_for(OVERVIEW)?;
     tmux.keys(&["4"])?;
-    tmux.wait_for("Runs (19)")?;
+    tmux.wait_for("Runs (20)")?;
     assert_eq!(dir_entries(home.path())?, before, "the monitor made files");
     let out = ospdeck(
         home.path(),
@@ -255,7 +262,7 @@ fn monitor_follows_a_writer_that_appears_after_it_opened() -> TestResult {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    tmux.wait_for("Runs (20)")?;
+    tmux.wait_for("Runs (21)")?;
     tmux.keys(&["q"])?;
     tmux.wait_for("exit=0")?;
     Ok(())

@@ -200,6 +200,8 @@ pub async fn seed_demo(
     }
     seed_services(ops).await?;
     runs += DEMO_SERVICES.len();
+    seed_failed_service_run(ops).await?;
+    runs += 1;
     seed_templates(ops, artifacts).await?;
     Ok(Some(DemoSummary {
         project: DEMO_PROJECT,
@@ -242,6 +244,68 @@ async fn seed_services(ops: &Ops) -> OpsResult<()> {
     ops.lock_manifest("payments_gateway").await?;
     let v = propose_described(ops, "crm_sync", "nightly contact sync").await?;
     ops.activate_manifest("crm_sync", &v.version).await?;
+    Ok(())
+}
+
+/// A failed run of a service's workflow with a long log whose one error line is far from its
+/// end: what an operator triages (filter, open, search the log, go to the service, retry).
+async fn seed_failed_service_run(ops: &Ops) -> OpsResult<()> {
+    let payload = json!({ "cycle": "2026-11", "zone": 7, "requested_by": "demo" }).to_string();
+    // The highest priority, so the claim below takes this run whatever else waits.
+    ops.enqueue_run(&EnqueueRequest {
+        project: DEMO_PROJECT,
+        workflow: "telecom_billing.processBilling",
+        payload: Some(&payload),
+        priority: Some(1_000),
+        ..Default::default()
+    })
+    .await?;
+    let Some(claimed) = ops
+        .claim_runs(SEED_WORKER, &[], 1, Duration::from_secs(120))
+        .await?
+        .into_iter()
+        .next()
+    else {
+        return Err(OpsError::Refused("the demo run was not claimable".into()));
+    };
+    let hold = claimed.hold();
+    ops.start_runs(SEED_WORKER, &[hold]).await?;
+    let mut lines = vec![NewLogLine::new(
+        LogLevel::Info,
+        "billing cycle 2026-11: 400 accounts",
+        json!({}),
+    )];
+    for account in 1..=400 {
+        lines.push(if account == 37 {
+            NewLogLine::new(
+                LogLevel::Error,
+                "account 37: rate table missing for zone 7, not charged",
+                json!({ "account": account }),
+            )
+        } else {
+            NewLogLine::new(
+                LogLevel::Info,
+                &format!("account {account}: charged"),
+                json!({ "account": account }),
+            )
+        });
+    }
+    lines.push(NewLogLine::new(
+        LogLevel::Error,
+        "1 account could not be charged; exit 3",
+        json!({}),
+    ));
+    ops.append_logs(claimed.id, &lines).await?;
+    ops.complete_runs(
+        SEED_WORKER,
+        &[Completion {
+            hold,
+            exit_code: Some(3),
+            error: Some("1 account could not be charged (exit code 3)".into()),
+            canceled: false,
+        }],
+    )
+    .await?;
     Ok(())
 }
 
