@@ -14,6 +14,7 @@ use ratatui::widgets::{
     TableState, Widget, Wrap,
 };
 
+use super::columns::{Col, fit, widest};
 use super::listing::{ListRow, Listing, SortKey};
 use super::runs::RunsQuery;
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
@@ -327,24 +328,33 @@ impl OverviewPane {
             .render(area, buf);
             return;
         }
-        let wide = area.width >= 110;
-        let mut header = vec!["WORKER", "HEARTBEAT", "HELD/SLOTS", "QUEUES", "UP"];
-        let mut widths = vec![
-            Constraint::Min(14),
-            Constraint::Length(12),
-            Constraint::Length(10),
-            Constraint::Min(10),
-            Constraint::Length(4),
+        let all = self.workers.items();
+        let worker_width = |w: &WorkerPresence| {
+            w.worker_id.chars().count() + w.service.as_ref().map_or(0, |s| s.chars().count() + 3)
+        };
+        let queues_width = |w: &WorkerPresence| {
+            w.queues.iter().map(|q| q.chars().count() + 1).sum::<usize>().max(1)
+        };
+        let cols = [
+            Col::new("WORKER", all.iter().map(worker_width).max().unwrap_or(6), 12, 0),
+            Col::new("HEARTBEAT", 12, 10, 0),
+            Col::new("HELD/SLOTS", 10, 5, 0),
+            Col::new("QUEUES", all.iter().map(queues_width).max().unwrap_or(1), 8, 0),
+            Col::new("UP", 4, 3, 1),
+            Col::new("HOST", widest(all.iter().map(|w| w.host.as_str())), 8, 3),
+            Col::new("PID", 8, 5, 4),
+            Col::new("VERSION", widest(all.iter().map(|w| w.version.as_str())), 5, 2),
         ];
-        if wide {
-            header.extend(["HOST", "PID", "VERSION"]);
-            widths.extend([
-                Constraint::Length(18),
-                Constraint::Length(8),
-                Constraint::Length(8),
-            ]);
-        }
-        let rows = self.workers.shown().map(|w| worker_row(ctx, w, wide));
+        let fitted = fit(&cols, area.width.saturating_sub(2));
+        let header: Vec<&str> = cols
+            .iter()
+            .zip(&fitted)
+            .filter(|(_, w)| w.is_some())
+            .map(|(c, _)| c.header)
+            .collect();
+        let widths: Vec<Constraint> =
+            fitted.iter().flatten().map(|w| Constraint::Length(*w)).collect();
+        let rows = self.workers.shown().map(|w| worker_row(ctx, w, &fitted));
         Widget::render(
             Table::new(rows, widths)
                 .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
@@ -453,13 +463,13 @@ impl OverviewPane {
     }
 }
 
-fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, wide: bool) -> Row<'a> {
+fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, fitted: &[Option<u16>]) -> Row<'a> {
     let state = w.liveness(ctx.now);
     let label = state.as_str();
     let style = ctx.theme.liveness(state);
     // What a worker that stopped beating holds now, and whether it is still up, nobody knows.
     let alive = state == Liveness::Alive;
-    let mut cells = vec![
+    let cells = [
         Cell::from(match &w.service {
             Some(s) => format!("{} ({s})", w.worker_id),
             None => w.worker_id.clone(),
@@ -483,13 +493,17 @@ fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, wide: bool) -> Row<'a> {
         } else {
             "-".to_owned()
         }),
+        Cell::from(w.host.as_str()),
+        Cell::from(w.pid.to_string()),
+        Cell::from(w.version.as_str()),
     ];
-    if wide {
-        cells.push(Cell::from(w.host.clone()));
-        cells.push(Cell::from(w.pid.to_string()));
-        cells.push(Cell::from(w.version.clone()));
-    }
-    Row::new(cells)
+    Row::new(
+        cells
+            .into_iter()
+            .zip(fitted)
+            .filter(|(_, w)| w.is_some())
+            .map(|(c, _)| c),
+    )
 }
 
 fn health_style(ctx: &Ctx, health: QueueHealth) -> Style {
