@@ -134,10 +134,7 @@ mod tests {
         // 23:05 UTC on the 21st is already the 22nd at +02:00.
         assert_eq!(date_time(&plus2, now, Some(at(21, 23))), "01:05:07");
         let last_year = now - chrono::Duration::days(400);
-        assert_eq!(
-            date_time(&utc, now, Some(last_year)),
-            "2025-10-18 09:30:00"
-        );
+        assert_eq!(date_time(&utc, now, Some(last_year)), "2025-10-18 09:30:00");
         assert_eq!(date_time(&utc, now, None), "-");
     }
 }

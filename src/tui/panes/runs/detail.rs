@@ -273,17 +273,24 @@ impl DetailState {
             status.push(Span::styled(" (cancel requested)", theme.error()));
         }
         status.extend(holder_note(ctx, r));
-        let mut chain = String::new();
+        // Only a finished run is retried, and a finished run has no lease note: the chain has
+        // the rest of the first line.
+        let mut chain = Vec::new();
         if let Some(of) = r.retry_of {
-            chain.push_str(&format!("  retry of {of}"));
+            chain.push(format!("retry of {of}"));
         }
-        if !detail.retried_by.is_empty() {
-            let runs: Vec<String> = detail
-                .retried_by
-                .iter()
-                .map(|l| format!("{} ({})", l.id, l.status))
-                .collect();
-            chain.push_str(&format!("  retried as {}", runs.join(", ")));
+        if let Some(newest) = detail.retried_by.last() {
+            let mut retried = format!("retried as {} ({})", newest.id, newest.status);
+            if detail.retried_by.len() > 1 {
+                retried.push_str(&format!(" +{} earlier", detail.retried_by.len() - 1));
+            }
+            chain.push(retried);
+        }
+        if !chain.is_empty() {
+            status.push(Span::styled(
+                format!("  {}", chain.join(" · ")),
+                theme.fg(Color::Cyan),
+            ));
         }
         let payload = one_line("payload", &r.payload_text(), info.width);
         let lines = vec![
@@ -305,10 +312,7 @@ impl DetailState {
                 time(ctx, r.started_at),
                 time(ctx, r.finished_at),
             )),
-            Line::from(vec![
-                Span::raw(durations(ctx, r)),
-                Span::styled(chain, theme.fg(Color::Cyan)),
-            ]),
+            Line::from(durations(ctx, r)),
             Line::styled(payload, theme.dim()),
             match &r.error {
                 Some(e) => Line::styled(one_line("error", e, info.width), theme.error()),
@@ -395,8 +399,8 @@ impl DetailState {
                 .collect(),
             DetailTab::Attempts => attempt_lines(ctx, r, &tries),
             DetailTab::Payload => {
-                let pretty = serde_json::to_string_pretty(&r.payload)
-                    .unwrap_or_else(|_| r.payload_text());
+                let pretty =
+                    serde_json::to_string_pretty(&r.payload).unwrap_or_else(|_| r.payload_text());
                 let mut lines = vec![Line::styled("payload", theme.dim())];
                 lines.extend(pretty.lines().map(|l| Line::from(l.to_owned())));
                 if let Some(e) = &r.payload_error {
@@ -405,7 +409,9 @@ impl DetailState {
                 lines.push(Line::default());
                 lines.push(Line::styled("error", theme.dim()));
                 match &r.error {
-                    Some(e) => lines.extend(e.lines().map(|l| Line::styled(l.to_owned(), theme.error()))),
+                    Some(e) => {
+                        lines.extend(e.lines().map(|l| Line::styled(l.to_owned(), theme.error())))
+                    }
                     None => lines.push(Line::from("-")),
                 }
                 lines
@@ -575,14 +581,17 @@ fn highlighted(message: &str, words: &[String], style: Style, ctx: &Ctx) -> Vec<
         let mut from = 0;
         while let Some(at) = lower[from..].find(word.as_str()) {
             let start = from + at;
-            marks[start..start + word.len()].iter_mut().for_each(|m| *m = true);
+            marks[start..start + word.len()]
+                .iter_mut()
+                .for_each(|m| *m = true);
             from = start + word.len();
         }
     }
     let mut spans = Vec::new();
     let mut start = 0;
     for i in 1..=message.len() {
-        let boundary = i == message.len() || (marks[i] != marks[start] && message.is_char_boundary(i));
+        let boundary =
+            i == message.len() || (marks[i] != marks[start] && message.is_char_boundary(i));
         if boundary {
             let text = message[start..i].to_owned();
             spans.push(Span::styled(text, if marks[start] { mark } else { style }));
@@ -600,20 +609,7 @@ fn attempt_lines(ctx: &Ctx, r: &Run, tries: &[crate::domain::run::Attempt]) -> V
     }
     let mut lines = Vec::new();
     for a in tries.iter().rev() {
-        let ran = a
-            .started_at
-            .map(|s| duration(span(s, a.finished_at, ctx.now)))
-            .map(|d| format!("  ran {d}"))
-            .unwrap_or_default();
-        let mut head = vec![
-            Span::raw(format!(
-                "#{} {}  claimed {}  started {}{ran}  ",
-                a.number,
-                a.worker,
-                time(ctx, Some(a.claimed_at)),
-                time(ctx, a.started_at),
-            )),
-        ];
+        let mut head = vec![Span::raw(format!("#{} {}  ", a.number, a.worker))];
         match a.outcome {
             Some(outcome) => {
                 let word = if outcome == crate::domain::run::RunStatus::Queued {
@@ -622,15 +618,8 @@ fn attempt_lines(ctx: &Ctx, r: &Run, tries: &[crate::domain::run::Attempt]) -> V
                     outcome.as_str()
                 };
                 head.push(Span::styled(word.to_owned(), theme.status(outcome)));
-                head.push(Span::raw(format!(
-                    " {}",
-                    time(ctx, a.finished_at)
-                )));
-                if a.ended_by.as_deref().is_some_and(|by| by != a.worker) {
-                    head.push(Span::raw(format!(
-                        " by {}",
-                        a.ended_by.as_deref().unwrap_or("")
-                    )));
+                if let Some(by) = a.ended_by.as_deref().filter(|by| *by != a.worker) {
+                    head.push(Span::raw(format!(" by {by}")));
                 }
             }
             None => head.push(Span::styled("in progress", theme.status(r.status))),
@@ -638,7 +627,27 @@ fn attempt_lines(ctx: &Ctx, r: &Run, tries: &[crate::domain::run::Attempt]) -> V
         if let Some(code) = a.exit_code {
             head.push(Span::raw(format!("  exit {code}")));
         }
+        if let Some(started) = a.started_at {
+            let verb = if a.finished_at.is_some() {
+                "ran"
+            } else {
+                "running"
+            };
+            head.push(Span::raw(format!(
+                "  {verb} {}",
+                duration(span(started, a.finished_at, ctx.now))
+            )));
+        }
         lines.push(Line::from(head));
+        lines.push(Line::styled(
+            format!(
+                "   claimed {}  started {}  ended {}",
+                time(ctx, Some(a.claimed_at)),
+                time(ctx, a.started_at),
+                time(ctx, a.finished_at),
+            ),
+            theme.dim(),
+        ));
         if let Some(e) = &a.error {
             lines.push(Line::styled(format!("   {e}"), theme.error()));
         }

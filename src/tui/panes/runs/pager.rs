@@ -388,11 +388,7 @@ impl LogPager {
         let first = matches.ids.iter().position(|id| *id >= from).unwrap_or(0);
         let any = !matches.ids.is_empty();
         search.matches = Some(matches);
-        if any {
-            self.jump_to(first)
-        } else {
-            Vec::new()
-        }
+        if any { self.jump_to(first) } else { Vec::new() }
     }
 
     /// `n` / `N`: the next or previous match, wrapping; what to tell the operator.
