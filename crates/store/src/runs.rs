@@ -346,13 +346,24 @@ impl<B: Backend> RunStore for B {
         // The same full-text match as `run_logs`: a tsvector column, an FTS5 table. The ids and
         // the count are two statements over one predicate; lines appended between them only
         // make the count run ahead, which the next search corrects.
-        let (matching, query) = match db.kind() {
+        let (list, count, query) = match db.kind() {
             crate::StoreKind::Postgres => (
-                "FROM run_logs WHERE run_id = $1 AND search @@ plainto_tsquery('simple', $2)",
+                "SELECT id FROM run_logs
+                 WHERE run_id = $1 AND search @@ plainto_tsquery('simple', $2)
+                 ORDER BY id LIMIT $3",
+                "SELECT count(*) FROM run_logs
+                 WHERE run_id = $1 AND search @@ plainto_tsquery('simple', $2)",
                 Some(text.trim().to_owned()).filter(|t| !t.is_empty()),
             ),
+            // Listing walks the FTS index in rowid order (CROSS JOIN keeps it the outer loop)
+            // and stops at the cap: a word in every line costs the cap, not the log. Counting
+            // needs every match, and the IN form does that without a lookup per row.
             crate::StoreKind::Sqlite => (
-                "FROM run_logs WHERE run_id = $1
+                "SELECT f.rowid FROM run_logs_fts f CROSS JOIN run_logs l ON l.id = f.rowid
+                 WHERE run_logs_fts MATCH $2 AND l.run_id = $1
+                 ORDER BY f.rowid LIMIT $3",
+                "SELECT count(*) FROM run_logs
+                 WHERE run_id = $1
                    AND id IN (SELECT rowid FROM run_logs_fts WHERE run_logs_fts MATCH $2)",
                 fts_query(text),
             ),
@@ -361,23 +372,12 @@ impl<B: Backend> RunStore for B {
             return Ok(LogMatches::default());
         };
         let ids: Vec<(i64,)> = db
-            .fetch_all(
-                stmt(format!("SELECT id {matching} ORDER BY id LIMIT $3"))
-                    .bind(run_id)
-                    .bind(&query)
-                    .bind(cap),
-            )
+            .fetch_all(stmt(list).bind(run_id).bind(&query).bind(cap))
             .await?;
         let total = if (ids.len() as i64) < cap {
             ids.len() as i64
         } else {
-            let (n,): (i64,) = db
-                .fetch_one(
-                    stmt(format!("SELECT count(*) {matching}"))
-                        .bind(run_id)
-                        .bind(&query),
-                )
-                .await?;
+            let (n,): (i64,) = db.fetch_one(stmt(count).bind(run_id).bind(&query)).await?;
             n
         };
         Ok(LogMatches {

@@ -45,6 +45,12 @@ pub struct ConsoleBenchArgs {
     /// counting the bytes it writes
     #[arg(long, default_value_t = 60)]
     pub idle_secs: u64,
+    /// Log lines of the run whose log is searched
+    #[arg(long, default_value_t = 100_000)]
+    pub log_lines: usize,
+    /// Log searches for the search-time figures
+    #[arg(long, default_value_t = 40)]
+    pub log_searches: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -79,6 +85,10 @@ struct Report {
     idle_frames: u64,
     /// Written after one run changed state (a cancel), once the console caught up.
     bytes_for_one_change: u64,
+    log_lines: usize,
+    /// Enter to the first match's window in the app: server-side search plus the window read.
+    log_search_p50_ms: f64,
+    log_search_p99_ms: f64,
 }
 
 const WIDTH: u16 = 160;
@@ -100,6 +110,8 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
     ));
     let bundles = tempfile::tempdir().map_err(|e| CliError(e.to_string()))?;
     seed_templates(&ops, bundles.path(), args.template_versions).await?;
+    bar.set_message(format!("adding a run with {} log lines", args.log_lines));
+    let log_run = super::logs::seed_log_run(&ops, args.log_lines).await?;
     bar.finish_and_clear();
     // From here on only what the console itself holds: its own connections, as it opens them.
     let location = store.location();
@@ -199,12 +211,15 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         draw(&mut terminal, &mut app)?;
         render_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let search_ms =
+        super::logs::search_times(&fresh_ops, &mut app, log_run, args.log_searches).await?;
     bar.finish_and_clear();
 
     let bar = spinner(show, &format!("idle console for {} s", args.idle_secs));
     let idle = idle_bytes(&fresh_ops, args.idle_secs).await?;
     bar.finish_and_clear();
 
+    let log_search = super::logs::figures(search_ms);
     let (refresh_p50, refresh_p99) = p50_p99(&mut refresh_ms);
     let (render_p50, render_p99) = p50_p99(&mut render_ms);
     let (overview_p50, overview_p99) = p50_p99(&mut activity_ms);
@@ -242,6 +257,9 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         idle_bytes_per_minute: idle.bytes as f64 * 60.0 / args.idle_secs.max(1) as f64,
         idle_frames: idle.frames,
         bytes_for_one_change: idle.change_bytes,
+        log_lines: args.log_lines,
+        log_search_p50_ms: log_search.0,
+        log_search_p99_ms: log_search.1,
     };
     crate::cli::emit_report(cli.json, &report, || render(&report));
     Ok(())
@@ -268,7 +286,8 @@ fn render(r: &Report) -> String {
          frame render                           p50 {:.2} ms   p99 {:.2} ms   {}\n\
          peak RSS while measuring               {}   {}\n\
          idle at 80x24, ages on screen: {} bytes in {} s, {} frames ({:.0} bytes/minute)   {}\n\
-         one run changing state                 {} bytes written",
+         one run changing state                 {} bytes written\n\
+         log search over {} lines (to the match)  p50 {:.1} ms   p99 {:.1} ms   {}",
         r.store,
         r.runs_added,
         r.screen,
@@ -303,7 +322,11 @@ fn render(r: &Report) -> String {
         r.idle_frames,
         r.idle_bytes_per_minute,
         aim(r.idle_bytes_per_minute, 1024.0, "bytes/minute"),
-        r.bytes_for_one_change
+        r.bytes_for_one_change,
+        r.log_lines,
+        r.log_search_p50_ms,
+        r.log_search_p99_ms,
+        aim(r.log_search_p99_ms, 100.0, "ms"),
     )
 }
 
