@@ -615,10 +615,22 @@ pub async fn log_window(
             lines
         }
     };
-    let total = ops.count_run_logs(run_id, None).await?;
-    let first_rank = match lines.first() {
-        Some(first) => ops.count_run_logs(run_id, Some(first.id)).await?,
-        None => total,
+    // A count walks the index up to its bound: the ends need one, the middle two.
+    let (first_rank, total) = match (request, lines.first(), lines.last()) {
+        (LogRequest::Head, ..) => (0, ops.count_run_logs(run_id, None).await?),
+        // Lines appended since the read are counted by the next refresh.
+        (LogRequest::Tail, _, Some(last)) => {
+            let through_last = ops.count_run_logs(run_id, Some(last.id + 1)).await?;
+            (through_last - lines.len() as i64, through_last)
+        }
+        (_, Some(first), _) => (
+            ops.count_run_logs(run_id, Some(first.id)).await?,
+            ops.count_run_logs(run_id, None).await?,
+        ),
+        (_, None, _) => {
+            let total = ops.count_run_logs(run_id, None).await?;
+            (total, total)
+        }
     };
     Ok(LogWindow {
         run_id,

@@ -49,14 +49,16 @@ pub(super) async fn seed_log_run(ops: &Ops, lines: usize) -> CliResult<i64> {
     Ok(id)
 }
 
-/// Milliseconds from a search's Enter to the first match's lines in the app: the store's search
-/// (ids and count), then the window around the match, as the loader answers both.
+/// Milliseconds of each search: the store's answer (matching ids and their count) in the app,
+/// and from Enter to the first match's lines in the app (the search, then the window around
+/// the match with its line numbers), as the loader answers both.
 pub(super) async fn search_times(
     ops: &Ops,
     app: &mut App,
     run_id: i64,
     searches: usize,
-) -> CliResult<Vec<f64>> {
+) -> CliResult<(Vec<f64>, Vec<f64>)> {
+    let mut searched = Vec::with_capacity(searches);
     let mut times = Vec::with_capacity(searches);
     app.runs.open_run(run_id);
     for i in 0..searches {
@@ -66,7 +68,9 @@ pub(super) async fn search_times(
         while let Some(effect) = effects.pop() {
             let data = match effect {
                 Effect::SearchLogs { run_id, text } => {
-                    crate::tui::log_search(ops, run_id, text).await?
+                    let data = crate::tui::log_search(ops, run_id, text).await?;
+                    searched.push(t.elapsed().as_secs_f64() * 1e3);
+                    data
                 }
                 Effect::LoadLogs { run_id, request } => Data::LogWindow(Box::new(
                     crate::tui::log_window(ops, run_id, request).await?,
@@ -77,7 +81,7 @@ pub(super) async fn search_times(
         }
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(times)
+    Ok((searched, times))
 }
 
 /// p50 and p99 of the searches.
