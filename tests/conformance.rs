@@ -1431,3 +1431,152 @@ mod postgres_functions {
         Ok(())
     }
 }
+
+/// The log pager's reads (windows, line numbers, server-side search) and the retry chain.
+mod log_pager {
+    crate::conformance!(
+        log_windows_line_numbers_and_search_cover_every_line,
+        a_run_lists_the_runs_that_retry_it,
+    );
+
+    mod cases {
+        use std::time::Duration;
+
+        use ospdeck::domain::run::{LogLevel, NewLogLine, RunStatus};
+        use ospdeck::domain::workflow::WorkflowType;
+        use ospdeck::ops::{EnqueueRequest, MAX_LOG_MATCHES, Ops, OpsError, WorkflowRequest};
+
+        use crate::common::{Harness, TestResult};
+
+        async fn setup(ops: &Ops) -> Result<i64, OpsError> {
+            ops.create_project("acme", Some("Acme")).await?;
+            ops.create_workflow(&WorkflowRequest::new(
+                "acme",
+                "build",
+                WorkflowType::Build,
+                "true",
+            ))
+            .await?;
+            ops.enqueue_run(&EnqueueRequest {
+                project: "acme",
+                workflow: "build",
+                ..Default::default()
+            })
+            .await
+        }
+
+        fn lines(from: usize, n: usize) -> Vec<NewLogLine> {
+            (from..from + n)
+                .map(|i| {
+                    let text = if i % 250 == 0 {
+                        format!("line {i} kaboom: disk full")
+                    } else {
+                        format!("line {i} compiling unit {}", i % 7)
+                    };
+                    NewLogLine::new(LogLevel::Info, &text, serde_json::json!({}))
+                })
+                .collect()
+        }
+
+        pub async fn log_windows_line_numbers_and_search_cover_every_line(
+            h: Harness,
+        ) -> TestResult {
+            let id = setup(&h.ops).await?;
+            let other = h
+                .ops
+                .enqueue_run(&EnqueueRequest {
+                    project: "acme",
+                    workflow: "build",
+                    ..Default::default()
+                })
+                .await?;
+            // Interleaved with another run's lines, so ids of one run are not consecutive.
+            for batch in 0..5 {
+                h.ops.append_logs(id, &lines(batch * 1_000, 1_000)).await?;
+                h.ops.append_logs(other, &lines(0, 300)).await?;
+            }
+            let mut ids = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = h.ops.run_logs(id, after, None, 1_000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                ids.extend(page.iter().map(|l| l.id));
+            }
+            assert_eq!(ids.len(), 5_000);
+            assert_eq!(h.ops.count_run_logs(id, None).await?, 5_000);
+            // A line's number is its rank among the run's lines, whatever the other run wrote.
+            for k in [0, 1, 999, 1_000, 4_321, 4_999] {
+                assert_eq!(h.ops.count_run_logs(id, Some(ids[k])).await?, k as i64);
+            }
+            let above = h.ops.run_logs_before(id, ids[1_000], 10).await?;
+            assert_eq!(
+                above.iter().map(|l| l.id).collect::<Vec<_>>(),
+                ids[990..1_000].to_vec(),
+                "the page above a window, oldest first"
+            );
+            assert!(above[9].message.starts_with("line 999 "));
+            assert!(h.ops.run_logs_before(id, ids[0], 10).await?.is_empty());
+
+            let found = h.ops.search_run_logs(id, "kaboom", MAX_LOG_MATCHES).await?;
+            assert_eq!(found.total, 20);
+            let want: Vec<i64> = (0..20).map(|k| ids[k * 250]).collect();
+            assert_eq!(found.ids, want);
+            // Past the cap the matches are counted, not listed.
+            let capped = h.ops.search_run_logs(id, "KABOOM disk", 5).await?;
+            assert_eq!((capped.ids.len(), capped.total), (5, 20));
+            assert_eq!(capped.unlisted(), 15);
+            assert_eq!(capped.ids, want[..5].to_vec());
+            // Every word must match; none of the other run's lines do.
+            assert_eq!(
+                h.ops.search_run_logs(id, "kaboom unit", 100).await?.total,
+                0
+            );
+            assert_eq!(h.ops.search_run_logs(other, "kaboom", 100).await?.total, 10);
+            // Search syntax in user text is words; empty text matches nothing.
+            assert!(
+                h.ops
+                    .search_run_logs(id, "\"kaboom\" AND OR * NEAR(", 100)
+                    .await
+                    .is_ok()
+            );
+            assert_eq!(h.ops.search_run_logs(id, "   ", 100).await?.total, 0);
+            Ok(())
+        }
+
+        pub async fn a_run_lists_the_runs_that_retry_it(h: Harness) -> TestResult {
+            let id = setup(&h.ops).await?;
+            let lease = Duration::from_secs(60);
+            assert!(h.ops.run_detail(id).await?.retried_by.is_empty());
+            h.ops.claim_next_run("w", &[], lease).await?;
+            h.ops.start_run("w", id).await?;
+            h.ops.complete_run("w", id, 1, Some("exit code 1")).await?;
+            let first = h.ops.retry_run(id).await?;
+            h.ops.claim_next_run("w", &[], lease).await?;
+            h.ops.start_run("w", first).await?;
+            h.ops.complete_run("w", first, 0, None).await?;
+            let second = h.ops.retry_run(id).await?;
+            let detail = h.ops.run_detail(id).await?;
+            assert_eq!(
+                detail
+                    .retried_by
+                    .iter()
+                    .map(|r| (r.id, r.status))
+                    .collect::<Vec<_>>(),
+                vec![(first, RunStatus::Succeeded), (second, RunStatus::Queued)]
+            );
+            let retry = h.ops.run_detail(first).await?;
+            assert_eq!(retry.run.retry_of, Some(id));
+            assert!(retry.retried_by.is_empty());
+            // The first attempt of the first run, from its events: worker, times, exit code.
+            let tries = ospdeck::domain::run::attempts(&detail.run, &detail.events);
+            assert_eq!(tries.len(), 1);
+            assert_eq!(tries[0].worker, "w");
+            assert_eq!(tries[0].outcome, Some(RunStatus::Failed));
+            assert!(tries[0].started_at.is_some() && tries[0].finished_at.is_some());
+            assert_eq!(tries[0].exit_code, Some(1));
+            assert_eq!(tries[0].error.as_deref(), Some("exit code 1"));
+            Ok(())
+        }
+    }
+}

@@ -17,7 +17,7 @@ use ospdeck::ops::ServiceOverview;
 use ospdeck::ops::VersionRow;
 use ospdeck::ops::{QueueBoard, QueueOverview, RunDetail};
 
-use ospdeck::tui::app::{App, Confirm, Data, DetailTab, Effect, LOG_RING, Mode, Pane, RunsQuery};
+use ospdeck::tui::app::{App, Confirm, Data, DetailTab, Effect, LOG_WINDOW, Mode, Pane, RunsQuery};
 use ospdeck::tui::keymap::Keymap;
 use ospdeck::tui::view::{self, Theme};
 use ratatui::Terminal;
@@ -223,6 +223,7 @@ fn detail_of(run: Run) -> RunDetail {
             expires_at: None,
             created_at: at,
         }],
+        retried_by: Vec::new(),
         run,
     }
 }
@@ -488,26 +489,50 @@ fn claim_start_and_complete_go_through_the_console_worker() {
 }
 
 #[test]
-fn log_search_filters_lines_and_esc_clears_it() {
+fn log_search_asks_the_store_jumps_to_a_match_and_esc_clears_it() {
     let mut app = loaded(false);
     app.on_key(code(KeyCode::Enter));
     app.on_data(Data::Logs(8, log_lines(8, 1, 40)), t0());
     press(&mut app, "/");
     press(&mut app, "REPLICA 3");
-    assert!(app.on_key(code(KeyCode::Enter)).is_empty());
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::SearchLogs {
+            run_id: 8,
+            text: "REPLICA 3".into()
+        }]
+    );
+    let ids: Vec<i64> = (1..=40).filter(|i| i % 4 == 3).collect();
+    app.on_data(
+        Data::LogMatches {
+            run_id: 8,
+            text: "REPLICA 3".into(),
+            matches: ospdeck::domain::run::LogMatches { ids, total: 10 },
+        },
+        t0(),
+    );
     let detail = app
         .runs
         .detail
         .as_ref()
         .unwrap_or_else(|| panic!("no detail"));
     assert_eq!(detail.tab, DetailTab::Logs);
-    assert_eq!(detail.visible_logs().len(), 10);
-    assert!(detail.visible_logs().iter().all(|l| l.id % 4 == 3));
+    assert_eq!(detail.pager.current_match().map(|id| id % 4), Some(3));
+    assert_eq!(
+        detail
+            .pager
+            .match_label()
+            .as_deref()
+            .map(|l| l.starts_with("match ")),
+        Some(true)
+    );
     // Esc clears the search first, then closes the detail.
     assert!(app.on_key(code(KeyCode::Esc)).is_empty());
-    assert_eq!(
-        app.runs.detail.as_ref().map(|d| d.visible_logs().len()),
-        Some(40)
+    assert!(
+        app.runs
+            .detail
+            .as_ref()
+            .is_some_and(|d| d.pager.search.is_none())
     );
     assert_eq!(app.on_key(code(KeyCode::Esc)), vec![Effect::CloseRun]);
 }
@@ -556,13 +581,13 @@ fn logs_stay_bounded_however_chatty_the_run() {
         .detail
         .as_ref()
         .unwrap_or_else(|| panic!("no detail"));
-    assert_eq!(detail.logs.len(), LOG_RING);
-    assert_eq!(detail.logs.back().map(|l| l.id), Some(5_000));
+    assert_eq!(detail.pager.lines.len(), LOG_WINDOW);
+    assert_eq!(detail.pager.lines.back().map(|l| l.id), Some(5_000));
     // Lines of another run are not mixed in.
     app.on_data(Data::Logs(7, log_lines(7, 1, 3)), t0());
     assert_eq!(
-        app.runs.detail.as_ref().map(|d| d.logs.len()),
-        Some(LOG_RING)
+        app.runs.detail.as_ref().map(|d| d.pager.lines.len()),
+        Some(LOG_WINDOW)
     );
 }
 
@@ -676,6 +701,17 @@ fn snapshot_detail_log_search() {
         let mut app = opened('l');
         press(&mut app, "/replica 2");
         app.on_key(code(KeyCode::Enter));
+        app.on_data(
+            Data::LogMatches {
+                run_id: 4,
+                text: "replica 2".into(),
+                matches: ospdeck::domain::run::LogMatches {
+                    ids: (1..=60).filter(|i| i % 4 == 2).collect(),
+                    total: 15,
+                },
+            },
+            t0(),
+        );
         app
     });
 }

@@ -13,7 +13,9 @@ use super::keymap::{Action, Context, Keymap};
 use super::panes::manifests::ManifestsPane;
 use super::panes::overview::OverviewPane;
 use super::panes::runs::RunsPane;
-pub use super::panes::runs::{DetailState, DetailTab, LOG_RING, Landing, RUN_PAGE, RunsQuery};
+pub use super::panes::runs::{
+    DetailState, DetailTab, LOG_WINDOW, Landing, LogRequest, LogWindow, RUN_PAGE, RunsQuery,
+};
 use super::panes::services::ServicesPane;
 use super::panes::templates::TemplatesPane;
 use super::panes::{Ctx, Goto, KeyCtx, Reply};
@@ -21,7 +23,7 @@ use super::style::Theme;
 use crate::domain::audit::AuditRow;
 use crate::domain::deployment::liveness_changes_at;
 use crate::domain::manifest::{FieldChange, Manifest, ManifestHead};
-use crate::domain::run::{Run, RunLog, RunStatus};
+use crate::domain::run::{LogMatches, Run, RunLog, RunStatus};
 use crate::domain::template::StoredArtifact;
 use crate::domain::worker::WorkerPresence;
 use crate::ops::{QueueBoard, QueueOverview, RunDetail, ServiceOverview, VersionRow};
@@ -215,6 +217,18 @@ pub enum Effect {
     LoadBoard,
     OpenRun(i64),
     CloseRun,
+    /// A part of the open run's log (the pager's window moves).
+    LoadLogs {
+        run_id: i64,
+        request: LogRequest,
+    },
+    /// Search all of a run's log lines in the store.
+    SearchLogs {
+        run_id: i64,
+        text: String,
+    },
+    /// The whole log in `$PAGER`: the runtime suspends the console meanwhile.
+    OpenPager(i64),
     Cancel(Vec<i64>),
     Retry(Vec<i64>),
     /// Claim the next run of a queue as the console's own worker.
@@ -312,8 +326,22 @@ pub enum Data {
     Presence(Vec<WorkerPresence>),
     Overview(QueueOverview),
     Detail(Box<RunDetail>),
-    /// New log lines of a run, in id order.
+    /// New log lines of a run, in id order, following what the pager holds.
     Logs(i64, Vec<RunLog>),
+    /// A part of a run's log, as the pager asked for it.
+    LogWindow(Box<LogWindow>),
+    /// How many log lines the open run has now, and the newest one's id.
+    LogCount {
+        run_id: i64,
+        total: i64,
+        last_id: Option<i64>,
+    },
+    /// A log search's answer.
+    LogMatches {
+        run_id: i64,
+        text: String,
+        matches: LogMatches,
+    },
     Done(String),
     Failed(String),
     /// The store stopped answering at `since`; what is on screen is from before then.
@@ -489,6 +517,10 @@ impl App {
         KeyCtx {
             read_only: self.read_only,
             rows: self.page_rows(),
+            height: self
+                .screen
+                .1
+                .saturating_sub(2 + u16::from(self.bottom_line())),
         }
     }
 
@@ -532,6 +564,17 @@ impl App {
             }
             Data::Detail(detail) => self.runs.on_detail(*detail),
             Data::Logs(run_id, lines) => self.runs.on_logs(run_id, lines),
+            Data::LogWindow(window) => return self.runs.on_log_window(*window),
+            Data::LogCount {
+                run_id,
+                total,
+                last_id,
+            } => return self.runs.on_log_count(run_id, total, last_id),
+            Data::LogMatches {
+                run_id,
+                text,
+                matches,
+            } => return self.runs.on_log_matches(run_id, &text, matches),
             Data::Done(text) => self.say(Level::Info, text),
             Data::Failed(text) => self.say(Level::Error, text),
             Data::Unreachable { since, error } => self.unreachable = Some((since, error)),
@@ -694,6 +737,11 @@ impl App {
                 Vec::new()
             }
             Action::Filter => {
+                if self.pane == Pane::Runs {
+                    // The detail's pager notes what is on screen: the search starts from there.
+                    let ctx = self.key_ctx();
+                    self.runs.on_action(Action::Filter, &ctx);
+                }
                 let text = self.filter_text();
                 self.filter_before = text.clone();
                 self.filter_error = None;
@@ -746,7 +794,7 @@ impl App {
                 .runs
                 .detail
                 .as_ref()
-                .is_some_and(|d| !d.search.is_empty())
+                .is_some_and(|d| d.pager.search.is_some())
     }
 
     /// Where the operator is now, to come back to.

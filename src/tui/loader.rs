@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::app::{self, Data, Effect, Gone, RunsQuery};
+use super::app::{self, Data, Effect, Gone, LogRequest, LogWindow, RunsQuery};
 use crate::deploy::DeployerConfig;
 use crate::ops::{Backoff, CreateService, ManifestProposal, Ops, OpsError, RunQuery};
 
@@ -29,8 +29,8 @@ const FALLBACK_POLL: Duration = Duration::from_secs(5);
 const CONSOLE_LEASE: Duration = Duration::from_secs(600);
 /// Audit rows the `:audit` overlay shows.
 const AUDIT_ROWS: i64 = 200;
-/// Log lines fetched per round trip while following.
-const LOG_PAGE: i64 = 1_000;
+/// Matching line ids one log search lists; the rest are counted.
+const LOG_MATCHES: i64 = crate::ops::MAX_LOG_MATCHES;
 /// Worker heartbeats arrive without a change notification (they would wake every console every
 /// few seconds): presence, and the Overview while it shows, are reloaded this often instead.
 const PRESENCE_EVERY: Duration = Duration::from_secs(5);
@@ -216,8 +216,8 @@ struct OnScreen {
     activity_at: Option<Instant>,
     /// The Overview has been opened: its queues and workers are kept fresh.
     board: bool,
-    /// The run whose detail is open, and the last log line id seen.
-    open: Option<(i64, i64)>,
+    /// The run whose detail is open.
+    open: Option<i64>,
     manifests: Option<(String, Option<String>)>,
     // Services and template versions are listed only once their pane has been opened: a console
     // that stays on Runs never pays for them on a change.
@@ -261,9 +261,18 @@ async fn read(ops: &Ops, effect: Effect, screen: &mut OnScreen, out: &mut Report
             refresh_board(ops, out).await;
         }
         Effect::OpenRun(id) => {
-            screen.open = Some((id, 0));
+            screen.open = Some(id);
             refresh_open(ops, screen, out).await;
+            // The pager opens on the log's last lines.
+            if screen.open == Some(id) {
+                load_logs(ops, id, LogRequest::Tail, out).await;
+            }
         }
+        Effect::LoadLogs { run_id, request } => load_logs(ops, run_id, request, out).await,
+        Effect::SearchLogs { run_id, text } => match log_search(ops, run_id, text).await {
+            Ok(data) => out.loaded(data),
+            Err(e) => out.failed("searching the log", e),
+        },
         Effect::CloseRun => screen.open = None,
         Effect::LoadServices => {
             screen.services = true;
@@ -547,44 +556,99 @@ async fn refresh_runs(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
 }
 
 async fn refresh_open(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
-    let Some((id, after)) = screen.open.as_mut() else {
+    let Some(id) = screen.open else {
         return;
     };
-    match ops.run_detail(*id).await {
+    match ops.run_detail(id).await {
         Ok(detail) => out.loaded(Data::Detail(Box::new(detail))),
         Err(e) if e.is_transient() => return out.failed(&format!("loading run {id}"), e),
         Err(e) => {
             // Said once; the detail closes rather than retry (and say it again) on every change.
             out.send(Data::Gone {
-                what: Gone::Run(*id),
+                what: Gone::Run(id),
                 error: e.to_string(),
             });
             screen.open = None;
             return;
         }
     }
-    // Catch up on logs a page at a time; a few pages per refresh keeps one chatty run from
-    // starving the rest, the next refresh continues where this one stopped.
-    for _ in 0..5 {
-        match ops.run_logs(*id, *after, None, LOG_PAGE).await {
-            Ok(lines) => {
-                let n = lines.len() as i64;
-                if let Some(last) = lines.last() {
-                    *after = last.id;
-                }
-                if !lines.is_empty() {
-                    out.loaded(Data::Logs(*id, lines));
-                }
-                if n < LOG_PAGE {
-                    break;
-                }
-            }
-            Err(e) => {
-                out.failed("loading logs", e);
-                break;
-            }
-        }
+    // Only the count and the newest id: the pager decides whether to fetch (following) or to
+    // hold still (an operator reading further up).
+    let count = async {
+        let total = ops.count_run_logs(id, None).await?;
+        let last = ops.run_logs_before(id, i64::MAX, 1).await?;
+        Ok::<_, crate::ops::OpsError>((total, last.first().map(|l| l.id)))
+    };
+    match count.await {
+        Ok((total, last_id)) => out.loaded(Data::LogCount {
+            run_id: id,
+            total,
+            last_id,
+        }),
+        Err(e) => out.failed("loading logs", e),
     }
+}
+
+async fn load_logs(ops: &Ops, run_id: i64, request: LogRequest, out: &mut Reporter) {
+    match log_window(ops, run_id, request).await {
+        Ok(window) => out.loaded(Data::LogWindow(Box::new(window))),
+        Err(e) => out.failed("loading logs", e),
+    }
+}
+
+/// The part of a run's log the pager asked for, with the line number of its first line and
+/// the run's line count (both index range counts on (run_id, id)).
+pub async fn log_window(
+    ops: &Ops,
+    run_id: i64,
+    request: LogRequest,
+) -> crate::ops::OpsResult<LogWindow> {
+    use super::panes::runs::LOG_FETCH;
+    let lines = match request {
+        LogRequest::Head => ops.run_logs(run_id, 0, None, LOG_FETCH).await?,
+        LogRequest::Tail => ops.run_logs_before(run_id, i64::MAX, LOG_FETCH).await?,
+        LogRequest::After(id) => ops.run_logs(run_id, id, None, LOG_FETCH).await?,
+        LogRequest::Before(id) => ops.run_logs_before(run_id, id, LOG_FETCH).await?,
+        LogRequest::Around(id) => {
+            let mut lines = ops.run_logs_before(run_id, id, LOG_FETCH / 2).await?;
+            lines.extend(ops.run_logs(run_id, id - 1, None, LOG_FETCH).await?);
+            lines
+        }
+    };
+    // A count walks the index up to its bound: the ends need one, the middle two.
+    let (first_rank, total) = match (request, lines.first(), lines.last()) {
+        (LogRequest::Head, ..) => (0, ops.count_run_logs(run_id, None).await?),
+        // Lines appended since the read are counted by the next refresh.
+        (LogRequest::Tail, _, Some(last)) => {
+            let through_last = ops.count_run_logs(run_id, Some(last.id + 1)).await?;
+            (through_last - lines.len() as i64, through_last)
+        }
+        (_, Some(first), _) => (
+            ops.count_run_logs(run_id, Some(first.id)).await?,
+            ops.count_run_logs(run_id, None).await?,
+        ),
+        (_, None, _) => {
+            let total = ops.count_run_logs(run_id, None).await?;
+            (total, total)
+        }
+    };
+    Ok(LogWindow {
+        run_id,
+        request,
+        lines,
+        first_rank,
+        total,
+    })
+}
+
+/// A log search as the loader answers it (the console's tests call it too).
+pub async fn log_search(ops: &Ops, run_id: i64, text: String) -> crate::ops::OpsResult<Data> {
+    let matches = ops.search_run_logs(run_id, &text, LOG_MATCHES).await?;
+    Ok(Data::LogMatches {
+        run_id,
+        text,
+        matches,
+    })
 }
 
 /// Applies one action to each run, then reports what worked and the first thing that did not.

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch};
 use crate::ops::Ops;
 use app::{App, Data, Effect};
 use keymap::Keymap;
-pub use loader::{LoaderSettings, console_worker_id};
+pub use loader::{LoaderSettings, console_worker_id, log_search, log_window};
 use quiet::QuietBackend;
 use style::Theme;
 

@@ -92,3 +92,49 @@ pub fn clock_time(offset: &FixedOffset, t: Option<DateTime<Utc>>) -> String {
     t.map(|t| t.with_timezone(offset).format("%H:%M:%S").to_string())
         .unwrap_or_else(|| "-".into())
 }
+
+/// A moment in `offset`: the time of day when it is `now`'s day there, else with its date
+/// ("Nov 21 09:23:32", or with the year when not this year); "-" for none.
+pub fn date_time(offset: &FixedOffset, now: DateTime<Utc>, t: Option<DateTime<Utc>>) -> String {
+    let Some(t) = t else {
+        return "-".into();
+    };
+    let (t, today) = (t.with_timezone(offset), now.with_timezone(offset));
+    let format = if t.date_naive() == today.date_naive() {
+        "%H:%M:%S"
+    } else if t.format("%Y").to_string() == today.format("%Y").to_string() {
+        "%b %d %H:%M:%S"
+    } else {
+        "%Y-%m-%d %H:%M:%S"
+    };
+    t.format(format).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn times_carry_a_date_unless_they_are_today_in_the_consoles_offset() {
+        let utc = FixedOffset::east_opt(0).unwrap_or_else(|| unreachable!());
+        let plus2 = FixedOffset::east_opt(2 * 3600).unwrap_or_else(|| unreachable!());
+        let now = Utc
+            .with_ymd_and_hms(2026, 11, 22, 9, 30, 0)
+            .single()
+            .unwrap_or_default();
+        let at = |d, h| {
+            Utc.with_ymd_and_hms(2026, 11, d, h, 5, 7)
+                .single()
+                .unwrap_or_default()
+        };
+        assert_eq!(date_time(&utc, now, Some(at(22, 1))), "01:05:07");
+        assert_eq!(date_time(&utc, now, Some(at(21, 23))), "Nov 21 23:05:07");
+        // 23:05 UTC on the 21st is already the 22nd at +02:00.
+        assert_eq!(date_time(&plus2, now, Some(at(21, 23))), "01:05:07");
+        let last_year = now - chrono::Duration::days(400);
+        assert_eq!(date_time(&utc, now, Some(last_year)), "2025-10-18 09:30:00");
+        assert_eq!(date_time(&utc, now, None), "-");
+    }
+}

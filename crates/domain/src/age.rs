@@ -43,9 +43,58 @@ pub fn countdown_changes_at(now: DateTime<Utc>, until: DateTime<Utc>) -> DateTim
     until - Duration::milliseconds(((left - 1) / unit_ms) * unit_ms)
 }
 
+/// A span as the screens show it, two units at most: "42s", "1m05s", "2h03m", "3d4h". Negative
+/// spans (clocks a little apart) show as "0s".
+pub fn duration(span: Duration) -> String {
+    let secs = span.num_seconds().max(0);
+    let (d, h, m, s) = (secs / 86_400, secs / 3_600 % 24, secs / 60 % 60, secs % 60);
+    match secs {
+        0..60 => format!("{s}s"),
+        60..3_600 => format!("{m}m{s:02}s"),
+        3_600..86_400 => format!("{h}h{m:02}m"),
+        _ => format!("{d}d{h}h"),
+    }
+}
+
+/// The span from `from` to `to`, or to `now` while `to` has not happened yet.
+pub fn span(from: DateTime<Utc>, to: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Duration {
+    to.unwrap_or(now) - from
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_show_two_units_at_most() {
+        let cases = [
+            (0, "0s"),
+            (-5, "0s"),
+            (42, "42s"),
+            (59, "59s"),
+            (60, "1m00s"),
+            (65, "1m05s"),
+            (3_599, "59m59s"),
+            (3_600, "1h00m"),
+            (2 * 3_600 + 3 * 60 + 59, "2h03m"),
+            (86_399, "23h59m"),
+            (86_400, "1d0h"),
+            (3 * 86_400 + 4 * 3_600 + 59 * 60, "3d4h"),
+            (400 * 86_400, "400d0h"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(duration(Duration::seconds(secs)), text, "{secs}s");
+        }
+    }
+
+    #[test]
+    fn an_open_span_runs_to_now() {
+        let from = Utc::now();
+        let now = from + Duration::seconds(90);
+        assert_eq!(duration(span(from, None, now)), "1m30s");
+        let to = from + Duration::seconds(30);
+        assert_eq!(duration(span(from, Some(to), now)), "30s");
+    }
 
     #[test]
     fn the_age_text_changes_exactly_at_the_boundary_given() {

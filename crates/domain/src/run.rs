@@ -665,9 +665,173 @@ pub struct RunArtifact {
     pub created_at: DateTime<Utc>,
 }
 
+/// The lines of one run that match a log search: their ids, oldest first, up to the cap the
+/// store was asked for, and how many match in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LogMatches {
+    pub ids: Vec<i64>,
+    pub total: i64,
+}
+
+impl LogMatches {
+    /// Matches beyond the cap: counted, not listed.
+    pub fn unlisted(&self) -> i64 {
+        (self.total - self.ids.len() as i64).max(0)
+    }
+}
+
+/// One attempt at a run, as its events tell it: who claimed it, when it started and ended, how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    pub number: i32,
+    pub worker: String,
+    pub claimed_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Where the attempt ended: succeeded, failed, canceled, or queued again (released, or its
+    /// lease ran out); None while it lasts.
+    pub outcome: Option<RunStatus>,
+    /// Who ended it (the worker itself, a rescuer, an operator).
+    pub ended_by: Option<String>,
+    pub error: Option<String>,
+    /// Events do not carry exit codes: only the run's last attempt has one (the run's own).
+    pub exit_code: Option<i32>,
+}
+
+/// The attempts of `run` from its events (oldest first): an attempt begins with a claim and ends
+/// with the next change out of claimed or running.
+pub fn attempts(run: &Run, events: &[RunEvent]) -> Vec<Attempt> {
+    let mut out: Vec<Attempt> = Vec::new();
+    for e in events.iter().filter(|e| e.event_type == "state_change") {
+        let Some(to) = e.to_status else { continue };
+        let open = out.last_mut().filter(|a| a.outcome.is_none());
+        match (e.from_status, to, open) {
+            (_, Claimed, _) => out.push(Attempt {
+                number: e.attempt,
+                worker: e.actor.clone(),
+                claimed_at: e.created_at,
+                started_at: None,
+                finished_at: None,
+                outcome: None,
+                ended_by: None,
+                error: None,
+                exit_code: None,
+            }),
+            (Some(Claimed), Running, Some(a)) => a.started_at = Some(e.created_at),
+            (Some(Claimed | Running), to, Some(a)) if to != Running => {
+                a.finished_at = Some(e.created_at);
+                a.outcome = Some(to);
+                a.ended_by = Some(e.actor.clone());
+                a.error = e.message.clone();
+            }
+            _ => {}
+        }
+    }
+    if let Some(last) = out.last_mut()
+        && last.number == run.attempt
+        && run.status.is_terminal()
+    {
+        last.exit_code = run.exit_code;
+        if last.error.is_none() {
+            last.error = run.error.clone();
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_come_from_the_events_and_the_last_has_the_exit_code() {
+        let t = Utc::now();
+        let at = |s: i64| t + chrono::Duration::seconds(s);
+        let ev = |n: i64,
+                  from: Option<RunStatus>,
+                  to: RunStatus,
+                  attempt,
+                  actor: &str,
+                  msg: Option<&str>| RunEvent {
+            id: n,
+            run_id: 1,
+            event_type: "state_change".into(),
+            from_status: from,
+            to_status: Some(to),
+            attempt,
+            actor: actor.into(),
+            message: msg.map(str::to_owned),
+            created_at: at(n),
+        };
+        let events = vec![
+            ev(1, None, Queued, 0, "ana", None),
+            ev(2, Some(Queued), Claimed, 1, "w1", None),
+            ev(3, Some(Claimed), Running, 1, "w1", None),
+            ev(
+                4,
+                Some(Running),
+                Queued,
+                1,
+                "rescuer",
+                Some("lease expired"),
+            ),
+            RunEvent {
+                event_type: "cancel_requested".into(),
+                ..ev(5, Some(Queued), Queued, 1, "ana", None)
+            },
+            ev(6, Some(Queued), Claimed, 2, "w2", None),
+            ev(7, Some(Claimed), Running, 2, "w2", None),
+            ev(8, Some(Running), Failed, 2, "w2", Some("exit code 3")),
+        ];
+        let run = Run {
+            id: 1,
+            project_id: 1,
+            project: "p".into(),
+            workflow_id: 1,
+            workflow: "build".into(),
+            queue: "q".into(),
+            status: Failed,
+            priority: 0,
+            payload: Value::Null,
+            payload_error: None,
+            attempt: 2,
+            max_attempts: 3,
+            worker_id: Some("w2".into()),
+            lease_expires_at: None,
+            run_after: t,
+            cancel_requested: false,
+            exit_code: Some(3),
+            error: Some("exit code 3".into()),
+            retry_of: None,
+            created_at: t,
+            claimed_at: Some(at(6)),
+            started_at: Some(at(7)),
+            finished_at: Some(at(8)),
+        };
+        let tries = attempts(&run, &events);
+        assert_eq!(tries.len(), 2);
+        assert_eq!(
+            (tries[0].number, tries[0].worker.as_str(), tries[0].outcome),
+            (1, "w1", Some(Queued))
+        );
+        assert_eq!(tries[0].started_at, Some(at(3)));
+        assert_eq!(tries[0].finished_at, Some(at(4)));
+        assert_eq!(tries[0].ended_by.as_deref(), Some("rescuer"));
+        assert_eq!(tries[0].error.as_deref(), Some("lease expired"));
+        assert_eq!(tries[0].exit_code, None);
+        assert_eq!((tries[1].number, tries[1].outcome), (2, Some(Failed)));
+        assert_eq!(tries[1].exit_code, Some(3));
+        // A run still held has an open last attempt and no exit code yet.
+        let running = Run {
+            status: Running,
+            exit_code: None,
+            ..run
+        };
+        let tries = attempts(&running, &events[..7]);
+        assert_eq!(tries[1].outcome, None);
+        assert_eq!(tries[1].finished_at, None);
+        assert_eq!(tries[1].exit_code, None);
+    }
 
     #[test]
     fn only_a_held_run_past_its_lease_has_expired() {

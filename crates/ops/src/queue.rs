@@ -9,9 +9,9 @@ use super::{Ops, OpsError, OpsResult, Scoped};
 use crate::domain::filter::Filter;
 use crate::domain::permission::Permission;
 use crate::domain::run::{
-    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun,
-    Page, RUN_FIELDS, RescueOutcome, Run, RunArtifact, RunCondition, RunEvent, RunFilter, RunLog,
-    RunOptions, RunStatus,
+    CancelOutcome, ClaimedRun, Completion, HeartbeatAck, Hold, LogMatches, NewArtifact, NewLogLine,
+    NewRun, Page, RUN_FIELDS, RescueOutcome, Run, RunArtifact, RunCondition, RunEvent, RunFilter,
+    RunLog, RunOptions, RunStatus,
 };
 use crate::domain::workflow::Workflow;
 use ospdeck_store::{ClaimRequest, RunWaker};
@@ -36,7 +36,19 @@ pub struct RunDetail {
     pub run: Run,
     pub events: Vec<RunEvent>,
     pub artifacts: Vec<RunArtifact>,
+    /// The runs that retry this one (`retry_of` points here), oldest first.
+    pub retried_by: Vec<RunLink>,
 }
+
+/// Another run, named by id with its status (for "retried as 812 (running)").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RunLink {
+    pub id: i64,
+    pub status: RunStatus,
+}
+
+/// Most matching line ids one log search answers; the rest are counted.
+pub const MAX_LOG_MATCHES: i64 = 5_000;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunQuery<'a> {
@@ -143,10 +155,18 @@ impl Ops {
         let run = self.run(id).await?;
         let events = self.store.run_events(id).await?;
         let artifacts = self.store.run_artifacts(id).await?;
+        let retried_by = self
+            .store
+            .retries_of(id)
+            .await?
+            .into_iter()
+            .map(|(id, status)| RunLink { id, status })
+            .collect();
         Ok(RunDetail {
             run,
             events,
             artifacts,
+            retried_by,
         })
     }
 
@@ -383,6 +403,33 @@ impl Ops {
         limit: i64,
     ) -> OpsResult<Vec<RunLog>> {
         Ok(self.store.run_logs(run_id, after_id, search, limit).await?)
+    }
+
+    /// Up to `limit` log lines just before `before_id`, oldest first.
+    pub async fn run_logs_before(
+        &self,
+        run_id: i64,
+        before_id: i64,
+        limit: i64,
+    ) -> OpsResult<Vec<RunLog>> {
+        Ok(self.store.run_logs_before(run_id, before_id, limit).await?)
+    }
+
+    /// Log lines of the run below `below_id` (all when None): a line's 0-based number.
+    pub async fn count_run_logs(&self, run_id: i64, below_id: Option<i64>) -> OpsResult<i64> {
+        Ok(self.store.count_run_logs(run_id, below_id).await?)
+    }
+
+    /// Server-side search over all of a run's lines: the matching ids (at most `cap`, capped
+    /// at MAX_LOG_MATCHES) and how many match in all.
+    pub async fn search_run_logs(
+        &self,
+        run_id: i64,
+        text: &str,
+        cap: i64,
+    ) -> OpsResult<LogMatches> {
+        let cap = cap.clamp(1, MAX_LOG_MATCHES);
+        Ok(self.store.search_run_logs(run_id, text, cap).await?)
     }
 
     pub async fn add_artifact(&self, artifact: &NewArtifact) -> OpsResult<i64> {

@@ -8,8 +8,8 @@ use sqlx::FromRow;
 
 use crate::audit::AuditEntry;
 use crate::domain::run::{
-    CancelOutcome, ClaimedRun, LogLevel, MinuteActivity, Run, RunArtifact, RunColumn, RunCondition,
-    RunEvent, RunFilter, RunLog, RunNumber, RunStatus, StatusCount,
+    CancelOutcome, ClaimedRun, LogLevel, LogMatches, MinuteActivity, Run, RunArtifact, RunColumn,
+    RunCondition, RunEvent, RunFilter, RunLog, RunNumber, RunStatus, StatusCount,
 };
 use crate::domain::worker::QueueStat;
 use crate::shared::{decode, payload, shown_json, status, status_counts};
@@ -28,6 +28,21 @@ pub trait RunStore: Send + Sync {
         search: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<RunLog>>;
+    /// Up to `limit` log lines just before `before_id`, oldest first (the page above a window).
+    async fn run_logs_before(
+        &self,
+        run_id: i64,
+        before_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<RunLog>>;
+    /// How many log lines the run has with an id below `below_id` (all of them when None): the
+    /// 0-based line number of the line `below_id`. An index range count on (run_id, id).
+    async fn count_run_logs(&self, run_id: i64, below_id: Option<i64>) -> StoreResult<i64>;
+    /// The ids of the run's log lines matching `text` (full-text, every word), oldest first, at
+    /// most `cap` of them, and how many match in all.
+    async fn search_run_logs(&self, run_id: i64, text: &str, cap: i64) -> StoreResult<LogMatches>;
+    /// The runs that retry `id` (their `retry_of` is it), oldest first.
+    async fn retries_of(&self, id: i64) -> StoreResult<Vec<(i64, RunStatus)>>;
     async fn run_artifacts(&self, run_id: i64) -> StoreResult<Vec<RunArtifact>>;
     async fn run_events(&self, run_id: i64) -> StoreResult<Vec<RunEvent>>;
     /// Runs per status, exact, from the counters the runs' triggers keep (a read of a few
@@ -121,6 +136,19 @@ struct LogRow {
     message: String,
     metadata: JsonText,
     created_at: Time,
+}
+
+impl LogRow {
+    fn into_domain(self) -> StoreResult<RunLog> {
+        Ok(RunLog {
+            id: self.id,
+            run_id: self.run_id,
+            level: decode::<LogLevel>(&self.level)?,
+            message: self.message,
+            metadata: shown_json(&self.metadata.0),
+            created_at: self.created_at.into(),
+        })
+    }
 }
 
 #[derive(FromRow)]
@@ -278,17 +306,98 @@ impl<B: Backend> RunStore for B {
                     .bind(limit),
             )
             .await?;
+        rows.into_iter().map(LogRow::into_domain).collect()
+    }
+
+    async fn run_logs_before(
+        &self,
+        run_id: i64,
+        before_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<RunLog>> {
+        let mut rows: Vec<LogRow> = self
+            .db()
+            .fetch_all(
+                stmt(
+                    "SELECT id, run_id, level, message, metadata, created_at FROM run_logs
+                     WHERE run_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+                )
+                .bind(run_id)
+                .bind(before_id)
+                .bind(limit),
+            )
+            .await?;
+        rows.reverse();
+        rows.into_iter().map(LogRow::into_domain).collect()
+    }
+
+    async fn count_run_logs(&self, run_id: i64, below_id: Option<i64>) -> StoreResult<i64> {
+        let (n,): (i64,) = self
+            .db()
+            .fetch_one(
+                stmt(
+                    "SELECT count(*) FROM run_logs
+                     WHERE run_id = $1 AND (CAST($2 AS BIGINT) IS NULL OR id < $2)",
+                )
+                .bind(run_id)
+                .bind(below_id),
+            )
+            .await?;
+        Ok(n)
+    }
+
+    async fn search_run_logs(&self, run_id: i64, text: &str, cap: i64) -> StoreResult<LogMatches> {
+        let db = self.db();
+        // The same full-text match as `run_logs`: a tsvector column, an FTS5 table. The ids and
+        // the count are two statements over one predicate; lines appended between them only
+        // make the count run ahead, which the next search corrects.
+        let (list, count, query) = match db.kind() {
+            crate::StoreKind::Postgres => (
+                "SELECT id FROM run_logs
+                 WHERE run_id = $1 AND search @@ plainto_tsquery('simple', $2)
+                 ORDER BY id LIMIT $3",
+                "SELECT count(*) FROM run_logs
+                 WHERE run_id = $1 AND search @@ plainto_tsquery('simple', $2)",
+                Some(text.trim().to_owned()).filter(|t| !t.is_empty()),
+            ),
+            // Listing walks the FTS index in rowid order (CROSS JOIN keeps it the outer loop)
+            // and stops at the cap: a word in every line costs the cap, not the log. Counting
+            // needs every match, and the IN form does that without a lookup per row.
+            crate::StoreKind::Sqlite => (
+                "SELECT f.rowid FROM run_logs_fts f CROSS JOIN run_logs l ON l.id = f.rowid
+                 WHERE run_logs_fts MATCH $2 AND l.run_id = $1
+                 ORDER BY f.rowid LIMIT $3",
+                "SELECT count(*) FROM run_logs
+                 WHERE run_id = $1
+                   AND id IN (SELECT rowid FROM run_logs_fts WHERE run_logs_fts MATCH $2)",
+                fts_query(text),
+            ),
+        };
+        let Some(query) = query else {
+            return Ok(LogMatches::default());
+        };
+        let ids: Vec<(i64,)> = db
+            .fetch_all(stmt(list).bind(run_id).bind(&query).bind(cap))
+            .await?;
+        let total = if (ids.len() as i64) < cap {
+            ids.len() as i64
+        } else {
+            let (n,): (i64,) = db.fetch_one(stmt(count).bind(run_id).bind(&query)).await?;
+            n
+        };
+        Ok(LogMatches {
+            ids: ids.into_iter().map(|(id,)| id).collect(),
+            total,
+        })
+    }
+
+    async fn retries_of(&self, id: i64) -> StoreResult<Vec<(i64, RunStatus)>> {
+        let rows: Vec<(i64, String)> = self
+            .db()
+            .fetch_all(stmt("SELECT id, status FROM runs WHERE retry_of = $1 ORDER BY id").bind(id))
+            .await?;
         rows.into_iter()
-            .map(|r| {
-                Ok(RunLog {
-                    id: r.id,
-                    run_id: r.run_id,
-                    level: decode::<LogLevel>(&r.level)?,
-                    message: r.message,
-                    metadata: shown_json(&r.metadata.0),
-                    created_at: r.created_at.into(),
-                })
-            })
+            .map(|(id, s)| Ok((id, status(&s)?)))
             .collect()
     }
 

@@ -45,6 +45,12 @@ pub struct ConsoleBenchArgs {
     /// counting the bytes it writes
     #[arg(long, default_value_t = 60)]
     pub idle_secs: u64,
+    /// Log lines of the run whose log is searched
+    #[arg(long, default_value_t = 100_000)]
+    pub log_lines: usize,
+    /// Log searches for the search-time figures
+    #[arg(long, default_value_t = 40)]
+    pub log_searches: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +93,13 @@ struct Report {
     /// The same for a filter nothing matches, which the store must scan every run to answer.
     filter_no_match_p50_ms: f64,
     filter_no_match_p99_ms: f64,
+    log_lines: usize,
+    /// The server-side search: matching ids (up to the cap) and their count, in the app.
+    log_search_p50_ms: f64,
+    log_search_p99_ms: f64,
+    /// Enter to the first match's lines on screen: the search plus the window around the match.
+    log_search_to_match_p50_ms: f64,
+    log_search_to_match_p99_ms: f64,
 }
 
 /// Typed into the run list's filter line, a key at a time.
@@ -112,6 +125,8 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
     ));
     let bundles = tempfile::tempdir().map_err(|e| CliError(e.to_string()))?;
     seed_templates(&ops, bundles.path(), args.template_versions).await?;
+    bar.set_message(format!("adding a run with {} log lines", args.log_lines));
+    let log_run = super::logs::seed_log_run(&ops, args.log_lines).await?;
     bar.finish_and_clear();
     // From here on only what the console itself holds: its own connections, as it opens them.
     let location = store.location();
@@ -212,8 +227,9 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         render_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let mut filter_ms = type_filter(&fresh_ops, &mut app, &mut terminal, FILTER_TYPED).await?;
-    let mut no_match_ms =
-        type_filter(&fresh_ops, &mut app, &mut terminal, FILTER_NO_MATCH).await?;
+    let mut no_match_ms = type_filter(&fresh_ops, &mut app, &mut terminal, FILTER_NO_MATCH).await?;
+    let search_ms =
+        super::logs::search_times(&fresh_ops, &mut app, log_run, args.log_searches).await?;
     bar.finish_and_clear();
 
     let bar = spinner(show, &format!("idle console for {} s", args.idle_secs));
@@ -223,6 +239,8 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
     let filter_keystrokes = filter_ms.len();
     let (filter_p50, filter_p99) = p50_p99(&mut filter_ms);
     let (no_match_p50, no_match_p99) = p50_p99(&mut no_match_ms);
+    let log_search = super::logs::figures(search_ms.0);
+    let log_to_match = super::logs::figures(search_ms.1);
     let (refresh_p50, refresh_p99) = p50_p99(&mut refresh_ms);
     let (render_p50, render_p99) = p50_p99(&mut render_ms);
     let (overview_p50, overview_p99) = p50_p99(&mut activity_ms);
@@ -265,6 +283,11 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         filter_key_p99_ms: filter_p99,
         filter_no_match_p50_ms: no_match_p50,
         filter_no_match_p99_ms: no_match_p99,
+        log_lines: args.log_lines,
+        log_search_p50_ms: log_search.0,
+        log_search_p99_ms: log_search.1,
+        log_search_to_match_p50_ms: log_to_match.0,
+        log_search_to_match_p99_ms: log_to_match.1,
     };
     crate::cli::emit_report(cli.json, &report, || render(&report));
     Ok(())
@@ -293,7 +316,9 @@ fn render(r: &Report) -> String {
          the same, a filter nothing matches (`{FILTER_NO_MATCH}`) p50 {:.1} ms   p99 {:.1} ms   {}\n\
          peak RSS while measuring               {}   {}\n\
          idle at 80x24, ages on screen: {} bytes in {} s, {} frames ({:.0} bytes/minute)   {}\n\
-         one run changing state                 {} bytes written",
+         one run changing state                 {} bytes written\n\
+         log search over {} lines            p50 {:.1} ms   p99 {:.1} ms   {}\n\
+         log search to the match on screen      p50 {:.1} ms   p99 {:.1} ms",
         r.store,
         r.runs_added,
         r.screen,
@@ -335,7 +360,13 @@ fn render(r: &Report) -> String {
         r.idle_frames,
         r.idle_bytes_per_minute,
         aim(r.idle_bytes_per_minute, 1024.0, "bytes/minute"),
-        r.bytes_for_one_change
+        r.bytes_for_one_change,
+        r.log_lines,
+        r.log_search_p50_ms,
+        r.log_search_p99_ms,
+        aim(r.log_search_p99_ms, 100.0, "ms"),
+        r.log_search_to_match_p50_ms,
+        r.log_search_to_match_p99_ms,
     )
 }
 

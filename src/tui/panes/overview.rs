@@ -333,17 +333,36 @@ impl OverviewPane {
             w.worker_id.chars().count() + w.service.as_ref().map_or(0, |s| s.chars().count() + 3)
         };
         let queues_width = |w: &WorkerPresence| {
-            w.queues.iter().map(|q| q.chars().count() + 1).sum::<usize>().max(1)
+            w.queues
+                .iter()
+                .map(|q| q.chars().count() + 1)
+                .sum::<usize>()
+                .max(1)
         };
         let cols = [
-            Col::new("WORKER", all.iter().map(worker_width).max().unwrap_or(6), 12, 0),
+            Col::new(
+                "WORKER",
+                all.iter().map(worker_width).max().unwrap_or(6),
+                12,
+                0,
+            ),
             Col::new("HEARTBEAT", 12, 10, 0),
             Col::new("HELD/SLOTS", 10, 5, 0),
-            Col::new("QUEUES", all.iter().map(queues_width).max().unwrap_or(1), 8, 0),
+            Col::new(
+                "QUEUES",
+                all.iter().map(queues_width).max().unwrap_or(1),
+                8,
+                0,
+            ),
             Col::new("UP", 4, 3, 1),
             Col::new("HOST", widest(all.iter().map(|w| w.host.as_str())), 8, 3),
             Col::new("PID", 8, 5, 4),
-            Col::new("VERSION", widest(all.iter().map(|w| w.version.as_str())), 5, 2),
+            Col::new(
+                "VERSION",
+                widest(all.iter().map(|w| w.version.as_str())),
+                5,
+                2,
+            ),
         ];
         let fitted = fit(&cols, area.width.saturating_sub(2));
         let header: Vec<&str> = cols
@@ -352,8 +371,11 @@ impl OverviewPane {
             .filter(|(_, w)| w.is_some())
             .map(|(c, _)| c.header)
             .collect();
-        let widths: Vec<Constraint> =
-            fitted.iter().flatten().map(|w| Constraint::Length(*w)).collect();
+        let widths: Vec<Constraint> = fitted
+            .iter()
+            .flatten()
+            .map(|w| Constraint::Length(*w))
+            .collect();
         let rows = self.workers.shown().map(|w| worker_row(ctx, w, &fitted));
         Widget::render(
             Table::new(rows, widths)

@@ -12,8 +12,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 
 mod detail;
+mod pager;
 
-pub use detail::{DetailState, DetailTab, LOG_RING};
+pub use detail::{DetailState, DetailTab};
+pub use pager::{LOG_FETCH, LOG_WINDOW, LogPager, LogRequest, LogSearch, LogView, LogWindow};
 
 use super::columns::{Col, fit, widest};
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply};
@@ -109,15 +111,7 @@ impl RunsPane {
 
     pub fn on_logs(&mut self, run_id: i64, lines: Vec<RunLog>) {
         if let Some(d) = self.detail.as_mut().filter(|d| d.run_id == run_id) {
-            for line in lines {
-                if d.logs.len() == LOG_RING {
-                    d.logs.pop_front();
-                }
-                d.logs.push_back(line);
-            }
-            if d.follow {
-                d.scroll = 0;
-            }
+            d.pager.on_appended(lines);
         }
     }
 
@@ -225,10 +219,7 @@ impl RunsPane {
     /// The filter line's Enter: a log search in the detail, else the list's text filter.
     pub fn apply_filter(&mut self, text: &str) -> Vec<Effect> {
         if let Some(d) = self.detail.as_mut() {
-            d.search = text.trim().to_owned();
-            d.tab = DetailTab::Logs;
-            d.scroll = 0;
-            return Vec::new();
+            return d.search(text);
         }
         let query = RunsQuery {
             text: text.trim().to_owned(),
@@ -260,7 +251,7 @@ impl RunsPane {
 
     pub fn filter_text(&self) -> String {
         match &self.detail {
-            Some(d) => d.search.clone(),
+            Some(d) => d.search_text(),
             None => self.query.text.clone(),
         }
     }

@@ -1,0 +1,1 @@
+DROP INDEX ops.runs_retry_of_idx;

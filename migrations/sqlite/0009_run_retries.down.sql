@@ -1,0 +1,1 @@
+DROP INDEX runs_retry_of_idx;
