@@ -336,7 +336,7 @@ async fn refresh(ops: &Ops, app: &mut App) -> CliResult {
 
 fn draw(terminal: &mut Terminal<TestBackend>, app: &mut App) -> CliResult {
     terminal
-        .draw(|f| view::render(f, app, Theme { color: true }))
+        .draw(|f| view::render(f, app, Theme::default()))
         .map(|_| ())
         .map_err(|e| CliError(e.to_string()))
 }
