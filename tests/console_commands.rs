@@ -471,7 +471,7 @@ fn audit_rows_open_to_their_before_and_after() {
     app.on_key(code(KeyCode::Enter));
     assert_eq!(app.audit.open, Some(2));
     let row = app.audit.opened().expect("the open row");
-    let text: String = overlay::audit_detail_lines(row, t0(), &app.offset, Theme::default(), 78)
+    let text: String = overlay::audit_detail_lines(row, &app.offset, Theme::default(), 78)
         .iter()
         .flat_map(|l| l.spans.iter().map(|s| s.content.to_string()))
         .collect::<Vec<_>>()
@@ -536,44 +536,35 @@ fn colours(buffer: &Buffer) -> Vec<Color> {
     buffer.content.iter().flat_map(|c| [c.fg, c.bg]).collect()
 }
 
+/// A console state to draw.
+type MakeApp = fn() -> App;
+
 #[test]
 fn a_16_colour_terminal_gets_only_ansi_colours() {
-    let states: Vec<(&str, Box<dyn Fn() -> App>)> = vec![
-        ("runs", Box::new(|| loaded(false))),
-        (
-            "help",
-            Box::new(|| {
-                let mut app = loaded(true);
-                press(&mut app, "?");
-                app
-            }),
-        ),
-        ("audit", Box::new(with_audit)),
-        (
-            "audit detail",
-            Box::new(|| {
-                let mut app = with_audit();
-                app.on_key(code(KeyCode::Enter));
-                app
-            }),
-        ),
-        (
-            "services",
-            Box::new(|| {
-                let mut app = loaded(false);
-                app.on_data(Data::Services(services()), t0());
-                press(&mut app, "1");
-                app
-            }),
-        ),
-        (
-            "overview",
-            Box::new(|| {
-                let mut app = loaded(false);
-                press(&mut app, "0");
-                app
-            }),
-        ),
+    let states: [(&str, MakeApp); 6] = [
+        ("runs", || loaded(false)),
+        ("help", || {
+            let mut app = loaded(true);
+            press(&mut app, "?");
+            app
+        }),
+        ("audit", with_audit),
+        ("audit detail", || {
+            let mut app = with_audit();
+            app.on_key(code(KeyCode::Enter));
+            app
+        }),
+        ("services", || {
+            let mut app = loaded(false);
+            app.on_data(Data::Services(services()), t0());
+            press(&mut app, "1");
+            app
+        }),
+        ("overview", || {
+            let mut app = loaded(false);
+            press(&mut app, "0");
+            app
+        }),
     ];
     for (name, make) in &states {
         let mut app = make();

@@ -4,7 +4,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use super::app::{App, Effect, Mode, Pane, RunsQuery, edit_line};
+use super::app::{App, Effect, Level, Mode, Pane, RunsQuery, edit_line};
 use super::panes::{Goto, Reply};
 use crate::domain::run::RunStatus;
 
@@ -366,11 +366,11 @@ impl App {
                 // Names Tab could offer are not loaded yet: load them, and say so.
                 match done {
                     Err(Arg::Schema) => {
-                        self.message = Some((super::app::Level::Info, "loading services…".into()));
+                        self.message = Some((Level::Info, "loading services…".into()));
                         effects.push(Effect::LoadServices);
                     }
                     Err(Arg::Template) => {
-                        self.message = Some((super::app::Level::Info, "loading templates…".into()));
+                        self.message = Some((Level::Info, "loading templates…".into()));
                         effects.push(Effect::LoadTemplates);
                     }
                     _ => {}

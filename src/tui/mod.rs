@@ -98,6 +98,7 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
     };
     restore_terminal();
     if !options.read_only
+        && !app.command_line.history.is_empty()
         && let Some(path) = &options.history_file
     {
         save_history(path, &app.command_line.history_text());

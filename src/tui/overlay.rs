@@ -195,8 +195,7 @@ impl App {
             Mode::Audit => {
                 if let Some(row) = self.audit.opened() {
                     let total =
-                        audit_detail_lines(row, self.now, &self.offset, Theme::default(), width)
-                            .len();
+                        audit_detail_lines(row, &self.offset, Theme::default(), width).len();
                     self.audit.detail.by(delta, total, page);
                 } else {
                     let len = self.audit.visible(self.now).len();
@@ -234,8 +233,7 @@ impl App {
                 a if closes(a) => return false,
                 Some(a) => {
                     let total =
-                        audit_detail_lines(row, self.now, &self.offset, Theme::default(), width)
-                            .len();
+                        audit_detail_lines(row, &self.offset, Theme::default(), width).len();
                     self.audit.detail.on_action(a, total, page);
                 }
                 None => {}
@@ -492,7 +490,6 @@ fn when(now: DateTime<Utc>, offset: &FixedOffset, t: DateTime<Utc>) -> String {
 /// One audit row in full: who, when, what changed, and the before and after as JSON.
 pub fn audit_detail_lines(
     row: &AuditRow,
-    _now: DateTime<Utc>,
     offset: &FixedOffset,
     theme: Theme,
     width: usize,
@@ -612,7 +609,7 @@ pub fn render_audit(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let view = &app.audit;
     let (width, _) = inner_size((area.width, area.height));
     if let Some(row) = view.opened() {
-        let lines = audit_detail_lines(row, app.now, &app.offset, theme, width);
+        let lines = audit_detail_lines(row, &app.offset, theme, width);
         let title = format!(" audit #{} · j/k scroll · Esc back · q closes ", row.id);
         render_scrolled(frame, area, &title, lines, view.detail, theme);
         return;
