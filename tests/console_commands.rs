@@ -9,7 +9,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent,
 use ospdeck::domain::audit::AuditRow;
 use ospdeck::domain::run::{Run, RunStatus};
 use ospdeck::domain::service::Service;
-use ospdeck::ops::ServiceOverview;
+use ospdeck::domain::template::{TemplateVersion, VersionStatus};
+use ospdeck::domain::worker::QueueStat;
+use ospdeck::ops::{QueueBoard, ServiceOverview, VersionRow};
 use ospdeck::tui::app::{App, Data, Effect, Mode, Pane, RunsQuery};
 use ospdeck::tui::command::COMMANDS;
 use ospdeck::tui::keymap::Keymap;
@@ -641,6 +643,80 @@ fn a_click_selects_a_row_and_a_second_click_opens_it() {
     let (_, last) = find(&buffer, "telecom_sms");
     click(&mut app, (x, last + 3));
     assert_eq!(app.services.cursor.selected, 2);
+}
+
+fn queue(name: &str, queued: i64) -> QueueStat {
+    QueueStat {
+        queue: name.into(),
+        queued,
+        oldest_due: Some(t0() - Duration::minutes(queued)),
+        ..Default::default()
+    }
+}
+
+fn template_version(template: &str, version: &str) -> VersionRow {
+    VersionRow {
+        version: TemplateVersion {
+            id: 1,
+            template: template.into(),
+            version: version.into(),
+            status: VersionStatus::Stable,
+            digest: "d".repeat(64),
+            changelog: None,
+            deprecation: None,
+            created_by: "operator".into(),
+            created_at: t0(),
+        },
+        is_default: false,
+        labels: Vec::new(),
+    }
+}
+
+#[test]
+fn clicks_select_queues_and_template_versions_where_they_are_drawn() {
+    for (w, h) in [(80, 24), (160, 48)] {
+        let mut app = app_with(false);
+        app.on_data(
+            Data::Board(QueueBoard {
+                queues: vec![queue("backup", 3), queue("default", 2), queue("mail", 1)],
+                ..QueueBoard::default()
+            }),
+            t0(),
+        );
+        let buffer = draw(&mut app, w, h, Theme::default());
+        click(&mut app, find(&buffer, "mail"));
+        assert_eq!(
+            app.overview.selected_queue().map(|q| q.queue.as_str()),
+            Some("mail"),
+            "{w}x{h}"
+        );
+        // The selected queue again: its runs, as Enter.
+        let effects = click(&mut app, find(&buffer, "mail"));
+        assert_eq!(app.pane, Pane::Runs);
+        assert!(matches!(effects.as_slice(), [Effect::LoadRuns(q)] if q.text == "mail"));
+
+        let mut app = app_with(false);
+        press(&mut app, "3");
+        app.on_data(
+            Data::Templates(vec![
+                template_version("invoice", "2.0.0"),
+                template_version("section7", "1.1.0"),
+                template_version("section7", "1.0.0"),
+            ]),
+            t0(),
+        );
+        let buffer = draw(&mut app, w, h, Theme::default());
+        let (x, y) = find(&buffer, "section7");
+        // The keys load a version's artifacts as they select it; so does a click.
+        assert_eq!(
+            click(&mut app, (x, y + 1)),
+            vec![Effect::LoadTemplateArtifacts {
+                template: "section7".into(),
+                version: "1.0.0".into()
+            }],
+            "{w}x{h}"
+        );
+    }
 }
 
 #[test]
