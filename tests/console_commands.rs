@@ -489,6 +489,25 @@ fn audit_rows_open_to_their_before_and_after() {
 }
 
 #[test]
+fn a_click_selects_an_audit_row_and_a_second_opens_it() {
+    let mut app = with_audit();
+    let buffer = draw(&mut app, 80, 24, Theme::default());
+    let at = find(&buffer, "membership carol");
+    click(&mut app, at);
+    assert_eq!(app.audit.selected(app.now).map(|r| r.id), Some(3));
+    assert_eq!(app.audit.open, None);
+    click(&mut app, at);
+    assert_eq!(app.audit.open, Some(3));
+    // With the filter line shown the rows sit one lower, and the click follows them.
+    let mut app = with_audit();
+    press(&mut app, "/bob");
+    app.on_key(code(KeyCode::Enter));
+    let buffer = draw(&mut app, 80, 24, Theme::default());
+    click(&mut app, find(&buffer, "service telecom_billing"));
+    assert_eq!(app.audit.selected(app.now).map(|r| r.id), Some(4));
+}
+
+#[test]
 fn audit_rows_filter_as_you_type_with_the_shared_grammar() {
     let mut app = with_audit();
     press(&mut app, "/actor:al");

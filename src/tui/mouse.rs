@@ -1,6 +1,6 @@
-//! The mouse: a click on a tab shows that pane, a click on a list row selects it (a click on the
-//! row already selected opens it, as Enter does), the wheel moves through lists and scrolls
-//! overlays. Where a list's rows are follows the layouts of `view` and the panes; the tests
+//! The mouse: a click on a tab shows that pane, a click on a list row (the audit trail's too)
+//! selects it (a click on the row already selected opens it, as Enter does), the wheel moves
+//! through lists and scrolls overlays. Where a list's rows are follows the layouts of `view` and the panes; the tests
 //! click where the rendered text is, so a layout that moves without this fails them.
 
 use std::mem::discriminant;
@@ -51,6 +51,11 @@ impl App {
     }
 
     fn click(&mut self, x: u16, y: u16) -> Vec<Effect> {
+        if self.mode == Mode::Audit {
+            self.click_audit(y);
+            return Vec::new();
+        }
+        // Other overlays and input lines: a click must not act on the pane behind them.
         if self.mode != Mode::Normal {
             return Vec::new();
         }

@@ -207,6 +207,31 @@ impl App {
         }
     }
 
+    /// A click in the audit list: selects the row under it, or opens the row already selected.
+    pub(super) fn click_audit(&mut self, y: u16) {
+        if self.audit.open.is_some() || self.audit.typing {
+            return;
+        }
+        // Below the tab line, the overlay's border, the filter line and the column header.
+        let top = 3 + u16::from(self.audit.filter_line());
+        let Some(row) = y.checked_sub(top).map(usize::from) else {
+            return;
+        };
+        let rows = audit_page(self);
+        let index = self.audit.cursor.offset + row;
+        let len = self.audit.visible(self.now).len();
+        if row >= rows || index >= len {
+            return;
+        }
+        if index == self.audit.cursor.selected {
+            self.audit.open = self.audit.selected(self.now).map(|r| r.id);
+            self.audit.detail = Scroll::default();
+        } else {
+            let delta = index as i64 - self.audit.cursor.selected as i64;
+            self.audit.cursor.move_by(delta, len, rows);
+        }
+    }
+
     /// Whether the audit overlay stays open after `key`.
     fn on_audit_key(&mut self, key: KeyEvent) -> bool {
         if self.audit.typing {
