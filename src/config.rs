@@ -53,6 +53,12 @@ impl Paths {
         })
     }
 
+    /// The console's `:` history. Beside the log directory, in the state directory: it is
+    /// state a session leaves for the next, not configuration or data.
+    pub fn command_history(&self) -> PathBuf {
+        self.log_dir.with_file_name("command_history")
+    }
+
     pub fn embedded_database(&self) -> PathBuf {
         self.data_dir.join("ospdeck.db")
     }
@@ -72,6 +78,8 @@ pub struct FileConfig {
     /// Where template bundle files live and how they are resolved.
     #[serde(default)]
     pub artifacts: ArtifactsConfig,
+    /// The console's mouse: clicks and the wheel (default on; `--no-mouse` turns it off too).
+    pub mouse: Option<bool>,
 }
 
 /// `[artifacts]` in config.toml.

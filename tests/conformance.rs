@@ -710,6 +710,34 @@ mod cases {
         h.ops.retry_run(id).await?;
         // project + 2 workflows + cancel + retry
         assert_eq!(h.count("audit_log").await, 5);
+        // The console's audit overlay shows each change's before and after as read back here.
+        let trail = h.ops.audit_trail(None, Some("run"), Some(10)).await?;
+        let of = |action: &str| {
+            trail
+                .iter()
+                .find(|r| r.action == action && r.entity_id == id.to_string())
+                .unwrap_or_else(|| panic!("no {action} row"))
+        };
+        let cancel = of("cancel");
+        assert_eq!(
+            cancel.before.as_ref().and_then(|b| b["status"].as_str()),
+            Some("queued")
+        );
+        assert!(
+            cancel
+                .after
+                .as_ref()
+                .is_some_and(|a| a.get("outcome").is_some())
+        );
+        let retry = of("retry");
+        assert_eq!(retry.before, None);
+        assert!(
+            retry
+                .after
+                .as_ref()
+                .and_then(|a| a["retry_run_id"].as_i64())
+                .is_some_and(|new| new > id)
+        );
         Ok(())
     }
 

@@ -250,7 +250,7 @@ fn screen(app: &mut App, width: u16, height: u16) -> String {
     let mut terminal =
         Terminal::new(TestBackend::new(width, height)).unwrap_or_else(|e| panic!("{e}"));
     terminal
-        .draw(|f| view::render(f, app, Theme { color: true }))
+        .draw(|f| view::render(f, app, Theme::default()))
         .unwrap_or_else(|e| panic!("{e}"));
     terminal.backend().to_string()
 }
@@ -601,7 +601,16 @@ fn status_badges_are_coloured_unless_no_color() {
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap_or_else(|e| panic!("{e}"));
     for color in [true, false] {
         terminal
-            .draw(|f| view::render(f, &app, Theme { color }))
+            .draw(|f| {
+                view::render(
+                    f,
+                    &app,
+                    Theme {
+                        color,
+                        ..Theme::default()
+                    },
+                )
+            })
             .unwrap_or_else(|e| panic!("{e}"));
         let buffer = terminal.backend().buffer();
         let row_text = |y: u16| -> String {
@@ -1281,7 +1290,7 @@ fn snapshot_templates() {
 }
 
 #[test]
-fn the_audit_overlay_loads_on_command_and_closes_on_any_key() {
+fn the_audit_overlay_loads_on_command_and_closes_only_on_esc_q_or_help() {
     let mut app = loaded(false);
     press(&mut app, ":audit");
     assert_eq!(app.on_key(code(KeyCode::Enter)), vec![Effect::LoadAudit]);
@@ -1290,7 +1299,10 @@ fn the_audit_overlay_loads_on_command_and_closes_on_any_key() {
         press(&mut app, "x").is_empty(),
         "a key in the overlay acts on nothing"
     );
+    assert_eq!(app.mode, Mode::Audit, "nor closes it");
+    press(&mut app, "q");
     assert_eq!(app.mode, Mode::Normal);
+    assert!(!app.quit, "q closes the overlay, not the console");
 }
 
 #[test]

@@ -95,7 +95,7 @@ async fn refreshed(app: &mut App, ops: &Ops, run_id: i64) -> Result<(), BoxError
 fn draw(app: &mut App) -> Buffer {
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap_or_else(|e| panic!("{e}"));
     terminal
-        .draw(|f| view::render(f, app, Theme { color: true }))
+        .draw(|f| view::render(f, app, Theme::default()))
         .unwrap_or_else(|e| panic!("{e}"));
     terminal.backend().buffer().clone()
 }
@@ -467,7 +467,7 @@ fn snap(name: &str, make: impl Fn() -> App) {
         app.set_screen(w, h);
         let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap_or_else(|e| panic!("{e}"));
         terminal
-            .draw(|f| view::render(f, &app, Theme { color: true }))
+            .draw(|f| view::render(f, &app, Theme::default()))
             .unwrap_or_else(|e| panic!("{e}"));
         let text = screen_text(terminal.backend().buffer());
         insta::assert_snapshot!(format!("{name}_{w}x{h}"), text);

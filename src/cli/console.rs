@@ -26,15 +26,15 @@ pub struct DemoArgs {
 
 async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)> {
     let resolved = resolve_config(cli)?;
-    let keys = read_file_config(&resolved.paths.config_file)
+    let file = read_file_config(&resolved.paths.config_file)
         .map_err(|e| CliError(e.to_string()))?
-        .map(|c| {
-            c.keys
-                .into_iter()
-                .map(|(action, keys)| (action, keys.to_vec()))
-                .collect()
-        })
         .unwrap_or_default();
+    let keys = file
+        .keys
+        .into_iter()
+        .map(|(action, keys)| (action, keys.to_vec()))
+        .collect();
+    let mouse = !cli.no_mouse && file.mouse.unwrap_or(true);
     let ops = root::connect(&resolved, &store_options(read_only), cli.as_user.as_deref()).await?;
     let (deployer, manifest_dir) = super::services::deployer_settings(cli)?;
     Ok((
@@ -46,6 +46,8 @@ async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)
                 deployer,
                 manifest_dir,
             },
+            mouse,
+            history_file: Some(resolved.paths.command_history()),
         },
     ))
 }

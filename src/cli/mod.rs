@@ -47,6 +47,9 @@ pub struct Cli {
     /// Open the store read-only: any write is refused by the database itself
     #[arg(long, global = true)]
     pub read_only: bool,
+    /// The console ignores the mouse (no clicks or wheel; the terminal keeps its own selection)
+    #[arg(long, global = true)]
+    pub no_mouse: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
 }

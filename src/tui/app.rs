@@ -9,7 +9,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Frame;
 use ratatui::layout::Rect;
 
+use super::command::CommandLine;
 use super::keymap::{Action, Context, Keymap};
+use super::overlay::{AuditView, Scroll};
 use super::panes::manifests::ManifestsPane;
 use super::panes::overview::OverviewPane;
 use super::panes::runs::RunsPane;
@@ -23,7 +25,7 @@ use super::style::Theme;
 use crate::domain::audit::AuditRow;
 use crate::domain::deployment::liveness_changes_at;
 use crate::domain::manifest::{FieldChange, Manifest, ManifestHead};
-use crate::domain::run::{LogMatches, Run, RunLog, RunStatus};
+use crate::domain::run::{LogMatches, Run, RunLog};
 use crate::domain::template::StoredArtifact;
 use crate::domain::worker::WorkerPresence;
 use crate::ops::{QueueBoard, QueueOverview, RunDetail, ServiceOverview, VersionRow};
@@ -169,9 +171,9 @@ pub enum Mode {
     Confirm(Confirm),
     /// Keys go to the open editor or form.
     Editing,
-    /// The audit trail overlay (`:audit`); any key closes it.
+    /// The audit trail overlay (`:audit`); Esc, q or ? close it.
     Audit,
-    /// Every message of this session, in full (`:messages`); any key closes it.
+    /// Every message of this session, in full (`:messages`); Esc, q or ? close it.
     Messages,
     /// Asking a label (and optional percent) for a template version.
     LabelInput {
@@ -402,7 +404,11 @@ pub struct App {
     pub screen: (u16, u16),
     pub quit: bool,
     /// What the `:audit` overlay shows.
-    pub audit: Vec<AuditRow>,
+    pub audit: AuditView,
+    /// The `:` line's history and Tab candidates.
+    pub command_line: CommandLine,
+    /// How far the help or messages overlay is scrolled.
+    pub overlay_scroll: Scroll,
     /// The pane's filter when `/` was pressed: Esc goes back to it.
     pub filter_before: String,
     /// What is wrong with the filter being typed (the last good one stays applied).
@@ -440,7 +446,9 @@ impl App {
             offset: *chrono::Local::now().offset(),
             screen: (80, 24),
             quit: false,
-            audit: Vec::new(),
+            audit: AuditView::default(),
+            command_line: CommandLine::default(),
+            overlay_scroll: Scroll::default(),
         }
     }
 
@@ -607,7 +615,7 @@ impl App {
                 .set_manifests(schema, history, content.map(|c| *c)),
             Data::Diff { from, to, changes } => self.manifests.diff = Some((from, to, changes)),
             Data::Templates(rows) => self.templates.set_versions(rows),
-            Data::Audit(rows) => self.audit = rows,
+            Data::Audit(rows) => self.audit.set_rows(rows, now),
             Data::TemplateArtifacts {
                 template,
                 version,
@@ -620,8 +628,7 @@ impl App {
     pub fn on_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         match std::mem::replace(&mut self.mode, Mode::Normal) {
             Mode::Normal => self.on_normal_key(key),
-            // Any key closes an overlay; `q` there should not quit by surprise.
-            Mode::Help | Mode::Audit | Mode::Messages => Vec::new(),
+            mode @ (Mode::Help | Mode::Audit | Mode::Messages) => self.on_overlay_key(mode, key),
             Mode::Filter(text) => self.on_filter_key(key, text),
             Mode::Copy(choices) => {
                 let chosen = match key.code {
@@ -712,6 +719,7 @@ impl App {
 
     fn on_normal_key(&mut self, key: KeyEvent) -> Vec<Effect> {
         let Some(action) = self.keymap.action(self.context(), &key) else {
+            self.refuse_read_only(&key);
             return Vec::new();
         };
         self.message = None;
@@ -728,10 +736,7 @@ impl App {
                 Vec::new()
             }
             Action::Back if !self.back.is_empty() && !self.pane_keeps_back() => self.go_back(),
-            Action::Help => {
-                self.mode = Mode::Help;
-                Vec::new()
-            }
+            Action::Help => self.open_help(),
             Action::Command => {
                 self.mode = Mode::Command(String::new());
                 Vec::new()
@@ -768,17 +773,32 @@ impl App {
             Action::Manifests => self.switch_pane(Pane::Manifests),
             Action::Templates => self.switch_pane(Pane::Templates),
             Action::Runs => self.switch_pane(Pane::Runs),
-            other => {
-                let ctx = self.key_ctx();
-                let reply = match self.pane {
-                    Pane::Overview => self.overview.on_action(other, &ctx),
-                    Pane::Services => self.services.on_action(other, &ctx),
-                    Pane::Manifests => self.manifests.on_action(other, &ctx),
-                    Pane::Templates => self.templates.on_action(other, &ctx),
-                    Pane::Runs => self.runs.on_action(other, &ctx),
-                };
-                self.apply(reply)
-            }
+            other => self.pane_action(other),
+        }
+    }
+
+    /// An action for the pane on screen.
+    pub(super) fn pane_action(&mut self, action: Action) -> Vec<Effect> {
+        let ctx = self.key_ctx();
+        let reply = match self.pane {
+            Pane::Overview => self.overview.on_action(action, &ctx),
+            Pane::Services => self.services.on_action(action, &ctx),
+            Pane::Manifests => self.manifests.on_action(action, &ctx),
+            Pane::Templates => self.templates.on_action(action, &ctx),
+            Pane::Runs => self.runs.on_action(action, &ctx),
+        };
+        self.apply(reply)
+    }
+
+    /// In monitor, a key of a writing action is not bound: it says why it does nothing, once
+    /// (pressed again, the message stays and the log does not fill with it).
+    fn refuse_read_only(&mut self, key: &KeyEvent) {
+        let Some(action) = self.keymap.hidden_action(self.context(), key) else {
+            return;
+        };
+        let text = format!("read-only: this console cannot {}", action.help());
+        if self.message.as_ref().is_none_or(|(_, said)| *said != text) {
+            self.say(Level::Error, text);
         }
     }
 
@@ -851,7 +871,7 @@ impl App {
     }
 
     /// Carries out what a pane answered.
-    fn apply(&mut self, reply: Reply) -> Vec<Effect> {
+    pub(super) fn apply(&mut self, reply: Reply) -> Vec<Effect> {
         if let Some((level, text)) = reply.say {
             self.say(level, text);
         }
@@ -884,7 +904,7 @@ impl App {
         effects
     }
 
-    fn switch_pane(&mut self, pane: Pane) -> Vec<Effect> {
+    pub(super) fn switch_pane(&mut self, pane: Pane) -> Vec<Effect> {
         self.pane = pane;
         match pane {
             Pane::Overview => vec![Effect::LoadBoard],
@@ -956,79 +976,7 @@ impl App {
         }
     }
 
-    fn on_command_key(&mut self, key: KeyEvent, mut text: String) -> Vec<Effect> {
-        match key.code {
-            KeyCode::Enter => self.run_command(text.trim()),
-            KeyCode::Esc => Vec::new(),
-            _ => {
-                edit_line(&mut text, &key);
-                self.mode = Mode::Command(text);
-                Vec::new()
-            }
-        }
-    }
-
-    fn run_command(&mut self, line: &str) -> Vec<Effect> {
-        let mut words = line.split_whitespace();
-        let verb = words.next().unwrap_or("");
-        let arg = words.next();
-        match (verb, arg) {
-            ("", _) => Vec::new(),
-            ("q" | "quit", _) => {
-                self.quit = true;
-                Vec::new()
-            }
-            // `:runs [STATUS]` names the whole filter: a text filter from before does not linger.
-            ("runs", None) => self.apply(Reply::goto(Goto::Runs(RunsQuery::default()))),
-            ("runs", Some(s)) => match s.parse::<RunStatus>() {
-                Ok(status) => self.apply(Reply::goto(Goto::Runs(RunsQuery {
-                    status: Some(status),
-                    ..RunsQuery::default()
-                }))),
-                Err(_) => self.fail(format!(
-                    "unknown status `{s}`: one of queued, claimed, running, succeeded, failed, canceled"
-                )),
-            },
-            ("run", Some(id)) => match id.parse::<i64>() {
-                Ok(id) if id > 0 => {
-                    self.pane = Pane::Runs;
-                    self.runs.open_run(id)
-                }
-                _ => self.fail(format!("`{id}` is not a run id")),
-            },
-            ("overview", _) => self.switch_pane(Pane::Overview),
-            ("services", _) | ("service", None) => self.switch_pane(Pane::Services),
-            ("service" | "manifest" | "manifests", Some(schema)) => {
-                match crate::domain::service::check_schema_name(schema) {
-                    Ok(()) => self.apply(Reply::goto(Goto::Manifests(schema.to_owned()))),
-                    Err(e) => self.fail(e.0),
-                }
-            }
-            ("manifests" | "manifest", None) => self.switch_pane(Pane::Manifests),
-            ("template", Some(name)) => {
-                self.templates.wanted = Some(name.to_owned());
-                self.switch_pane(Pane::Templates)
-            }
-            ("templates" | "template", _) => self.switch_pane(Pane::Templates),
-            ("help", _) => {
-                self.mode = Mode::Help;
-                Vec::new()
-            }
-            ("messages" | "mes", _) => {
-                self.mode = Mode::Messages;
-                Vec::new()
-            }
-            ("audit", _) => {
-                self.mode = Mode::Audit;
-                vec![Effect::LoadAudit]
-            }
-            _ => self.fail(format!(
-                "unknown command `{line}`: try :runs [STATUS], :run ID, :messages, :help, :q"
-            )),
-        }
-    }
-
-    fn fail(&mut self, text: String) -> Vec<Effect> {
+    pub(super) fn fail(&mut self, text: String) -> Vec<Effect> {
         self.say(Level::Error, text);
         Vec::new()
     }
@@ -1048,7 +996,7 @@ impl App {
 }
 
 /// Minimal line editing for the filter and command lines.
-fn edit_line(text: &mut String, key: &KeyEvent) {
+pub(super) fn edit_line(text: &mut String, key: &KeyEvent) {
     match key.code {
         KeyCode::Backspace => {
             text.pop();

@@ -470,6 +470,9 @@ const DEFAULTS: &[(&str, Action)] = &[
 #[derive(Debug, Clone)]
 pub struct Keymap {
     bindings: BTreeMap<(Context, Key), Action>,
+    /// Read-only: the writing actions' keys, unbound, so that such a key can say why it does
+    /// nothing.
+    hidden: BTreeMap<(Context, Key), Action>,
 }
 
 impl Keymap {
@@ -494,17 +497,20 @@ impl Keymap {
             by_action.insert(action, parsed);
         }
         let mut bindings = BTreeMap::new();
+        let mut hidden = BTreeMap::new();
         for (action, keys) in by_action {
-            if read_only && action.writes() {
-                continue;
-            }
+            let map = if read_only && action.writes() {
+                &mut hidden
+            } else {
+                &mut bindings
+            };
             for context in action.contexts() {
                 for key in &keys {
-                    bindings.insert((*context, *key), action);
+                    map.insert((*context, *key), action);
                 }
             }
         }
-        Ok(Self { bindings })
+        Ok(Self { bindings, hidden })
     }
 
     /// The action of a key in `context`, falling back to the global bindings.
@@ -519,25 +525,29 @@ impl Keymap {
     /// Help lines for `context`: its own keys first, then the global ones; keys of one action
     /// joined (`j/↓`).
     pub fn help(&self, context: Context) -> Vec<(String, &'static str)> {
-        let mut lines: Vec<(String, &'static str)> = Vec::new();
-        let contexts: &[Context] = if context == Context::Global {
-            &[Context::Global]
-        } else {
-            &[context, Context::Global]
-        };
-        for ctx in contexts {
-            let mut by_action: BTreeMap<Action, Vec<Key>> = BTreeMap::new();
-            for ((c, key), action) in &self.bindings {
-                if c == ctx {
-                    by_action.entry(*action).or_default().push(*key);
-                }
-            }
-            for (action, keys) in by_action {
-                let keys: Vec<String> = keys.iter().map(Key::to_string).collect();
-                lines.push((keys.join("/"), action.help()));
-            }
-        }
-        lines
+        self.help_actions(context)
+            .into_iter()
+            .map(|(keys, action)| (keys, action.help()))
+            .collect()
+    }
+
+    /// `help` with the actions themselves (whether one writes, say).
+    pub fn help_actions(&self, context: Context) -> Vec<(String, Action)> {
+        grouped(&self.bindings, context)
+    }
+
+    /// Read-only: the keys `context` would have for writing actions, which are not bound.
+    pub fn hidden_help(&self, context: Context) -> Vec<(String, Action)> {
+        grouped(&self.hidden, context)
+    }
+
+    /// Read-only: the writing action a key would be bound to in `context`, were it writable.
+    pub fn hidden_action(&self, context: Context, key: &KeyEvent) -> Option<Action> {
+        let key = Key::from_event(key)?;
+        self.hidden
+            .get(&(context, key))
+            .or_else(|| self.hidden.get(&(Context::Global, key)))
+            .copied()
     }
 
     /// The first key bound to `action` anywhere, for hints like "x cancel".
@@ -547,6 +557,29 @@ impl Keymap {
             .find(|(_, a)| **a == action)
             .map(|((_, k), _)| *k)
     }
+}
+
+/// The bindings of `context` and then the global ones, keys of one action joined (`j/↓`).
+fn grouped(bindings: &BTreeMap<(Context, Key), Action>, context: Context) -> Vec<(String, Action)> {
+    let mut lines = Vec::new();
+    let contexts: &[Context] = if context == Context::Global {
+        &[Context::Global]
+    } else {
+        &[context, Context::Global]
+    };
+    for ctx in contexts {
+        let mut by_action: BTreeMap<Action, Vec<Key>> = BTreeMap::new();
+        for ((c, key), action) in bindings {
+            if c == ctx {
+                by_action.entry(*action).or_default().push(*key);
+            }
+        }
+        for (action, keys) in by_action {
+            let keys: Vec<String> = keys.iter().map(Key::to_string).collect();
+            lines.push((keys.join("/"), action));
+        }
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -594,6 +627,12 @@ mod tests {
         }
         let x = press(KeyCode::Char('x'), KeyModifiers::NONE);
         assert_eq!(km.action(Context::Runs, &x), None);
+        assert_eq!(km.hidden_action(Context::Runs, &x), Some(Action::Cancel));
+        assert!(
+            km.hidden_help(Context::Runs)
+                .iter()
+                .any(|(k, a)| k == "x" && *a == Action::Cancel)
+        );
         Ok(())
     }
 

@@ -4,8 +4,11 @@
 //! and a loader task that does every database call so the render loop never waits on IO.
 
 pub mod app;
+pub mod command;
 pub mod keymap;
 mod loader;
+mod mouse;
+pub mod overlay;
 pub mod panes;
 pub mod quiet;
 mod style;
@@ -13,10 +16,13 @@ pub mod view;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::PathBuf;
 
 use base64::Engine;
 use chrono::Utc;
-use crossterm::event::{Event, KeyEventKind};
+use crossterm::event::{
+    DisableMouseCapture, EnableMouseCapture, Event, KeyEventKind, MouseEventKind,
+};
 use ratatui::Terminal;
 use ratatui::backend::{Backend, CrosstermBackend};
 use tokio::sync::{mpsc, watch};
@@ -33,6 +39,11 @@ pub struct ConsoleOptions {
     /// `[keys]` of config.toml: action name → keys.
     pub keys: BTreeMap<String, Vec<String>>,
     pub loader: LoaderSettings,
+    /// Clicks and the wheel (`--no-mouse` or `mouse = false` turn them off, which gives the
+    /// terminal's own selection back).
+    pub mouse: bool,
+    /// Where the `:` history is kept between sessions (read-only: read, never written).
+    pub history_file: Option<PathBuf>,
 }
 
 /// Runs the console until the user quits or SIGTERM/SIGHUP arrives; the terminal is restored
@@ -50,17 +61,29 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
         app.copy_hint =
             Some("inside tmux it reaches the clipboard only with `set -g set-clipboard on`".into());
     }
+    if let Some(text) = options
+        .history_file
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+    {
+        app.command_line.load_history(&text);
+    }
     // try_init puts the terminal in raw mode on the alternate screen and restores it on panic;
     // the terminal it answers is replaced by one whose backend stays quiet on empty frames.
     if let Err(e) = ratatui::try_init() {
-        ratatui::restore();
+        restore_terminal();
         return Err(format!("cannot open the terminal: {e}"));
+    }
+    release_mouse_on_panic();
+    if options.mouse {
+        // Without it the console still works by keys; the terminal keeps its own selection.
+        let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
     }
     let mut terminal =
         match Terminal::new(QuietBackend::new(CrosstermBackend::new(std::io::stdout()))) {
             Ok(t) => t,
             Err(e) => {
-                ratatui::restore();
+                restore_terminal();
                 return Err(format!("cannot open the terminal: {e}"));
             }
         };
@@ -78,8 +101,42 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
         }
         Err(e) => Err(e),
     };
-    ratatui::restore();
+    restore_terminal();
+    if !options.read_only
+        && !app.command_line.history.is_empty()
+        && let Some(path) = &options.history_file
+    {
+        save_history(path, &app.command_line.history_text());
+    }
     result
+}
+
+/// Gives the terminal back: mouse capture off (ratatui's restore does not know about it), then
+/// raw mode and the alternate screen. Disabling a capture never enabled is harmless.
+fn restore_terminal() {
+    let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+    ratatui::restore();
+}
+
+/// A panic releases the mouse before ratatui's hook (set by `try_init`) restores the rest and
+/// prints the panic; otherwise the shell would be left receiving mouse escape codes.
+fn release_mouse_on_panic() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        previous(info);
+    }));
+}
+
+/// Keeps the `:` history for the next session; a history that cannot be written is not worth
+/// an error on the way out.
+fn save_history(path: &std::path::Path, text: &str) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(e) = std::fs::write(path, text) {
+        tracing::debug!("cannot keep the command history in {}: {e}", path.display());
+    }
 }
 
 /// Keys and resizes from the terminal. crossterm's read blocks; a plain thread keeps it away from
@@ -151,12 +208,16 @@ pub async fn drive<B: Backend>(
         tokio::select! {
             event = input_rx.recv() => match event {
                 Some(Event::Key(key)) if key.kind != KeyEventKind::Release => {
-                    for effect in app.on_key(key) {
-                        match effect {
-                            Effect::Copy(text) => copy_osc52(&text),
-                            other => { let _ = effect_tx.send(other); }
-                        }
-                    }
+                    carry_out(app.on_key(key), &effect_tx);
+                    dirty = true;
+                }
+                // Moves arrive for every cell the pointer crosses: only clicks and the wheel
+                // redraw.
+                Some(Event::Mouse(mouse)) if !matches!(
+                    mouse.kind,
+                    MouseEventKind::Moved | MouseEventKind::Drag(_) | MouseEventKind::Up(_)
+                ) => {
+                    carry_out(app.on_mouse(mouse), &effect_tx);
                     dirty = true;
                 }
                 Some(Event::Resize(width, height)) => {
@@ -187,6 +248,18 @@ pub async fn drive<B: Backend>(
     }
     loader.abort();
     Ok(())
+}
+
+/// Hands the app's effects to the loader, but copies at once: the terminal is right here.
+fn carry_out(effects: Vec<Effect>, effect_tx: &mpsc::UnboundedSender<Effect>) {
+    for effect in effects {
+        match effect {
+            Effect::Copy(text) => copy_osc52(&text),
+            other => {
+                let _ = effect_tx.send(other);
+            }
+        }
+    }
 }
 
 /// Copies through the terminal (OSC 52), which works over SSH where no clipboard library would.

@@ -9,25 +9,87 @@ use crate::domain::deployment::Liveness;
 use crate::domain::manifest::ManifestStatus;
 use crate::domain::run::RunStatus;
 
-/// Colours limited to the 16 ANSI ones, or none at all (NO_COLOR).
-#[derive(Debug, Clone, Copy)]
+/// The colours the console draws with: none at all (NO_COLOR), only the 16 ANSI ones (which
+/// every terminal has, in the user's own palette), or those plus a few of the 256 where the
+/// ANSI one reads badly (the "bright black" grey is invisible on many dark schemes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Theme {
     pub color: bool,
+    pub palette: Palette,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Palette {
+    Ansi16,
+    Extended,
+}
+
+/// The 256-colour grey that dims text: readable on dark and light backgrounds alike.
+const GREY_256: Color = Color::Indexed(244);
+
+impl Default for Theme {
+    fn default() -> Self {
+        Self {
+            color: true,
+            palette: Palette::Extended,
+        }
+    }
 }
 
 impl Theme {
     pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok();
+        Self::detect(
+            var("NO_COLOR").as_deref(),
+            var("COLORTERM").as_deref(),
+            var("TERM").as_deref(),
+        )
+    }
+
+    /// The theme for these environment values: NO_COLOR (set and not empty) turns colour off;
+    /// COLORTERM set, or a TERM naming 256 colours or more, allows the 256; anything else
+    /// (`xterm-16color`, `screen`, `linux`, no TERM) keeps to the 16 ANSI colours.
+    pub fn detect(no_color: Option<&str>, colorterm: Option<&str>, term: Option<&str>) -> Self {
+        let many = colorterm.is_some_and(|c| !c.is_empty())
+            || term.is_some_and(|t| {
+                ["256color", "truecolor", "direct"]
+                    .iter()
+                    .any(|w| t.contains(w))
+            });
         Self {
-            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            color: no_color.is_none_or(str::is_empty),
+            palette: if many {
+                Palette::Extended
+            } else {
+                Palette::Ansi16
+            },
         }
     }
 
-    /// A colour, or no style at all under NO_COLOR.
+    /// Only the 16 ANSI colours.
+    pub fn ansi16() -> Self {
+        Self {
+            color: true,
+            palette: Palette::Ansi16,
+        }
+    }
+
+    /// A colour, or no style at all under NO_COLOR. Greys are the palette's grey.
     pub fn fg(self, color: Color) -> Style {
-        if self.color {
-            Style::default().fg(color)
-        } else {
-            Style::default()
+        match (self.color, color) {
+            (false, _) => Style::default(),
+            (true, Color::DarkGray) => Style::default().fg(self.grey()),
+            (true, Color::Indexed(_) | Color::Rgb(..)) if self.palette == Palette::Ansi16 => {
+                Style::default()
+            }
+            (true, c) => Style::default().fg(c),
+        }
+    }
+
+    fn grey(self) -> Color {
+        match self.palette {
+            Palette::Ansi16 => Color::DarkGray,
+            Palette::Extended => GREY_256,
         }
     }
 
@@ -55,7 +117,7 @@ impl Theme {
 
     pub fn dim(self) -> Style {
         if self.color {
-            Style::default().fg(Color::DarkGray)
+            Style::default().fg(self.grey())
         } else {
             Style::default().add_modifier(Modifier::DIM)
         }
@@ -136,5 +198,32 @@ mod tests {
         let last_year = now - chrono::Duration::days(400);
         assert_eq!(date_time(&utc, now, Some(last_year)), "2025-10-18 09:30:00");
         assert_eq!(date_time(&utc, now, None), "-");
+    }
+
+    #[test]
+    fn the_terminal_decides_the_palette() {
+        let t = |no, ct, term| Theme::detect(no, ct, term);
+        assert_eq!(
+            t(None, None, Some("xterm-256color")).palette,
+            Palette::Extended
+        );
+        assert_eq!(
+            t(None, Some("truecolor"), Some("screen")).palette,
+            Palette::Extended
+        );
+        assert_eq!(
+            t(None, None, Some("xterm-direct")).palette,
+            Palette::Extended
+        );
+        for term in [Some("xterm-16color"), Some("screen"), Some("linux"), None] {
+            assert_eq!(t(None, None, term).palette, Palette::Ansi16, "{term:?}");
+        }
+        assert!(!t(Some("1"), None, Some("xterm-256color")).color);
+        assert!(
+            t(Some(""), None, None).color,
+            "an empty NO_COLOR is not set"
+        );
+        assert_eq!(Theme::ansi16().dim().fg, Some(Color::DarkGray));
+        assert_eq!(Theme::default().dim().fg, Some(GREY_256));
     }
 }

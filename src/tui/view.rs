@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
 
 use super::app::{App, Level, Mode, Pane};
 use super::keymap::Action;
+use super::overlay;
 pub use super::panes::runs::count_label;
 pub use super::style::{Theme, age};
 
@@ -35,9 +36,9 @@ pub fn render(frame: &mut Frame, app: &App, theme: Theme) {
     render_status_bar(frame, app, theme, status);
 
     match &app.mode {
-        Mode::Help => render_help(frame, app, theme, area),
-        Mode::Audit => render_audit(frame, app, theme, area),
-        Mode::Messages => render_messages(frame, app, theme, area),
+        Mode::Help => overlay::render_help(frame, app, theme, area),
+        Mode::Audit => overlay::render_audit(frame, app, theme, area),
+        Mode::Messages => overlay::render_messages(frame, app, theme, area),
         Mode::Confirm(confirm) => render_dialog(
             frame,
             &confirm.question,
@@ -78,7 +79,7 @@ fn render_tabs(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
     let titles: Vec<Line> = Pane::ALL
         .iter()
         .enumerate()
-        .map(|(i, p)| Line::from(format!("{i} {}", p.title())))
+        .map(|(i, p)| Line::from(tab_title(i, *p)))
         .collect();
     let selected = Pane::ALL.iter().position(|p| *p == app.pane);
     frame.render_widget(
@@ -99,6 +100,24 @@ fn badge_style(app: &App, theme: Theme) -> Style {
     } else {
         theme.dim()
     }
+}
+
+fn tab_title(i: usize, pane: Pane) -> String {
+    format!("{i} {}", pane.title())
+}
+
+/// The pane whose tab is at column `x` of the tab line.
+pub fn tab_at(x: u16) -> Option<Pane> {
+    let mut start = 0;
+    for (i, pane) in Pane::ALL.iter().enumerate() {
+        // The tab line pads each title with a space either side, a divider between two.
+        let end = start + tab_title(i, *pane).chars().count() as u16 + 2;
+        if (start..end).contains(&x) {
+            return Some(*pane);
+        }
+        start = end + 1;
+    }
+    None
 }
 
 fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
@@ -130,11 +149,7 @@ fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
             spans.push(Span::styled("  (any other key: nothing)", theme.dim()));
             Line::from(spans)
         }
-        Mode::Command(text) => Line::from(vec![
-            Span::raw(":"),
-            Span::raw(text.clone()),
-            Span::raw("▏"),
-        ]),
+        Mode::Command(text) => command_line(app, text, theme, area.width),
         Mode::LabelInput {
             template,
             version,
@@ -222,107 +237,6 @@ fn centered(area: Rect, width: u16, height: u16) -> Rect {
     }
 }
 
-fn render_help(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
-    let entries = app.keymap.help(app.context());
-    // One column when it fits, else two side by side (80×24 holds about 40 keys that way).
-    let rows_fit = area.height.saturating_sub(2).max(1) as usize;
-    let columns = if entries.len() <= rows_fit { 1 } else { 2 };
-    let per_column = entries.len().div_ceil(columns);
-    let col_width: u16 = if columns == 1 { 60 } else { 39 };
-    let popup = centered(area, col_width * columns as u16 + 2, per_column as u16 + 2);
-    frame.render_widget(Clear, popup);
-    let title = if app.read_only {
-        " keys (read-only: no actions) · any key closes "
-    } else {
-        " keys · any key closes "
-    };
-    let block = Block::default().borders(Borders::ALL).title(title);
-    let inner = block.inner(popup);
-    frame.render_widget(block, popup);
-    let key_width = if columns == 1 { 14 } else { 11 };
-    for (c, chunk) in entries.chunks(per_column.max(1)).enumerate() {
-        let lines: Vec<Line> = chunk
-            .iter()
-            .map(|(keys, help)| {
-                Line::from(vec![
-                    Span::styled(format!("{keys:>key_width$}"), theme.fg(Color::Cyan)),
-                    Span::raw(format!(" {help}")),
-                ])
-            })
-            .collect();
-        let x = inner.x + c as u16 * col_width;
-        let column = Rect {
-            x,
-            y: inner.y,
-            width: col_width.min(inner.right().saturating_sub(x)),
-            height: inner.height,
-        };
-        frame.render_widget(Paragraph::new(lines), column);
-    }
-}
-
-/// A full-screen overlay (one cell in from each edge) with `lines` in a titled box.
-fn render_overlay(frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line>, wrap: bool) {
-    let popup = Rect {
-        x: area.x + 1,
-        y: area.y + 1,
-        width: area.width.saturating_sub(2),
-        height: area.height.saturating_sub(2),
-    };
-    frame.render_widget(Clear, popup);
-    let mut text = Paragraph::new(lines).block(Block::default().borders(Borders::ALL).title(title));
-    if wrap {
-        text = text.wrap(Wrap { trim: false });
-    }
-    frame.render_widget(text, popup);
-}
-
-fn render_audit(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
-    let lines: Vec<Line> = if app.audit.is_empty() {
-        vec![Line::styled("loading…", theme.dim())]
-    } else {
-        app.audit
-            .iter()
-            .take(area.height.saturating_sub(4) as usize)
-            .map(|r| {
-                Line::from(vec![
-                    Span::styled(time(app, Some(r.at)), theme.dim()),
-                    Span::raw(format!("  {}  ", r.actor)),
-                    Span::styled(r.action.clone(), theme.fg(Color::Cyan)),
-                    Span::raw(format!("  {} {}", r.entity_type, r.entity_id)),
-                ])
-            })
-            .collect()
-    };
-    let title = " audit trail, newest first · any key closes ";
-    render_overlay(frame, area, title, lines, false);
-}
-
-fn render_messages(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
-    let lines: Vec<Line> = if app.messages.is_empty() {
-        vec![Line::styled("no messages yet", theme.dim())]
-    } else {
-        // Newest first, each in full: wrapping shows what the bottom line had to cut.
-        app.messages
-            .iter()
-            .rev()
-            .map(|m| {
-                let style = match m.level {
-                    Level::Error => theme.error(),
-                    Level::Info => Style::default(),
-                };
-                Line::from(vec![
-                    Span::styled(time(app, Some(m.at)), theme.dim()),
-                    Span::raw("  "),
-                    Span::styled(m.text.clone(), style),
-                ])
-            })
-            .collect()
-    };
-    let title = " messages, newest first · any key closes ";
-    render_overlay(frame, area, title, lines, true);
-}
-
 fn render_dialog(frame: &mut Frame, question: &str, hint: &str, theme: Theme, area: Rect) {
     let popup = centered(area, 60, 5);
     frame.render_widget(Clear, popup);
@@ -339,4 +253,48 @@ fn render_dialog(frame: &mut Frame, question: &str, hint: &str, theme: Theme, ar
         .block(Block::default().borders(Borders::ALL).title(" confirm ")),
         popup,
     );
+}
+
+/// The `:` line, and after it the Tab candidates with the one in the line highlighted; when
+/// they do not all fit, the ones around the chosen one.
+fn command_line(app: &App, text: &str, theme: Theme, width: u16) -> Line<'static> {
+    let mut spans = vec![Span::raw(":"), Span::raw(text.to_owned()), Span::raw("▏")];
+    let Some(completion) = &app.command_line.completion else {
+        return Line::from(spans);
+    };
+    let used = text.chars().count() + 2;
+    let room = usize::from(width).saturating_sub(used + 4);
+    let len = |c: &String| c.chars().count() + 2;
+    let candidates = &completion.candidates;
+    // The first shown: as early as lets the chosen one fit.
+    let mut first = 0;
+    while first < completion.chosen
+        && candidates[first..=completion.chosen]
+            .iter()
+            .map(len)
+            .sum::<usize>()
+            > room
+    {
+        first += 1;
+    }
+    spans.push(Span::raw("  "));
+    if first > 0 {
+        spans.push(Span::styled("… ", theme.dim()));
+    }
+    let mut taken = 0;
+    for (i, candidate) in candidates.iter().enumerate().skip(first) {
+        taken += len(candidate);
+        if i > completion.chosen && taken > room {
+            spans.push(Span::styled("…", theme.dim()));
+            break;
+        }
+        let style = if i == completion.chosen {
+            theme.selected()
+        } else {
+            theme.dim()
+        };
+        spans.push(Span::styled(candidate.clone(), style));
+        spans.push(Span::raw("  "));
+    }
+    Line::from(spans)
 }

@@ -438,7 +438,7 @@ async fn type_filter(
 
 fn draw(terminal: &mut Terminal<TestBackend>, app: &mut App) -> CliResult {
     terminal
-        .draw(|f| view::render(f, app, Theme { color: true }))
+        .draw(|f| view::render(f, app, Theme::default()))
         .map(|_| ())
         .map_err(|e| CliError(e.to_string()))
 }
