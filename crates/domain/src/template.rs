@@ -195,6 +195,59 @@ impl FromStr for VersionStatus {
     }
 }
 
+/// What an operator can do to a template version; each asks for one status (and a deprecation
+/// also that the version is not the default). Ops refuses with these words and the console says
+/// them before it asks anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionMove {
+    Promote,
+    Deprecate,
+    MakeDefault,
+    Label,
+    /// Deleting a draft nobody resolves yet.
+    Delete,
+}
+
+impl VersionMove {
+    /// The status a version must have for this move.
+    pub fn requires(self) -> VersionStatus {
+        match self {
+            Self::Promote | Self::Delete => VersionStatus::Draft,
+            Self::Deprecate | Self::MakeDefault | Self::Label => VersionStatus::Stable,
+        }
+    }
+
+    /// Why the move needs that status.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Self::Promote => "only a draft can be promoted",
+            Self::Deprecate => "only a stable version can be deprecated",
+            Self::MakeDefault => "the default must be stable",
+            Self::Label => "labels name stable versions",
+            Self::Delete => "only drafts can be deleted",
+        }
+    }
+
+    /// Why `template` `version` (in `status`, the default or not) cannot take this move, if it
+    /// cannot.
+    pub fn refused(
+        self,
+        template: &str,
+        version: &str,
+        status: VersionStatus,
+        is_default: bool,
+    ) -> Option<String> {
+        if status != self.requires() {
+            return Some(format!("{template} {version} is {status}; {}", self.rule()));
+        }
+        (self == Self::Deprecate && is_default).then(|| {
+            format!(
+                "{template} {version} is the default; move the default first (`template default`)"
+            )
+        })
+    }
+}
+
 /// A file of a published version, content-addressed by its sha256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredArtifact {
