@@ -20,11 +20,13 @@ use super::panes::{Ctx, Goto, KeyCtx, Reply};
 use super::style::Theme;
 use crate::domain::audit::AuditRow;
 use crate::domain::deployment::liveness_changes_at;
-use crate::domain::manifest::{FieldChange, Manifest, ManifestHead};
+use crate::domain::manifest::{Bump, FieldChange, Manifest, ManifestHead};
 use crate::domain::run::{Run, RunLog, RunStatus};
 use crate::domain::template::StoredArtifact;
 use crate::domain::worker::WorkerPresence;
-use crate::ops::{QueueBoard, QueueOverview, RunDetail, ServiceOverview, VersionRow};
+use crate::ops::{
+    QueueBoard, QueueOverview, RunDetail, ServiceDetail, ServiceOverview, VersionRow,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -188,9 +190,21 @@ pub enum Effect {
         from: String,
         to: String,
     },
+    /// A new draft of `schema`: the highest version bumped by `bump`.
     Propose {
         schema: String,
         text: String,
+        bump: Bump,
+    },
+    /// A service's detail (and keep it fresh while it shows).
+    OpenService(String),
+    CloseService,
+    /// Suspend the console, edit `text` in $EDITOR, and answer `Data::Edited` (the runtime does
+    /// this itself: it needs the terminal).
+    EditExternally {
+        schema: String,
+        text: String,
+        bump: Bump,
     },
     Activate {
         schema: String,
@@ -301,6 +315,13 @@ pub enum Data {
         version: String,
         artifacts: Vec<StoredArtifact>,
     },
+    Service(Box<ServiceDetail>),
+    /// What $EDITOR left in the file (or why it could not run).
+    Edited {
+        schema: String,
+        text: Result<String, String>,
+        bump: Bump,
+    },
 }
 
 pub struct App {
@@ -368,6 +389,7 @@ impl App {
             Pane::Overview => Context::Overview,
             Pane::Runs if self.runs.detail.is_some() => Context::Detail,
             Pane::Runs => Context::Runs,
+            Pane::Services if self.services.detail.is_some() => Context::ServiceDetail,
             Pane::Services => Context::Services,
             Pane::Manifests => Context::Manifests,
             Pane::Templates => Context::Templates,
@@ -482,6 +504,7 @@ impl App {
                 match what {
                     Gone::Run(id) => self.runs.on_gone(id),
                     Gone::Service(schema) => {
+                        self.services.on_gone(&schema);
                         if self.manifests.service.as_deref() == Some(schema.as_str()) {
                             self.manifests.service = None;
                             self.manifests.forget();
@@ -501,9 +524,12 @@ impl App {
                 schema,
                 history,
                 content,
-            } => self
-                .manifests
-                .set_manifests(schema, history, content.map(|c| *c)),
+            } => {
+                let reply = self
+                    .manifests
+                    .set_manifests(schema, history, content.map(|c| *c));
+                return self.apply(reply);
+            }
             Data::Diff { from, to, changes } => self.manifests.diff = Some((from, to, changes)),
             Data::Templates(rows) => self.templates.set_versions(rows),
             Data::Audit(rows) => self.audit = rows,
@@ -512,6 +538,11 @@ impl App {
                 version,
                 artifacts,
             } => self.templates.artifacts = Some((template, version, artifacts)),
+            Data::Service(detail) => self.services.on_service(*detail),
+            Data::Edited { schema, text, bump } => {
+                let reply = self.manifests.on_edited(schema, text, bump);
+                return self.apply(reply);
+            }
         }
         Vec::new()
     }
@@ -549,23 +580,8 @@ impl App {
                 mut text,
             } => match key.code {
                 KeyCode::Enter => {
-                    let mut words = text.split_whitespace();
-                    let label = words.next().unwrap_or("").to_owned();
-                    let percent = match words.next() {
-                        None => 100,
-                        Some(p) => match p.trim_end_matches('%').parse::<i32>() {
-                            Ok(percent) => percent,
-                            Err(_) => {
-                                return self.fail(format!("`{text}`: a label, then a percent"));
-                            }
-                        },
-                    };
-                    vec![Effect::Label {
-                        template,
-                        label,
-                        version,
-                        percent,
-                    }]
+                    let reply = self.templates.label_entered(&template, &version, &text);
+                    self.apply(reply)
                 }
                 KeyCode::Esc => Vec::new(),
                 _ => {
@@ -641,6 +657,10 @@ impl App {
         let mut effects = reply.effects;
         match reply.goto {
             Some(Goto::Services) => self.pane = Pane::Services,
+            Some(Goto::Service(schema)) => {
+                self.pane = Pane::Services;
+                effects.extend(self.services.open_service(&schema));
+            }
             Some(Goto::Manifests(schema)) => {
                 self.pane = Pane::Manifests;
                 effects.extend(self.manifests.open(schema));
@@ -721,6 +741,10 @@ impl App {
             ("services", _) | ("service", None) => self.switch_pane(Pane::Services),
             ("service" | "manifest" | "manifests", Some(schema)) => {
                 match crate::domain::service::check_schema_name(schema) {
+                    // `:service NAME` opens the service's detail, `:manifests NAME` its versions.
+                    Ok(()) if verb == "service" => {
+                        self.apply(Reply::goto(Goto::Service(schema.to_owned())))
+                    }
                     Ok(()) => self.apply(Reply::goto(Goto::Manifests(schema.to_owned()))),
                     Err(e) => self.fail(e.0),
                 }

@@ -18,6 +18,8 @@ pub enum Context {
     Detail,
     /// The service list.
     Services,
+    /// One service's detail (drift, worker, queues, deployments).
+    ServiceDetail,
     /// One service's manifest versions.
     Manifests,
     /// Template versions.
@@ -69,6 +71,8 @@ pub enum Action {
     Deprecate,
     MakeDefault,
     LabelVersion,
+    OpenManifests,
+    EditExternal,
 }
 
 impl Action {
@@ -172,6 +176,18 @@ impl Action {
             "label it (name [percent])",
             true,
         ),
+        (
+            Action::OpenManifests,
+            "open_manifests",
+            "the service's manifests",
+            false,
+        ),
+        (
+            Action::EditExternal,
+            "edit_external",
+            "edit in $EDITOR, then propose",
+            true,
+        ),
     ];
 
     fn entry(self) -> (&'static str, &'static str, bool) {
@@ -208,8 +224,9 @@ impl Action {
             Mark | CopyId | CycleStatus | Pause => &[Context::Runs],
             Filter | Cancel | Retry | Claim | Start | Complete => &[Context::Runs, Context::Detail],
             ShowEvents | ShowLogs | ShowArtifacts | Follow => &[Context::Detail],
-            NewService | Deploy => &[Context::Services],
-            Propose | Activate | Lock | Unlock | Diff => &[Context::Manifests],
+            NewService => &[Context::Services],
+            Deploy | OpenManifests => &[Context::Services, Context::ServiceDetail],
+            Propose | Activate | Lock | Unlock | Diff | EditExternal => &[Context::Manifests],
             Promote | Deprecate | MakeDefault | LabelVersion => &[Context::Templates],
             _ => &[Context::Global],
         }
@@ -394,6 +411,8 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("X", Action::Deprecate),
     ("*", Action::MakeDefault),
     ("t", Action::LabelVersion),
+    ("m", Action::OpenManifests),
+    ("E", Action::EditExternal),
 ];
 
 #[derive(Debug, Clone)]

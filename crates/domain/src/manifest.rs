@@ -270,12 +270,10 @@ pub fn activation_refused(
             "{schema} {version} is {status}; only a draft can be activated (propose a new version)"
         ));
     }
-    history.iter().any(|m| m.status == Locked).then(|| {
-        format!(
-            "{schema} is locked: nothing can be activated until an owner unlocks it \
-             (`ospdeck manifest unlock {schema}`)"
-        )
-    })
+    history
+        .iter()
+        .any(|m| m.status == Locked)
+        .then(|| format!("{schema} is locked: unlock it before activating a version"))
 }
 
 /// Why the governing version of `schema` cannot move to `to` (Locked or Active), if it cannot.
