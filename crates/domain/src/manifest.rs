@@ -297,7 +297,8 @@ pub enum Drift {
     InStep { version: String },
     /// The worker runs another version than the governing one: a deploy is due.
     Drifted { deployed: String, governing: String },
-    /// No deployment has named a manifest yet.
+    /// No worker is known to run a manifest: never deployed, or the deployment is pending,
+    /// under way or failed.
     NotDeployed,
     /// Nothing governs the service (every version is a draft or superseded).
     NoGoverning,
@@ -309,8 +310,8 @@ impl Drift {
     }
 }
 
-/// Compares the manifest a deployment wrote (`deployed_manifest`, a manifest id) with the
-/// governing version of `history`.
+/// Compares the manifest a deployed worker runs (`deployed_manifest`, a manifest id; None when
+/// no deployment is done) with the governing version of `history`.
 pub fn drift(deployed_manifest: Option<i64>, history: &[ManifestHead]) -> Drift {
     let Some(governing) = history.iter().find(|m| matches!(m.status, Active | Locked)) else {
         return Drift::NoGoverning;

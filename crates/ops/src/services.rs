@@ -5,7 +5,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Ops, OpsError, OpsResult, RunQuery, Scoped};
-use crate::domain::deployment::{DeployAttempt, DeployStep, Liveness, WorkerDeployment, liveness};
+use crate::domain::deployment::{
+    DeployAttempt, DeployStep, DeploymentStatus, Liveness, WorkerDeployment, liveness,
+};
 use crate::domain::manifest::{
     self, Bump, DEFAULT_LOCKED_FIELDS, Drift, FIRST_VERSION, FieldChange, Manifest,
     ManifestContent, ManifestStatus, activation_refused, check_locked_fields, parse_manifest,
@@ -272,7 +274,13 @@ impl Ops {
             .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked))
             .cloned();
         let deployment = self.store.deployment(service.id).await?;
-        let drift = manifest::drift(deployment.as_ref().and_then(|d| d.manifest_id), &history);
+        // The registry names a manifest from the moment a deployment starts; only a deployed
+        // worker is known to run it.
+        let running = deployment
+            .as_ref()
+            .filter(|d| d.status == DeploymentStatus::Deployed)
+            .and_then(|d| d.manifest_id);
+        let drift = manifest::drift(running, &history);
         let mut deployments = match &deployment {
             Some(d) => group_deployments(self.store.deploy_steps(d.id).await?),
             None => Vec::new(),

@@ -322,7 +322,7 @@ fn drift_line(drift: &Drift, theme: Theme) -> Line<'static> {
             theme.fg(Color::Green),
         ),
         Drift::NotDeployed => Line::styled(
-            "not deployed  no deployment has written a manifest yet",
+            "not deployed  no worker is known to run a manifest (see worker, deployments)",
             theme.fg(Color::Yellow),
         ),
         Drift::NoGoverning => Line::styled(
