@@ -1477,10 +1477,45 @@ mod service_detail {
             );
             assert_eq!(detail.history.len(), 2);
 
-            // Locked: activating is refused with the rule's own words.
+            // Editing continues a draft: its content changes, its version stays, no new version.
             h.ops
                 .propose_manifest(&ManifestProposal::new(SCHEMA, &renamed.to_string()))
                 .await?;
+            let mut again = renamed.clone();
+            again["service_name"] = serde_json::json!("Billing Core III");
+            let revised = h
+                .ops
+                .revise_draft(SCHEMA, "1.1.1", &again.to_string())
+                .await?;
+            assert_eq!(revised.version, "1.1.1");
+            assert_eq!(revised.content["service_name"], "Billing Core III");
+            assert_eq!(h.ops.manifest_history(SCHEMA).await?.len(), 3);
+            let audit = h.ops.audit_trail(None, Some("manifest"), Some(5)).await?;
+            let revise = audit.iter().find(|a| a.action == "revise");
+            assert!(
+                revise.is_some_and(|a| a.entity_id == "billing_core@1.1.1"
+                    && a.before
+                        .as_ref()
+                        .is_some_and(|b| b["content"]["service_name"] == "Billing Core II")),
+                "{audit:?}"
+            );
+            // Anything but a draft is history; a locked field stays locked in a draft too.
+            assert!(matches!(
+                h.ops
+                    .revise_draft(SCHEMA, "1.1.0", &again.to_string())
+                    .await,
+                Err(OpsError::Refused(_))
+            ));
+            again["schema_name"] = serde_json::json!("elsewhere");
+            assert!(
+                h.ops
+                    .revise_draft(SCHEMA, "1.1.1", &again.to_string())
+                    .await
+                    .err()
+                    .is_some_and(|e| e.to_string().contains("field `schema_name` is locked"))
+            );
+
+            // Locked: activating is refused with the rule's own words.
             h.ops.lock_manifest(SCHEMA).await?;
             match h.ops.activate_manifest(SCHEMA, "1.1.1").await {
                 Err(OpsError::Refused(why)) => assert_eq!(

@@ -565,7 +565,42 @@ fn propose_on_a_draft_continues_that_draft() {
         .unwrap_or_else(|| panic!("no editor"));
     assert_eq!(editor.base, "draft 1.2.0");
     assert!(editor.text().contains("Billing Core Draft"));
-    assert_eq!(editor.next.as_deref(), Some("1.2.1"));
+    assert_eq!(editor.target(), "draft 1.2.0 (in place)");
+    // Saving changes that draft (after a question) …
+    app.on_key(ctrl('s'));
+    assert_eq!(
+        app.manifests.editor.as_ref().map(|e| e.propose_question()),
+        Some("Save your edits to draft billing_core 1.2.0?".into())
+    );
+    press(&mut app, "n");
+    // … unless Ctrl-B chose a new version instead; it comes round to the draft again.
+    app.on_key(ctrl('b'));
+    assert_eq!(
+        app.manifests.editor.as_ref().map(|e| e.target()),
+        Some("1.2.1 (patch bump)".into())
+    );
+    for _ in 0..2 {
+        app.on_key(ctrl('b'));
+    }
+    assert_eq!(
+        app.manifests.editor.as_ref().map(|e| e.target()),
+        Some("2.0.0 (major bump)".into())
+    );
+    app.on_key(ctrl('b'));
+    app.on_key(ctrl('s'));
+    match press(&mut app, "y").as_slice() {
+        [
+            Effect::ReviseDraft {
+                schema,
+                version,
+                text,
+            },
+        ] => {
+            assert_eq!((schema.as_str(), version.as_str()), (SCHEMA, "1.2.0"));
+            assert!(text.contains("Billing Core Draft"));
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -196,6 +196,12 @@ pub enum Effect {
         text: String,
         bump: Bump,
     },
+    /// New content for the draft `version` of `schema` (editing continued it).
+    ReviseDraft {
+        schema: String,
+        version: String,
+        text: String,
+    },
     /// A service's detail (and keep it fresh while it shows).
     OpenService(String),
     CloseService,
@@ -258,6 +264,7 @@ impl Effect {
                 | Effect::Start(_)
                 | Effect::Complete(..)
                 | Effect::Propose { .. }
+                | Effect::ReviseDraft { .. }
                 | Effect::Activate { .. }
                 | Effect::Lock(_)
                 | Effect::Unlock(_)

@@ -482,6 +482,14 @@ async fn catalog_action(
             })
             .await
             .map(|m| format!("proposed {schema} {} (draft)", m.version)),
+        Effect::ReviseDraft {
+            schema,
+            version,
+            text,
+        } => ops
+            .revise_draft(&schema, &version, &text)
+            .await
+            .map(|m| format!("saved draft {schema} {}", m.version)),
         Effect::Activate { schema, version } => ops
             .activate_manifest(&schema, &version)
             .await

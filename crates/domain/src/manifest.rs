@@ -53,6 +53,11 @@ impl ManifestStatus {
     pub fn can_become(self, to: ManifestStatus) -> bool {
         MANIFEST_TRANSITIONS.contains(&(self, to))
     }
+
+    /// Only a draft's content may change; every other version is history.
+    pub fn content_can_change(self) -> bool {
+        self == Draft
+    }
 }
 
 impl fmt::Display for ManifestStatus {

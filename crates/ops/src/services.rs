@@ -475,6 +475,52 @@ impl Ops {
             .await?)
     }
 
+    /// New content for an existing draft (editing continues it instead of making another
+    /// version): validated, locked fields unchanged, the draft's version kept.
+    pub async fn revise_draft(
+        &self,
+        schema: &str,
+        version: &str,
+        text: &str,
+    ) -> OpsResult<Manifest> {
+        let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::ProposeManifest],
+            &format!("revising a draft of {schema}"),
+        )
+        .await?;
+        let version = parse_version(version)?.to_string();
+        let content = parse_manifest(text, schema)?;
+        let value = content.to_value();
+        let target = self
+            .store
+            .manifest(service.id, &version)
+            .await?
+            .ok_or_else(|| {
+                OpsError::NotFound(format!("{schema} has no manifest version {version}"))
+            })?;
+        if !target.status.content_can_change() {
+            return Err(OpsError::Refused(format!(
+                "{schema} {version} is {}: only a draft's content can change (propose a new version)",
+                target.status
+            )));
+        }
+        check_locked_fields(&target.content, &value, &target.locked_fields)?;
+        let history = self.store.manifest_history(service.id).await?;
+        if let Some(head) = history
+            .iter()
+            .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked))
+            && let Some(current) = self.store.manifest(service.id, &head.version).await?
+        {
+            check_locked_fields(&current.content, &value, &current.locked_fields)?;
+        }
+        Ok(self
+            .store
+            .revise_draft(self.actor(), &service, &version, &value)
+            .await?)
+    }
+
     /// Activates a draft: the governing version is superseded and the service's workflows follow.
     pub async fn activate_manifest(&self, schema: &str, version: &str) -> OpsResult<Manifest> {
         let service = self.service(schema).await?;

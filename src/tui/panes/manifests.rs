@@ -146,6 +146,11 @@ impl ManifestsPane {
         let mut editor = ManifestEditor::new(&schema, &content.content);
         editor.base = format!("{} {}", content.status, content.version);
         editor.next = next_version(&self.history, editor.bump);
+        // A draft is continued: saving changes it rather than making one more version.
+        if content.status.content_can_change() {
+            editor.revise = Some(content.version.clone());
+            editor.in_place = true;
+        }
         self.editor = Some(editor);
         Reply::mode(Mode::Editing)
     }
@@ -332,7 +337,15 @@ impl ManifestsPane {
             KeyCode::Esc if !editor.edited() => return Reply::default(),
             KeyCode::Esc => editor.asking = Some(EditorQuestion::Discard),
             KeyCode::Char('b') if ctrl => {
-                editor.bump = next_bump(editor.bump);
+                // A continued draft: in place → patch → minor → major → in place.
+                match (editor.revise.is_some(), editor.in_place, editor.bump) {
+                    (true, true, _) => {
+                        editor.in_place = false;
+                        editor.bump = Bump::Patch;
+                    }
+                    (true, false, Bump::Major) => editor.in_place = true,
+                    _ => editor.bump = next_bump(editor.bump),
+                }
                 editor.next = next_version(&self.history, editor.bump);
             }
             KeyCode::Char('s') if ctrl => {
@@ -468,22 +481,21 @@ impl ManifestsPane {
 fn render_editor(frame: &mut Frame, editor: &ManifestEditor, theme: Theme, area: Rect) {
     frame.render_widget(Clear, area);
     let [text, status] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
-    let next = editor.next.as_deref().unwrap_or("?");
     let block = Block::default()
         .borders(Borders::ALL)
         .title(format!(
-            " {} → {next} ({} bump) · from {} ",
+            " {} → {} · from {} ",
             editor.schema,
-            editor.bump.as_str(),
+            editor.target(),
             editor.base
         ))
-        .title_bottom(" ^B bump · ^S propose · Esc ");
+        .title_bottom(" ^B version · ^S save · Esc ");
     frame.render_widget(&editor.textarea, block.inner(text));
     frame.render_widget(block, text);
     let asking = theme.fg(Color::Yellow).add_modifier(Modifier::BOLD);
     let line = match (&editor.asking, &editor.problem) {
         (Some(EditorQuestion::Propose), _) => {
-            Line::styled(format!("{} y proposes", editor.propose_question()), asking)
+            Line::styled(format!("{} y saves", editor.propose_question()), asking)
         }
         (Some(EditorQuestion::Discard), _) => Line::styled(
             format!(
@@ -521,6 +533,10 @@ pub struct ManifestEditor {
     pub original: String,
     /// The question on the status line, while one is asked.
     pub asking: Option<EditorQuestion>,
+    /// The draft the editor continues, if it opened on one.
+    pub revise: Option<String>,
+    /// Saving changes that draft (else it proposes a new version with `bump`).
+    pub in_place: bool,
 }
 
 impl ManifestEditor {
@@ -541,6 +557,8 @@ impl ManifestEditor {
             base: String::new(),
             original: String::new(),
             asking: None,
+            revise: None,
+            in_place: false,
         };
         editor.original = editor.text();
         editor.validate();
@@ -552,21 +570,45 @@ impl ManifestEditor {
     }
 
     pub fn propose_effect(&self) -> Effect {
-        Effect::Propose {
-            schema: self.schema.clone(),
-            text: self.text(),
-            bump: self.bump,
+        match (&self.revise, self.in_place) {
+            (Some(version), true) => Effect::ReviseDraft {
+                schema: self.schema.clone(),
+                version: version.clone(),
+                text: self.text(),
+            },
+            _ => Effect::Propose {
+                schema: self.schema.clone(),
+                text: self.text(),
+                bump: self.bump,
+            },
+        }
+    }
+
+    /// Where saving puts the text: `draft 1.2.0 (in place)` or `1.2.1 (patch bump)`.
+    pub fn target(&self) -> String {
+        match (&self.revise, self.in_place) {
+            (Some(version), true) => format!("draft {version} (in place)"),
+            _ => format!(
+                "{} ({} bump)",
+                self.next.as_deref().unwrap_or("?"),
+                self.bump.as_str()
+            ),
         }
     }
 
     /// What `y` will do, in full.
     pub fn propose_question(&self) -> String {
-        format!(
-            "Propose {} {} (a {} bump) as a new draft?",
-            self.schema,
-            self.next.as_deref().unwrap_or("?"),
-            self.bump.as_str()
-        )
+        match (&self.revise, self.in_place) {
+            (Some(version), true) => {
+                format!("Save your edits to draft {} {version}?", self.schema)
+            }
+            _ => format!(
+                "Propose {} {} (a {} bump) as a new draft?",
+                self.schema,
+                self.next.as_deref().unwrap_or("?"),
+                self.bump.as_str()
+            ),
+        }
     }
 
     pub fn text(&self) -> String {
