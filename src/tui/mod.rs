@@ -150,7 +150,11 @@ fn edit_externally<B: Backend>(terminal: &mut Terminal<B>, text: &str) -> Result
     let mut out = std::io::stdout();
     let _ = term::disable_raw_mode();
     let _ = execute!(out, term::LeaveAlternateScreen, crossterm::cursor::Show);
-    let result = run_editor(text);
+    let editor = std::env::var("EDITOR")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_owned());
+    let result = run_editor(&editor, text);
     let _ = execute!(out, term::EnterAlternateScreen);
     let _ = term::enable_raw_mode();
     resume_input();
@@ -159,12 +163,9 @@ fn edit_externally<B: Backend>(terminal: &mut Terminal<B>, text: &str) -> Result
     result
 }
 
-fn run_editor(text: &str) -> Result<String, String> {
-    let editor = std::env::var("EDITOR")
-        .ok()
-        .filter(|e| !e.trim().is_empty())
-        .unwrap_or_else(|| "vi".to_owned());
-    // `EDITOR="code --wait"` is a program and its arguments.
+/// Runs `editor` (a program and its arguments, as `EDITOR="code --wait"`) on a private temporary
+/// file holding `text`; answers what the file holds when it exits successfully.
+fn run_editor(editor: &str, text: &str) -> Result<String, String> {
     let mut words = editor.split_whitespace();
     let program = words.next().unwrap_or("vi");
     let mut file = tempfile::Builder::new()
@@ -292,4 +293,23 @@ fn copy_osc52(text: &str) {
     let mut out = std::io::stdout();
     let _ = write!(out, "\x1b]52;c;{encoded}\x07");
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_editor_edits_a_temporary_copy_and_its_failure_is_said() {
+        // A scripted editor: its arguments, then the file.
+        assert_eq!(
+            run_editor("sed -i s/draft/edited/", "{\"name\": \"draft\"}"),
+            Ok("{\"name\": \"edited\"}".to_owned())
+        );
+        assert!(
+            run_editor("false", "x").is_err_and(|e| e.contains("false exited")),
+            "a failing editor proposes nothing"
+        );
+        assert!(run_editor("/nonexistent/editor", "x").is_err_and(|e| e.contains("cannot run")));
+    }
 }

@@ -332,6 +332,29 @@ pub fn in_canary(template: &str, label: &str, unit: &str, percent: i32) -> bool 
 mod tests {
     use super::*;
 
+    #[test]
+    fn each_version_move_asks_for_its_status_and_a_default_is_not_deprecated() {
+        use VersionMove::*;
+        use VersionStatus::*;
+        assert_eq!(Promote.refused("t", "1.0.0", Draft, false), None);
+        assert_eq!(
+            Promote.refused("t", "1.0.0", Stable, false).as_deref(),
+            Some("t 1.0.0 is stable; only a draft can be promoted")
+        );
+        assert!(Deprecate.refused("t", "1.0.0", Draft, false).is_some());
+        assert_eq!(Deprecate.refused("t", "1.0.0", Stable, false), None);
+        assert!(
+            Deprecate
+                .refused("t", "1.0.0", Stable, true)
+                .is_some_and(|e| e.contains("is the default"))
+        );
+        for m in [MakeDefault, Label] {
+            assert!(m.refused("t", "1.0.0", Deprecated, false).is_some());
+            assert_eq!(m.refused("t", "1.0.0", Stable, true), None);
+        }
+        assert!(Delete.refused("t", "1.0.0", Stable, false).is_some());
+    }
+
     fn entry(path: &str) -> BundleEntry {
         BundleEntry {
             kind: "master_prompt".into(),
