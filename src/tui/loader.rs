@@ -392,6 +392,8 @@ async fn refresh_presence(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) 
             Err(e) => out.failed("loading workers", e),
         }
     }
+    // An open service detail shows its worker's last heartbeat, which no change announces.
+    refresh_service(ops, screen, out).await;
     if screen
         .activity_at
         .is_some_and(|at| at.elapsed() >= ACTIVITY_AT_LEAST_EVERY)
