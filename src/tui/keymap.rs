@@ -185,7 +185,7 @@ impl Action {
         (
             Action::EditExternal,
             "edit_external",
-            "edit in $EDITOR, then propose",
+            "edit in $EDITOR",
             true,
         ),
     ];

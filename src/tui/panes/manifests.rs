@@ -499,7 +499,7 @@ fn render_editor(frame: &mut Frame, editor: &ManifestEditor, theme: Theme, area:
         }
         (Some(EditorQuestion::Discard), _) => Line::styled(
             format!(
-                "Discard your edits to {}'s manifest? y discards, any other key keeps them",
+                "Discard your edits to {}'s manifest? y discards",
                 editor.schema
             ),
             asking,

@@ -389,10 +389,9 @@ fn render_form(frame: &mut Frame, form: &ServiceForm, theme: Theme, area: Rect) 
     let asking = theme.fg(Color::Yellow).add_modifier(Modifier::BOLD);
     let line = match (&form.asking, &form.problem) {
         (Some(FormQuestion::Create), _) => Line::styled(form.create_question(), asking),
-        (Some(FormQuestion::Discard), _) => Line::styled(
-            "Discard your edits to the new service? y discards, any other key keeps them",
-            asking,
-        ),
+        (Some(FormQuestion::Discard), _) => {
+            Line::styled("Discard your edits to the new service? y discards", asking)
+        }
         (None, None) => Line::styled("✓ ready to create", theme.fg(Color::Green)),
         (None, Some(p)) => Line::styled(format!("✗ {p}"), theme.fg(Color::Red)),
     };
