@@ -1608,3 +1608,188 @@ mod log_pager {
         }
     }
 }
+
+/// A service's detail as the console shows it, the same on both stores: drift between the
+/// deployed manifest and the governing one, the worker's deployments with their steps, the
+/// service's workflows and queue load; and the refusals the console says before asking.
+mod service_detail {
+    crate::conformance!(a_service_detail_shows_drift_deployments_workflows_and_queue_load);
+
+    mod cases {
+        use ospdeck::deploy::{DeployerConfig, DeployerKind};
+        use ospdeck::domain::deployment::DeployStep;
+        use ospdeck::domain::manifest::{Bump, Drift};
+        use ospdeck::ops::{CreateService, EnqueueRequest, ManifestProposal, OpsError};
+
+        use crate::common::{Harness, TestResult};
+
+        const SCHEMA: &str = "billing_core";
+
+        pub async fn a_service_detail_shows_drift_deployments_workflows_and_queue_load(
+            h: Harness,
+        ) -> TestResult {
+            h.ops.create_project("telecom", Some("Telecom")).await?;
+            let specs = ["processBilling:calc,send", "nightly:sweep"]
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            h.ops
+                .create_service(&CreateService {
+                    project: "telecom",
+                    name: Some("Billing Core"),
+                    schema: Some(SCHEMA),
+                    workflows: specs,
+                    manifest: None,
+                })
+                .await?;
+            let detail = h.ops.service_detail(SCHEMA).await?;
+            assert_eq!(detail.drift, Drift::NotDeployed);
+            assert!(detail.deployments.is_empty());
+            let mut names: Vec<&str> = detail.workflows.iter().map(|w| w.name.as_str()).collect();
+            names.sort();
+            assert_eq!(
+                names,
+                ["billing_core.nightly", "billing_core.processBilling"]
+            );
+            // The task queue is listed even before anything was queued on it.
+            let queue = |d: &ospdeck::ops::ServiceDetail| {
+                d.queues
+                    .iter()
+                    .find(|q| q.queue == "billing_core-tasks")
+                    .map(|q| q.queued)
+            };
+            assert_eq!(queue(&detail), Some(0));
+            h.ops
+                .enqueue_run(&EnqueueRequest {
+                    project: "telecom",
+                    workflow: "billing_core.processBilling",
+                    ..Default::default()
+                })
+                .await?;
+            assert_eq!(queue(&h.ops.service_detail(SCHEMA).await?), Some(1));
+
+            // Deployed: in step with 1.0.0, one deployment with its step's output.
+            let dir = tempfile::tempdir()?;
+            let config = DeployerConfig {
+                kind: DeployerKind::Command,
+                create: None,
+                deploy: Some("echo rolled out $SERVICE_SCHEMA".into()),
+                rollback: None,
+                attempts: 1,
+                backoff_secs: 0.0,
+                timeout_secs: 30,
+                manifest_dir: None,
+            };
+            h.ops.deploy_service(SCHEMA, &config, dir.path()).await?;
+            let detail = h.ops.service_detail(SCHEMA).await?;
+            assert_eq!(
+                detail.drift,
+                Drift::InStep {
+                    version: "1.0.0".into()
+                }
+            );
+            let steps: Vec<(i32, DeployStep, bool)> = detail
+                .deployments
+                .iter()
+                .flatten()
+                .map(|s| {
+                    (
+                        s.attempt,
+                        s.step,
+                        s.output.contains("rolled out billing_core"),
+                    )
+                })
+                .collect();
+            assert_eq!(steps, vec![(1, DeployStep::Deploy, true)]);
+
+            // A locked field is named with both values.
+            let current = h.ops.manifest(SCHEMA, None).await?;
+            let mut moved = current.content.clone();
+            moved["service_id"] = serde_json::json!("elsewhere");
+            let refused = h
+                .ops
+                .propose_manifest(&ManifestProposal::new(SCHEMA, &moved.to_string()))
+                .await
+                .err()
+                .map(|e| e.to_string());
+            assert!(
+                refused.as_deref().is_some_and(|e| e.contains(
+                    "field `service_id` is locked: it is \"billing_core\" for this service, \
+                     the draft says \"elsewhere\""
+                )),
+                "{refused:?}"
+            );
+
+            // A minor bump activated: the worker still runs 1.0.0, which is drift.
+            let mut renamed = current.content.clone();
+            renamed["service_name"] = serde_json::json!("Billing Core II");
+            let draft = h
+                .ops
+                .propose_manifest(&ManifestProposal {
+                    bump: Some(Bump::Minor),
+                    ..ManifestProposal::new(SCHEMA, &renamed.to_string())
+                })
+                .await?;
+            assert_eq!(draft.version, "1.1.0");
+            h.ops.activate_manifest(SCHEMA, "1.1.0").await?;
+            let detail = h.ops.service_detail(SCHEMA).await?;
+            assert_eq!(
+                detail.drift,
+                Drift::Drifted {
+                    deployed: "1.0.0".into(),
+                    governing: "1.1.0".into()
+                }
+            );
+            assert_eq!(detail.history.len(), 2);
+
+            // Editing continues a draft: its content changes, its version stays, no new version.
+            h.ops
+                .propose_manifest(&ManifestProposal::new(SCHEMA, &renamed.to_string()))
+                .await?;
+            let mut again = renamed.clone();
+            again["service_name"] = serde_json::json!("Billing Core III");
+            let revised = h
+                .ops
+                .revise_draft(SCHEMA, "1.1.1", &again.to_string())
+                .await?;
+            assert_eq!(revised.version, "1.1.1");
+            assert_eq!(revised.content["service_name"], "Billing Core III");
+            assert_eq!(h.ops.manifest_history(SCHEMA).await?.len(), 3);
+            let audit = h.ops.audit_trail(None, Some("manifest"), Some(5)).await?;
+            let revise = audit.iter().find(|a| a.action == "revise");
+            assert!(
+                revise.is_some_and(|a| a.entity_id == "billing_core@1.1.1"
+                    && a.before
+                        .as_ref()
+                        .is_some_and(|b| b["content"]["service_name"] == "Billing Core II")),
+                "{audit:?}"
+            );
+            // Anything but a draft is history; a locked field stays locked in a draft too.
+            assert!(matches!(
+                h.ops
+                    .revise_draft(SCHEMA, "1.1.0", &again.to_string())
+                    .await,
+                Err(OpsError::Refused(_))
+            ));
+            again["schema_name"] = serde_json::json!("elsewhere");
+            assert!(
+                h.ops
+                    .revise_draft(SCHEMA, "1.1.1", &again.to_string())
+                    .await
+                    .err()
+                    .is_some_and(|e| e.to_string().contains("field `schema_name` is locked"))
+            );
+
+            // Locked: activating is refused with the rule's own words.
+            h.ops.lock_manifest(SCHEMA).await?;
+            match h.ops.activate_manifest(SCHEMA, "1.1.1").await {
+                Err(OpsError::Refused(why)) => assert_eq!(
+                    why,
+                    "billing_core is locked: unlock it before activating a version"
+                ),
+                other => panic!("{other:?}"),
+            }
+            Ok(())
+        }
+    }
+}

@@ -183,6 +183,14 @@ fn code(c: KeyCode) -> KeyEvent {
     KeyEvent::new(c, KeyModifiers::NONE)
 }
 
+/// The effect the open confirmation would carry out.
+fn asked(app: &App) -> Option<&Effect> {
+    match &app.mode {
+        Mode::Confirm(c) => Some(&c.effect),
+        _ => None,
+    }
+}
+
 fn press(app: &mut App, keys: &str) -> Vec<Effect> {
     keys.chars().flat_map(|c| app.on_key(key(c))).collect()
 }
@@ -890,7 +898,7 @@ fn with_manifests() -> App {
     let mut app = with_services();
     press(&mut app, "G");
     assert_eq!(
-        app.on_key(code(KeyCode::Enter)),
+        press(&mut app, "m"),
         vec![Effect::LoadManifests {
             schema: "telecom_billing".into(),
             version: None
@@ -934,9 +942,11 @@ fn services_open_their_manifests_and_deploy_after_confirmation() {
         Some("payments_gateway")
     );
     assert!(press(&mut app, "d").is_empty());
-    assert_eq!(
-        app.mode,
-        Mode::Confirm(Confirm::new(Effect::Deploy("payments_gateway".into())))
+    assert!(
+        matches!(&app.mode, Mode::Confirm(c) if c.effect == Effect::Deploy("payments_gateway".into())
+            && c.question.contains("manifest 1.0.0")),
+        "{:?}",
+        app.mode
     );
     assert_eq!(
         press(&mut app, "y"),
@@ -963,11 +973,11 @@ fn manifests_activate_drafts_only_and_lock_after_confirmation() {
     press(&mut app, "j");
     press(&mut app, "A");
     assert_eq!(
-        app.mode,
-        Mode::Confirm(Confirm::new(Effect::Activate {
+        asked(&app),
+        Some(&Effect::Activate {
             schema: "telecom_billing".into(),
             version: "1.1.0".into()
-        }))
+        })
     );
     assert_eq!(
         press(&mut app, "y"),
@@ -1035,9 +1045,10 @@ fn the_manifest_editor_validates_as_you_type_and_refuses_invalid_text() {
         "the editor stays open with the text"
     );
     app.on_key(code(KeyCode::Backspace));
-    let effects = app.on_key(ctrl_s);
+    assert!(app.on_key(ctrl_s).is_empty(), "Ctrl-S asks first");
+    let effects = press(&mut app, "y");
     match effects.as_slice() {
-        [Effect::Propose { schema, text }] => {
+        [Effect::Propose { schema, text, .. }] => {
             assert_eq!(schema, "telecom_billing");
             assert!(text.contains("\"service_schema\": \"telecom_billing\""));
         }
@@ -1077,8 +1088,12 @@ fn the_service_form_names_the_problem_and_creates_when_valid() {
         app.services.form.as_ref().and_then(|f| f.problem.clone()),
         None
     );
+    assert!(
+        app.on_key(code(KeyCode::Enter)).is_empty(),
+        "Enter asks first"
+    );
     assert_eq!(
-        app.on_key(code(KeyCode::Enter)),
+        press(&mut app, "y"),
         vec![Effect::CreateService {
             project: "telecom".into(),
             name: "Billing".into(),
@@ -1179,11 +1194,11 @@ fn template_versions_are_promoted_defaulted_and_labelled_after_confirmation() {
     );
     press(&mut app, "*");
     assert_eq!(
-        app.mode,
-        Mode::Confirm(Confirm::new(Effect::MakeDefault {
+        asked(&app),
+        Some(&Effect::MakeDefault {
             template: "section7".into(),
             version: "1.1.0".into()
-        }))
+        })
     );
     assert_eq!(
         press(&mut app, "y"),
@@ -1194,8 +1209,15 @@ fn template_versions_are_promoted_defaulted_and_labelled_after_confirmation() {
     );
     press(&mut app, "t");
     press(&mut app, "canary 30");
+    assert!(app.on_key(code(KeyCode::Enter)).is_empty());
+    assert!(
+        matches!(&app.mode, Mode::Confirm(c)
+            if c.question == "Change canary of section7 1.1.0 from 20% to 30%?"),
+        "{:?}",
+        app.mode
+    );
     assert_eq!(
-        app.on_key(code(KeyCode::Enter)),
+        press(&mut app, "y"),
         vec![Effect::Label {
             template: "section7".into(),
             label: "canary".into(),
@@ -1867,13 +1889,9 @@ fn a_run_goes_to_its_service_and_its_retry_chain() {
     app.on_data(Data::Runs(app.runs.query.clone(), runs), t0());
     assert_eq!(app.runs.selected_run().map(|r| r.id), Some(9));
     let effects = press(&mut app, "v");
-    assert_eq!(app.pane, Pane::Manifests);
-    assert!(
-        effects
-            .iter()
-            .any(|e| matches!(e, Effect::LoadManifests { schema, .. } if schema == "billing")),
-        "{effects:?}"
-    );
+    assert_eq!(app.pane, Pane::Services);
+    assert_eq!(effects, vec![Effect::OpenService("billing".into())]);
+    assert_eq!(app.crumbs(), vec!["Runs", "service billing"]);
     app.on_key(code(KeyCode::Esc));
     assert_eq!(app.pane, Pane::Runs);
     // `[` opens the run it retries; from there `]` finds the retry among the loaded runs.

@@ -296,12 +296,9 @@ fn tab_offers_the_schemas_the_services_pane_loaded_and_loads_them_first() {
     assert_eq!(command_text(&app), "service telecom_sms");
     assert_eq!(
         app.on_key(code(KeyCode::Enter)),
-        vec![Effect::LoadManifests {
-            schema: "telecom_sms".into(),
-            version: None
-        }]
+        vec![Effect::OpenService("telecom_sms".into())]
     );
-    assert_eq!(app.pane, Pane::Manifests);
+    assert_eq!(app.pane, Pane::Services);
 }
 
 #[test]

@@ -116,6 +116,8 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
     tmux.keys(&["1"])?;
     tmux.wait_for("Services (3)")?;
     tmux.keys(&["G", "Enter"])?;
+    tmux.wait_for("Services › telecom_billing")?;
+    tmux.keys(&["m"])?;
     tmux.wait_for("1.1.0        draft")?;
     tmux.keys(&["j", "A"])?;
     tmux.wait_for("Activate telecom_billing 1.1.0?")?;
@@ -331,5 +333,54 @@ fn the_overview_shows_a_stalled_queue_drain_and_its_worker_go_stale() -> TestRes
     assert!(stale.contains("workers 0"), "{stale}");
     tmux.keys(&["q"])?;
     tmux.wait_for("exit=0")?;
+    Ok(())
+}
+
+#[test]
+fn e_suspends_the_console_for_the_editor_and_proposes_what_it_wrote() -> TestResult {
+    let (home, db) = demo_store()?;
+    let tmux = Tmux::new("editor");
+    // A scripted $EDITOR: it edits the file and exits, as an operator would after `:wq`.
+    tmux.start_under(
+        home.path(),
+        &db,
+        "",
+        "env EDITOR='sed -i s/Telecom.Billing/TelecomInvoicing/'",
+    )?;
+    tmux.wait_for(OVERVIEW)?;
+    tmux.keys(&[":"])?;
+    tmux.text("manifests telecom_billing")?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("\"Telecom Billing\"")?;
+    tmux.keys(&["E"])?;
+    tmux.wait_for("Propose telecom_billing 1.1.1")?;
+    tmux.keys(&["y"])?;
+    let screen = tmux.wait_for("proposed telecom_billing 1.1.1 (draft)")?;
+    // Back on the alternate screen, drawn whole: the tabs and the pane are there.
+    assert!(screen.contains("0 Overview"), "{screen}");
+    let out = ospdeck(
+        home.path(),
+        &db,
+        &[
+            "manifest",
+            "show",
+            "telecom_billing",
+            "--version",
+            "1.1.1",
+            "--json",
+        ],
+    )?;
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(shown["status"], "draft", "{shown}");
+    assert_eq!(
+        shown["content"]["service_name"], "TelecomInvoicing",
+        "{shown}"
+    );
+    tmux.keys(&["q"])?;
+    let screen = tmux.wait_for("mode=")?;
+    assert!(
+        screen.contains("mode=icanon"),
+        "terminal left raw:\n{screen}"
+    );
     Ok(())
 }

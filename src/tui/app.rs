@@ -24,11 +24,13 @@ use super::panes::{Ctx, Goto, KeyCtx, Reply};
 use super::style::Theme;
 use crate::domain::audit::AuditRow;
 use crate::domain::deployment::liveness_changes_at;
-use crate::domain::manifest::{FieldChange, Manifest, ManifestHead};
+use crate::domain::manifest::{Bump, FieldChange, Manifest, ManifestHead};
 use crate::domain::run::{LogMatches, Run, RunLog};
 use crate::domain::template::StoredArtifact;
 use crate::domain::worker::WorkerPresence;
-use crate::ops::{QueueBoard, QueueOverview, RunDetail, ServiceOverview, VersionRow};
+use crate::ops::{
+    QueueBoard, QueueOverview, RunDetail, ServiceDetail, ServiceOverview, VersionRow,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pane {
@@ -155,6 +157,7 @@ impl Place {
                 format!("Runs /{}", self.query.text)
             }
             (Pane::Manifests, _, Some(schema)) => format!("Manifests {schema}"),
+            (Pane::Services, _, Some(schema)) => format!("service {schema}"),
             (pane, ..) => pane.title().to_owned(),
         }
     }
@@ -249,9 +252,27 @@ pub enum Effect {
         from: String,
         to: String,
     },
+    /// A new draft of `schema`: the highest version bumped by `bump`.
     Propose {
         schema: String,
         text: String,
+        bump: Bump,
+    },
+    /// New content for the draft `version` of `schema` (editing continued it).
+    ReviseDraft {
+        schema: String,
+        version: String,
+        text: String,
+    },
+    /// A service's detail (and keep it fresh while it shows).
+    OpenService(String),
+    CloseService,
+    /// Suspend the console, edit `text` in $EDITOR, and answer `Data::Edited` (the runtime does
+    /// this itself: it needs the terminal).
+    EditExternally {
+        schema: String,
+        text: String,
+        bump: Bump,
     },
     Activate {
         schema: String,
@@ -305,6 +326,7 @@ impl Effect {
                 | Effect::Start(_)
                 | Effect::Complete(..)
                 | Effect::Propose { .. }
+                | Effect::ReviseDraft { .. }
                 | Effect::Activate { .. }
                 | Effect::Lock(_)
                 | Effect::Unlock(_)
@@ -375,6 +397,13 @@ pub enum Data {
         template: String,
         version: String,
         artifacts: Vec<StoredArtifact>,
+    },
+    Service(Box<ServiceDetail>),
+    /// What $EDITOR left in the file (or why it could not run).
+    Edited {
+        schema: String,
+        text: Result<String, String>,
+        bump: Bump,
     },
 }
 
@@ -462,6 +491,7 @@ impl App {
             Pane::Overview => Context::Overview,
             Pane::Runs if self.runs.detail.is_some() => Context::Detail,
             Pane::Runs => Context::Runs,
+            Pane::Services if self.services.detail.is_some() => Context::ServiceDetail,
             Pane::Services => Context::Services,
             Pane::Manifests => Context::Manifests,
             Pane::Templates => Context::Templates,
@@ -591,6 +621,7 @@ impl App {
                 match what {
                     Gone::Run(id) => self.runs.on_gone(id),
                     Gone::Service(schema) => {
+                        self.services.on_gone(&schema);
                         if self.manifests.service.as_deref() == Some(schema.as_str()) {
                             self.manifests.service = None;
                             self.manifests.forget();
@@ -610,9 +641,12 @@ impl App {
                 schema,
                 history,
                 content,
-            } => self
-                .manifests
-                .set_manifests(schema, history, content.map(|c| *c)),
+            } => {
+                let reply = self
+                    .manifests
+                    .set_manifests(schema, history, content.map(|c| *c));
+                return self.apply(reply);
+            }
             Data::Diff { from, to, changes } => self.manifests.diff = Some((from, to, changes)),
             Data::Templates(rows) => self.templates.set_versions(rows),
             Data::Audit(rows) => self.audit.set_rows(rows, now),
@@ -621,6 +655,11 @@ impl App {
                 version,
                 artifacts,
             } => self.templates.artifacts = Some((template, version, artifacts)),
+            Data::Service(detail) => self.services.on_service(*detail),
+            Data::Edited { schema, text, bump } => {
+                let reply = self.manifests.on_edited(schema, text, bump);
+                return self.apply(reply);
+            }
         }
         Vec::new()
     }
@@ -675,23 +714,8 @@ impl App {
                 mut text,
             } => match key.code {
                 KeyCode::Enter => {
-                    let mut words = text.split_whitespace();
-                    let label = words.next().unwrap_or("").to_owned();
-                    let percent = match words.next() {
-                        None => 100,
-                        Some(p) => match p.trim_end_matches('%').parse::<i32>() {
-                            Ok(percent) => percent,
-                            Err(_) => {
-                                return self.fail(format!("`{text}`: a label, then a percent"));
-                            }
-                        },
-                    };
-                    vec![Effect::Label {
-                        template,
-                        label,
-                        version,
-                        percent,
-                    }]
+                    let reply = self.templates.label_entered(&template, &version, &text);
+                    self.apply(reply)
                 }
                 KeyCode::Esc => Vec::new(),
                 _ => {
@@ -804,7 +828,12 @@ impl App {
 
     /// How many levels deep the operator is: jumps taken, and a run's detail open.
     pub fn depth(&self) -> usize {
-        self.back.len() + usize::from(self.pane == Pane::Runs && self.runs.detail.is_some())
+        let detail = match self.pane {
+            Pane::Runs => self.runs.detail.is_some(),
+            Pane::Services => self.services.detail.is_some(),
+            _ => false,
+        };
+        self.back.len() + usize::from(detail)
     }
 
     /// Whether Esc belongs to the pane first (clearing a log search).
@@ -823,7 +852,10 @@ impl App {
             pane: self.pane,
             query: self.runs.query.clone(),
             run: self.runs.detail.as_ref().map(|d| d.run_id),
-            service: self.manifests.service.clone(),
+            service: match self.pane {
+                Pane::Services => self.services.detail.as_ref().map(|d| d.schema.clone()),
+                _ => self.manifests.service.clone(),
+            },
         }
     }
 
@@ -855,6 +887,20 @@ impl App {
                 None => {
                     if self.runs.detail.take().is_some() {
                         effects.push(Effect::CloseRun);
+                    }
+                }
+            }
+        }
+        if place.pane == Pane::Services {
+            let open = self.services.detail.as_ref().map(|d| d.schema.clone());
+            match &place.service {
+                Some(schema) if open.as_ref() != Some(schema) => {
+                    effects.extend(self.services.open_service(schema));
+                }
+                Some(_) => {}
+                None => {
+                    if self.services.detail.take().is_some() {
+                        effects.push(Effect::CloseService);
                     }
                 }
             }
@@ -891,6 +937,10 @@ impl App {
                 effects.extend(self.runs.open_run(id));
             }
             Some(Goto::Services) => self.pane = Pane::Services,
+            Some(Goto::Service(schema)) => {
+                self.pane = Pane::Services;
+                effects.extend(self.services.open_service(&schema));
+            }
             Some(Goto::Manifests(schema)) => {
                 self.pane = Pane::Manifests;
                 effects.extend(self.manifests.open(schema));

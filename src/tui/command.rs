@@ -99,7 +99,7 @@ pub const COMMANDS: &[Command] = &[
         &[],
         Arg::Schema,
         "[SCHEMA]",
-        "a service's manifest versions",
+        "a service's detail (drift, deployments, queues)",
     ),
     command(
         Verb::Manifest,
@@ -449,6 +449,10 @@ impl App {
             (Verb::Services, _) | (Verb::Service, None) => self.switch_pane(Pane::Services),
             (Verb::Service | Verb::Manifest, Some(schema)) => {
                 match crate::domain::service::check_schema_name(schema) {
+                    // `:service NAME` opens the service's detail, `:manifest NAME` its versions.
+                    Ok(()) if command.verb == Verb::Service => {
+                        self.apply(Reply::goto(Goto::Service(schema.to_owned())))
+                    }
                     Ok(()) => self.apply(Reply::goto(Goto::Manifests(schema.to_owned()))),
                     Err(e) => self.fail(e.0),
                 }

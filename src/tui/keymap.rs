@@ -18,6 +18,8 @@ pub enum Context {
     Detail,
     /// The service list.
     Services,
+    /// One service's detail (drift, worker, queues, deployments).
+    ServiceDetail,
     /// One service's manifest versions.
     Manifests,
     /// Template versions.
@@ -81,6 +83,8 @@ pub enum Action {
     GoService,
     RetryOf,
     RetriedBy,
+    OpenManifests,
+    EditExternal,
 }
 
 impl Action {
@@ -221,6 +225,18 @@ impl Action {
             "label it (name [percent])",
             true,
         ),
+        (
+            Action::OpenManifests,
+            "open_manifests",
+            "the service's manifests",
+            false,
+        ),
+        (
+            Action::EditExternal,
+            "edit_external",
+            "edit in $EDITOR",
+            true,
+        ),
     ];
 
     fn entry(self) -> (&'static str, &'static str, bool) {
@@ -267,8 +283,9 @@ impl Action {
             ShowArtifacts | Follow | ShowAttempts | ShowPayload | NextMatch | PrevMatch | Wrap
             | OpenPager => &[Context::Detail],
             WorkflowRuns | GoService | RetryOf | RetriedBy => &[Context::Runs, Context::Detail],
-            NewService | Deploy => &[Context::Services],
-            Propose | Activate | Lock | Unlock | Diff => &[Context::Manifests],
+            NewService => &[Context::Services],
+            Deploy | OpenManifests => &[Context::Services, Context::ServiceDetail],
+            Propose | Activate | Lock | Unlock | Diff | EditExternal => &[Context::Manifests],
             Promote | Deprecate | MakeDefault | LabelVersion => &[Context::Templates],
             _ => &[Context::Global],
         }
@@ -465,6 +482,8 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("[", Action::RetryOf),
     ("]", Action::RetriedBy),
     ("O", Action::SortReverse),
+    ("m", Action::OpenManifests),
+    ("E", Action::EditExternal),
 ];
 
 #[derive(Debug, Clone)]

@@ -196,6 +196,7 @@ fn latest_wins(batch: Vec<Effect>) -> Vec<Effect> {
         Effect::OpenRun(_) | Effect::CloseRun => Some(1),
         Effect::LoadManifests { .. } => Some(2),
         Effect::LoadTemplateArtifacts { .. } => Some(3),
+        Effect::OpenService(_) | Effect::CloseService => Some(4),
         _ => None,
     };
     let mut kept: Vec<Effect> = Vec::with_capacity(batch.len());
@@ -219,6 +220,8 @@ struct OnScreen {
     /// The run whose detail is open.
     open: Option<i64>,
     manifests: Option<(String, Option<String>)>,
+    /// The service whose detail is open.
+    service: Option<String>,
     // Services and template versions are listed only once their pane has been opened: a console
     // that stays on Runs never pays for them on a change.
     services: bool,
@@ -244,6 +247,7 @@ async fn refresh_screen(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
         refresh_services(ops, out).await;
     }
     refresh_manifests(ops, screen, out).await;
+    refresh_service(ops, screen, out).await;
     if screen.templates {
         refresh_templates(ops, out).await;
     }
@@ -274,6 +278,11 @@ async fn read(ops: &Ops, effect: Effect, screen: &mut OnScreen, out: &mut Report
             Err(e) => out.failed("searching the log", e),
         },
         Effect::CloseRun => screen.open = None,
+        Effect::OpenService(schema) => {
+            screen.service = Some(schema);
+            refresh_service(ops, screen, out).await;
+        }
+        Effect::CloseService => screen.service = None,
         Effect::LoadServices => {
             screen.services = true;
             refresh_services(ops, out).await;
@@ -392,6 +401,8 @@ async fn refresh_presence(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) 
             Err(e) => out.failed("loading workers", e),
         }
     }
+    // An open service detail shows its worker's last heartbeat, which no change announces.
+    refresh_service(ops, screen, out).await;
     if screen
         .activity_at
         .is_some_and(|at| at.elapsed() >= ACTIVITY_AT_LEAST_EVERY)
@@ -422,6 +433,24 @@ async fn refresh_templates(ops: &Ops, out: &mut Reporter) {
     match ops.version_rows().await {
         Ok(rows) => out.loaded(Data::Templates(rows)),
         Err(e) => out.failed("loading templates", e),
+    }
+}
+
+async fn refresh_service(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
+    let Some(schema) = &screen.service else {
+        return;
+    };
+    match ops.service_detail(schema).await {
+        Ok(detail) => out.loaded(Data::Service(Box::new(detail))),
+        Err(e) if e.is_transient() => out.failed(&format!("loading {schema}"), e),
+        Err(e) => {
+            // Said once; the detail closes rather than retry on every change.
+            out.send(Data::Gone {
+                what: Gone::Service(schema.clone()),
+                error: e.to_string(),
+            });
+            screen.service = None;
+        }
     }
 }
 
@@ -457,10 +486,21 @@ async fn catalog_action(
     effect: Effect,
 ) -> Option<crate::ops::OpsResult<String>> {
     Some(match effect {
-        Effect::Propose { schema, text } => ops
-            .propose_manifest(&ManifestProposal::new(&schema, &text))
+        Effect::Propose { schema, text, bump } => ops
+            .propose_manifest(&ManifestProposal {
+                bump: Some(bump),
+                ..ManifestProposal::new(&schema, &text)
+            })
             .await
             .map(|m| format!("proposed {schema} {} (draft)", m.version)),
+        Effect::ReviseDraft {
+            schema,
+            version,
+            text,
+        } => ops
+            .revise_draft(&schema, &version, &text)
+            .await
+            .map(|m| format!("saved draft {schema} {}", m.version)),
         Effect::Activate { schema, version } => ops
             .activate_manifest(&schema, &version)
             .await

@@ -17,6 +17,7 @@ pub mod view;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use base64::Engine;
 use chrono::Utc;
@@ -139,18 +140,113 @@ fn save_history(path: &std::path::Path, text: &str) {
     }
 }
 
+/// Whether the input thread reads the terminal: while $EDITOR runs, its keys are its own.
+static INPUT: AtomicU8 = AtomicU8::new(INPUT_READING);
+const INPUT_READING: u8 = 0;
+const INPUT_PAUSE_ASKED: u8 = 1;
+const INPUT_PAUSED: u8 = 2;
+/// How long the input thread waits for a key before it looks at `INPUT` again.
+const INPUT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Keys and resizes from the terminal. crossterm's read blocks; a plain thread keeps it away from
-/// the async runtime.
+/// the async runtime. It polls rather than blocks in `read`, so that it can stand aside for an
+/// external editor (`INPUT`).
 fn read_input() -> mpsc::UnboundedReceiver<Event> {
     let (input_tx, input_rx) = mpsc::unbounded_channel::<Event>();
     std::thread::spawn(move || {
-        while let Ok(event) = crossterm::event::read() {
-            if input_tx.send(event).is_err() {
-                break;
+        loop {
+            match INPUT.load(Ordering::SeqCst) {
+                INPUT_PAUSE_ASKED => {
+                    INPUT.store(INPUT_PAUSED, Ordering::SeqCst);
+                    continue;
+                }
+                INPUT_PAUSED => {
+                    std::thread::sleep(INPUT_POLL / 2);
+                    continue;
+                }
+                _ => {}
+            }
+            match crossterm::event::poll(INPUT_POLL) {
+                Ok(false) => {}
+                Ok(true) => match crossterm::event::read() {
+                    Ok(event) => {
+                        if input_tx.send(event).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                },
+                Err(_) => break,
             }
         }
     });
     input_rx
+}
+
+/// Stops the input thread reading (it answers within one poll); false if it did not answer,
+/// as when no input thread runs (the bench).
+fn pause_input() -> bool {
+    INPUT.store(INPUT_PAUSE_ASKED, Ordering::SeqCst);
+    for _ in 0..40 {
+        if INPUT.load(Ordering::SeqCst) == INPUT_PAUSED {
+            return true;
+        }
+        std::thread::sleep(INPUT_POLL / 4);
+    }
+    false
+}
+
+fn resume_input() {
+    INPUT.store(INPUT_READING, Ordering::SeqCst);
+}
+
+/// Edits `text` in $EDITOR (else `vi`) on the real terminal: the console leaves the alternate
+/// screen and raw mode, the editor runs in the foreground, and the console comes back and
+/// redraws everything. Answers the file's text when the editor exits successfully.
+fn edit_externally<B: Backend>(terminal: &mut Terminal<B>, text: &str) -> Result<String, String> {
+    use crossterm::{execute, terminal as term};
+    if !pause_input() {
+        resume_input();
+        return Err("no terminal to run an editor on".into());
+    }
+    let mut out = std::io::stdout();
+    let _ = term::disable_raw_mode();
+    let _ = execute!(out, term::LeaveAlternateScreen, crossterm::cursor::Show);
+    let editor = std::env::var("EDITOR")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| "vi".to_owned());
+    let result = run_editor(&editor, text);
+    let _ = execute!(out, term::EnterAlternateScreen);
+    let _ = term::enable_raw_mode();
+    resume_input();
+    // What the editor drew is not what ratatui believes is on screen: draw all of it again.
+    let _ = terminal.clear();
+    result
+}
+
+/// Runs `editor` (a program and its arguments, as `EDITOR="code --wait"`) on a private temporary
+/// file holding `text`; answers what the file holds when it exits successfully.
+fn run_editor(editor: &str, text: &str) -> Result<String, String> {
+    let mut words = editor.split_whitespace();
+    let program = words.next().unwrap_or("vi");
+    let mut file = tempfile::Builder::new()
+        .prefix("ospdeck-manifest-")
+        .suffix(".json")
+        .tempfile()
+        .map_err(|e| format!("cannot make a temporary file: {e}"))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.flush())
+        .map_err(|e| format!("cannot write the temporary file: {e}"))?;
+    let status = std::process::Command::new(program)
+        .args(words)
+        .arg(file.path())
+        .status()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{program} exited with {status}; nothing proposed"));
+    }
+    std::fs::read_to_string(file.path()).map_err(|e| format!("cannot read the edited file: {e}"))
 }
 
 /// Turns true on SIGTERM or SIGHUP (a closed SSH session), so the loop ends and restores the
@@ -208,7 +304,8 @@ pub async fn drive<B: Backend>(
         tokio::select! {
             event = input_rx.recv() => match event {
                 Some(Event::Key(key)) if key.kind != KeyEventKind::Release => {
-                    carry_out(app.on_key(key), &effect_tx);
+                    let effects = app.on_key(key);
+                    carry_out(app, terminal, effects, &effect_tx);
                     dirty = true;
                 }
                 // Moves arrive for every cell the pointer crosses: only clicks and the wheel
@@ -217,7 +314,8 @@ pub async fn drive<B: Backend>(
                     mouse.kind,
                     MouseEventKind::Moved | MouseEventKind::Drag(_) | MouseEventKind::Up(_)
                 ) => {
-                    carry_out(app.on_mouse(mouse), &effect_tx);
+                    let effects = app.on_mouse(mouse);
+                    carry_out(app, terminal, effects, &effect_tx);
                     dirty = true;
                 }
                 Some(Event::Resize(width, height)) => {
@@ -251,10 +349,21 @@ pub async fn drive<B: Backend>(
 }
 
 /// Hands the app's effects to the loader, but copies at once: the terminal is right here.
-fn carry_out(effects: Vec<Effect>, effect_tx: &mpsc::UnboundedSender<Effect>) {
+fn carry_out<B: Backend>(
+    app: &mut App,
+    terminal: &mut Terminal<B>,
+    effects: Vec<Effect>,
+    effect_tx: &mpsc::UnboundedSender<Effect>,
+) {
     for effect in effects {
         match effect {
             Effect::Copy(text) => copy_osc52(&text),
+            // $EDITOR takes the terminal: the console steps aside until it returns.
+            Effect::EditExternally { schema, text, bump } => {
+                let text = edit_externally(terminal, &text);
+                let more = app.on_data(Data::Edited { schema, text, bump }, Utc::now());
+                carry_out(app, terminal, more, effect_tx);
+            }
             other => {
                 let _ = effect_tx.send(other);
             }
@@ -268,4 +377,23 @@ fn copy_osc52(text: &str) {
     let mut out = std::io::stdout();
     let _ = write!(out, "\x1b]52;c;{encoded}\x07");
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_editor_edits_a_temporary_copy_and_its_failure_is_said() {
+        // A scripted editor: its arguments, then the file.
+        assert_eq!(
+            run_editor("sed -i s/draft/edited/", "{\"name\": \"draft\"}"),
+            Ok("{\"name\": \"edited\"}".to_owned())
+        );
+        assert!(
+            run_editor("false", "x").is_err_and(|e| e.contains("false exited")),
+            "a failing editor proposes nothing"
+        );
+        assert!(run_editor("/nonexistent/editor", "x").is_err_and(|e| e.contains("cannot run")));
+    }
 }

@@ -53,6 +53,11 @@ impl ManifestStatus {
     pub fn can_become(self, to: ManifestStatus) -> bool {
         MANIFEST_TRANSITIONS.contains(&(self, to))
     }
+
+    /// Only a draft's content may change; every other version is history.
+    pub fn content_can_change(self) -> bool {
+        self == Draft
+    }
 }
 
 impl fmt::Display for ManifestStatus {
@@ -151,11 +156,19 @@ impl ManifestContent {
 
     /// Checks the rules serde cannot: names, queues, and that the content belongs to `schema`.
     pub fn validate(&self, schema: &str) -> Result<(), InvalidInput> {
-        if self.schema_name != schema || self.service_schema != schema {
-            return Err(InvalidInput::new(format!(
-                "manifest is for schema {:?} / {:?}, not {schema:?}",
-                self.schema_name, self.service_schema
-            )));
+        // The schema is the service's identity: say which field differs and both values, so the
+        // operator sees what to put back rather than a pair of names to compare.
+        for (field, value) in [
+            ("schema_name", &self.schema_name),
+            ("service_schema", &self.service_schema),
+        ] {
+            if value != schema {
+                return Err(locked_field_error(
+                    field,
+                    &Value::from(schema),
+                    Some(&Value::from(value.as_str())),
+                ));
+            }
         }
         if self.service_id.trim().is_empty() {
             return Err(InvalidInput::new("manifest service_id is empty"));
@@ -222,18 +235,106 @@ pub fn check_locked_fields(
         let before = current.get(field);
         let after = proposed.get(field);
         if before != after {
-            return Err(InvalidInput::new(format!(
-                "locked field `{field}` cannot change ({} → {})",
-                show(before),
-                show(after)
-            )));
+            return Err(locked_field_error(
+                field,
+                before.unwrap_or(&Value::Null),
+                after,
+            ));
         }
     }
     Ok(())
 }
 
-fn show(v: Option<&Value>) -> String {
-    v.map(Value::to_string).unwrap_or_else(|| "absent".into())
+/// `field `schema_name` is locked: it is "billing" for this service, the draft says "other"`.
+fn locked_field_error(field: &str, current: &Value, proposed: Option<&Value>) -> InvalidInput {
+    let current = if current.is_null() {
+        "absent".to_owned()
+    } else {
+        current.to_string()
+    };
+    InvalidInput::new(format!(
+        "field `{field}` is locked: it is {current} for this service, the draft {}",
+        match proposed {
+            Some(v) => format!("says {v}"),
+            None => "leaves it out".to_owned(),
+        }
+    ))
+}
+
+/// Why `version` of `schema`, now `status`, cannot be activated, if it cannot: only a draft
+/// becomes active, and a locked version freezes its service. `activate_manifest` refuses with
+/// these words and the console says them before it asks anything.
+pub fn activation_refused(
+    schema: &str,
+    version: &str,
+    status: ManifestStatus,
+    history: &[ManifestHead],
+) -> Option<String> {
+    if !status.can_become(Active) {
+        return Some(format!(
+            "{schema} {version} is {status}; only a draft can be activated (propose a new version)"
+        ));
+    }
+    history
+        .iter()
+        .any(|m| m.status == Locked)
+        .then(|| format!("{schema} is locked: unlock it before activating a version"))
+}
+
+/// Why the governing version of `schema` cannot move to `to` (Locked or Active), if it cannot.
+pub fn lock_refused(schema: &str, history: &[ManifestHead], to: ManifestStatus) -> Option<String> {
+    let governing = history.iter().find(|m| matches!(m.status, Active | Locked));
+    match governing {
+        None => Some(format!("{schema} has no active manifest")),
+        Some(m) if m.status.can_become(to) && m.status != to => None,
+        Some(m) => Some(match to {
+            Locked => format!("{schema} {} is already locked", m.version),
+            _ => format!("{schema} is not locked"),
+        }),
+    }
+}
+
+/// Which manifest the deployed worker runs against the one that governs the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum Drift {
+    /// The worker runs the governing version.
+    InStep { version: String },
+    /// The worker runs another version than the governing one: a deploy is due.
+    Drifted { deployed: String, governing: String },
+    /// No worker is known to run a manifest: never deployed, or the deployment is pending,
+    /// under way or failed.
+    NotDeployed,
+    /// Nothing governs the service (every version is a draft or superseded).
+    NoGoverning,
+}
+
+impl Drift {
+    pub fn is_drifted(&self) -> bool {
+        matches!(self, Drift::Drifted { .. })
+    }
+}
+
+/// Compares the manifest a deployed worker runs (`deployed_manifest`, a manifest id; None when
+/// no deployment is done) with the governing version of `history`.
+pub fn drift(deployed_manifest: Option<i64>, history: &[ManifestHead]) -> Drift {
+    let Some(governing) = history.iter().find(|m| matches!(m.status, Active | Locked)) else {
+        return Drift::NoGoverning;
+    };
+    match deployed_manifest {
+        None => Drift::NotDeployed,
+        Some(id) if id == governing.id => Drift::InStep {
+            version: governing.version.clone(),
+        },
+        Some(id) => Drift::Drifted {
+            deployed: history
+                .iter()
+                .find(|m| m.id == id)
+                .map(|m| m.version.clone())
+                .unwrap_or_else(|| format!("manifest #{id}")),
+            governing: governing.version.clone(),
+        },
+    }
 }
 
 pub fn check_locked_field_names(fields: &[String]) -> Result<(), InvalidInput> {
@@ -469,7 +570,9 @@ mod tests {
         assert!(
             parse_manifest(&ok.to_string(), "other_schema")
                 .err()
-                .is_some_and(|e| e.0.contains("not \"other_schema\""))
+                .is_some_and(|e| e.0
+                    == "field `schema_name` is locked: it is \"other_schema\" for this service, \
+                        the draft says \"telecom_billing\"")
         );
         let mut dup = ok.clone();
         dup["workflows"] = json!([
@@ -502,7 +605,70 @@ mod tests {
         assert_eq!(check_locked_fields(&a, &b, &locked), Ok(()));
         b["schema_name"] = json!("other");
         let err = check_locked_fields(&a, &b, &locked).err();
-        assert!(err.is_some_and(|e| e.0.contains("`schema_name`")));
+        assert_eq!(
+            err.map(|e| e.0).as_deref(),
+            Some(
+                "field `schema_name` is locked: it is \"telecom_billing\" for this service, \
+                 the draft says \"other\""
+            )
+        );
+    }
+
+    fn head(id: i64, version: &str, status: ManifestStatus) -> ManifestHead {
+        ManifestHead {
+            id,
+            service_id: 1,
+            version: version.into(),
+            status,
+            locked_fields: Vec::new(),
+            created_by: "t".into(),
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn activation_and_locks_are_refused_by_the_state_machine() {
+        let open = [head(1, "1.0.0", Active), head(2, "1.1.0", Draft)];
+        assert_eq!(activation_refused("s", "1.1.0", Draft, &open), None);
+        assert!(
+            activation_refused("s", "1.0.0", Active, &open)
+                .is_some_and(|e| e.contains("only a draft"))
+        );
+        let locked = [head(1, "1.0.0", Locked), head(2, "1.1.0", Draft)];
+        assert!(
+            activation_refused("s", "1.1.0", Draft, &locked)
+                .is_some_and(|e| e.starts_with("s is locked"))
+        );
+        assert_eq!(lock_refused("s", &open, Locked), None);
+        assert!(lock_refused("s", &open, Active).is_some_and(|e| e.contains("not locked")));
+        assert_eq!(lock_refused("s", &locked, Active), None);
+        assert!(lock_refused("s", &locked, Locked).is_some_and(|e| e.contains("already")));
+        assert!(lock_refused("s", &[head(2, "1.1.0", Draft)], Locked).is_some());
+    }
+
+    #[test]
+    fn drift_compares_the_deployed_manifest_with_the_governing_one() {
+        let history = [
+            head(1, "1.0.0", Superseded),
+            head(2, "1.1.0", Active),
+            head(3, "1.2.0", Draft),
+        ];
+        assert_eq!(
+            drift(Some(2), &history),
+            Drift::InStep {
+                version: "1.1.0".into()
+            }
+        );
+        assert_eq!(
+            drift(Some(1), &history),
+            Drift::Drifted {
+                deployed: "1.0.0".into(),
+                governing: "1.1.0".into()
+            }
+        );
+        assert!(drift(Some(1), &history).is_drifted());
+        assert_eq!(drift(None, &history), Drift::NotDeployed);
+        assert_eq!(drift(Some(3), &history[2..]), Drift::NoGoverning);
     }
 
     #[test]

@@ -195,6 +195,59 @@ impl FromStr for VersionStatus {
     }
 }
 
+/// What an operator can do to a template version; each asks for one status (and a deprecation
+/// also that the version is not the default). Ops refuses with these words and the console says
+/// them before it asks anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionMove {
+    Promote,
+    Deprecate,
+    MakeDefault,
+    Label,
+    /// Deleting a draft nobody resolves yet.
+    Delete,
+}
+
+impl VersionMove {
+    /// The status a version must have for this move.
+    pub fn requires(self) -> VersionStatus {
+        match self {
+            Self::Promote | Self::Delete => VersionStatus::Draft,
+            Self::Deprecate | Self::MakeDefault | Self::Label => VersionStatus::Stable,
+        }
+    }
+
+    /// Why the move needs that status.
+    pub fn rule(self) -> &'static str {
+        match self {
+            Self::Promote => "only a draft can be promoted",
+            Self::Deprecate => "only a stable version can be deprecated",
+            Self::MakeDefault => "the default must be stable",
+            Self::Label => "labels name stable versions",
+            Self::Delete => "only drafts can be deleted",
+        }
+    }
+
+    /// Why `template` `version` (in `status`, the default or not) cannot take this move, if it
+    /// cannot.
+    pub fn refused(
+        self,
+        template: &str,
+        version: &str,
+        status: VersionStatus,
+        is_default: bool,
+    ) -> Option<String> {
+        if status != self.requires() {
+            return Some(format!("{template} {version} is {status}; {}", self.rule()));
+        }
+        (self == Self::Deprecate && is_default).then(|| {
+            format!(
+                "{template} {version} is the default; move the default first (`template default`)"
+            )
+        })
+    }
+}
+
 /// A file of a published version, content-addressed by its sha256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredArtifact {
@@ -278,6 +331,29 @@ pub fn in_canary(template: &str, label: &str, unit: &str, percent: i32) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_version_move_asks_for_its_status_and_a_default_is_not_deprecated() {
+        use VersionMove::*;
+        use VersionStatus::*;
+        assert_eq!(Promote.refused("t", "1.0.0", Draft, false), None);
+        assert_eq!(
+            Promote.refused("t", "1.0.0", Stable, false).as_deref(),
+            Some("t 1.0.0 is stable; only a draft can be promoted")
+        );
+        assert!(Deprecate.refused("t", "1.0.0", Draft, false).is_some());
+        assert_eq!(Deprecate.refused("t", "1.0.0", Stable, false), None);
+        assert!(
+            Deprecate
+                .refused("t", "1.0.0", Stable, true)
+                .is_some_and(|e| e.contains("is the default"))
+        );
+        for m in [MakeDefault, Label] {
+            assert!(m.refused("t", "1.0.0", Deprecated, false).is_some());
+            assert_eq!(m.refused("t", "1.0.0", Stable, true), None);
+        }
+        assert!(Delete.refused("t", "1.0.0", Stable, false).is_some());
+    }
 
     fn entry(path: &str) -> BundleEntry {
         BundleEntry {

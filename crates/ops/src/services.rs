@@ -5,14 +5,19 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Ops, OpsError, OpsResult, RunQuery, Scoped};
-use crate::domain::deployment::{Liveness, WorkerDeployment, liveness};
+use crate::domain::deployment::{
+    DeployAttempt, DeployStep, DeploymentStatus, Liveness, WorkerDeployment, liveness,
+};
 use crate::domain::manifest::{
-    self, Bump, DEFAULT_LOCKED_FIELDS, FIRST_VERSION, FieldChange, Manifest, ManifestContent,
-    ManifestStatus, check_locked_fields, parse_manifest, parse_version,
+    self, Bump, DEFAULT_LOCKED_FIELDS, Drift, FIRST_VERSION, FieldChange, Manifest,
+    ManifestContent, ManifestStatus, activation_refused, check_locked_fields, parse_manifest,
+    parse_version,
 };
 use crate::domain::permission::Permission;
 use crate::domain::run::{NewRun, Run};
 use crate::domain::service::{Service, WorkflowSpec, check_schema_name, check_service_name};
+use crate::domain::worker::QueueStat;
+use crate::domain::workflow::Workflow;
 use crate::domain::workflow::{NewWorkflow, WorkflowType};
 use ospdeck_domain::manifest::ManifestHead;
 use ospdeck_domain::service::CreatedService;
@@ -50,6 +55,49 @@ pub struct ServiceDetail {
     #[serde(flatten)]
     pub overview: ServiceOverview,
     pub recent_runs: Vec<Run>,
+    /// Every manifest version, oldest first.
+    pub history: Vec<ManifestHead>,
+    /// The deployed worker's manifest against the governing one.
+    pub drift: Drift,
+    /// The service's workflow rows (`<schema>.<name>`).
+    pub workflows: Vec<Workflow>,
+    /// The load of each queue those workflows run on.
+    pub queues: Vec<QueueStat>,
+    /// The worker's deployments, newest first, each with its steps in order (every attempt's
+    /// create / deploy / rollback and their output).
+    pub deployments: Vec<Vec<DeployAttempt>>,
+}
+
+/// Deployments the detail keeps (each step's output is bounded already).
+const RECENT_DEPLOYMENTS: usize = 5;
+
+/// Splits the registry's step records (in the order they were kept) into deployments: a
+/// deployment's steps go forward (attempt 1 create, deploy, attempt 2 …, rollback last), so a
+/// step that does not come after the previous one starts the next deployment.
+pub fn group_deployments(steps: Vec<DeployAttempt>) -> Vec<Vec<DeployAttempt>> {
+    let order = |s: &DeployAttempt| {
+        let step = match s.step {
+            DeployStep::Create => 0,
+            DeployStep::Deploy => 1,
+            DeployStep::Rollback => 2,
+        };
+        (s.attempt, step)
+    };
+    let mut deployments: Vec<Vec<DeployAttempt>> = Vec::new();
+    for step in steps {
+        match deployments.last_mut() {
+            Some(current)
+                if current
+                    .last()
+                    .is_some_and(|prev| order(prev) < order(&step)) =>
+            {
+                current.push(step)
+            }
+            _ => deployments.push(vec![step]),
+        }
+    }
+    deployments.reverse();
+    deployments
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -220,13 +268,54 @@ impl Ops {
 
     pub async fn service_detail(&self, schema: &str) -> OpsResult<ServiceDetail> {
         let service = self.service(schema).await?;
-        let manifest = self
+        let history = self.manifest_history(schema).await?;
+        let manifest = history
+            .iter()
+            .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked))
+            .cloned();
+        let deployment = self.store.deployment(service.id).await?;
+        // The registry names a manifest from the moment a deployment starts; only a deployed
+        // worker is known to run it.
+        let running = deployment
+            .as_ref()
+            .filter(|d| d.status == DeploymentStatus::Deployed)
+            .and_then(|d| d.manifest_id);
+        let drift = manifest::drift(running, &history);
+        let mut deployments = match &deployment {
+            Some(d) => group_deployments(self.store.deploy_steps(d.id).await?),
+            None => Vec::new(),
+        };
+        deployments.truncate(RECENT_DEPLOYMENTS);
+        let prefix = format!("{schema}.");
+        let workflows: Vec<Workflow> = self
             .store
-            .manifest_history(service.id)
+            .list_workflows(Some(service.project_id))
             .await?
             .into_iter()
-            .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked));
-        let deployment = self.store.deployment(service.id).await?;
+            .filter(|w| w.name.starts_with(&prefix))
+            .collect();
+        let mut queue_names: Vec<String> = workflows.iter().map(|w| w.queue.clone()).collect();
+        queue_names.push(manifest::task_queue(schema));
+        let hour_ago = Utc::now() - chrono::Duration::hours(1);
+        let mut queues: Vec<QueueStat> = self
+            .store
+            .queue_stats(hour_ago)
+            .await?
+            .into_iter()
+            .filter(|q| queue_names.contains(&q.queue))
+            .collect();
+        // A queue nothing was ever enqueued on has no row: it is shown empty, not left out.
+        queue_names.sort();
+        queue_names.dedup();
+        for name in queue_names {
+            if !queues.iter().any(|q| q.queue == name) {
+                queues.push(QueueStat {
+                    queue: name,
+                    ..QueueStat::default()
+                });
+            }
+        }
+        queues.sort_by(|a, b| a.queue.cmp(&b.queue));
         let worker = liveness(
             Utc::now(),
             deployment.as_ref().and_then(|d| d.last_heartbeat),
@@ -264,6 +353,11 @@ impl Ops {
                 worker,
             },
             recent_runs,
+            history,
+            drift,
+            workflows,
+            queues,
+            deployments,
         })
     }
 
@@ -381,6 +475,52 @@ impl Ops {
             .await?)
     }
 
+    /// New content for an existing draft (editing continues it instead of making another
+    /// version): validated, locked fields unchanged, the draft's version kept.
+    pub async fn revise_draft(
+        &self,
+        schema: &str,
+        version: &str,
+        text: &str,
+    ) -> OpsResult<Manifest> {
+        let service = self.service(schema).await?;
+        self.authorize(
+            service.scope(),
+            &[Permission::ProposeManifest],
+            &format!("revising a draft of {schema}"),
+        )
+        .await?;
+        let version = parse_version(version)?.to_string();
+        let content = parse_manifest(text, schema)?;
+        let value = content.to_value();
+        let target = self
+            .store
+            .manifest(service.id, &version)
+            .await?
+            .ok_or_else(|| {
+                OpsError::NotFound(format!("{schema} has no manifest version {version}"))
+            })?;
+        if !target.status.content_can_change() {
+            return Err(OpsError::Refused(format!(
+                "{schema} {version} is {}: only a draft's content can change (propose a new version)",
+                target.status
+            )));
+        }
+        check_locked_fields(&target.content, &value, &target.locked_fields)?;
+        let history = self.store.manifest_history(service.id).await?;
+        if let Some(head) = history
+            .iter()
+            .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked))
+            && let Some(current) = self.store.manifest(service.id, &head.version).await?
+        {
+            check_locked_fields(&current.content, &value, &current.locked_fields)?;
+        }
+        Ok(self
+            .store
+            .revise_draft(self.actor(), &service, &version, &value)
+            .await?)
+    }
+
     /// Activates a draft: the governing version is superseded and the service's workflows follow.
     pub async fn activate_manifest(&self, schema: &str, version: &str) -> OpsResult<Manifest> {
         let service = self.service(schema).await?;
@@ -398,17 +538,9 @@ impl Ops {
             .ok_or_else(|| {
                 OpsError::NotFound(format!("{schema} has no manifest version {version}"))
             })?;
-        if target.status != ManifestStatus::Draft {
-            return Err(OpsError::Refused(format!(
-                "{schema} {version} is {}; only a draft can be activated (propose a new version)",
-                target.status
-            )));
-        }
         let history = self.store.manifest_history(service.id).await?;
-        if history.iter().any(|m| m.status == ManifestStatus::Locked) {
-            return Err(OpsError::Refused(format!(
-                "{schema} is locked: nothing can be activated until an owner runs `ospdeck manifest unlock {schema}`"
-            )));
+        if let Some(why) = activation_refused(schema, &version, target.status, &history) {
+            return Err(OpsError::Refused(why));
         }
         let content: ManifestContent = serde_json::from_value(target.content.clone())
             .map_err(|e| OpsError::Refused(format!("stored manifest does not parse: {e}")))?;
@@ -476,5 +608,61 @@ fn refuse_not_found(e: ospdeck_store::StoreError, message: String) -> OpsError {
     match e {
         ospdeck_store::StoreError::NotFound(_) => OpsError::Refused(message),
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+
+    fn step(attempt: i32, step: DeployStep) -> DeployAttempt {
+        DeployAttempt {
+            attempt,
+            step,
+            exit_code: Some(0),
+            output: String::new(),
+            started_at: Utc::now(),
+            finished_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn steps_are_grouped_into_deployments_newest_first() {
+        use DeployStep::*;
+        let steps = vec![
+            // A deployment that failed twice and rolled back …
+            step(1, Create),
+            step(1, Deploy),
+            step(2, Create),
+            step(2, Deploy),
+            step(2, Rollback),
+            // … one that worked at once, without a create step …
+            step(1, Deploy),
+            // … and one that needed a second attempt.
+            step(1, Deploy),
+            step(2, Deploy),
+        ];
+        let grouped = group_deployments(steps);
+        let shape: Vec<Vec<(i32, &str)>> = grouped
+            .iter()
+            .map(|d| d.iter().map(|s| (s.attempt, s.step.as_str())).collect())
+            .collect();
+        assert_eq!(
+            shape,
+            vec![
+                vec![(1, "deploy"), (2, "deploy")],
+                vec![(1, "deploy")],
+                vec![
+                    (1, "create"),
+                    (1, "deploy"),
+                    (2, "create"),
+                    (2, "deploy"),
+                    (2, "rollback")
+                ],
+            ]
+        );
+        assert!(group_deployments(Vec::new()).is_empty());
     }
 }

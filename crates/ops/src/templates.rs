@@ -13,7 +13,7 @@ use crate::domain::manifest::parse_version;
 use crate::domain::permission::Permission;
 use crate::domain::template::{
     BUNDLE_MANIFEST, BundleManifest, MAX_BUNDLE_MANIFEST_BYTES, StoredArtifact, TemplateSummary,
-    TemplateVersion, VersionStatus, bundle_digest, check_bundle_manifest, check_label,
+    TemplateVersion, VersionMove, VersionStatus, bundle_digest, check_bundle_manifest, check_label,
     check_template_name, check_template_version, in_canary,
 };
 use ospdeck_artifacts::{ARTIFACT_LIMIT, ArtifactStore, Capped, check_regular, open_regular_file};
@@ -315,17 +315,14 @@ impl Ops {
         &self,
         template: &str,
         version: &str,
-        status: VersionStatus,
-        reason: &str,
+        wanted: VersionMove,
     ) -> OpsResult<TemplateVersion> {
         let v = self.template_version(template, version).await?;
-        if v.status != status {
-            return Err(OpsError::Refused(format!(
-                "{template} {} is {}; {reason}",
-                v.version, v.status
-            )));
+        // The default check of a deprecation needs the pointers: `deprecate_version` does it.
+        match wanted.refused(template, &v.version, v.status, false) {
+            Some(why) => Err(OpsError::Refused(why)),
+            None => Ok(v),
         }
-        Ok(v)
     }
 
     async fn template_version(&self, template: &str, version: &str) -> OpsResult<TemplateVersion> {
@@ -343,12 +340,7 @@ impl Ops {
         version: &str,
     ) -> OpsResult<TemplateVersion> {
         let v = self
-            .version_in_status(
-                template,
-                version,
-                VersionStatus::Draft,
-                "only a draft can be promoted",
-            )
+            .version_in_status(template, version, VersionMove::Promote)
             .await?;
         self.authorize_on_template(
             template,
@@ -375,12 +367,7 @@ impl Ops {
         message: Option<&str>,
     ) -> OpsResult<TemplateVersion> {
         let v = self
-            .version_in_status(
-                template,
-                version,
-                VersionStatus::Stable,
-                "only a stable version can be deprecated",
-            )
+            .version_in_status(template, version, VersionMove::Deprecate)
             .await?;
         self.authorize_on_template(
             template,
@@ -389,10 +376,11 @@ impl Ops {
         )
         .await?;
         let pointers = self.store.pointers(template).await?;
-        if pointers.default_version.as_deref() == Some(v.version.as_str()) {
-            return Err(OpsError::Refused(format!(
-                "{template} {version} is the default; move the default first (`template default`)"
-            )));
+        let is_default = pointers.default_version.as_deref() == Some(v.version.as_str());
+        if let Some(why) =
+            VersionMove::Deprecate.refused(template, &v.version, v.status, is_default)
+        {
+            return Err(OpsError::Refused(why));
         }
         Ok(self
             .store
@@ -409,12 +397,7 @@ impl Ops {
     /// Moves the default pointer; rolling back is moving it back.
     pub async fn set_default_version(&self, template: &str, version: &str) -> OpsResult<()> {
         let v = self
-            .version_in_status(
-                template,
-                version,
-                VersionStatus::Stable,
-                "the default must be stable",
-            )
+            .version_in_status(template, version, VersionMove::MakeDefault)
             .await?;
         self.authorize_on_template(
             template,
@@ -441,12 +424,7 @@ impl Ops {
             return Err(invalid(format!("invalid percent {percent}: 0 to 100")));
         }
         let v = self
-            .version_in_status(
-                template,
-                version,
-                VersionStatus::Stable,
-                "labels name stable versions",
-            )
+            .version_in_status(template, version, VersionMove::Label)
             .await?;
         self.authorize_on_template(
             template,
@@ -462,12 +440,7 @@ impl Ops {
 
     pub async fn delete_draft(&self, template: &str, version: &str) -> OpsResult<()> {
         let v = self
-            .version_in_status(
-                template,
-                version,
-                VersionStatus::Draft,
-                "only drafts can be deleted",
-            )
+            .version_in_status(template, version, VersionMove::Delete)
             .await?;
         self.authorize_on_template(
             template,

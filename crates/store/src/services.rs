@@ -68,6 +68,15 @@ pub trait ServiceStore: Send + Sync {
         content: &Value,
         locked_fields: &[String],
     ) -> StoreResult<Manifest>;
+    /// New content for the draft `version` (only a draft's content may change; the database
+    /// refuses it for any other status too), with an audit event holding before and after.
+    async fn revise_draft(
+        &self,
+        actor: &str,
+        service: &Service,
+        version: &str,
+        content: &Value,
+    ) -> StoreResult<Manifest>;
     /// One transaction: the governing version becomes superseded, `version` active, and the
     /// service's workflows follow its content (added or updated).
     async fn activate_manifest(
@@ -624,6 +633,59 @@ impl<B: Backend> ServiceStore for B {
         manifest_proposed(actor, service, &manifest, content)
             .record(&mut tx)
             .await?;
+        tx.commit().await?;
+        Ok(manifest)
+    }
+
+    async fn revise_draft(
+        &self,
+        actor: &str,
+        service: &Service,
+        version: &str,
+        content: &Value,
+    ) -> StoreResult<Manifest> {
+        let mut tx = self.db().begin().await?;
+        name_actor(&mut tx, actor).await?;
+        let before: Option<ManifestRow> = tx
+            .fetch_optional(
+                stmt(format!(
+                    "{MANIFEST_SELECT} WHERE service_id = $1 AND version = $2"
+                ))
+                .bind(service.id)
+                .bind(version),
+            )
+            .await?;
+        let Some(before) = before.map(ManifestRow::into_domain).transpose()? else {
+            return Err(StoreError::NotFound(format!(
+                "{} has no manifest version {version}",
+                service.schema
+            )));
+        };
+        let changed = tx
+            .execute(
+                stmt(
+                    "UPDATE service_manifests SET manifest_content = $1, updated_at = $2
+                     WHERE id = $3 AND status = 'draft'",
+                )
+                .bind(content)
+                .bind(Utc::now())
+                .bind(before.id),
+            )
+            .await?;
+        if changed == 0 {
+            return Err(StoreError::Conflict(format!(
+                "{} {version} is {}: only a draft's content can change",
+                service.schema, before.status
+            )));
+        }
+        let manifest = manifest_in(&mut tx, before.id).await?;
+        AuditEntry {
+            before: Some(json!({ "content": before.content })),
+            after: Some(json!({ "manifest": manifest_audit(&manifest), "content": content })),
+            ..manifest_entry(actor, "revise", service, &manifest)
+        }
+        .record(&mut tx)
+        .await?;
         tx.commit().await?;
         Ok(manifest)
     }

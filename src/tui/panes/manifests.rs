@@ -12,9 +12,10 @@ use serde_json::Value;
 
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
 use crate::domain::manifest::{
-    ChangeKind, FieldChange, Manifest, ManifestHead, ManifestStatus, parse_manifest,
+    self, Bump, ChangeKind, FieldChange, Manifest, ManifestHead, ManifestStatus,
+    activation_refused, lock_refused, parse_manifest,
 };
-use crate::tui::app::{Effect, Mode};
+use crate::tui::app::{Confirm, Effect, Mode};
 use crate::tui::keymap::Action;
 use crate::tui::style::Theme;
 
@@ -31,6 +32,28 @@ pub struct ManifestsPane {
     pub diff: Option<(String, String, Vec<FieldChange>)>,
     /// The JSON editor, while open.
     pub editor: Option<ManifestEditor>,
+    /// The text handed to $EDITOR, to tell an edit from a file saved unchanged.
+    pub external: Option<String>,
+    /// `p` on a draft whose content was still loading: the editor opens when it arrives.
+    pub propose_when_loaded: Option<String>,
+}
+
+/// The version a proposal of `history` gets with `bump`: the highest one bumped.
+pub fn next_version(history: &[ManifestHead], bump: Bump) -> Option<String> {
+    let highest = history
+        .iter()
+        .filter_map(|m| semver::Version::parse(&m.version).ok())
+        .max()
+        .unwrap_or_else(|| semver::Version::new(0, 0, 0));
+    manifest::bump(&highest, bump).ok().map(|v| v.to_string())
+}
+
+fn next_bump(bump: Bump) -> Bump {
+    match bump {
+        Bump::Patch => Bump::Minor,
+        Bump::Minor => Bump::Major,
+        Bump::Major => Bump::Patch,
+    }
 }
 
 impl ManifestsPane {
@@ -81,7 +104,7 @@ impl ManifestsPane {
         schema: String,
         history: Vec<ManifestHead>,
         content: Option<Manifest>,
-    ) {
+    ) -> Reply {
         // The operator's choice outlives every refresh (a worker's heartbeat is enough to cause
         // one); the content's version (the governing one at first) only when nothing is chosen.
         let same_service = self.service.as_deref() == Some(schema.as_str());
@@ -103,6 +126,33 @@ impl ManifestsPane {
         if content.is_some() {
             self.content = content;
         }
+        match (self.propose_when_loaded.take(), &self.content) {
+            (Some(wanted), Some(c)) if c.version == wanted && self.editor.is_none() => {
+                self.open_editor()
+            }
+            (Some(wanted), _) => {
+                self.propose_when_loaded = Some(wanted);
+                Reply::default()
+            }
+            _ => Reply::default(),
+        }
+    }
+
+    /// The editor on the content on screen, which is the selected draft when `p` continues one.
+    fn open_editor(&mut self) -> Reply {
+        let (Some(schema), Some(content)) = (self.service.clone(), self.content.as_ref()) else {
+            return Reply::fail("open a service's manifest first (Enter in Services)");
+        };
+        let mut editor = ManifestEditor::new(&schema, &content.content);
+        editor.base = format!("{} {}", content.status, content.version);
+        editor.next = next_version(&self.history, editor.bump);
+        // A draft is continued: saving changes it rather than making one more version.
+        if content.status.content_can_change() {
+            editor.revise = Some(content.version.clone());
+            editor.in_place = true;
+        }
+        self.editor = Some(editor);
+        Reply::mode(Mode::Editing)
     }
 
     pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
@@ -128,37 +178,82 @@ impl ManifestsPane {
                 Reply::default()
             }
             Action::Propose => {
+                // A selected draft is continued (its content, not the governing one's); other
+                // versions start from the content on screen.
+                let draft = self
+                    .selected_version()
+                    .filter(|v| v.status == ManifestStatus::Draft)
+                    .map(|v| v.version.clone());
+                match (draft, &self.service, &self.content) {
+                    (Some(version), Some(schema), content)
+                        if content.as_ref().is_none_or(|c| c.version != version) =>
+                    {
+                        self.diff = None;
+                        self.propose_when_loaded = Some(version.clone());
+                        Reply::effects(vec![Effect::LoadManifests {
+                            schema: schema.clone(),
+                            version: Some(version),
+                        }])
+                    }
+                    _ => self.open_editor(),
+                }
+            }
+            Action::EditExternal => {
                 let (Some(schema), Some(content)) = (self.service.clone(), self.content.as_ref())
                 else {
                     return Reply::fail("open a service's manifest first (Enter in Services)");
                 };
-                self.editor = Some(ManifestEditor::new(&schema, &content.content));
-                Reply::mode(Mode::Editing)
+                let text = serde_json::to_string_pretty(&content.content).unwrap_or_default();
+                self.external = Some(text.clone());
+                Reply::effects(vec![Effect::EditExternally {
+                    schema,
+                    text,
+                    bump: Bump::Patch,
+                }])
             }
             Action::Activate => {
                 let (Some(schema), Some(v)) = (self.service.clone(), self.selected_version())
                 else {
                     return Reply::default();
                 };
-                if v.status != ManifestStatus::Draft {
-                    return Reply::fail(format!(
-                        "{} is {}; only a draft can be activated",
-                        v.version, v.status
-                    ));
+                if let Some(why) = activation_refused(&schema, &v.version, v.status, &self.history)
+                {
+                    return Reply::fail(why);
                 }
-                Reply::ask(Effect::Activate {
-                    schema,
-                    version: v.version.clone(),
-                })
+                let now = match self.governing() {
+                    Some(g) => format!(" {} {} becomes superseded.", g.version, g.status),
+                    None => String::new(),
+                };
+                let question = format!(
+                    "Activate {schema} {}?{now} The service's workflows follow it.",
+                    v.version
+                );
+                Reply::mode(Mode::Confirm(Confirm {
+                    effect: Effect::Activate {
+                        schema,
+                        version: v.version.clone(),
+                    },
+                    question,
+                }))
             }
-            Action::Lock | Action::Unlock => match self.service.clone() {
-                Some(schema) => Reply::ask(if action == Action::Lock {
+            Action::Lock | Action::Unlock => {
+                let Some(schema) = self.service.clone() else {
+                    return Reply::default();
+                };
+                let to = if action == Action::Lock {
+                    ManifestStatus::Locked
+                } else {
+                    ManifestStatus::Active
+                };
+                if let Some(why) = lock_refused(&schema, &self.history, to) {
+                    return Reply::fail(why);
+                }
+                Reply::ask(if action == Action::Lock {
                     Effect::Lock(schema)
                 } else {
                     Effect::Unlock(schema)
-                }),
-                None => Reply::default(),
-            },
+                })
+            }
             Action::Diff => {
                 let (Some(schema), Some(gov), Some(sel)) = (
                     self.service.clone(),
@@ -177,14 +272,82 @@ impl ManifestsPane {
         }
     }
 
-    /// Keys while the editor is open: Ctrl-S proposes when valid, Esc drops the text.
+    /// $EDITOR came back: an unchanged file does nothing, invalid text opens in the console's
+    /// editor with the problem shown (nothing typed is lost), valid text is proposed after a
+    /// question.
+    pub fn on_edited(&mut self, schema: String, text: Result<String, String>, bump: Bump) -> Reply {
+        let sent = self.external.take();
+        let text = match text {
+            Ok(text) => text,
+            Err(e) => return Reply::fail(format!("$EDITOR: {e}")),
+        };
+        if sent.as_deref().map(str::trim) == Some(text.trim()) {
+            return Reply::info(format!(
+                "{schema}: the manifest was not changed; nothing proposed"
+            ));
+        }
+        let mut editor = ManifestEditor::from_text(&schema, &text);
+        editor.base = "$EDITOR".to_owned();
+        editor.bump = bump;
+        editor.next = next_version(&self.history, bump);
+        editor.original = sent.unwrap_or_default();
+        match editor.problem.clone() {
+            Some(problem) => {
+                self.editor = Some(editor);
+                Reply {
+                    mode: Some(Mode::Editing),
+                    ..Reply::fail(format!("not proposed: {problem}; fix it here"))
+                }
+            }
+            None => {
+                let question = editor.propose_question();
+                Reply::mode(Mode::Confirm(Confirm {
+                    effect: editor.propose_effect(),
+                    question,
+                }))
+            }
+        }
+    }
+
+    /// Keys while the editor is open: Ctrl-B changes the bump, Ctrl-S asks to propose when
+    /// valid, Esc drops the text (asking first when it was edited).
     pub fn on_editor_key(&mut self, key: KeyEvent) -> Reply {
         let Some(mut editor) = self.editor.take() else {
             return Reply::default();
         };
+        // A question on the status line takes the next key: `y` does it, any other key goes
+        // back to the text as it was.
+        if let Some(question) = editor.asking.take() {
+            if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                return match question {
+                    EditorQuestion::Propose => Reply::effects(vec![editor.propose_effect()]),
+                    EditorQuestion::Discard => {
+                        Reply::info(format!("edits to {}'s manifest discarded", editor.schema))
+                    }
+                };
+            }
+            self.editor = Some(editor);
+            return Reply {
+                mode: Some(Mode::Editing),
+                ..Reply::info("nothing done; the text is as it was")
+            };
+        }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         match key.code {
-            KeyCode::Esc => return Reply::default(),
+            KeyCode::Esc if !editor.edited() => return Reply::default(),
+            KeyCode::Esc => editor.asking = Some(EditorQuestion::Discard),
+            KeyCode::Char('b') if ctrl => {
+                // A continued draft: in place → patch → minor → major → in place.
+                match (editor.revise.is_some(), editor.in_place, editor.bump) {
+                    (true, true, _) => {
+                        editor.in_place = false;
+                        editor.bump = Bump::Patch;
+                    }
+                    (true, false, Bump::Major) => editor.in_place = true,
+                    _ => editor.bump = next_bump(editor.bump),
+                }
+                editor.next = next_version(&self.history, editor.bump);
+            }
             KeyCode::Char('s') if ctrl => {
                 if let Some(problem) = &editor.problem {
                     let text = format!("not proposed: {problem}");
@@ -194,10 +357,7 @@ impl ManifestsPane {
                         ..Reply::fail(text)
                     };
                 }
-                return Reply::effects(vec![Effect::Propose {
-                    schema: editor.schema.clone(),
-                    text: editor.text(),
-                }]);
+                editor.asking = Some(EditorQuestion::Propose);
             }
             _ => {
                 editor.textarea.input(key);
@@ -321,17 +481,40 @@ impl ManifestsPane {
 fn render_editor(frame: &mut Frame, editor: &ManifestEditor, theme: Theme, area: Rect) {
     frame.render_widget(Clear, area);
     let [text, status] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
-    let block = Block::default().borders(Borders::ALL).title(format!(
-        " propose {} · Ctrl-S proposes · Esc drops ",
-        editor.schema
-    ));
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(format!(
+            " {} → {} · from {} ",
+            editor.schema,
+            editor.target(),
+            editor.base
+        ))
+        .title_bottom(" ^B version · ^S save · Esc ");
     frame.render_widget(&editor.textarea, block.inner(text));
     frame.render_widget(block, text);
-    let line = match &editor.problem {
-        None => Line::styled("✓ a valid manifest", theme.fg(Color::Green)),
-        Some(p) => Line::styled(format!("✗ {p}"), theme.fg(Color::Red)),
+    let asking = theme.fg(Color::Yellow).add_modifier(Modifier::BOLD);
+    let line = match (&editor.asking, &editor.problem) {
+        (Some(EditorQuestion::Propose), _) => {
+            Line::styled(format!("{} y saves", editor.propose_question()), asking)
+        }
+        (Some(EditorQuestion::Discard), _) => Line::styled(
+            format!(
+                "Discard your edits to {}'s manifest? y discards",
+                editor.schema
+            ),
+            asking,
+        ),
+        (None, None) => Line::styled("✓ a valid manifest", theme.fg(Color::Green)),
+        (None, Some(p)) => Line::styled(format!("✗ {p}"), theme.fg(Color::Red)),
     };
     frame.render_widget(line, status);
+}
+
+/// What the editor asks on its status line before it goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditorQuestion {
+    Propose,
+    Discard,
 }
 
 /// The manifest JSON editor (ratatui-textarea), checked against the manifest rules on every key.
@@ -340,20 +523,92 @@ pub struct ManifestEditor {
     pub textarea: TextArea<'static>,
     /// None when the text is a valid manifest for the service.
     pub problem: Option<String>,
+    /// How the proposal's version follows the highest one (Ctrl-B changes it).
+    pub bump: Bump,
+    /// The version the proposal gets with that bump.
+    pub next: Option<String>,
+    /// What the text started from (`draft 1.1.0`, `active 1.0.0`, `$EDITOR`).
+    pub base: String,
+    /// The text it opened with: anything else is an edit Esc asks about.
+    pub original: String,
+    /// The question on the status line, while one is asked.
+    pub asking: Option<EditorQuestion>,
+    /// The draft the editor continues, if it opened on one.
+    pub revise: Option<String>,
+    /// Saving changes that draft (else it proposes a new version with `bump`).
+    pub in_place: bool,
 }
 
 impl ManifestEditor {
     pub fn new(schema: &str, content: &Value) -> Self {
         let text = serde_json::to_string_pretty(content).unwrap_or_else(|_| "{}".into());
+        Self::from_text(schema, &text)
+    }
+
+    pub fn from_text(schema: &str, text: &str) -> Self {
         let mut textarea = TextArea::new(text.lines().map(str::to_owned).collect());
         textarea.set_cursor_line_style(Style::default().add_modifier(Modifier::UNDERLINED));
         let mut editor = Self {
             schema: schema.to_owned(),
             textarea,
             problem: None,
+            bump: Bump::Patch,
+            next: None,
+            base: String::new(),
+            original: String::new(),
+            asking: None,
+            revise: None,
+            in_place: false,
         };
+        editor.original = editor.text();
         editor.validate();
         editor
+    }
+
+    pub fn edited(&self) -> bool {
+        self.text() != self.original
+    }
+
+    pub fn propose_effect(&self) -> Effect {
+        match (&self.revise, self.in_place) {
+            (Some(version), true) => Effect::ReviseDraft {
+                schema: self.schema.clone(),
+                version: version.clone(),
+                text: self.text(),
+            },
+            _ => Effect::Propose {
+                schema: self.schema.clone(),
+                text: self.text(),
+                bump: self.bump,
+            },
+        }
+    }
+
+    /// Where saving puts the text: `draft 1.2.0 (in place)` or `1.2.1 (patch bump)`.
+    pub fn target(&self) -> String {
+        match (&self.revise, self.in_place) {
+            (Some(version), true) => format!("draft {version} (in place)"),
+            _ => format!(
+                "{} ({} bump)",
+                self.next.as_deref().unwrap_or("?"),
+                self.bump.as_str()
+            ),
+        }
+    }
+
+    /// What `y` will do, in full.
+    pub fn propose_question(&self) -> String {
+        match (&self.revise, self.in_place) {
+            (Some(version), true) => {
+                format!("Save your edits to draft {} {version}?", self.schema)
+            }
+            _ => format!(
+                "Propose {} {} (a {} bump) as a new draft?",
+                self.schema,
+                self.next.as_deref().unwrap_or("?"),
+                self.bump.as_str()
+            ),
+        }
     }
 
     pub fn text(&self) -> String {

@@ -45,6 +45,8 @@ pub struct KeyCtx {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Goto {
     Services,
+    /// A service's detail (its schema).
+    Service(String),
     /// A service's manifest versions.
     Manifests(String),
     /// The runs of this query.

@@ -8,9 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::{Ctx, Cursor, KeyCtx, Reply, movement};
-use crate::domain::template::StoredArtifact;
+use crate::domain::template::{StoredArtifact, VersionMove, check_label};
 use crate::ops::VersionRow;
-use crate::tui::app::{Effect, Mode};
+use crate::tui::app::{Confirm, Effect, Mode};
 use crate::tui::keymap::Action;
 
 #[derive(Debug, Default)]
@@ -78,17 +78,103 @@ impl TemplatesPane {
             return Reply::default();
         };
         let (template, version) = (row.version.template.clone(), row.version.version.clone());
-        match action {
-            Action::Promote => Reply::ask(Effect::Promote { template, version }),
-            Action::Deprecate => Reply::ask(Effect::Deprecate { template, version }),
-            Action::MakeDefault => Reply::ask(Effect::MakeDefault { template, version }),
-            Action::LabelVersion => Reply::mode(Mode::LabelInput {
+        let wanted = match action {
+            Action::Promote => VersionMove::Promote,
+            Action::Deprecate => VersionMove::Deprecate,
+            Action::MakeDefault => VersionMove::MakeDefault,
+            Action::LabelVersion => VersionMove::Label,
+            _ => return Reply::default(),
+        };
+        // The rules refuse up front: no question whose `y` could only fail.
+        if let Some(why) = wanted.refused(&template, &version, row.version.status, row.is_default) {
+            return Reply::fail(why);
+        }
+        match wanted {
+            VersionMove::Promote => Reply::ask(Effect::Promote { template, version }),
+            VersionMove::Deprecate => Reply::ask(Effect::Deprecate { template, version }),
+            VersionMove::MakeDefault => {
+                let now = match self.default_of(&template) {
+                    Some(current) => format!(" (now {current})"),
+                    None => " (it has none yet)".to_owned(),
+                };
+                let question = format!("Make {template} {version} the default{now}?");
+                Reply::mode(Mode::Confirm(Confirm {
+                    effect: Effect::MakeDefault { template, version },
+                    question,
+                }))
+            }
+            VersionMove::Label | VersionMove::Delete => Reply::mode(Mode::LabelInput {
                 template,
                 version,
                 text: String::new(),
             }),
-            _ => Reply::default(),
         }
+    }
+
+    /// The default version of `template`, as listed.
+    fn default_of(&self, template: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|r| r.version.template == template && r.is_default)
+            .map(|r| r.version.version.as_str())
+    }
+
+    /// Where `label` of `template` points now, with its percent, as listed (`canary@20%`).
+    fn label_of(&self, template: &str, label: &str) -> Option<(String, i32)> {
+        self.versions
+            .iter()
+            .filter(|r| r.version.template == template)
+            .find_map(|r| {
+                r.labels.iter().find_map(|l| {
+                    let (name, percent) = match l.split_once('@') {
+                        Some((name, p)) => (name, p.trim_end_matches('%').parse().ok()?),
+                        None => (l.as_str(), 100),
+                    };
+                    (name == label).then(|| (r.version.version.clone(), percent))
+                })
+            })
+    }
+
+    /// The label line was entered (`canary 25`): ask, saying where the label stands and where
+    /// it goes.
+    pub fn label_entered(&self, template: &str, version: &str, text: &str) -> Reply {
+        let mut words = text.split_whitespace();
+        let label = words.next().unwrap_or("").to_owned();
+        let percent = match words.next() {
+            None => 100,
+            Some(p) => match p.trim_end_matches('%').parse::<i32>() {
+                Ok(percent) if (0..=100).contains(&percent) => percent,
+                _ => return Reply::fail(format!("`{text}`: a label, then a percent (0-100)")),
+            },
+        };
+        if let Err(e) = check_label(&label) {
+            return Reply::fail(e.0);
+        }
+        let question = match self.label_of(template, &label) {
+            Some((from, was)) if from == version && was == percent => {
+                return Reply::info(format!(
+                    "{label} of {template} is at {version} ({percent}%) already: nothing to do"
+                ));
+            }
+            Some((from, was)) if from == version => {
+                format!("Change {label} of {template} {version} from {was}% to {percent}%?")
+            }
+            Some((from, was)) => {
+                format!(
+                    "Move {label} of {template} from {from} ({was}%) to {version} ({percent}%)?"
+                )
+            }
+            None => format!("Label {template} {version} as {label} ({percent}%)? A new label."),
+        };
+        Reply::mode(Mode::Confirm(Confirm {
+            effect: Effect::Label {
+                template: template.to_owned(),
+                label,
+                version: version.to_owned(),
+                percent,
+            },
+            question,
+        }))
     }
 
     pub fn render(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {

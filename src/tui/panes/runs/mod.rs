@@ -355,7 +355,7 @@ impl RunsPane {
             },
             Action::GoService => match self.current_run() {
                 Some(run) => match run.service_schema() {
-                    Some(schema) => Reply::goto(Goto::Manifests(schema.to_owned())),
+                    Some(schema) => Reply::goto(Goto::Service(schema.to_owned())),
                     None => Reply::fail(format!(
                         "run {} belongs to no service: {} is not a service's workflow",
                         run.id, run.workflow

@@ -1,5 +1,8 @@
 //! The Services pane: every service with its manifest, its worker's deployment and a heartbeat
-//! judged against the clock; `n` opens the service form, validated as the operator types.
+//! judged against the clock; Enter opens a service's detail (`detail`), `n` the service form,
+//! validated as the operator types.
+
+pub mod detail;
 
 use chrono::{DateTime, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -10,12 +13,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
 use ratatui_textarea::TextArea;
 
+use self::detail::ServiceDetailView;
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
 use crate::domain::age::{age, age_changes_at};
 use crate::domain::deployment::{DeploymentStatus, liveness, liveness_changes_at};
+use crate::domain::manifest::Drift;
 use crate::domain::service::{WorkflowSpec, check_schema_name, check_service_name};
-use crate::ops::ServiceOverview;
-use crate::tui::app::{Effect, Mode};
+use crate::ops::{ServiceDetail, ServiceOverview};
+use crate::tui::app::{Confirm, Effect, Mode};
 use crate::tui::keymap::Action;
 use crate::tui::style::Theme;
 
@@ -26,6 +31,8 @@ pub struct ServicesPane {
     pub cursor: Cursor,
     /// The new-service form, while open.
     pub form: Option<ServiceForm>,
+    /// One service's detail, while open (over the list).
+    pub detail: Option<ServiceDetailView>,
 }
 
 impl ServicesPane {
@@ -42,8 +49,100 @@ impl ServicesPane {
             .follow(&self.services, keep, |s| s.service.id, rows);
     }
 
+    /// Opens the detail of `schema` (from the list, or from elsewhere: a run's service).
+    pub fn open_service(&mut self, schema: &str) -> Vec<Effect> {
+        if self.detail.as_ref().is_none_or(|d| d.schema != schema) {
+            self.detail = Some(ServiceDetailView::new(schema));
+        }
+        if let Some(i) = self
+            .services
+            .iter()
+            .position(|s| s.service.schema == schema)
+        {
+            self.cursor.selected = i;
+        }
+        vec![Effect::OpenService(schema.to_owned())]
+    }
+
+    /// A fresh detail from the loader; one for a service no longer open is dropped.
+    pub fn on_service(&mut self, detail: ServiceDetail) {
+        if let Some(view) = self.detail.as_mut()
+            && view.schema == detail.overview.service.schema
+        {
+            view.detail = Some(detail);
+        }
+    }
+
+    /// The store no longer has `schema`: its detail closes.
+    pub fn on_gone(&mut self, schema: &str) {
+        if self.detail.as_ref().is_some_and(|d| d.schema == schema) {
+            self.detail = None;
+        }
+    }
+
+    /// Asks before deploying `schema`, saying which manifest goes out and what runs now.
+    fn ask_deploy(&self, schema: &str) -> Reply {
+        let detail = self
+            .detail
+            .as_ref()
+            .filter(|d| d.schema == schema)
+            .and_then(|d| d.detail.as_ref());
+        let governing = detail
+            .and_then(|d| d.overview.manifest.as_ref())
+            .or_else(|| {
+                self.services
+                    .iter()
+                    .find(|s| s.service.schema == schema)
+                    .and_then(|s| s.manifest.as_ref())
+            })
+            .map(|m| m.version.clone());
+        let Some(version) = governing else {
+            return Reply::fail(format!(
+                "{schema} has no active manifest: activate a version before deploying"
+            ));
+        };
+        let now = match detail.map(|d| &d.drift) {
+            Some(Drift::Drifted { deployed, .. }) => format!(" (the worker runs {deployed})"),
+            Some(Drift::InStep { .. }) => " again (the worker runs it already)".to_owned(),
+            _ => String::new(),
+        };
+        Reply::mode(Mode::Confirm(Confirm {
+            effect: Effect::Deploy(schema.to_owned()),
+            question: format!(
+                "Deploy the worker of {schema} with manifest {version}{now}? The deployer runs now."
+            ),
+        }))
+    }
+
+    fn on_detail_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
+        let Some(view) = self.detail.as_mut() else {
+            return Reply::default();
+        };
+        if let Some(delta) = movement(action, ctx.rows) {
+            view.scroll_by(delta.clamp(-100_000, 100_000));
+            return Reply::default();
+        }
+        let schema = view.schema.clone();
+        match action {
+            Action::Back => {
+                self.detail = None;
+                Reply::effects(vec![Effect::CloseService])
+            }
+            Action::Open => {
+                view.full_output = !view.full_output;
+                Reply::default()
+            }
+            Action::OpenManifests => Reply::goto(Goto::Manifests(schema)),
+            Action::Deploy => self.ask_deploy(&schema),
+            _ => Reply::default(),
+        }
+    }
+
     /// The next moment a heartbeat age or state in the list changes with the clock.
     pub fn next_visible_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if let Some(view) = &self.detail {
+            return view.next_visible_change(now);
+        }
         self.services
             .iter()
             .filter_map(|s| s.deployment.as_ref().and_then(|d| d.last_heartbeat))
@@ -58,12 +157,20 @@ impl ServicesPane {
     }
 
     pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
+        if self.detail.is_some() {
+            return self.on_detail_action(action, ctx);
+        }
         if let Some(delta) = movement(action, ctx.rows) {
             self.cursor.move_by(delta, self.services.len(), ctx.rows);
             return Reply::default();
         }
         match action {
             Action::Open => {
+                if let Some(schema) = self.selected_service().map(|s| s.service.schema.clone()) {
+                    return Reply::effects(self.open_service(&schema));
+                }
+            }
+            Action::OpenManifests => {
                 if let Some(s) = self.selected_service() {
                     return Reply::goto(Goto::Manifests(s.service.schema.clone()));
                 }
@@ -77,8 +184,8 @@ impl ServicesPane {
                 return Reply::mode(Mode::Editing);
             }
             Action::Deploy => {
-                if let Some(s) = self.selected_service() {
-                    return Reply::ask(Effect::Deploy(s.service.schema.clone()));
+                if let Some(schema) = self.selected_service().map(|s| s.service.schema.clone()) {
+                    return self.ask_deploy(&schema);
                 }
             }
             _ => {}
@@ -92,11 +199,27 @@ impl ServicesPane {
         let Some(mut form) = self.form.take() else {
             return Reply::default();
         };
+        // A question on the form's last line takes the next key: `y` does it, any other key
+        // goes back to the form with every field as it was.
+        if let Some(question) = form.asking.take() {
+            if matches!(key.code, KeyCode::Char('y') | KeyCode::Char('Y')) {
+                return match question {
+                    FormQuestion::Create => Reply::effects(vec![form.create_effect()]),
+                    FormQuestion::Discard => Reply::info("the new service's form was discarded"),
+                };
+            }
+            self.form = Some(form);
+            return Reply {
+                mode: Some(Mode::Editing),
+                ..Reply::info("nothing done; the form is as it was")
+            };
+        }
         let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
         let submit = (key.code == KeyCode::Char('s') && ctrl)
             || (key.code == KeyCode::Enter && form.focus == form.fields.len() - 1);
         match key.code {
-            KeyCode::Esc => return Reply::default(),
+            KeyCode::Esc if !form.edited() => return Reply::default(),
+            KeyCode::Esc => form.asking = Some(FormQuestion::Discard),
             _ if submit => {
                 if let Some(problem) = &form.problem {
                     let text = format!("not created: {problem}");
@@ -106,17 +229,7 @@ impl ServicesPane {
                         ..Reply::fail(text)
                     };
                 }
-                return Reply::effects(vec![Effect::CreateService {
-                    project: form.value(0),
-                    name: form.value(1),
-                    schema: form.value(2),
-                    workflows: form
-                        .workflows()
-                        .unwrap_or_default()
-                        .iter()
-                        .map(|w| format!("{}:{}", w.name, w.activities.join(",")))
-                        .collect(),
-                }]);
+                form.asking = Some(FormQuestion::Create);
             }
             KeyCode::Tab | KeyCode::Down | KeyCode::Enter => form.set_focus(form.focus + 1),
             KeyCode::BackTab | KeyCode::Up => form.set_focus(form.focus + form.fields.len() - 1),
@@ -130,7 +243,10 @@ impl ServicesPane {
     }
 
     pub fn render(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
-        self.render_list(ctx, frame, area);
+        match &self.detail {
+            Some(view) => view.render(ctx, frame, area),
+            None => self.render_list(ctx, frame, area),
+        }
         if let Some(form) = &self.form {
             render_form(frame, form, ctx.theme, area);
         }
@@ -224,7 +340,7 @@ impl ServicesPane {
     }
 }
 
-fn deployment_style(theme: Theme, status: DeploymentStatus) -> Style {
+pub(super) fn deployment_style(theme: Theme, status: DeploymentStatus) -> Style {
     theme.fg(match status {
         DeploymentStatus::Deployed => Color::Green,
         DeploymentStatus::Deploying | DeploymentStatus::Pending => Color::Yellow,
@@ -270,9 +386,14 @@ fn render_form(frame: &mut Frame, form: &ServiceForm, theme: Theme, area: Rect) 
         frame.render_widget(field, block.inner(areas[i]));
         frame.render_widget(block, areas[i]);
     }
-    let line = match &form.problem {
-        None => Line::styled("✓ ready to create", theme.fg(Color::Green)),
-        Some(p) => Line::styled(format!("✗ {p}"), theme.fg(Color::Red)),
+    let asking = theme.fg(Color::Yellow).add_modifier(Modifier::BOLD);
+    let line = match (&form.asking, &form.problem) {
+        (Some(FormQuestion::Create), _) => Line::styled(form.create_question(), asking),
+        (Some(FormQuestion::Discard), _) => {
+            Line::styled("Discard your edits to the new service? y discards", asking)
+        }
+        (None, None) => Line::styled("✓ ready to create", theme.fg(Color::Green)),
+        (None, Some(p)) => Line::styled(format!("✗ {p}"), theme.fg(Color::Red)),
     };
     if let Some(last) = areas.last() {
         frame.render_widget(Paragraph::new(line).wrap(Wrap { trim: true }), *last);
@@ -281,11 +402,22 @@ fn render_form(frame: &mut Frame, form: &ServiceForm, theme: Theme, area: Rect) 
 
 pub const FORM_FIELDS: [&str; 4] = ["project", "name", "schema", "workflows"];
 
+/// What the form asks before it goes away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormQuestion {
+    Create,
+    Discard,
+}
+
 /// The service form: four one-line fields, checked as the operator types.
 pub struct ServiceForm {
     pub fields: [TextArea<'static>; 4],
     pub focus: usize,
     pub problem: Option<String>,
+    /// The question on the form's last line, while one is asked.
+    pub asking: Option<FormQuestion>,
+    /// The project the form opened with: anything else typed is an edit to keep.
+    initial_project: String,
 }
 
 impl ServiceForm {
@@ -299,6 +431,8 @@ impl ServiceForm {
             fields: [field(project), field(""), field(""), field("")],
             focus: 0,
             problem: None,
+            asking: None,
+            initial_project: project.to_owned(),
         };
         form.set_focus(if project.is_empty() { 0 } else { 1 });
         form.validate();
@@ -315,6 +449,36 @@ impl ServiceForm {
                 Style::default()
             });
         }
+    }
+
+    /// Whether anything was typed since the form opened.
+    pub fn edited(&self) -> bool {
+        self.value(0) != self.initial_project || (1..4).any(|i| !self.value(i).is_empty())
+    }
+
+    fn create_effect(&self) -> Effect {
+        Effect::CreateService {
+            project: self.value(0),
+            name: self.value(1),
+            schema: self.value(2),
+            workflows: self
+                .workflows()
+                .unwrap_or_default()
+                .iter()
+                .map(|w| format!("{}:{}", w.name, w.activities.join(",")))
+                .collect(),
+        }
+    }
+
+    /// What `y` will do, in full.
+    pub fn create_question(&self) -> String {
+        let workflows = self.workflows().map(|w| w.len()).unwrap_or(0);
+        format!(
+            "Create {} (schema {}) in {} with {workflows} workflow(s) and queue its deploy? y creates",
+            self.value(1),
+            self.value(2),
+            self.value(0)
+        )
     }
 
     pub fn value(&self, i: usize) -> String {
