@@ -658,7 +658,7 @@ fn a_click_selects_a_row_and_a_second_click_opens_it() {
     click(&mut app, (x, y));
     let (_, last) = find(&buffer, "telecom_sms");
     click(&mut app, (x, last + 3));
-    assert_eq!(app.services.cursor.selected, 2);
+    assert_eq!(app.services.list.cursor.selected, 2);
 }
 
 fn queue(name: &str, queued: i64) -> QueueStat {

@@ -551,6 +551,16 @@ impl App {
         RunsPane::list_rows(body)
     }
 
+    /// Rows of a pane-high table on screen: the pane less the table's borders and header.
+    pub fn table_rows(&self) -> usize {
+        usize::from(
+            self.screen
+                .1
+                .saturating_sub(2 + u16::from(self.bottom_line()) + 3),
+        )
+        .max(1)
+    }
+
     fn key_ctx(&self) -> KeyCtx {
         KeyCtx {
             read_only: self.read_only,
@@ -634,7 +644,8 @@ impl App {
                 self.say(Level::Error, error);
             }
             Data::Services(services) => {
-                self.services.set_services(services);
+                let rows = self.table_rows();
+                self.services.set_services(services, now, rows);
                 self.last_update = Some(now);
             }
             Data::Manifests {
@@ -996,6 +1007,7 @@ impl App {
     pub fn filter_text(&self) -> String {
         match self.pane {
             Pane::Overview => self.overview.workers.filter_text().to_owned(),
+            Pane::Services => self.services.list.filter_text().to_owned(),
             Pane::Runs => self.runs.filter_text(),
             _ => String::new(),
         }
@@ -1009,6 +1021,11 @@ impl App {
             Pane::Overview => self
                 .overview
                 .workers
+                .set_filter(text, self.now)
+                .map(|()| Vec::new()),
+            Pane::Services => self
+                .services
+                .list
                 .set_filter(text, self.now)
                 .map(|()| Vec::new()),
             Pane::Runs => self.runs.type_filter(text, done),

@@ -331,7 +331,8 @@ impl App {
         Known {
             schemas: self.services.loaded.then(|| {
                 self.services
-                    .services
+                    .list
+                    .items()
                     .iter()
                     .map(|s| s.service.schema.as_str())
                     .collect()

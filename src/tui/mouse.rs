@@ -117,7 +117,7 @@ impl App {
                     1,
                 ))
             }
-            Pane::Services if !self.services.services.is_empty() => Some(inside(body, 1)),
+            Pane::Services if !self.services.list.is_empty() => Some(inside(body, 1)),
             Pane::Manifests
                 if self.manifests.service.is_some() && !self.manifests.history.is_empty() =>
             {
@@ -149,7 +149,10 @@ impl App {
     fn click_row(&mut self, row: usize, rows: usize) -> Vec<Effect> {
         let (cursor, len) = match self.pane {
             Pane::Overview => (&mut self.overview.cursor, self.overview.board.queues.len()),
-            Pane::Services => (&mut self.services.cursor, self.services.services.len()),
+            Pane::Services => {
+                let len = self.services.list.len();
+                (&mut self.services.list.cursor, len)
+            }
             Pane::Manifests => (&mut self.manifests.cursor, self.manifests.history.len()),
             Pane::Templates => (&mut self.templates.cursor, self.templates.versions.len()),
             Pane::Runs => (&mut self.runs.cursor, self.runs.runs.len()),

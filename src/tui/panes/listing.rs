@@ -171,6 +171,13 @@ impl<T: ListRow> Listing<T> {
         });
     }
 
+    /// Puts the cursor on the row with `key`, if it is shown.
+    pub fn select(&mut self, key: &T::Key) {
+        if let Some(i) = self.shown.iter().position(|&i| self.items[i].key() == *key) {
+            self.cursor.selected = i;
+        }
+    }
+
     pub fn move_by(&mut self, delta: i64, rows: usize) {
         self.cursor.move_by(delta, self.shown.len(), rows);
     }

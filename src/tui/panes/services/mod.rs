@@ -14,7 +14,10 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Table
 use ratatui_textarea::TextArea;
 
 use self::detail::ServiceDetailView;
-use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
+use super::columns::{Col, fit, widest};
+use super::listing::{ListRow, Listing, SortKey};
+use super::{Ctx, Goto, KeyCtx, Reply, movement};
+use crate::domain::filter::{Field, FieldValue};
 use crate::domain::age::{age, age_changes_at};
 use crate::domain::deployment::{DeploymentStatus, liveness, liveness_changes_at};
 use crate::domain::manifest::Drift;
@@ -24,11 +27,61 @@ use crate::tui::app::{Confirm, Effect, Mode};
 use crate::tui::keymap::Action;
 use crate::tui::style::Theme;
 
+impl ListRow for ServiceOverview {
+    const FIELDS: &'static [Field] = &[
+        Field::text("schema"),
+        Field::text("name"),
+        Field::text("project"),
+        Field::text("manifest"),
+        Field::text("status"),
+        Field::text("worker"),
+        Field::age("beat"),
+    ];
+    const COLUMNS: &'static [&'static str] = &["schema", "name", "project", "manifest", "beat"];
+    type Key = String;
+
+    fn key(&self) -> String {
+        self.service.schema.clone()
+    }
+
+    fn field(&self, name: &str) -> FieldValue<'_> {
+        let manifest = self.manifest.as_ref();
+        let deployment = self.deployment.as_ref();
+        match name {
+            "schema" => FieldValue::Text(&self.service.schema),
+            "name" => FieldValue::Text(&self.service.name),
+            "project" => FieldValue::Text(&self.service.project),
+            "manifest" => manifest.map_or(FieldValue::None, |m| FieldValue::Text(&m.version)),
+            "status" => manifest.map_or(FieldValue::None, |m| FieldValue::Text(m.status.as_str())),
+            "worker" => deployment.map_or(FieldValue::None, |d| FieldValue::Text(d.status.as_str())),
+            "beat" => deployment
+                .and_then(|d| d.last_heartbeat)
+                .map_or(FieldValue::None, FieldValue::Time),
+            _ => FieldValue::None,
+        }
+    }
+
+    fn words(&self) -> Vec<&str> {
+        vec![&self.service.schema, &self.service.name, &self.service.project]
+    }
+
+    fn sort_key(&self, column: &str) -> SortKey<'_> {
+        match column {
+            "name" => SortKey::Text(&self.service.name),
+            "project" => SortKey::Text(&self.service.project),
+            "manifest" => SortKey::Text(self.manifest.as_ref().map_or("", |m| m.version.as_str())),
+            // Oldest heartbeat first: the worker that went quiet is the one to look at.
+            "beat" => SortKey::Time(self.deployment.as_ref().and_then(|d| d.last_heartbeat)),
+            _ => SortKey::Text(&self.service.schema),
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct ServicesPane {
-    pub services: Vec<ServiceOverview>,
+    /// Every service, as `/` filters and `o` sorts them.
+    pub list: Listing<ServiceOverview>,
     pub loaded: bool,
-    pub cursor: Cursor,
     /// The new-service form, while open.
     pub form: Option<ServiceForm>,
     /// One service's detail, while open (over the list).
@@ -37,16 +90,12 @@ pub struct ServicesPane {
 
 impl ServicesPane {
     pub fn selected_service(&self) -> Option<&ServiceOverview> {
-        self.services.get(self.cursor.selected)
+        self.list.selected()
     }
 
-    pub fn set_services(&mut self, services: Vec<ServiceOverview>) {
-        let keep = self.selected_service().map(|s| s.service.id);
-        self.services = services;
+    pub fn set_services(&mut self, services: Vec<ServiceOverview>, now: DateTime<Utc>, rows: usize) {
         self.loaded = true;
-        let rows = self.services.len().max(1);
-        self.cursor
-            .follow(&self.services, keep, |s| s.service.id, rows);
+        self.list.set_items(services, now, rows);
     }
 
     /// Opens the detail of `schema` (from the list, or from elsewhere: a run's service).
@@ -54,13 +103,7 @@ impl ServicesPane {
         if self.detail.as_ref().is_none_or(|d| d.schema != schema) {
             self.detail = Some(ServiceDetailView::new(schema));
         }
-        if let Some(i) = self
-            .services
-            .iter()
-            .position(|s| s.service.schema == schema)
-        {
-            self.cursor.selected = i;
-        }
+        self.list.select(&schema.to_owned());
         vec![Effect::OpenService(schema.to_owned())]
     }
 
@@ -90,7 +133,8 @@ impl ServicesPane {
         let governing = detail
             .and_then(|d| d.overview.manifest.as_ref())
             .or_else(|| {
-                self.services
+                self.list
+                    .items()
                     .iter()
                     .find(|s| s.service.schema == schema)
                     .and_then(|s| s.manifest.as_ref())
@@ -143,8 +187,8 @@ impl ServicesPane {
         if let Some(view) = &self.detail {
             return view.next_visible_change(now);
         }
-        self.services
-            .iter()
+        self.list
+            .shown()
             .filter_map(|s| s.deployment.as_ref().and_then(|d| d.last_heartbeat))
             .flat_map(|t| {
                 [
@@ -161,10 +205,14 @@ impl ServicesPane {
             return self.on_detail_action(action, ctx);
         }
         if let Some(delta) = movement(action, ctx.rows) {
-            self.cursor.move_by(delta, self.services.len(), ctx.rows);
+            self.list.move_by(delta, ctx.rows);
             return Reply::default();
         }
         match action {
+            Action::Sort | Action::SortReverse => {
+                let on = self.list.cycle_sort(action == Action::SortReverse, ctx.rows);
+                return Reply::info(format!("services sorted by {on}"));
+            }
             Action::Open => {
                 if let Some(schema) = self.selected_service().map(|s| s.service.schema.clone()) {
                     return Reply::effects(self.open_service(&schema));
@@ -255,12 +303,17 @@ impl ServicesPane {
     fn render_list(&self, ctx: &Ctx, frame: &mut Frame, area: Rect) {
         let theme = ctx.theme;
         let c = self;
-        let block = Block::default()
-            .borders(Borders::ALL)
-            .title(format!(" Services ({}) ", c.services.len()));
-        if c.services.is_empty() {
+        let title = format!(
+            " Services ({}) · sorted by {} ",
+            c.list.count_label(),
+            c.list.sort_label()
+        );
+        let block = Block::default().borders(Borders::ALL).title(title);
+        if c.list.is_empty() {
             let text = if !c.loaded {
                 "loading…"
+            } else if !c.list.filter_text().is_empty() {
+                "No service matches this filter. / changes it, Esc in the filter line undoes it."
             } else if ctx.read_only {
                 "No services yet."
             } else {
@@ -272,18 +325,36 @@ impl ServicesPane {
             );
             return;
         }
-        let wide = area.width >= 110;
-        let mut header = vec!["SCHEMA", "MANIFEST", "WORKER", "HEARTBEAT"];
-        if wide {
-            header.insert(1, "NAME");
-            header.insert(2, "PROJECT");
-        }
-        let rows = c.services.iter().map(|s| {
+        let all = c.list.items();
+        let manifest_text = |s: &ServiceOverview| match &s.manifest {
+            Some(m) => format!("{} {}", m.version, m.status),
+            None => "-".to_owned(),
+        };
+        let cols = [
+            Col::new("SCHEMA", widest(all.iter().map(|s| s.service.schema.as_str())), 12, 0),
+            Col::new("NAME", widest(all.iter().map(|s| s.service.name.as_str())), 10, 2),
+            Col::new("PROJECT", widest(all.iter().map(|s| s.service.project.as_str())), 8, 1),
+            Col::new(
+                "MANIFEST",
+                all.iter().map(|s| manifest_text(s).chars().count()).max().unwrap_or(1),
+                10,
+                0,
+            ),
+            Col::new("WORKER", 10, 7, 0),
+            Col::new("HEARTBEAT", 12, 8, 0),
+        ];
+        let fitted = fit(&cols, area.width.saturating_sub(2));
+        let header: Vec<&str> = cols
+            .iter()
+            .zip(&fitted)
+            .filter(|(_, w)| w.is_some())
+            .map(|(c, _)| c.header)
+            .collect();
+        let widths: Vec<Constraint> =
+            fitted.iter().flatten().map(|w| Constraint::Length(*w)).collect();
+        let rows = c.list.shown().map(|s| {
             let manifest = match &s.manifest {
-                Some(m) => Span::styled(
-                    format!("{} {}", m.version, m.status),
-                    theme.manifest(m.status),
-                ),
+                Some(m) => Span::styled(manifest_text(s), theme.manifest(m.status)),
                 None => Span::raw("-"),
             };
             let worker = match &s.deployment {
@@ -297,38 +368,25 @@ impl ServicesPane {
                 Some(t) => format!("{} {}", state.as_str(), age(ctx.now, t)),
                 None => state.as_str().to_owned(),
             };
-            let mut cells = vec![
-                Cell::from(s.service.schema.clone()),
+            let cells = [
+                Cell::from(s.service.schema.as_str()),
+                Cell::from(s.service.name.as_str()),
+                Cell::from(s.service.project.as_str()),
                 Cell::from(manifest),
                 Cell::from(worker),
                 Cell::from(Span::styled(heartbeat, theme.liveness(state))),
             ];
-            if wide {
-                cells.insert(1, Cell::from(s.service.name.clone()));
-                cells.insert(2, Cell::from(s.service.project.clone()));
-            }
-            Row::new(cells)
+            Row::new(
+                cells
+                    .into_iter()
+                    .zip(&fitted)
+                    .filter(|(_, w)| w.is_some())
+                    .map(|(c, _)| c),
+            )
         });
-        let widths: Vec<Constraint> = if wide {
-            vec![
-                Constraint::Min(20),
-                Constraint::Min(20),
-                Constraint::Length(14),
-                Constraint::Length(18),
-                Constraint::Length(10),
-                Constraint::Length(14),
-            ]
-        } else {
-            vec![
-                Constraint::Min(20),
-                Constraint::Length(18),
-                Constraint::Length(10),
-                Constraint::Length(12),
-            ]
-        };
         let mut state = TableState::default()
-            .with_offset(c.cursor.offset)
-            .with_selected(Some(c.cursor.selected));
+            .with_offset(c.list.cursor.offset)
+            .with_selected(Some(c.list.cursor.selected));
         frame.render_stateful_widget(
             Table::new(rows, widths)
                 .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
