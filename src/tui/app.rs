@@ -659,7 +659,10 @@ impl App {
                 return self.apply(reply);
             }
             Data::Diff { from, to, changes } => self.manifests.diff = Some((from, to, changes)),
-            Data::Templates(rows) => self.templates.set_versions(rows),
+            Data::Templates(rows) => {
+                let screen_rows = self.table_rows();
+                self.templates.set_versions(rows, now, screen_rows);
+            }
             Data::Audit(rows) => self.audit.set_rows(rows, now),
             Data::TemplateArtifacts {
                 template,
@@ -1008,6 +1011,7 @@ impl App {
         match self.pane {
             Pane::Overview => self.overview.workers.filter_text().to_owned(),
             Pane::Services => self.services.list.filter_text().to_owned(),
+            Pane::Templates => self.templates.list.filter_text().to_owned(),
             Pane::Runs => self.runs.filter_text(),
             _ => String::new(),
         }
@@ -1028,6 +1032,11 @@ impl App {
                 .list
                 .set_filter(text, self.now)
                 .map(|()| Vec::new()),
+            Pane::Templates => self
+                .templates
+                .list
+                .set_filter(text, self.now)
+                .map(|()| self.templates.load_artifacts()),
             Pane::Runs => self.runs.type_filter(text, done),
             _ => Ok(Vec::new()),
         };

@@ -339,7 +339,8 @@ impl App {
             }),
             templates: self.templates.loaded.then(|| {
                 self.templates
-                    .versions
+                    .list
+                    .items()
                     .iter()
                     .map(|r| r.version.template.as_str())
                     .collect()

@@ -125,7 +125,7 @@ impl App {
                     Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(body);
                 Some(inside(list, 0))
             }
-            Pane::Templates if !self.templates.versions.is_empty() => {
+            Pane::Templates if !self.templates.list.is_empty() => {
                 let [list, _] =
                     Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
                         .areas(body);
@@ -154,7 +154,10 @@ impl App {
                 (&mut self.services.list.cursor, len)
             }
             Pane::Manifests => (&mut self.manifests.cursor, self.manifests.history.len()),
-            Pane::Templates => (&mut self.templates.cursor, self.templates.versions.len()),
+            Pane::Templates => {
+                let len = self.templates.list.len();
+                (&mut self.templates.list.cursor, len)
+            }
             Pane::Runs => (&mut self.runs.cursor, self.runs.runs.len()),
         };
         let index = cursor.offset + row;

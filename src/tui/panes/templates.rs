@@ -7,17 +7,71 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
 
+use chrono::{DateTime, Utc};
+
+use super::listing::{ListRow, Listing, SortKey};
 use super::{Ctx, Cursor, KeyCtx, Reply, movement};
+use crate::domain::filter::{Field, FieldValue};
 use crate::domain::template::{StoredArtifact, VersionMove, check_label};
 use crate::ops::VersionRow;
 use crate::tui::app::{Confirm, Effect, Mode};
 use crate::tui::keymap::Action;
 
+impl ListRow for VersionRow {
+    const FIELDS: &'static [Field] = &[
+        Field::text("template"),
+        Field::text("version"),
+        Field::choice("status", &["draft", "stable", "deprecated"]),
+        Field::text("label"),
+        Field::text("by"),
+        Field::age("age"),
+    ];
+    const COLUMNS: &'static [&'static str] = &["template", "version", "status", "age"];
+    type Key = (String, String);
+
+    fn key(&self) -> (String, String) {
+        (self.version.template.clone(), self.version.version.clone())
+    }
+
+    fn field(&self, name: &str) -> FieldValue<'_> {
+        let v = &self.version;
+        match name {
+            "template" => FieldValue::Text(&v.template),
+            "version" => FieldValue::Text(&v.version),
+            "status" => FieldValue::Text(v.status.as_str()),
+            "label" if self.is_default => {
+                let mut labels: Vec<&str> = self.labels.iter().map(String::as_str).collect();
+                labels.push("default");
+                FieldValue::Texts(labels)
+            }
+            "label" => FieldValue::Texts(self.labels.iter().map(String::as_str).collect()),
+            "by" => FieldValue::Text(&v.created_by),
+            "age" => FieldValue::Time(v.created_at),
+            _ => FieldValue::None,
+        }
+    }
+
+    fn words(&self) -> Vec<&str> {
+        let mut words = vec![self.version.template.as_str(), self.version.version.as_str()];
+        words.extend(self.labels.iter().map(String::as_str));
+        words
+    }
+
+    fn sort_key(&self, column: &str) -> SortKey<'_> {
+        match column {
+            "version" => SortKey::Text(&self.version.version),
+            "status" => SortKey::Text(self.version.status.as_str()),
+            "age" => SortKey::Time(Some(self.version.created_at)),
+            _ => SortKey::Text(&self.version.template),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct TemplatesPane {
-    pub versions: Vec<VersionRow>,
+    /// Every version, as `/` filters and `o` sorts them.
+    pub list: Listing<VersionRow>,
     pub loaded: bool,
-    pub cursor: Cursor,
     /// The files of the version on screen: (template, version, artifacts).
     pub artifacts: Option<(String, String, Vec<StoredArtifact>)>,
     /// `:template NAME` before the versions arrived: select its newest version when they do.
@@ -26,37 +80,26 @@ pub struct TemplatesPane {
 
 impl TemplatesPane {
     pub fn selected_template_version(&self) -> Option<&VersionRow> {
-        self.versions.get(self.cursor.selected)
+        self.list.selected()
     }
 
-    pub fn set_versions(&mut self, rows: Vec<VersionRow>) {
-        let keep = self
-            .selected_template_version()
-            .map(|r| (r.version.template.clone(), r.version.version.clone()));
-        self.versions = rows;
+    pub fn set_versions(&mut self, rows: Vec<VersionRow>, now: DateTime<Utc>, screen_rows: usize) {
         self.loaded = true;
-        if let Some(name) = self.wanted.take()
-            && let Some(i) = self
-                .versions
-                .iter()
-                .position(|r| r.version.template == name)
-        {
-            self.cursor = Cursor {
+        self.list.set_items(rows, now, screen_rows);
+        let wanted = self
+            .wanted
+            .take()
+            .and_then(|name| self.list.shown().position(|r| r.version.template == name));
+        if let Some(i) = wanted {
+            self.list.cursor = Cursor {
                 selected: i,
                 offset: i,
             };
-            return;
         }
-        let rows = self.versions.len().max(1);
-        self.cursor.follow(
-            &self.versions,
-            keep,
-            |r| (r.version.template.clone(), r.version.version.clone()),
-            rows,
-        );
     }
 
-    fn load_artifacts(&self) -> Vec<Effect> {
+    /// The files of the version now selected (after a move, or a filter that changed it).
+    pub fn load_artifacts(&self) -> Vec<Effect> {
         match self.selected_template_version() {
             Some(row) => vec![Effect::LoadTemplateArtifacts {
                 template: row.version.template.clone(),
@@ -68,8 +111,14 @@ impl TemplatesPane {
 
     pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
         if let Some(delta) = movement(action, ctx.rows) {
-            self.cursor.move_by(delta, self.versions.len(), ctx.rows);
+            self.list.move_by(delta, ctx.rows);
             return Reply::effects(self.load_artifacts());
+        }
+        if matches!(action, Action::Sort | Action::SortReverse) {
+            let on = self
+                .list
+                .cycle_sort(action == Action::SortReverse, ctx.rows);
+            return Reply::info(format!("versions sorted by {on}"));
         }
         if action == Action::Open {
             return Reply::effects(self.load_artifacts());
@@ -113,7 +162,8 @@ impl TemplatesPane {
 
     /// The default version of `template`, as listed.
     fn default_of(&self, template: &str) -> Option<&str> {
-        self.versions
+        self.list
+            .items()
             .iter()
             .find(|r| r.version.template == template && r.is_default)
             .map(|r| r.version.version.as_str())
@@ -121,7 +171,8 @@ impl TemplatesPane {
 
     /// Where `label` of `template` points now, with its percent, as listed (`canary@20%`).
     fn label_of(&self, template: &str, label: &str) -> Option<(String, i32)> {
-        self.versions
+        self.list
+            .items()
             .iter()
             .filter(|r| r.version.template == template)
             .find_map(|r| {
@@ -185,9 +236,15 @@ impl TemplatesPane {
                 .areas(area);
         let block = Block::default()
             .borders(Borders::ALL)
-            .title(format!(" Template versions ({}) ", c.versions.len()));
-        if c.versions.is_empty() {
-            let text = if c.loaded {
+            .title(format!(
+                " Template versions ({}) · {} ",
+                c.list.count_label(),
+                c.list.sort_label()
+            ));
+        if c.list.is_empty() {
+            let text = if !c.list.filter_text().is_empty() {
+                "No version matches this filter. / changes it."
+            } else if c.loaded {
                 "No templates yet. Publish one: `ospdeck template publish DIR --template T --version 1.0.0`."
             } else {
                 "loading…"
@@ -198,7 +255,7 @@ impl TemplatesPane {
             );
             return;
         }
-        let rows = c.versions.iter().map(|r| {
+        let rows = c.list.shown().map(|r| {
             let v = &r.version;
             let style = theme.fg(match v.status {
                 crate::domain::template::VersionStatus::Draft => Color::Cyan,
@@ -217,8 +274,8 @@ impl TemplatesPane {
             ])
         });
         let mut state = TableState::default()
-            .with_offset(c.cursor.offset)
-            .with_selected(Some(c.cursor.selected));
+            .with_offset(c.list.cursor.offset)
+            .with_selected(Some(c.list.cursor.selected));
         frame.render_stateful_widget(
             Table::new(
                 rows,
