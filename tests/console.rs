@@ -1996,3 +1996,141 @@ fn durations_show_in_the_list_and_tick_with_the_clock() {
         "{shown}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Filter as you type and sort, in every list
+// ---------------------------------------------------------------------------------------------
+
+fn filter(app: &mut App, text: &str) {
+    press(app, "/");
+    press(app, text);
+}
+
+#[test]
+fn services_filter_as_you_type_sort_naturally_and_esc_undoes() {
+    let mut app = with_services();
+    filter(&mut app, "pay");
+    // No round trip: the loaded list narrows at each key.
+    assert_eq!(
+        app.services
+            .list
+            .shown()
+            .map(|s| s.service.schema.as_str())
+            .collect::<Vec<_>>(),
+        vec!["payments_gateway"]
+    );
+    let shown = screen(&mut app, 80, 24);
+    assert!(shown.contains("Services (1 of 3 /pay)"), "{shown}");
+    // Terms: the worker's deployment status, a heartbeat older than a minute.
+    app.on_key(code(KeyCode::Esc));
+    assert_eq!(
+        app.services.list.len(),
+        3,
+        "Esc puts back the filter from before /"
+    );
+    filter(&mut app, "worker:deployed,failed beat:>1m");
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(
+        app.services
+            .list
+            .shown()
+            .map(|s| s.service.schema.as_str())
+            .collect::<Vec<_>>(),
+        vec!["payments_gateway"]
+    );
+    assert_eq!(app.mode, Mode::Normal, "Enter keeps the filter");
+    // A term that does not parse says so and keeps the list as it was.
+    filter(&mut app, " colour:red");
+    assert!(
+        app.filter_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("unknown field `colour`: filter on schema")),
+        "{:?}",
+        app.filter_error
+    );
+    // (While its name was typed, `colour` was a word; the filter applied is the last that parsed.)
+    assert!(!app.services.list.filter_text().contains("red"));
+    let shown = screen(&mut app, 80, 24);
+    assert!(shown.contains("unknown field `colour`"), "{shown}");
+}
+
+#[test]
+fn every_list_sorts_by_a_column_and_sort_names_it() {
+    let mut app = with_services();
+    let order = |app: &App| {
+        app.services
+            .list
+            .shown()
+            .map(|s| s.service.schema.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        order(&app),
+        ["crm_sync", "payments_gateway", "telecom_billing"]
+    );
+    press(&mut app, ":sort schema desc");
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(
+        order(&app),
+        ["telecom_billing", "payments_gateway", "crm_sync"]
+    );
+    press(&mut app, ":sort colour");
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(
+        app.message.as_ref().map(|m| m.1.as_str()),
+        Some("no column `colour` here: sort by schema, name, project, manifest, beat")
+    );
+    // o cycles the columns and says which; O turns the order around.
+    press(&mut app, "o");
+    assert_eq!(
+        app.message.as_ref().map(|m| m.1.as_str()),
+        Some("services sorted by name↑")
+    );
+    // Templates: versions in natural order (1.10.0 after 1.9.0), filtered by label.
+    let mut app = with_templates();
+    filter(&mut app, "label:canary");
+    app.on_key(code(KeyCode::Enter));
+    assert_eq!(
+        app.templates
+            .list
+            .shown()
+            .map(|r| r.version.version.as_str())
+            .collect::<Vec<_>>(),
+        vec!["1.1.0"]
+    );
+    // Manifests: the versions of one service, by status.
+    let mut app = with_manifests();
+    filter(&mut app, "status:draft");
+    assert_eq!(
+        app.manifests
+            .list
+            .shown()
+            .map(|m| m.version.as_str())
+            .collect::<Vec<_>>(),
+        vec!["1.1.0"]
+    );
+    assert_eq!(
+        app.manifests.history().len(),
+        2,
+        "the rules still see every version"
+    );
+    // The Overview's workers.
+    let mut app = loaded(false);
+    press(&mut app, "0");
+    filter(&mut app, "worker:nobody");
+    app.on_key(code(KeyCode::Enter));
+    assert!(app.overview.workers.is_empty());
+    let shown = screen(&mut app, 80, 24);
+    assert!(shown.contains("Workers (0 of 1 /worker:nobody)"), "{shown}");
+    // The run list is the store's order.
+    press(&mut app, "4");
+    press(&mut app, ":sort age");
+    app.on_key(code(KeyCode::Enter));
+    assert!(
+        app.message
+            .as_ref()
+            .is_some_and(|m| m.1.starts_with("the run list stays newest first")),
+        "{:?}",
+        app.message
+    );
+}

@@ -653,9 +653,10 @@ impl App {
                 history,
                 content,
             } => {
-                let reply = self
-                    .manifests
-                    .set_manifests(schema, history, content.map(|c| *c));
+                let rows = self.table_rows();
+                let reply =
+                    self.manifests
+                        .set_manifests(schema, history, content.map(|c| *c), now, rows);
                 return self.apply(reply);
             }
             Data::Diff { from, to, changes } => self.manifests.diff = Some((from, to, changes)),
@@ -1006,14 +1007,29 @@ impl App {
         }
     }
 
+    /// `:sort COLUMN [desc]` on the current pane's list.
+    pub fn sort_list(&mut self, column: &str, descending: bool) -> Result<(), String> {
+        let rows = self.table_rows();
+        match self.pane {
+            Pane::Overview => self.overview.workers.sort_by(column, descending, rows),
+            Pane::Services => self.services.list.sort_by(column, descending, rows),
+            Pane::Manifests => self.manifests.list.sort_by(column, descending, rows),
+            Pane::Templates => self.templates.list.sort_by(column, descending, rows),
+            Pane::Runs => Err(
+                "the run list stays newest first, as the store pages it: filter it with / instead"
+                    .into(),
+            ),
+        }
+    }
+
     /// The current pane's filter text (the log search in a run's detail).
     pub fn filter_text(&self) -> String {
         match self.pane {
             Pane::Overview => self.overview.workers.filter_text().to_owned(),
             Pane::Services => self.services.list.filter_text().to_owned(),
             Pane::Templates => self.templates.list.filter_text().to_owned(),
+            Pane::Manifests => self.manifests.list.filter_text().to_owned(),
             Pane::Runs => self.runs.filter_text(),
-            _ => String::new(),
         }
     }
 
@@ -1037,8 +1053,12 @@ impl App {
                 .list
                 .set_filter(text, self.now)
                 .map(|()| self.templates.load_artifacts()),
+            Pane::Manifests => self
+                .manifests
+                .list
+                .set_filter(text, self.now)
+                .map(|()| Vec::new()),
             Pane::Runs => self.runs.type_filter(text, done),
-            _ => Ok(Vec::new()),
         };
         match answer {
             Ok(effects) => {

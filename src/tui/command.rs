@@ -22,6 +22,7 @@ pub enum Verb {
     Audit,
     Messages,
     Help,
+    Sort,
     Quit,
 }
 
@@ -142,6 +143,14 @@ pub const COMMANDS: &[Command] = &[
         "every message of this session, in full",
     ),
     command(Verb::Help, "help", &[], Arg::None, "", "keys and commands"),
+    command(
+        Verb::Sort,
+        "sort",
+        &[],
+        Arg::None,
+        "COLUMN [desc]",
+        "sort this pane's list (o and O cycle and reverse)",
+    ),
     command(Verb::Quit, "q", &["quit"], Arg::None, "", "quit"),
 ];
 
@@ -466,6 +475,18 @@ impl App {
             }
             (Verb::Template | Verb::Templates, _) => self.switch_pane(Pane::Templates),
             (Verb::Help, _) => self.open_help(),
+            (Verb::Sort, None) => {
+                self.fail("`:sort` needs a column (:sort name, :sort beat desc)".into())
+            }
+            (Verb::Sort, Some(rest)) => {
+                let mut words = rest.split_whitespace();
+                let column = words.next().unwrap_or_default();
+                let descending = matches!(words.next(), Some("desc" | "down" | "reverse"));
+                match self.sort_list(column, descending) {
+                    Ok(()) => Vec::new(),
+                    Err(e) => self.fail(e),
+                }
+            }
             (Verb::Messages, _) => self.open_messages(),
             (Verb::Audit, _) => self.open_audit(),
         }

@@ -119,7 +119,7 @@ impl App {
             }
             Pane::Services if !self.services.list.is_empty() => Some(inside(body, 1)),
             Pane::Manifests
-                if self.manifests.service.is_some() && !self.manifests.history.is_empty() =>
+                if self.manifests.service.is_some() && !self.manifests.list.is_empty() =>
             {
                 let [list, _] =
                     Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(body);
@@ -153,7 +153,10 @@ impl App {
                 let len = self.services.list.len();
                 (&mut self.services.list.cursor, len)
             }
-            Pane::Manifests => (&mut self.manifests.cursor, self.manifests.history.len()),
+            Pane::Manifests => {
+                let len = self.manifests.list.len();
+                (&mut self.manifests.list.cursor, len)
+            }
             Pane::Templates => {
                 let len = self.templates.list.len();
                 (&mut self.templates.list.cursor, len)

@@ -198,8 +198,11 @@ impl<T: ListRow> Listing<T> {
         &self.items
     }
 
-    pub fn items_mut(&mut self) -> &mut Vec<T> {
-        &mut self.items
+    /// No rows (the filter and the order stay for the next ones).
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.shown.clear();
+        self.cursor = Cursor::default();
     }
 
     pub fn len(&self) -> usize {

@@ -10,7 +10,11 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, Table
 use ratatui_textarea::TextArea;
 use serde_json::Value;
 
+use chrono::{DateTime, Utc};
+
+use super::listing::{ListRow, Listing, SortKey};
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
+use crate::domain::filter::{Field, FieldValue};
 use crate::domain::manifest::{
     self, Bump, ChangeKind, FieldChange, Manifest, ManifestHead, ManifestStatus,
     activation_refused, lock_refused, parse_manifest,
@@ -23,9 +27,8 @@ use crate::tui::style::Theme;
 pub struct ManifestsPane {
     /// The service shown.
     pub service: Option<String>,
-    pub history: Vec<ManifestHead>,
-    /// The chosen version.
-    pub cursor: Cursor,
+    /// Its versions, as `/` filters and `o` sorts them; the cursor is the chosen version.
+    pub list: Listing<ManifestHead>,
     /// The content of the version on screen.
     pub content: Option<Manifest>,
     /// A diff on screen instead of the content: (from, to, changes).
@@ -56,13 +59,58 @@ fn next_bump(bump: Bump) -> Bump {
     }
 }
 
+impl ListRow for ManifestHead {
+    const FIELDS: &'static [Field] = &[
+        Field::text("version"),
+        Field::choice(
+            "status",
+            &["draft", "active", "locked", "superseded", "rejected"],
+        ),
+        Field::text("by"),
+        Field::age("age"),
+    ];
+    const COLUMNS: &'static [&'static str] = &["version", "status", "age"];
+    type Key = String;
+
+    fn key(&self) -> String {
+        self.version.clone()
+    }
+
+    fn field(&self, name: &str) -> FieldValue<'_> {
+        match name {
+            "version" => FieldValue::Text(&self.version),
+            "status" => FieldValue::Text(self.status.as_str()),
+            "by" => FieldValue::Text(&self.created_by),
+            "age" => FieldValue::Time(self.created_at),
+            _ => FieldValue::None,
+        }
+    }
+
+    fn words(&self) -> Vec<&str> {
+        vec![&self.version, self.status.as_str(), &self.created_by]
+    }
+
+    fn sort_key(&self, column: &str) -> SortKey<'_> {
+        match column {
+            "status" => SortKey::Text(self.status.as_str()),
+            "age" => SortKey::Time(Some(self.created_at)),
+            _ => SortKey::Text(&self.version),
+        }
+    }
+}
+
 impl ManifestsPane {
     pub fn selected_version(&self) -> Option<&ManifestHead> {
-        self.history.get(self.cursor.selected)
+        self.list.selected()
+    }
+
+    /// Every version of the service, whatever the filter (the rules judge all of them).
+    pub fn history(&self) -> &[ManifestHead] {
+        self.list.items()
     }
 
     pub fn governing(&self) -> Option<&ManifestHead> {
-        self.history
+        self.history()
             .iter()
             .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked))
     }
@@ -92,10 +140,9 @@ impl ManifestsPane {
 
     /// The service is gone: nothing of it stays on screen.
     pub fn forget(&mut self) {
-        self.history.clear();
+        self.list.clear();
         self.content = None;
         self.diff = None;
-        self.cursor = Cursor::default();
     }
 
     /// New history for `schema`; the version on screen stays selected if it still exists.
@@ -104,6 +151,8 @@ impl ManifestsPane {
         schema: String,
         history: Vec<ManifestHead>,
         content: Option<Manifest>,
+        now: DateTime<Utc>,
+        rows: usize,
     ) -> Reply {
         // The operator's choice outlives every refresh (a worker's heartbeat is enough to cause
         // one); the content's version (the governing one at first) only when nothing is chosen.
@@ -113,16 +162,15 @@ impl ManifestsPane {
             .flatten()
             .or_else(|| content.as_ref().map(|m| m.version.clone()));
         self.service = Some(schema);
-        self.history = history;
-        self.cursor.selected = keep
-            .and_then(|v| self.history.iter().position(|m| m.version == v))
-            .or_else(|| {
-                self.history.iter().position(|m| {
-                    matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked)
-                })
-            })
-            .unwrap_or(0);
-        self.cursor.offset = self.cursor.offset.min(self.cursor.selected);
+        self.list.set_items(history, now, rows);
+        let target = keep
+            .filter(|v| self.list.shown().any(|m| m.version == *v))
+            .or_else(|| self.governing().map(|m| m.version.clone()));
+        match target {
+            Some(version) => self.list.select(&version),
+            None => self.list.cursor = Cursor::default(),
+        }
+        self.list.cursor.keep_visible(rows);
         if content.is_some() {
             self.content = content;
         }
@@ -145,7 +193,7 @@ impl ManifestsPane {
         };
         let mut editor = ManifestEditor::new(&schema, &content.content);
         editor.base = format!("{} {}", content.status, content.version);
-        editor.next = next_version(&self.history, editor.bump);
+        editor.next = next_version(self.list.items(), editor.bump);
         // A draft is continued: saving changes it rather than making one more version.
         if content.status.content_can_change() {
             editor.revise = Some(content.version.clone());
@@ -157,8 +205,14 @@ impl ManifestsPane {
 
     pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
         if let Some(delta) = movement(action, ctx.rows) {
-            self.cursor.move_by(delta, self.history.len(), ctx.rows);
+            self.list.move_by(delta, ctx.rows);
             return Reply::default();
+        }
+        if matches!(action, Action::Sort | Action::SortReverse) {
+            let on = self
+                .list
+                .cycle_sort(action == Action::SortReverse, ctx.rows);
+            return Reply::info(format!("versions sorted by {on}"));
         }
         match action {
             Action::Open => {
@@ -216,7 +270,8 @@ impl ManifestsPane {
                 else {
                     return Reply::default();
                 };
-                if let Some(why) = activation_refused(&schema, &v.version, v.status, &self.history)
+                if let Some(why) =
+                    activation_refused(&schema, &v.version, v.status, self.list.items())
                 {
                     return Reply::fail(why);
                 }
@@ -245,7 +300,7 @@ impl ManifestsPane {
                 } else {
                     ManifestStatus::Active
                 };
-                if let Some(why) = lock_refused(&schema, &self.history, to) {
+                if let Some(why) = lock_refused(&schema, self.list.items(), to) {
                     return Reply::fail(why);
                 }
                 Reply::ask(if action == Action::Lock {
@@ -289,7 +344,7 @@ impl ManifestsPane {
         let mut editor = ManifestEditor::from_text(&schema, &text);
         editor.base = "$EDITOR".to_owned();
         editor.bump = bump;
-        editor.next = next_version(&self.history, bump);
+        editor.next = next_version(self.list.items(), bump);
         editor.original = sent.unwrap_or_default();
         match editor.problem.clone() {
             Some(problem) => {
@@ -346,7 +401,7 @@ impl ManifestsPane {
                     (true, false, Bump::Major) => editor.in_place = true,
                     _ => editor.bump = next_bump(editor.bump),
                 }
-                editor.next = next_version(&self.history, editor.bump);
+                editor.next = next_version(self.list.items(), editor.bump);
             }
             KeyCode::Char('s') if ctrl => {
                 if let Some(problem) = &editor.problem {
@@ -391,22 +446,24 @@ impl ManifestsPane {
         };
         let [list, body] =
             Layout::horizontal([Constraint::Length(30), Constraint::Min(20)]).areas(area);
-        let rows = c.history.iter().map(|m| {
+        let rows = c.list.shown().map(|m| {
             Row::new(vec![
                 Cell::from(m.version.clone()),
                 Cell::from(Span::styled(m.status.as_str(), theme.manifest(m.status))),
             ])
         });
         let mut state = TableState::default()
-            .with_offset(c.cursor.offset)
-            .with_selected(Some(c.cursor.selected));
+            .with_offset(c.list.cursor.offset)
+            .with_selected(Some(c.list.cursor.selected));
         frame.render_stateful_widget(
             Table::new(rows, [Constraint::Length(12), Constraint::Length(11)])
-                .block(
-                    Block::default()
-                        .borders(Borders::ALL)
-                        .title(format!(" {schema} ")),
-                )
+                .block(Block::default().borders(Borders::ALL).title(
+                    if c.list.filter_text().is_empty() {
+                        format!(" {schema} ")
+                    } else {
+                        format!(" {schema} ({}) ", c.list.count_label())
+                    },
+                ))
                 .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
             list,
             &mut state,

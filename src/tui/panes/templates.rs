@@ -52,7 +52,10 @@ impl ListRow for VersionRow {
     }
 
     fn words(&self) -> Vec<&str> {
-        let mut words = vec![self.version.template.as_str(), self.version.version.as_str()];
+        let mut words = vec![
+            self.version.template.as_str(),
+            self.version.version.as_str(),
+        ];
         words.extend(self.labels.iter().map(String::as_str));
         words
     }
@@ -234,13 +237,11 @@ impl TemplatesPane {
         let [list, body] =
             Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)])
                 .areas(area);
-        let block = Block::default()
-            .borders(Borders::ALL)
-            .title(format!(
-                " Template versions ({}) · {} ",
-                c.list.count_label(),
-                c.list.sort_label()
-            ));
+        let block = Block::default().borders(Borders::ALL).title(format!(
+            " Template versions ({}) · {} ",
+            c.list.count_label(),
+            c.list.sort_label()
+        ));
         if c.list.is_empty() {
             let text = if !c.list.filter_text().is_empty() {
                 "No version matches this filter. / changes it."

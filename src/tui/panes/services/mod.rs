@@ -17,9 +17,9 @@ use self::detail::ServiceDetailView;
 use super::columns::{Col, fit, widest};
 use super::listing::{ListRow, Listing, SortKey};
 use super::{Ctx, Goto, KeyCtx, Reply, movement};
-use crate::domain::filter::{Field, FieldValue};
 use crate::domain::age::{age, age_changes_at};
 use crate::domain::deployment::{DeploymentStatus, liveness, liveness_changes_at};
+use crate::domain::filter::{Field, FieldValue};
 use crate::domain::manifest::Drift;
 use crate::domain::service::{WorkflowSpec, check_schema_name, check_service_name};
 use crate::ops::{ServiceDetail, ServiceOverview};
@@ -53,7 +53,9 @@ impl ListRow for ServiceOverview {
             "project" => FieldValue::Text(&self.service.project),
             "manifest" => manifest.map_or(FieldValue::None, |m| FieldValue::Text(&m.version)),
             "status" => manifest.map_or(FieldValue::None, |m| FieldValue::Text(m.status.as_str())),
-            "worker" => deployment.map_or(FieldValue::None, |d| FieldValue::Text(d.status.as_str())),
+            "worker" => {
+                deployment.map_or(FieldValue::None, |d| FieldValue::Text(d.status.as_str()))
+            }
             "beat" => deployment
                 .and_then(|d| d.last_heartbeat)
                 .map_or(FieldValue::None, FieldValue::Time),
@@ -62,7 +64,11 @@ impl ListRow for ServiceOverview {
     }
 
     fn words(&self) -> Vec<&str> {
-        vec![&self.service.schema, &self.service.name, &self.service.project]
+        vec![
+            &self.service.schema,
+            &self.service.name,
+            &self.service.project,
+        ]
     }
 
     fn sort_key(&self, column: &str) -> SortKey<'_> {
@@ -93,7 +99,12 @@ impl ServicesPane {
         self.list.selected()
     }
 
-    pub fn set_services(&mut self, services: Vec<ServiceOverview>, now: DateTime<Utc>, rows: usize) {
+    pub fn set_services(
+        &mut self,
+        services: Vec<ServiceOverview>,
+        now: DateTime<Utc>,
+        rows: usize,
+    ) {
         self.loaded = true;
         self.list.set_items(services, now, rows);
     }
@@ -210,7 +221,9 @@ impl ServicesPane {
         }
         match action {
             Action::Sort | Action::SortReverse => {
-                let on = self.list.cycle_sort(action == Action::SortReverse, ctx.rows);
+                let on = self
+                    .list
+                    .cycle_sort(action == Action::SortReverse, ctx.rows);
                 return Reply::info(format!("services sorted by {on}"));
             }
             Action::Open => {
@@ -331,12 +344,30 @@ impl ServicesPane {
             None => "-".to_owned(),
         };
         let cols = [
-            Col::new("SCHEMA", widest(all.iter().map(|s| s.service.schema.as_str())), 12, 0),
-            Col::new("NAME", widest(all.iter().map(|s| s.service.name.as_str())), 10, 2),
-            Col::new("PROJECT", widest(all.iter().map(|s| s.service.project.as_str())), 8, 1),
+            Col::new(
+                "SCHEMA",
+                widest(all.iter().map(|s| s.service.schema.as_str())),
+                12,
+                0,
+            ),
+            Col::new(
+                "NAME",
+                widest(all.iter().map(|s| s.service.name.as_str())),
+                10,
+                2,
+            ),
+            Col::new(
+                "PROJECT",
+                widest(all.iter().map(|s| s.service.project.as_str())),
+                8,
+                1,
+            ),
             Col::new(
                 "MANIFEST",
-                all.iter().map(|s| manifest_text(s).chars().count()).max().unwrap_or(1),
+                all.iter()
+                    .map(|s| manifest_text(s).chars().count())
+                    .max()
+                    .unwrap_or(1),
                 10,
                 0,
             ),
@@ -350,8 +381,11 @@ impl ServicesPane {
             .filter(|(_, w)| w.is_some())
             .map(|(c, _)| c.header)
             .collect();
-        let widths: Vec<Constraint> =
-            fitted.iter().flatten().map(|w| Constraint::Length(*w)).collect();
+        let widths: Vec<Constraint> = fitted
+            .iter()
+            .flatten()
+            .map(|w| Constraint::Length(*w))
+            .collect();
         let rows = c.list.shown().map(|s| {
             let manifest = match &s.manifest {
                 Some(m) => Span::styled(manifest_text(s), theme.manifest(m.status)),
