@@ -132,7 +132,10 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
     assert_eq!(history[1]["status"], "active", "{history}");
     assert_eq!(history[0]["status"], "superseded", "{history}");
 
-    // q goes back a level (to Services, where the manifests were opened from), then out.
+    // q goes back a level at a time (the service's detail the manifests were opened from, the
+    // list), then out.
+    tmux.keys(&["q"])?;
+    tmux.wait_for("Services › telecom_billing")?;
     tmux.keys(&["q"])?;
     tmux.wait_for("Services (3)")?;
     tmux.keys(&["q"])?;
@@ -150,6 +153,82 @@ fn console_switches_filters_shows_logs_cancels_and_restores_the_terminal() -> Te
         !screen.contains("Runs ("),
         "alternate screen not left:\n{screen}"
     );
+    Ok(())
+}
+
+/// The triage story of an incident: filter the failed runs of one workflow as you type, open
+/// one, read its payload and error, search its long log for the one line that matters, jump to
+/// its service and back, retry it, and find the retry in the store.
+#[test]
+fn triage_filters_opens_searches_jumps_and_retries() -> TestResult {
+    let (home, db) = demo_store()?;
+    let tmux = Tmux::new("triage");
+    tmux.start(home.path(), &db, "")?;
+    tmux.wait_for(OVERVIEW)?;
+    tmux.keys(&["4"])?;
+    tmux.wait_for("Runs (20)")?;
+    tmux.keys(&["/"])?;
+    tmux.text("status:failed workflow:proc")?;
+    // Filtered as typed: no Enter needed to see the list narrow.
+    let screen = tmux.wait_for("Runs (1) /status:failed workflow:proc")?;
+    assert!(
+        screen.contains("demo/telecom_billing.processBilling"),
+        "{screen}"
+    );
+    tmux.keys(&["Enter"])?;
+    tmux.keys(&["Enter"])?;
+    let screen = tmux.wait_for("run 20  demo/telecom_billing.processBilling  failed")?;
+    // The payload to reproduce it, and the error, both on screen.
+    assert!(
+        screen.contains(r#"payload {"cycle":"2026-11","requested_by":"demo","zone":7}"#),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("error 1 account could not be charged (exit code 3)"),
+        "{screen}"
+    );
+    // The log ends 365 lines after the line that matters; the store's search finds it.
+    tmux.keys(&["l"])?;
+    tmux.wait_for("lines 390-402 of 402")?;
+    tmux.keys(&["/"])?;
+    tmux.text("zone 7")?;
+    tmux.keys(&["Enter"])?;
+    let screen = tmux.wait_for("match 1 of 1")?;
+    assert!(
+        screen.contains(" 38 ") && screen.contains("rate table missing for zone 7"),
+        "{screen}"
+    );
+    // To its service, and back to the run where it was.
+    tmux.keys(&["v"])?;
+    tmux.wait_for("run 20 › service telecom_billing")?;
+    tmux.wait_for("manifest  1.0.0 active")?;
+    tmux.keys(&["Escape"])?;
+    tmux.wait_for("rate table missing for zone 7")?;
+    tmux.keys(&["R"])?;
+    tmux.wait_for("Retry run 20?")?;
+    tmux.keys(&["y"])?;
+    tmux.wait_for("retried 20 as 21")?;
+    let out = ospdeck(
+        home.path(),
+        &db,
+        &[
+            "run",
+            "list",
+            "--where",
+            "status:queued workflow:processBilling",
+            "--json",
+        ],
+    )?;
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(runs[0]["id"], 21, "{runs}");
+    assert_eq!(runs[0]["retry_of"], 20, "{runs}");
+    // q goes back as Esc does, a level at a time: the search, the run, then out.
+    tmux.keys(&["q"])?;
+    tmux.wait_for("search cleared")?;
+    tmux.keys(&["q"])?;
+    tmux.wait_for("Runs (1) /status:failed")?;
+    tmux.keys(&["q"])?;
+    tmux.wait_for("exit=0")?;
     Ok(())
 }
 
@@ -171,6 +250,9 @@ fn monitor_mode_changes_nothing() -> TestResult {
     for id in ["13", "14", "15", "16", "17", "18", "19"] {
         assert_eq!(run_status(home.path(), &db, id)?, "queued", "run {id}");
     }
+    // The last `y` opened the copy chooser (copying is not a write): Esc closes it.
+    tmux.keys(&["Escape"])?;
+    std::thread::sleep(Duration::from_millis(300));
     tmux.keys(&["q"])?;
     tmux.wait_for("exit=0")?;
     Ok(())

@@ -422,7 +422,20 @@ impl App {
             ));
         };
         let arg = (!rest.is_empty()).then_some(rest);
-        match (command.verb, arg) {
+        let effects = self.dispatch(command.verb, arg);
+        // A command names where to go, as the pane keys do: a fresh start, not a jump to come
+        // back from.
+        if !matches!(
+            command.verb,
+            Verb::Help | Verb::Messages | Verb::Audit | Verb::Sort
+        ) {
+            self.back.clear();
+        }
+        effects
+    }
+
+    fn dispatch(&mut self, verb: Verb, arg: Option<&str>) -> Vec<Effect> {
+        match (verb, arg) {
             (Verb::Quit, _) => {
                 self.quit = true;
                 Vec::new()
@@ -461,7 +474,7 @@ impl App {
             (Verb::Service | Verb::Manifest, Some(schema)) => {
                 match crate::domain::service::check_schema_name(schema) {
                     // `:service NAME` opens the service's detail, `:manifest NAME` its versions.
-                    Ok(()) if command.verb == Verb::Service => {
+                    Ok(()) if verb == Verb::Service => {
                         self.apply(Reply::goto(Goto::Service(schema.to_owned())))
                     }
                     Ok(()) => self.apply(Reply::goto(Goto::Manifests(schema.to_owned()))),
