@@ -13,6 +13,8 @@ pub mod view;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use base64::Engine;
 use chrono::Utc;
@@ -27,6 +29,12 @@ use keymap::Keymap;
 pub use loader::{LoaderSettings, console_worker_id, log_search, log_window};
 use quiet::QuietBackend;
 use style::Theme;
+
+/// Set while the console owns this process's terminal (`run_console`): only then can it hand the
+/// terminal to `$PAGER` for a while. Consoles drawn elsewhere (tests, the bench) cannot.
+static LOCAL_TERMINAL: AtomicBool = AtomicBool::new(false);
+/// Set while `$PAGER` has the terminal: the input thread stops reading keys meant for it.
+static INPUT_PAUSED: AtomicBool = AtomicBool::new(false);
 
 pub struct ConsoleOptions {
     pub read_only: bool,
@@ -59,6 +67,7 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
                 return Err(format!("cannot open the terminal: {e}"));
             }
         };
+    LOCAL_TERMINAL.store(true, Ordering::SeqCst);
     let result = match stop_on_signals() {
         Ok(stop) => {
             drive(
@@ -73,6 +82,7 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
         }
         Err(e) => Err(e),
     };
+    LOCAL_TERMINAL.store(false, Ordering::SeqCst);
     ratatui::restore();
     result
 }
@@ -82,7 +92,20 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
 fn read_input() -> mpsc::UnboundedReceiver<Event> {
     let (input_tx, input_rx) = mpsc::unbounded_channel::<Event>();
     std::thread::spawn(move || {
-        while let Ok(event) = crossterm::event::read() {
+        loop {
+            // While `$PAGER` runs, the keys are its own: not read here at all.
+            if INPUT_PAUSED.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            match crossterm::event::poll(Duration::from_millis(50)) {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(_) => break,
+            }
+            let Ok(event) = crossterm::event::read() else {
+                break;
+            };
             if input_tx.send(event).is_err() {
                 break;
             }
@@ -149,6 +172,11 @@ pub async fn drive<B: Backend>(
                     for effect in app.on_key(key) {
                         match effect {
                             Effect::Copy(text) => copy_osc52(&text),
+                            Effect::OpenPager(id) if !LOCAL_TERMINAL.load(Ordering::SeqCst) => {
+                                app.on_data(Data::Failed(format!(
+                                    "no terminal of its own to page in: `ospdeck run logs {id}` prints the log"
+                                )), Utc::now());
+                            }
                             other => { let _ = effect_tx.send(other); }
                         }
                     }
@@ -162,6 +190,17 @@ pub async fn drive<B: Backend>(
                 None => break,
             },
             Some(data) = data_rx.recv() => {
+                let data = match data {
+                    Data::PagerFile { run_id, path, lines } => {
+                        let said = page_file(terminal, &path);
+                        let _ = std::fs::remove_file(&path);
+                        match said {
+                            Ok(()) => Data::Done(format!("paged {lines} lines of run {run_id}")),
+                            Err(e) => Data::Failed(e),
+                        }
+                    }
+                    other => other,
+                };
                 let mut effects = app.on_data(data, Utc::now());
                 // Fold whatever else already arrived into this one redraw.
                 while let Ok(more) = data_rx.try_recv() {
@@ -182,6 +221,42 @@ pub async fn drive<B: Backend>(
     }
     loader.abort();
     Ok(())
+}
+
+/// Hands the terminal to `$PAGER` (default `less -R`) on `path`, then takes it back: out of raw
+/// mode and the alternate screen while it runs, the input thread paused so the pager gets every
+/// key, and the whole screen redrawn after.
+fn page_file<B: Backend>(terminal: &mut Terminal<B>, path: &std::path::Path) -> Result<(), String> {
+    INPUT_PAUSED.store(true, Ordering::SeqCst);
+    // The input thread notices within one poll.
+    std::thread::sleep(Duration::from_millis(80));
+    ratatui::restore();
+    let pager = std::env::var("PAGER")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "less -R".to_owned());
+    // The pager is a shell word list as users write it (`less -R`, `most`); the file is an
+    // argument of its own, never part of the text the shell parses.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{pager} \"$1\""))
+        .arg("sh")
+        .arg(path)
+        .status();
+    let back = crossterm::terminal::enable_raw_mode().and_then(|()| {
+        crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)
+    });
+    INPUT_PAUSED.store(false, Ordering::SeqCst);
+    back.map_err(|e| format!("cannot take the terminal back: {e}"))?;
+    terminal
+        .hide_cursor()
+        .and_then(|()| terminal.clear())
+        .map_err(|e| format!("cannot redraw: {e}"))?;
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{pager} ended with {s}")),
+        Err(e) => Err(format!("cannot run {pager}: {e}")),
+    }
 }
 
 /// Copies through the terminal (OSC 52), which works over SSH where no clipboard library would.
