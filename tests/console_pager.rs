@@ -515,3 +515,41 @@ fn snapshot_detail_attempts() {
 fn snapshot_detail_payload_and_error_in_full() {
     snap("detail_payload", || detail_app('i'));
 }
+
+#[test]
+fn open_durations_tick_while_a_run_waits_or_runs_and_stop_when_it_is_done() {
+    let mut app = detail_app('e');
+    // Finished: nothing in the detail changes by the clock.
+    assert_eq!(
+        app.runs
+            .detail
+            .as_ref()
+            .and_then(|d| d.next_visible_change(t0())),
+        None
+    );
+    let mut running = failed_twice();
+    running.run.status = RunStatus::Running;
+    running.run.finished_at = None;
+    running.run.started_at = Some(t0() - Duration::seconds(90));
+    app.on_data(Data::Detail(Box::new(running)), t0());
+    app.set_clock(t0());
+    // "running 1m30s" shows seconds: the next second changes it.
+    assert_eq!(app.next_visible_change(), Some(t0() + Duration::seconds(1)));
+    let text = screen_text(&draw(&mut app));
+    assert!(text.contains("running 1m30s"), "{text}");
+}
+
+#[test]
+fn the_detail_help_lists_the_pager_keys() {
+    let mut app = detail_app('l');
+    key(&mut app, '?');
+    let text = screen_text(&draw(&mut app));
+    for hint in [
+        "next log match",
+        "wrap long log lines",
+        "whole log in $PAGER",
+        "show attempts",
+    ] {
+        assert!(text.contains(hint), "{hint} missing:\n{text}");
+    }
+}

@@ -196,6 +196,9 @@ fn latest_wins(batch: Vec<Effect>) -> Vec<Effect> {
         Effect::OpenRun(_) | Effect::CloseRun => Some(1),
         Effect::LoadManifests { .. } => Some(2),
         Effect::LoadTemplateArtifacts { .. } => Some(3),
+        // The pager takes only the answer to its last load and its last search.
+        Effect::LoadLogs { .. } => Some(4),
+        Effect::SearchLogs { .. } => Some(5),
         _ => None,
     };
     let mut kept: Vec<Effect> = Vec::with_capacity(batch.len());

@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Tabs, Wrap};
 use super::super::{Ctx, KeyCtx, Reply};
 use super::RunsPane;
 use super::pager::{LogPager, LogView, LogWindow, grouped};
-use crate::domain::age::{age, duration, span};
+use crate::domain::age::{age, age_changes_at, duration, duration_changes_at, span};
 use crate::domain::run::{LogLevel, LogMatches, Run, RunLog, attempts};
 use crate::ops::RunDetail;
 use crate::tui::app::Effect;
@@ -124,6 +124,31 @@ impl DetailState {
     fn scroll_by(&mut self, delta: i32) -> Vec<Effect> {
         self.scroll = (i32::from(self.scroll) + delta).clamp(0, i32::from(u16::MAX)) as u16;
         Vec::new()
+    }
+
+    /// The next moment the detail changes by the clock alone: an open wait or run duration
+    /// ticks, a held run's lease runs out (then how long ago it did).
+    pub fn next_visible_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let run = &self.detail.as_ref()?.run;
+        let lease = run
+            .lease_expires_at
+            .filter(|_| run.status.is_held())
+            .map(|lease| {
+                if lease > now {
+                    lease
+                } else {
+                    age_changes_at(now, lease)
+                }
+            });
+        // Wait counts from creation until it starts; run and total count while it is not done.
+        let open = (run.finished_at.is_none()).then(|| {
+            let mut at = duration_changes_at(now, run.created_at);
+            if let Some(started) = run.started_at {
+                at = at.min(duration_changes_at(now, started));
+            }
+            at
+        });
+        lease.into_iter().chain(open).min()
     }
 
     /// The search line's Enter: a server-side search over all of the run's lines.
