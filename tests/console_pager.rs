@@ -21,7 +21,13 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Modifier;
 
-use common::{BoxError, Harness, TestResult};
+use common::{BoxError, Harness};
+
+conformance!(
+    a_line_4000_lines_back_is_found_highlighted_and_reached_with_n,
+    g_and_g_fill_the_screen_and_scrolling_fetches_by_keyset,
+    paused_the_view_holds_still_and_following_sticks_to_the_end,
+);
 
 fn app() -> App {
     let keymap = Keymap::new(&BTreeMap::new(), false).unwrap_or_else(|e| panic!("{e}"));
@@ -192,125 +198,131 @@ fn pager(app: &App) -> &ospdeck::tui::panes::runs::LogPager {
         .pager
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_line_4000_lines_back_is_found_highlighted_and_reached_with_n() -> TestResult {
-    let h = Harness::sqlite().await;
-    let (mut app, _) = opened(&h, 5_000).await?;
-    let shown = screen_text(&draw(&mut app));
-    assert!(
-        shown.contains("lines 4 988-5 000 of 5 000"),
-        "opens on the last screen:\n{shown}"
-    );
-    assert!(pager(&app).lines.len() <= LOG_WINDOW);
+/// The pager on a real store, on both backends.
+mod cases {
+    use super::*;
+    use crate::common::TestResult;
 
-    // `/checksum`, Enter: the store finds all three; the first from here on is line 4 995.
-    assert!(typed(&mut app, "/checksum").is_empty());
-    let effects = code(&mut app, KeyCode::Enter);
-    assert!(matches!(effects.as_slice(), [Effect::SearchLogs { text, .. }] if text == "checksum"));
-    settle(&mut app, &h.ops, effects).await?;
-    assert_eq!(pager(&app).match_label().as_deref(), Some("match 3 of 3"));
-    let buffer = draw(&mut app);
-    assert_eq!(highlighted_on_line(&buffer, 4_995, "checksum"), Some(true));
+    pub async fn a_line_4000_lines_back_is_found_highlighted_and_reached_with_n(
+        h: Harness,
+    ) -> TestResult {
+        let (mut app, _) = opened(&h, 5_000).await?;
+        let shown = screen_text(&draw(&mut app));
+        assert!(
+            shown.contains("lines 4 988-5 000 of 5 000"),
+            "opens on the last screen:\n{shown}"
+        );
+        assert!(pager(&app).lines.len() <= LOG_WINDOW);
 
-    // `n` wraps to the first match: line 1 000, 4 000 lines back, in its context.
-    let effects = key(&mut app, 'n');
-    assert!(
-        app.message
-            .as_ref()
-            .is_some_and(|(_, m)| m.starts_with("match 1 of 3")),
-        "{:?}",
-        app.message
-    );
-    settle(&mut app, &h.ops, effects).await?;
-    let buffer = draw(&mut app);
-    let shown = screen_text(&buffer);
-    assert_eq!(
-        highlighted_on_line(&buffer, 1_000, "checksum"),
-        Some(true),
-        "line 1000 on screen, its match highlighted:\n{shown}"
-    );
-    assert!(shown.contains("mismatch in layer 7"));
-    assert!(shown.contains("match 1 of 3"), "{shown}");
-    // The lines around it are on screen too, not the match alone.
-    let (from, to) = pager(&app).shown_range(13).unwrap_or_default();
-    assert!(from < 1_000 && to > 1_000, "{from}-{to}");
-    assert_eq!(highlighted_on_line(&buffer, 999, "step"), Some(false));
-
-    // `n` again goes on to line 2 500, `N` back to 1 000.
-    press(&mut app, &h.ops, 'n').await?;
-    assert!(highlighted_on_line(&draw(&mut app), 2_500, "checksum") == Some(true));
-    press(&mut app, &h.ops, 'N').await?;
-    assert!(highlighted_on_line(&draw(&mut app), 1_000, "checksum") == Some(true));
-    assert!(
-        pager(&app).lines.len() <= LOG_WINDOW,
-        "memory stays bounded"
-    );
-
-    // Esc clears the search; Esc again closes the run.
-    assert!(code(&mut app, KeyCode::Esc).is_empty());
-    assert!(pager(&app).search.is_none());
-    assert_eq!(code(&mut app, KeyCode::Esc), vec![Effect::CloseRun]);
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn g_and_g_fill_the_screen_and_scrolling_fetches_by_keyset() -> TestResult {
-    let h = Harness::sqlite().await;
-    let (mut app, _) = opened(&h, 5_000).await?;
-    press(&mut app, &h.ops, 'g').await?;
-    assert_eq!(pager(&app).shown_range(13), Some((1, 13)));
-    assert!(screen_text(&draw(&mut app)).contains("lines 1-13 of 5 000"));
-    // Down through three windows' worth: the window moves along, never holding the whole log.
-    for _ in 0..1_500 {
-        let effects = key(&mut app, 'j');
+        // `/checksum`, Enter: the store finds all three; the first from here on is line 4 995.
+        assert!(typed(&mut app, "/checksum").is_empty());
+        let effects = code(&mut app, KeyCode::Enter);
+        assert!(
+            matches!(effects.as_slice(), [Effect::SearchLogs { text, .. }] if text == "checksum")
+        );
         settle(&mut app, &h.ops, effects).await?;
-    }
-    assert_eq!(pager(&app).shown_range(13), Some((1_501, 1_513)));
-    assert!(pager(&app).lines.len() <= LOG_WINDOW);
-    assert!(screen_text(&draw(&mut app)).contains("1501 "));
-    press(&mut app, &h.ops, 'G').await?;
-    assert_eq!(pager(&app).shown_range(13), Some((4_988, 5_000)));
-    // Page up from the end, then back to the top.
-    let effects = code(&mut app, KeyCode::PageUp);
-    settle(&mut app, &h.ops, effects).await?;
-    assert_eq!(pager(&app).shown_range(13), Some((4_975, 4_987)));
-    press(&mut app, &h.ops, 'g').await?;
-    assert_eq!(pager(&app).shown_range(13), Some((1, 13)));
-    Ok(())
-}
+        assert_eq!(pager(&app).match_label().as_deref(), Some("match 3 of 3"));
+        let buffer = draw(&mut app);
+        assert_eq!(highlighted_on_line(&buffer, 4_995, "checksum"), Some(true));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paused_the_view_holds_still_and_following_sticks_to_the_end() -> TestResult {
-    let h = Harness::sqlite().await;
-    let (mut app, id) = opened(&h, 3_000).await?;
-    assert!(pager(&app).follow);
-    // Up a few lines: no longer following.
-    for _ in 0..40 {
-        press(&mut app, &h.ops, 'k').await?;
+        // `n` wraps to the first match: line 1 000, 4 000 lines back, in its context.
+        let effects = key(&mut app, 'n');
+        assert!(
+            app.message
+                .as_ref()
+                .is_some_and(|(_, m)| m.starts_with("match 1 of 3")),
+            "{:?}",
+            app.message
+        );
+        settle(&mut app, &h.ops, effects).await?;
+        let buffer = draw(&mut app);
+        let shown = screen_text(&buffer);
+        assert_eq!(
+            highlighted_on_line(&buffer, 1_000, "checksum"),
+            Some(true),
+            "line 1000 on screen, its match highlighted:\n{shown}"
+        );
+        assert!(shown.contains("mismatch in layer 7"));
+        assert!(shown.contains("match 1 of 3"), "{shown}");
+        // The lines around it are on screen too, not the match alone.
+        let (from, to) = pager(&app).shown_range(13).unwrap_or_default();
+        assert!(from < 1_000 && to > 1_000, "{from}-{to}");
+        assert_eq!(highlighted_on_line(&buffer, 999, "step"), Some(false));
+
+        // `n` again goes on to line 2 500, `N` back to 1 000.
+        press(&mut app, &h.ops, 'n').await?;
+        assert!(highlighted_on_line(&draw(&mut app), 2_500, "checksum") == Some(true));
+        press(&mut app, &h.ops, 'N').await?;
+        assert!(highlighted_on_line(&draw(&mut app), 1_000, "checksum") == Some(true));
+        assert!(
+            pager(&app).lines.len() <= LOG_WINDOW,
+            "memory stays bounded"
+        );
+
+        // Esc clears the search; Esc again closes the run.
+        assert!(code(&mut app, KeyCode::Esc).is_empty());
+        assert!(pager(&app).search.is_none());
+        assert_eq!(code(&mut app, KeyCode::Esc), vec![Effect::CloseRun]);
+        Ok(())
     }
-    assert!(!pager(&app).follow);
-    let before = pager(&app).shown_range(13);
-    append(&h.ops, id, 3_001, 150).await?;
-    refreshed(&mut app, &h.ops, id).await?;
-    assert_eq!(
-        pager(&app).shown_range(13),
-        before,
-        "new lines moved the view"
-    );
-    assert_eq!(pager(&app).total, 3_150);
-    assert!(screen_text(&draw(&mut app)).contains("of 3 150"));
-    // `f`: to the end, and it stays there as lines arrive.
-    press(&mut app, &h.ops, 'f').await?;
-    assert!(pager(&app).follow);
-    assert_eq!(pager(&app).shown_range(13), Some((3_138, 3_150)));
-    append(&h.ops, id, 3_151, 1_000).await?;
-    refreshed(&mut app, &h.ops, id).await?;
-    assert_eq!(pager(&app).shown_range(13), Some((4_138, 4_150)));
-    assert!(pager(&app).lines.len() <= LOG_WINDOW);
-    // The wrap key toggles; long lines then take more than one row.
-    key(&mut app, 'w');
-    assert!(pager(&app).wrap);
-    Ok(())
+
+    pub async fn g_and_g_fill_the_screen_and_scrolling_fetches_by_keyset(h: Harness) -> TestResult {
+        let (mut app, _) = opened(&h, 5_000).await?;
+        press(&mut app, &h.ops, 'g').await?;
+        assert_eq!(pager(&app).shown_range(13), Some((1, 13)));
+        assert!(screen_text(&draw(&mut app)).contains("lines 1-13 of 5 000"));
+        // Down through three windows' worth: the window moves along, never holding the whole log.
+        for _ in 0..1_500 {
+            let effects = key(&mut app, 'j');
+            settle(&mut app, &h.ops, effects).await?;
+        }
+        assert_eq!(pager(&app).shown_range(13), Some((1_501, 1_513)));
+        assert!(pager(&app).lines.len() <= LOG_WINDOW);
+        assert!(screen_text(&draw(&mut app)).contains("1501 "));
+        press(&mut app, &h.ops, 'G').await?;
+        assert_eq!(pager(&app).shown_range(13), Some((4_988, 5_000)));
+        // Page up from the end, then back to the top.
+        let effects = code(&mut app, KeyCode::PageUp);
+        settle(&mut app, &h.ops, effects).await?;
+        assert_eq!(pager(&app).shown_range(13), Some((4_975, 4_987)));
+        press(&mut app, &h.ops, 'g').await?;
+        assert_eq!(pager(&app).shown_range(13), Some((1, 13)));
+        Ok(())
+    }
+
+    pub async fn paused_the_view_holds_still_and_following_sticks_to_the_end(
+        h: Harness,
+    ) -> TestResult {
+        let (mut app, id) = opened(&h, 3_000).await?;
+        assert!(pager(&app).follow);
+        // Up a few lines: no longer following.
+        for _ in 0..40 {
+            press(&mut app, &h.ops, 'k').await?;
+        }
+        assert!(!pager(&app).follow);
+        let before = pager(&app).shown_range(13);
+        append(&h.ops, id, 3_001, 150).await?;
+        refreshed(&mut app, &h.ops, id).await?;
+        assert_eq!(
+            pager(&app).shown_range(13),
+            before,
+            "new lines moved the view"
+        );
+        assert_eq!(pager(&app).total, 3_150);
+        assert!(screen_text(&draw(&mut app)).contains("of 3 150"));
+        // `f`: to the end, and it stays there as lines arrive.
+        press(&mut app, &h.ops, 'f').await?;
+        assert!(pager(&app).follow);
+        assert_eq!(pager(&app).shown_range(13), Some((3_138, 3_150)));
+        append(&h.ops, id, 3_151, 1_000).await?;
+        refreshed(&mut app, &h.ops, id).await?;
+        assert_eq!(pager(&app).shown_range(13), Some((4_138, 4_150)));
+        assert!(pager(&app).lines.len() <= LOG_WINDOW);
+        // The wrap key toggles; long lines then take more than one row.
+        key(&mut app, 'w');
+        assert!(pager(&app).wrap);
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
