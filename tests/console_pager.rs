@@ -565,3 +565,42 @@ fn the_detail_help_lists_the_pager_keys() {
         assert!(text.contains(hint), "{hint} missing:\n{text}");
     }
 }
+
+fn long_lines(run_id: i64, n: i64) -> Vec<ospdeck::domain::run::RunLog> {
+    (1..=n)
+        .map(|i| ospdeck::domain::run::RunLog {
+            id: i,
+            run_id,
+            level: if i % 7 == 0 { LogLevel::Warn } else { LogLevel::Info },
+            message: format!(
+                "line {i}: applying migration {i:04}_accounts (batch {}), {} rows rewritten, indexes rebuilt online without locks",
+                i % 3,
+                i * 1_000
+            ),
+            metadata: serde_json::Value::Null,
+            created_at: t0() - Duration::minutes(30) + Duration::seconds(i),
+        })
+        .collect()
+}
+
+#[test]
+fn snapshot_detail_logs_wrapped() {
+    snap("detail_logs_wrapped", || {
+        let mut app = detail_app('l');
+        app.on_data(Data::Logs(41, long_lines(41, 40)), t0());
+        key(&mut app, 'w');
+        app
+    });
+}
+
+#[test]
+fn wrapped_the_last_line_stays_on_screen_and_the_range_says_what_shows() {
+    let mut app = detail_app('l');
+    app.on_data(Data::Logs(41, long_lines(41, 40)), t0());
+    key(&mut app, 'w');
+    let text = screen_text(&draw(&mut app));
+    assert!(text.contains("rebuilt online without locks"), "{text}");
+    assert!(text.contains("line 40: applying"), "{text}");
+    // Each line takes two rows at 80 columns: 6 of 13 rows' worth fit.
+    assert!(text.contains("lines 35-40 of 40"), "{text}");
+}

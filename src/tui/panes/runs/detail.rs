@@ -481,17 +481,86 @@ impl DetailState {
             Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
         let rows = usize::from(body.height).max(1);
 
+        let number_width = pager.total.max(1).to_string().len();
+        let current = pager.current_match();
+        let words: &[String] = pager.search.as_ref().map_or(&[], |s| &s.words);
+        let line_of = |i: usize, l: &RunLog| {
+            let number = pager.first_rank + i as i64 + 1;
+            let number_style = if current == Some(l.id) {
+                theme.selected()
+            } else {
+                theme.dim()
+            };
+            let style = match l.level {
+                LogLevel::Error => theme.fg(Color::Red),
+                LogLevel::Warn => theme.fg(Color::Yellow),
+                _ => Style::default(),
+            };
+            let mut spans = vec![
+                Span::styled(format!("{number:>number_width$}"), number_style),
+                Span::styled(format!(" {} ", time(ctx, Some(l.created_at))), theme.dim()),
+            ];
+            spans.extend(highlighted(&l.message, words, style, ctx));
+            Line::from(spans)
+        };
+        let width = usize::from(body.width).max(1);
+        let height_of = |line: &Line| {
+            if pager.wrap {
+                line.width().max(1).div_ceil(width)
+            } else {
+                1
+            }
+        };
+        let len = pager.lines.len();
+        // Bottom-anchored at the end: as many of the last lines as fit, wrapped or not.
+        let top = match pager.view {
+            LogView::End if pager.wrap => {
+                let mut used = 0;
+                let mut top = len;
+                while top > 0 {
+                    let h = height_of(&line_of(top - 1, &pager.lines[top - 1]));
+                    if used + h > rows {
+                        break;
+                    }
+                    used += h;
+                    top -= 1;
+                }
+                top.min(len.saturating_sub(1))
+            }
+            _ => pager.top_index(rows),
+        };
+        // The lines that fit from the top (fewer than the rows when long lines wrap).
+        let mut lines: Vec<Line> = Vec::new();
+        let mut used = 0;
+        for (i, l) in pager.lines.iter().enumerate().skip(top) {
+            let line = line_of(i, l);
+            let h = height_of(&line);
+            if used >= rows || (used > 0 && used + h > rows) {
+                break;
+            }
+            used += h;
+            lines.push(line);
+        }
+
         // Where the view is, the search, and the modes, on one line.
         let mut state: Vec<Span> = Vec::new();
-        match pager.shown_range(rows) {
-            Some((from, to)) => state.push(Span::raw(format!(
+        if lines.is_empty() {
+            state.push(Span::styled(
+                if pager.loaded {
+                    "no log lines yet"
+                } else {
+                    "loading…"
+                },
+                theme.dim(),
+            ));
+        } else {
+            let from = pager.first_rank + top as i64 + 1;
+            state.push(Span::raw(format!(
                 "lines {}-{} of {}",
                 grouped(from),
-                grouped(to),
+                grouped(from + lines.len() as i64 - 1),
                 grouped(pager.total)
-            ))),
-            None if !pager.loaded => state.push(Span::styled("loading…", theme.dim())),
-            None => state.push(Span::styled("no log lines yet", theme.dim())),
+            )));
         }
         if let Some(search) = &pager.search {
             let found = pager
@@ -524,64 +593,6 @@ impl DetailState {
         }
         frame.render_widget(Line::from(state), head);
 
-        if pager.lines.is_empty() {
-            return;
-        }
-        let number_width = pager.total.max(1).to_string().len();
-        let current = pager.current_match();
-        let words: &[String] = pager.search.as_ref().map_or(&[], |s| &s.words);
-        let line_of = |i: usize, l: &RunLog| {
-            let number = pager.first_rank + i as i64 + 1;
-            let number_style = if current == Some(l.id) {
-                theme.selected()
-            } else {
-                theme.dim()
-            };
-            let style = match l.level {
-                LogLevel::Error => theme.fg(Color::Red),
-                LogLevel::Warn => theme.fg(Color::Yellow),
-                _ => Style::default(),
-            };
-            let mut spans = vec![
-                Span::styled(format!("{number:>number_width$}"), number_style),
-                Span::styled(format!(" {} ", time(ctx, Some(l.created_at))), theme.dim()),
-            ];
-            spans.extend(highlighted(&l.message, words, style, ctx));
-            Line::from(spans)
-        };
-        let width = usize::from(body.width).max(1);
-        let height_of = |line: &Line| {
-            if pager.wrap {
-                line.width().max(1).div_ceil(width)
-            } else {
-                1
-            }
-        };
-        // Bottom-anchored at the end: as many of the last lines as fit, wrapped or not.
-        let top = match pager.view {
-            LogView::End if pager.wrap => {
-                let mut used = 0;
-                let mut top = pager.lines.len();
-                while top > 0 {
-                    let h = height_of(&line_of(top - 1, &pager.lines[top - 1]));
-                    if used + h > rows {
-                        break;
-                    }
-                    used += h;
-                    top -= 1;
-                }
-                top.min(pager.lines.len().saturating_sub(1))
-            }
-            _ => pager.top_index(rows),
-        };
-        let lines: Vec<Line> = pager
-            .lines
-            .iter()
-            .enumerate()
-            .skip(top)
-            .take(rows)
-            .map(|(i, l)| line_of(i, l))
-            .collect();
         let mut paragraph = Paragraph::new(lines);
         if pager.wrap {
             paragraph = paragraph.wrap(Wrap { trim: false });
