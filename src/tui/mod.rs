@@ -98,7 +98,7 @@ fn read_input() -> mpsc::UnboundedReceiver<Event> {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            match crossterm::event::poll(Duration::from_millis(50)) {
+            match crossterm::event::poll(Duration::from_millis(100)) {
                 Ok(false) => continue,
                 Ok(true) => {}
                 Err(_) => break,
@@ -229,7 +229,7 @@ pub async fn drive<B: Backend>(
 fn page_file<B: Backend>(terminal: &mut Terminal<B>, path: &std::path::Path) -> Result<(), String> {
     INPUT_PAUSED.store(true, Ordering::SeqCst);
     // The input thread notices within one poll.
-    std::thread::sleep(Duration::from_millis(80));
+    std::thread::sleep(Duration::from_millis(150));
     ratatui::restore();
     let pager = std::env::var("PAGER")
         .ok()
