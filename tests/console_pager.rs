@@ -604,3 +604,19 @@ fn wrapped_the_last_line_stays_on_screen_and_the_range_says_what_shows() {
     // Each line takes two rows at 80 columns: 6 of 13 rows' worth fit.
     assert!(text.contains("lines 35-40 of 40"), "{text}");
 }
+
+#[test]
+fn g_in_a_short_tab_shows_its_end_not_an_empty_screen() {
+    let mut app = detail_app('i');
+    key(&mut app, 'G');
+    let text = screen_text(&draw(&mut app));
+    assert!(text.contains("nothing was applied"), "{text}");
+    // Up from there moves at once (the scroll stops at the last screen, not beyond it).
+    for _ in 0..4 {
+        key(&mut app, 'k');
+    }
+    assert_ne!(screen_text(&draw(&mut app)), text);
+    key(&mut app, 'g');
+    let text = screen_text(&draw(&mut app));
+    assert!(text.contains("\"service\": \"billing\""), "{text}");
+}

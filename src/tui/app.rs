@@ -470,6 +470,7 @@ impl App {
                 .screen
                 .1
                 .saturating_sub(2 + u16::from(self.bottom_line())),
+            width: self.screen.0,
         }
     }
 

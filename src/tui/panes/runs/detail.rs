@@ -69,12 +69,12 @@ impl DetailState {
             Action::PageDown if logs => self.pager.scroll(rows as i64, rows),
             Action::Top if logs => self.pager.first(rows),
             Action::Bottom if logs => self.pager.last(rows),
-            Action::Up => self.scroll_by(-1),
-            Action::Down => self.scroll_by(1),
-            Action::PageUp => self.scroll_by(-(rows as i32)),
-            Action::PageDown => self.scroll_by(rows as i32),
-            Action::Top => self.scroll_by(-i32::from(u16::MAX)),
-            Action::Bottom => self.scroll_by(i32::from(u16::MAX)),
+            Action::Up => self.scroll_by(-1, ctx),
+            Action::Down => self.scroll_by(1, ctx),
+            Action::PageUp => self.scroll_by(-(rows as i32), ctx),
+            Action::PageDown => self.scroll_by(rows as i32, ctx),
+            Action::Top => self.scroll_by(-i32::from(u16::MAX), ctx),
+            Action::Bottom => self.scroll_by(i32::from(u16::MAX), ctx),
             Action::Back if self.pager.search.is_some() => {
                 self.pager.clear_search();
                 return Some(Reply::info("search cleared (Esc again closes the run)"));
@@ -121,8 +121,40 @@ impl DetailState {
         Vec::new()
     }
 
-    fn scroll_by(&mut self, delta: i32) -> Vec<Effect> {
-        self.scroll = (i32::from(self.scroll) + delta).clamp(0, i32::from(u16::MAX)) as u16;
+    fn scroll_by(&mut self, delta: i32, ctx: &KeyCtx) -> Vec<Effect> {
+        // The tab's rows as the render wraps them, near enough: the render clamps again, exactly,
+        // so at worst an Up after G takes a press or two to show.
+        let width = usize::from(ctx.width).max(1);
+        let wrapped = |text: &str| text.chars().count().max(1).div_ceil(width);
+        let rows = self.detail.as_ref().map_or(0, |d| match self.tab {
+            DetailTab::Events => d
+                .events
+                .iter()
+                .map(|e| wrapped(&format!("{:60}{}", "", e.message.as_deref().unwrap_or(""))))
+                .sum(),
+            DetailTab::Artifacts => d.artifacts.len(),
+            DetailTab::Attempts => {
+                attempts(&d.run, &d.events)
+                    .iter()
+                    .map(|a| {
+                        2 + a
+                            .error
+                            .as_deref()
+                            .map_or(0, |e| wrapped(&format!("   {e}")))
+                    })
+                    .sum::<usize>()
+                    + 1
+            }
+            DetailTab::Payload | DetailTab::Logs => {
+                let payload = serde_json::to_string_pretty(&d.run.payload).unwrap_or_default();
+                let error = d.run.error.as_deref().unwrap_or("-");
+                3 + payload.lines().map(wrapped).sum::<usize>()
+                    + error.lines().map(wrapped).sum::<usize>()
+            }
+        }) + 2;
+        let body = usize::from(ctx.height.saturating_sub(INFO_ROWS + 1));
+        let max = rows.saturating_sub(body).min(usize::from(u16::MAX)) as i32;
+        self.scroll = (i32::from(self.scroll) + delta).clamp(0, max) as u16;
         Vec::new()
     }
 
@@ -466,10 +498,15 @@ impl DetailState {
                 }
             }
         };
+        // Scrolled no further than the last screen (G on a short list shows it, not nothing).
+        let width = usize::from(body.width).max(1);
+        let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(width)).sum();
+        let last_top = rows.saturating_sub(usize::from(body.height));
+        let scroll = usize::from(d.scroll).min(last_top) as u16;
         frame.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: false })
-                .scroll((d.scroll, 0)),
+                .scroll((scroll, 0)),
             body,
         );
     }
