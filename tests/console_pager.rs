@@ -21,7 +21,13 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Modifier;
 
-use common::{BoxError, Harness, TestResult};
+use common::{BoxError, Harness};
+
+conformance!(
+    a_line_4000_lines_back_is_found_highlighted_and_reached_with_n,
+    g_and_g_fill_the_screen_and_scrolling_fetches_by_keyset,
+    paused_the_view_holds_still_and_following_sticks_to_the_end,
+);
 
 fn app() -> App {
     let keymap = Keymap::new(&BTreeMap::new(), false).unwrap_or_else(|e| panic!("{e}"));
@@ -192,125 +198,131 @@ fn pager(app: &App) -> &ospdeck::tui::panes::runs::LogPager {
         .pager
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_line_4000_lines_back_is_found_highlighted_and_reached_with_n() -> TestResult {
-    let h = Harness::sqlite().await;
-    let (mut app, _) = opened(&h, 5_000).await?;
-    let shown = screen_text(&draw(&mut app));
-    assert!(
-        shown.contains("lines 4 988-5 000 of 5 000"),
-        "opens on the last screen:\n{shown}"
-    );
-    assert!(pager(&app).lines.len() <= LOG_WINDOW);
+/// The pager on a real store, on both backends.
+mod cases {
+    use super::*;
+    use crate::common::TestResult;
 
-    // `/checksum`, Enter: the store finds all three; the first from here on is line 4 995.
-    assert!(typed(&mut app, "/checksum").is_empty());
-    let effects = code(&mut app, KeyCode::Enter);
-    assert!(matches!(effects.as_slice(), [Effect::SearchLogs { text, .. }] if text == "checksum"));
-    settle(&mut app, &h.ops, effects).await?;
-    assert_eq!(pager(&app).match_label().as_deref(), Some("match 3 of 3"));
-    let buffer = draw(&mut app);
-    assert_eq!(highlighted_on_line(&buffer, 4_995, "checksum"), Some(true));
+    pub async fn a_line_4000_lines_back_is_found_highlighted_and_reached_with_n(
+        h: Harness,
+    ) -> TestResult {
+        let (mut app, _) = opened(&h, 5_000).await?;
+        let shown = screen_text(&draw(&mut app));
+        assert!(
+            shown.contains("lines 4 988-5 000 of 5 000"),
+            "opens on the last screen:\n{shown}"
+        );
+        assert!(pager(&app).lines.len() <= LOG_WINDOW);
 
-    // `n` wraps to the first match: line 1 000, 4 000 lines back, in its context.
-    let effects = key(&mut app, 'n');
-    assert!(
-        app.message
-            .as_ref()
-            .is_some_and(|(_, m)| m.starts_with("match 1 of 3")),
-        "{:?}",
-        app.message
-    );
-    settle(&mut app, &h.ops, effects).await?;
-    let buffer = draw(&mut app);
-    let shown = screen_text(&buffer);
-    assert_eq!(
-        highlighted_on_line(&buffer, 1_000, "checksum"),
-        Some(true),
-        "line 1000 on screen, its match highlighted:\n{shown}"
-    );
-    assert!(shown.contains("mismatch in layer 7"));
-    assert!(shown.contains("match 1 of 3"), "{shown}");
-    // The lines around it are on screen too, not the match alone.
-    let (from, to) = pager(&app).shown_range(13).unwrap_or_default();
-    assert!(from < 1_000 && to > 1_000, "{from}-{to}");
-    assert_eq!(highlighted_on_line(&buffer, 999, "step"), Some(false));
-
-    // `n` again goes on to line 2 500, `N` back to 1 000.
-    press(&mut app, &h.ops, 'n').await?;
-    assert!(highlighted_on_line(&draw(&mut app), 2_500, "checksum") == Some(true));
-    press(&mut app, &h.ops, 'N').await?;
-    assert!(highlighted_on_line(&draw(&mut app), 1_000, "checksum") == Some(true));
-    assert!(
-        pager(&app).lines.len() <= LOG_WINDOW,
-        "memory stays bounded"
-    );
-
-    // Esc clears the search; Esc again closes the run.
-    assert!(code(&mut app, KeyCode::Esc).is_empty());
-    assert!(pager(&app).search.is_none());
-    assert_eq!(code(&mut app, KeyCode::Esc), vec![Effect::CloseRun]);
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn g_and_g_fill_the_screen_and_scrolling_fetches_by_keyset() -> TestResult {
-    let h = Harness::sqlite().await;
-    let (mut app, _) = opened(&h, 5_000).await?;
-    press(&mut app, &h.ops, 'g').await?;
-    assert_eq!(pager(&app).shown_range(13), Some((1, 13)));
-    assert!(screen_text(&draw(&mut app)).contains("lines 1-13 of 5 000"));
-    // Down through three windows' worth: the window moves along, never holding the whole log.
-    for _ in 0..1_500 {
-        let effects = key(&mut app, 'j');
+        // `/checksum`, Enter: the store finds all three; the first from here on is line 4 995.
+        assert!(typed(&mut app, "/checksum").is_empty());
+        let effects = code(&mut app, KeyCode::Enter);
+        assert!(
+            matches!(effects.as_slice(), [Effect::SearchLogs { text, .. }] if text == "checksum")
+        );
         settle(&mut app, &h.ops, effects).await?;
-    }
-    assert_eq!(pager(&app).shown_range(13), Some((1_501, 1_513)));
-    assert!(pager(&app).lines.len() <= LOG_WINDOW);
-    assert!(screen_text(&draw(&mut app)).contains("1501 "));
-    press(&mut app, &h.ops, 'G').await?;
-    assert_eq!(pager(&app).shown_range(13), Some((4_988, 5_000)));
-    // Page up from the end, then back to the top.
-    let effects = code(&mut app, KeyCode::PageUp);
-    settle(&mut app, &h.ops, effects).await?;
-    assert_eq!(pager(&app).shown_range(13), Some((4_975, 4_987)));
-    press(&mut app, &h.ops, 'g').await?;
-    assert_eq!(pager(&app).shown_range(13), Some((1, 13)));
-    Ok(())
-}
+        assert_eq!(pager(&app).match_label().as_deref(), Some("match 3 of 3"));
+        let buffer = draw(&mut app);
+        assert_eq!(highlighted_on_line(&buffer, 4_995, "checksum"), Some(true));
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn paused_the_view_holds_still_and_following_sticks_to_the_end() -> TestResult {
-    let h = Harness::sqlite().await;
-    let (mut app, id) = opened(&h, 3_000).await?;
-    assert!(pager(&app).follow);
-    // Up a few lines: no longer following.
-    for _ in 0..40 {
-        press(&mut app, &h.ops, 'k').await?;
+        // `n` wraps to the first match: line 1 000, 4 000 lines back, in its context.
+        let effects = key(&mut app, 'n');
+        assert!(
+            app.message
+                .as_ref()
+                .is_some_and(|(_, m)| m.starts_with("match 1 of 3")),
+            "{:?}",
+            app.message
+        );
+        settle(&mut app, &h.ops, effects).await?;
+        let buffer = draw(&mut app);
+        let shown = screen_text(&buffer);
+        assert_eq!(
+            highlighted_on_line(&buffer, 1_000, "checksum"),
+            Some(true),
+            "line 1000 on screen, its match highlighted:\n{shown}"
+        );
+        assert!(shown.contains("mismatch in layer 7"));
+        assert!(shown.contains("match 1 of 3"), "{shown}");
+        // The lines around it are on screen too, not the match alone.
+        let (from, to) = pager(&app).shown_range(13).unwrap_or_default();
+        assert!(from < 1_000 && to > 1_000, "{from}-{to}");
+        assert_eq!(highlighted_on_line(&buffer, 999, "step"), Some(false));
+
+        // `n` again goes on to line 2 500, `N` back to 1 000.
+        press(&mut app, &h.ops, 'n').await?;
+        assert!(highlighted_on_line(&draw(&mut app), 2_500, "checksum") == Some(true));
+        press(&mut app, &h.ops, 'N').await?;
+        assert!(highlighted_on_line(&draw(&mut app), 1_000, "checksum") == Some(true));
+        assert!(
+            pager(&app).lines.len() <= LOG_WINDOW,
+            "memory stays bounded"
+        );
+
+        // Esc clears the search; Esc again closes the run.
+        assert!(code(&mut app, KeyCode::Esc).is_empty());
+        assert!(pager(&app).search.is_none());
+        assert_eq!(code(&mut app, KeyCode::Esc), vec![Effect::CloseRun]);
+        Ok(())
     }
-    assert!(!pager(&app).follow);
-    let before = pager(&app).shown_range(13);
-    append(&h.ops, id, 3_001, 150).await?;
-    refreshed(&mut app, &h.ops, id).await?;
-    assert_eq!(
-        pager(&app).shown_range(13),
-        before,
-        "new lines moved the view"
-    );
-    assert_eq!(pager(&app).total, 3_150);
-    assert!(screen_text(&draw(&mut app)).contains("of 3 150"));
-    // `f`: to the end, and it stays there as lines arrive.
-    press(&mut app, &h.ops, 'f').await?;
-    assert!(pager(&app).follow);
-    assert_eq!(pager(&app).shown_range(13), Some((3_138, 3_150)));
-    append(&h.ops, id, 3_151, 1_000).await?;
-    refreshed(&mut app, &h.ops, id).await?;
-    assert_eq!(pager(&app).shown_range(13), Some((4_138, 4_150)));
-    assert!(pager(&app).lines.len() <= LOG_WINDOW);
-    // The wrap key toggles; long lines then take more than one row.
-    key(&mut app, 'w');
-    assert!(pager(&app).wrap);
-    Ok(())
+
+    pub async fn g_and_g_fill_the_screen_and_scrolling_fetches_by_keyset(h: Harness) -> TestResult {
+        let (mut app, _) = opened(&h, 5_000).await?;
+        press(&mut app, &h.ops, 'g').await?;
+        assert_eq!(pager(&app).shown_range(13), Some((1, 13)));
+        assert!(screen_text(&draw(&mut app)).contains("lines 1-13 of 5 000"));
+        // Down through three windows' worth: the window moves along, never holding the whole log.
+        for _ in 0..1_500 {
+            let effects = key(&mut app, 'j');
+            settle(&mut app, &h.ops, effects).await?;
+        }
+        assert_eq!(pager(&app).shown_range(13), Some((1_501, 1_513)));
+        assert!(pager(&app).lines.len() <= LOG_WINDOW);
+        assert!(screen_text(&draw(&mut app)).contains("1501 "));
+        press(&mut app, &h.ops, 'G').await?;
+        assert_eq!(pager(&app).shown_range(13), Some((4_988, 5_000)));
+        // Page up from the end, then back to the top.
+        let effects = code(&mut app, KeyCode::PageUp);
+        settle(&mut app, &h.ops, effects).await?;
+        assert_eq!(pager(&app).shown_range(13), Some((4_975, 4_987)));
+        press(&mut app, &h.ops, 'g').await?;
+        assert_eq!(pager(&app).shown_range(13), Some((1, 13)));
+        Ok(())
+    }
+
+    pub async fn paused_the_view_holds_still_and_following_sticks_to_the_end(
+        h: Harness,
+    ) -> TestResult {
+        let (mut app, id) = opened(&h, 3_000).await?;
+        assert!(pager(&app).follow);
+        // Up a few lines: no longer following.
+        for _ in 0..40 {
+            press(&mut app, &h.ops, 'k').await?;
+        }
+        assert!(!pager(&app).follow);
+        let before = pager(&app).shown_range(13);
+        append(&h.ops, id, 3_001, 150).await?;
+        refreshed(&mut app, &h.ops, id).await?;
+        assert_eq!(
+            pager(&app).shown_range(13),
+            before,
+            "new lines moved the view"
+        );
+        assert_eq!(pager(&app).total, 3_150);
+        assert!(screen_text(&draw(&mut app)).contains("of 3 150"));
+        // `f`: to the end, and it stays there as lines arrive.
+        press(&mut app, &h.ops, 'f').await?;
+        assert!(pager(&app).follow);
+        assert_eq!(pager(&app).shown_range(13), Some((3_138, 3_150)));
+        append(&h.ops, id, 3_151, 1_000).await?;
+        refreshed(&mut app, &h.ops, id).await?;
+        assert_eq!(pager(&app).shown_range(13), Some((4_138, 4_150)));
+        assert!(pager(&app).lines.len() <= LOG_WINDOW);
+        // The wrap key toggles; long lines then take more than one row.
+        key(&mut app, 'w');
+        assert!(pager(&app).wrap);
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,4 +526,97 @@ fn snapshot_detail_attempts() {
 #[test]
 fn snapshot_detail_payload_and_error_in_full() {
     snap("detail_payload", || detail_app('i'));
+}
+
+#[test]
+fn open_durations_tick_while_a_run_waits_or_runs_and_stop_when_it_is_done() {
+    let mut app = detail_app('e');
+    // Finished: nothing in the detail changes by the clock.
+    assert_eq!(
+        app.runs
+            .detail
+            .as_ref()
+            .and_then(|d| d.next_visible_change(t0())),
+        None
+    );
+    let mut running = failed_twice();
+    running.run.status = RunStatus::Running;
+    running.run.finished_at = None;
+    running.run.started_at = Some(t0() - Duration::seconds(90));
+    app.on_data(Data::Detail(Box::new(running)), t0());
+    app.set_clock(t0());
+    // "running 1m30s" shows seconds: the next second changes it.
+    assert_eq!(app.next_visible_change(), Some(t0() + Duration::seconds(1)));
+    let text = screen_text(&draw(&mut app));
+    assert!(text.contains("running 1m30s"), "{text}");
+}
+
+#[test]
+fn the_detail_help_lists_the_pager_keys() {
+    let mut app = detail_app('l');
+    key(&mut app, '?');
+    let text = screen_text(&draw(&mut app));
+    for hint in [
+        "next log match",
+        "wrap long log lines",
+        "whole log in $PAGER",
+        "show attempts",
+    ] {
+        assert!(text.contains(hint), "{hint} missing:\n{text}");
+    }
+}
+
+fn long_lines(run_id: i64, n: i64) -> Vec<ospdeck::domain::run::RunLog> {
+    (1..=n)
+        .map(|i| ospdeck::domain::run::RunLog {
+            id: i,
+            run_id,
+            level: if i % 7 == 0 { LogLevel::Warn } else { LogLevel::Info },
+            message: format!(
+                "line {i}: applying migration {i:04}_accounts (batch {}), {} rows rewritten, indexes rebuilt online without locks",
+                i % 3,
+                i * 1_000
+            ),
+            metadata: serde_json::Value::Null,
+            created_at: t0() - Duration::minutes(30) + Duration::seconds(i),
+        })
+        .collect()
+}
+
+#[test]
+fn snapshot_detail_logs_wrapped() {
+    snap("detail_logs_wrapped", || {
+        let mut app = detail_app('l');
+        app.on_data(Data::Logs(41, long_lines(41, 40)), t0());
+        key(&mut app, 'w');
+        app
+    });
+}
+
+#[test]
+fn wrapped_the_last_line_stays_on_screen_and_the_range_says_what_shows() {
+    let mut app = detail_app('l');
+    app.on_data(Data::Logs(41, long_lines(41, 40)), t0());
+    key(&mut app, 'w');
+    let text = screen_text(&draw(&mut app));
+    assert!(text.contains("rebuilt online without locks"), "{text}");
+    assert!(text.contains("line 40: applying"), "{text}");
+    // Each line takes two rows at 80 columns: 6 of 13 rows' worth fit.
+    assert!(text.contains("lines 35-40 of 40"), "{text}");
+}
+
+#[test]
+fn g_in_a_short_tab_shows_its_end_not_an_empty_screen() {
+    let mut app = detail_app('i');
+    key(&mut app, 'G');
+    let text = screen_text(&draw(&mut app));
+    assert!(text.contains("nothing was applied"), "{text}");
+    // Up from there moves at once (the scroll stops at the last screen, not beyond it).
+    for _ in 0..4 {
+        key(&mut app, 'k');
+    }
+    assert_ne!(screen_text(&draw(&mut app)), text);
+    key(&mut app, 'g');
+    let text = screen_text(&draw(&mut app));
+    assert!(text.contains("\"service\": \"billing\""), "{text}");
 }

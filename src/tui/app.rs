@@ -360,6 +360,13 @@ pub enum Data {
         total: i64,
         last_id: Option<i64>,
     },
+    /// The whole log of a run written to a file for `$PAGER` (the runtime pages it, then
+    /// removes it).
+    PagerFile {
+        run_id: i64,
+        path: std::path::PathBuf,
+        lines: i64,
+    },
     /// A log search's answer.
     LogMatches {
         run_id: i64,
@@ -569,6 +576,7 @@ impl App {
                 .screen
                 .1
                 .saturating_sub(2 + u16::from(self.bottom_line())),
+            width: self.screen.0,
         }
     }
 
@@ -623,6 +631,11 @@ impl App {
                 text,
                 matches,
             } => return self.runs.on_log_matches(run_id, &text, matches),
+            // The runtime pages the file before the app sees it; a console without a terminal of
+            // its own says so.
+            Data::PagerFile { path, .. } => {
+                let _ = std::fs::remove_file(path);
+            }
             Data::Done(text) => self.say(Level::Info, text),
             Data::Failed(text) => self.say(Level::Error, text),
             Data::Unreachable { since, error } => self.unreachable = Some((since, error)),

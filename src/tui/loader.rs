@@ -197,6 +197,9 @@ fn latest_wins(batch: Vec<Effect>) -> Vec<Effect> {
         Effect::LoadManifests { .. } => Some(2),
         Effect::LoadTemplateArtifacts { .. } => Some(3),
         Effect::OpenService(_) | Effect::CloseService => Some(4),
+        // The pager takes only the answer to its last load and its last search.
+        Effect::LoadLogs { .. } => Some(5),
+        Effect::SearchLogs { .. } => Some(6),
         _ => None,
     };
     let mut kept: Vec<Effect> = Vec::with_capacity(batch.len());
@@ -273,6 +276,16 @@ async fn read(ops: &Ops, effect: Effect, screen: &mut OnScreen, out: &mut Report
             }
         }
         Effect::LoadLogs { run_id, request } => load_logs(ops, run_id, request, out).await,
+        Effect::OpenPager(run_id) => match write_log_file(ops, run_id).await {
+            Ok((path, lines)) => out.loaded(Data::PagerFile {
+                run_id,
+                path,
+                lines,
+            }),
+            Err(e) => out.send(Data::Failed(format!(
+                "writing the log of run {run_id}: {e}"
+            ))),
+        },
         Effect::SearchLogs { run_id, text } => match log_search(ops, run_id, text).await {
             Ok(data) => out.loaded(data),
             Err(e) => out.failed("searching the log", e),
@@ -679,6 +692,52 @@ pub async fn log_window(
         first_rank,
         total,
     })
+}
+
+/// The whole log of a run in a temporary file, a page at a time from the store (never all in
+/// memory): numbered lines with their time and level, as `run logs` prints them.
+async fn write_log_file(ops: &Ops, run_id: i64) -> Result<(PathBuf, i64), String> {
+    use std::io::Write;
+    let file = tempfile::Builder::new()
+        .prefix(&format!("ospdeck-run-{run_id}-"))
+        .suffix(".log")
+        .tempfile()
+        .map_err(|e| e.to_string())?;
+    let (file, path) = file.keep().map_err(|e| e.to_string())?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut after = 0;
+    let mut n: i64 = 0;
+    let written = async {
+        loop {
+            let page = ops
+                .run_logs(run_id, after, None, 1_000)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for line in &page {
+                n += 1;
+                writeln!(
+                    out,
+                    "{n:>7} {} {:<5} {}",
+                    line.created_at
+                        .with_timezone(&chrono::Local)
+                        .format("%Y-%m-%d %H:%M:%S"),
+                    line.level.as_str(),
+                    line.message
+                )
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        out.flush().map_err(|e| e.to_string())
+    };
+    match written.await {
+        Ok(()) => Ok((path, n)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            Err(e)
+        }
+    }
 }
 
 /// A log search as the loader answers it (the console's tests call it too).

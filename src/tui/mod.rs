@@ -17,7 +17,7 @@ pub mod view;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use base64::Engine;
 use chrono::Utc;
@@ -34,6 +34,10 @@ use keymap::Keymap;
 pub use loader::{LoaderSettings, console_worker_id, log_search, log_window};
 use quiet::QuietBackend;
 use style::Theme;
+
+/// Set while the console owns this process's terminal (`run_console`): only then can it hand the
+/// terminal to `$PAGER` for a while. Consoles drawn elsewhere (tests, the bench) cannot.
+static LOCAL_TERMINAL: AtomicBool = AtomicBool::new(false);
 
 pub struct ConsoleOptions {
     pub read_only: bool,
@@ -88,6 +92,7 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
                 return Err(format!("cannot open the terminal: {e}"));
             }
         };
+    LOCAL_TERMINAL.store(true, Ordering::SeqCst);
     let result = match stop_on_signals() {
         Ok(stop) => {
             drive(
@@ -102,6 +107,7 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
         }
         Err(e) => Err(e),
     };
+    LOCAL_TERMINAL.store(false, Ordering::SeqCst);
     restore_terminal();
     if !options.read_only
         && !app.command_line.history.is_empty()
@@ -326,6 +332,17 @@ pub async fn drive<B: Backend>(
                 None => break,
             },
             Some(data) = data_rx.recv() => {
+                let data = match data {
+                    Data::PagerFile { run_id, path, lines } => {
+                        let said = page_file(terminal, &path);
+                        let _ = std::fs::remove_file(&path);
+                        match said {
+                            Ok(()) => Data::Done(format!("paged {lines} lines of run {run_id}")),
+                            Err(e) => Data::Failed(e),
+                        }
+                    }
+                    other => other,
+                };
                 let mut effects = app.on_data(data, Utc::now());
                 // Fold whatever else already arrived into this one redraw.
                 while let Ok(more) = data_rx.try_recv() {
@@ -358,6 +375,12 @@ fn carry_out<B: Backend>(
     for effect in effects {
         match effect {
             Effect::Copy(text) => copy_osc52(&text),
+            Effect::OpenPager(id) if !LOCAL_TERMINAL.load(Ordering::SeqCst) => {
+                let say = format!(
+                    "no terminal of its own to page in: `ospdeck run logs {id}` prints the log"
+                );
+                app.on_data(Data::Failed(say), Utc::now());
+            }
             // $EDITOR takes the terminal: the console steps aside until it returns.
             Effect::EditExternally { schema, text, bump } => {
                 let text = edit_externally(terminal, &text);
@@ -368,6 +391,43 @@ fn carry_out<B: Backend>(
                 let _ = effect_tx.send(other);
             }
         }
+    }
+}
+
+/// Hands the terminal to `$PAGER` (default `less -R`) on `path`, then takes it back: out of raw
+/// mode and the alternate screen while it runs, the input thread paused so the pager gets every
+/// key, and the whole screen redrawn after.
+fn page_file<B: Backend>(terminal: &mut Terminal<B>, path: &std::path::Path) -> Result<(), String> {
+    if !pause_input() {
+        resume_input();
+        return Err("no terminal to page in".into());
+    }
+    ratatui::restore();
+    let pager = std::env::var("PAGER")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| "less -R".to_owned());
+    // The pager is a shell word list as users write it (`less -R`, `most`); the file is an
+    // argument of its own, never part of the text the shell parses.
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{pager} \"$1\""))
+        .arg("sh")
+        .arg(path)
+        .status();
+    let back = crossterm::terminal::enable_raw_mode().and_then(|()| {
+        crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)
+    });
+    resume_input();
+    back.map_err(|e| format!("cannot take the terminal back: {e}"))?;
+    terminal
+        .hide_cursor()
+        .and_then(|()| terminal.clear())
+        .map_err(|e| format!("cannot redraw: {e}"))?;
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("{pager} ended with {s}")),
+        Err(e) => Err(format!("cannot run {pager}: {e}")),
     }
 }
 

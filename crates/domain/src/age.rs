@@ -61,9 +61,38 @@ pub fn span(from: DateTime<Utc>, to: Option<DateTime<Utc>>, now: DateTime<Utc>) 
     to.unwrap_or(now) - from
 }
 
+/// When `duration(now - from)` of a span still open shows a different text: each second under an
+/// hour, each minute under a day, then each hour.
+pub fn duration_changes_at(now: DateTime<Utc>, from: DateTime<Utc>) -> DateTime<Utc> {
+    let elapsed = (now - from).num_milliseconds().max(0);
+    let unit_ms: i64 = match elapsed / 1_000 {
+        0..3_600 => 1_000,
+        3_600..86_400 => 60_000,
+        _ => 3_600_000,
+    };
+    from + Duration::milliseconds((elapsed / unit_ms + 1) * unit_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_duration_changes_exactly_at_the_boundary_given() {
+        let from = Utc::now();
+        for offset_ms in [0, 999, 59_999, 3_599_999, 3_600_000, 3_660_500, 90_000_000] {
+            let now = from + Duration::milliseconds(offset_ms);
+            let at = duration_changes_at(now, from);
+            assert!(at > now, "{offset_ms}");
+            let shown = |t: DateTime<Utc>| duration(t - from);
+            assert_eq!(
+                shown(at - Duration::milliseconds(1)),
+                shown(now),
+                "{offset_ms}"
+            );
+            assert_ne!(shown(at), shown(now), "{offset_ms}");
+        }
+    }
 
     #[test]
     fn durations_show_two_units_at_most() {

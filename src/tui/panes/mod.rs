@@ -37,8 +37,10 @@ pub struct KeyCtx {
     pub read_only: bool,
     /// Rows of the pane's list on screen (page up and down move this far).
     pub rows: usize,
-    /// Rows of the pane's whole area (a pane with a layout of its own derives its page).
+    /// Rows and columns of the pane's whole area (a pane with a layout of its own derives its
+    /// page from them).
     pub height: u16,
+    pub width: u16,
 }
 
 /// Where a key sends the operator, beyond the pane itself.

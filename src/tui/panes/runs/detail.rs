@@ -11,7 +11,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Tabs, Wrap};
 use super::super::{Ctx, KeyCtx, Reply};
 use super::RunsPane;
 use super::pager::{LogPager, LogView, LogWindow, grouped};
-use crate::domain::age::{age, duration, span};
+use crate::domain::age::{age, age_changes_at, duration, duration_changes_at, span};
 use crate::domain::run::{LogLevel, LogMatches, Run, RunLog, attempts};
 use crate::ops::RunDetail;
 use crate::tui::app::Effect;
@@ -69,12 +69,12 @@ impl DetailState {
             Action::PageDown if logs => self.pager.scroll(rows as i64, rows),
             Action::Top if logs => self.pager.first(rows),
             Action::Bottom if logs => self.pager.last(rows),
-            Action::Up => self.scroll_by(-1),
-            Action::Down => self.scroll_by(1),
-            Action::PageUp => self.scroll_by(-(rows as i32)),
-            Action::PageDown => self.scroll_by(rows as i32),
-            Action::Top => self.scroll_by(-i32::from(u16::MAX)),
-            Action::Bottom => self.scroll_by(i32::from(u16::MAX)),
+            Action::Up => self.scroll_by(-1, ctx),
+            Action::Down => self.scroll_by(1, ctx),
+            Action::PageUp => self.scroll_by(-(rows as i32), ctx),
+            Action::PageDown => self.scroll_by(rows as i32, ctx),
+            Action::Top => self.scroll_by(-i32::from(u16::MAX), ctx),
+            Action::Bottom => self.scroll_by(i32::from(u16::MAX), ctx),
             Action::Back if self.pager.search.is_some() => {
                 self.pager.clear_search();
                 return Some(Reply::info("search cleared (Esc again closes the run)"));
@@ -121,9 +121,66 @@ impl DetailState {
         Vec::new()
     }
 
-    fn scroll_by(&mut self, delta: i32) -> Vec<Effect> {
-        self.scroll = (i32::from(self.scroll) + delta).clamp(0, i32::from(u16::MAX)) as u16;
+    fn scroll_by(&mut self, delta: i32, ctx: &KeyCtx) -> Vec<Effect> {
+        // The tab's rows as the render wraps them, near enough: the render clamps again, exactly,
+        // so at worst an Up after G takes a press or two to show.
+        let width = usize::from(ctx.width).max(1);
+        let wrapped = |text: &str| text.chars().count().max(1).div_ceil(width);
+        let rows = self.detail.as_ref().map_or(0, |d| match self.tab {
+            DetailTab::Events => d
+                .events
+                .iter()
+                .map(|e| wrapped(&format!("{:60}{}", "", e.message.as_deref().unwrap_or(""))))
+                .sum(),
+            DetailTab::Artifacts => d.artifacts.len(),
+            DetailTab::Attempts => {
+                attempts(&d.run, &d.events)
+                    .iter()
+                    .map(|a| {
+                        2 + a
+                            .error
+                            .as_deref()
+                            .map_or(0, |e| wrapped(&format!("   {e}")))
+                    })
+                    .sum::<usize>()
+                    + 1
+            }
+            DetailTab::Payload | DetailTab::Logs => {
+                let payload = serde_json::to_string_pretty(&d.run.payload).unwrap_or_default();
+                let error = d.run.error.as_deref().unwrap_or("-");
+                3 + payload.lines().map(wrapped).sum::<usize>()
+                    + error.lines().map(wrapped).sum::<usize>()
+            }
+        }) + 2;
+        let body = usize::from(ctx.height.saturating_sub(INFO_ROWS + 1));
+        let max = rows.saturating_sub(body).min(usize::from(u16::MAX)) as i32;
+        self.scroll = (i32::from(self.scroll) + delta).clamp(0, max) as u16;
         Vec::new()
+    }
+
+    /// The next moment the detail changes by the clock alone: an open wait or run duration
+    /// ticks, a held run's lease runs out (then how long ago it did).
+    pub fn next_visible_change(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let run = &self.detail.as_ref()?.run;
+        let lease = run
+            .lease_expires_at
+            .filter(|_| run.status.is_held())
+            .map(|lease| {
+                if lease > now {
+                    lease
+                } else {
+                    age_changes_at(now, lease)
+                }
+            });
+        // Wait counts from creation until it starts; run and total count while it is not done.
+        let open = (run.finished_at.is_none()).then(|| {
+            let mut at = duration_changes_at(now, run.created_at);
+            if let Some(started) = run.started_at {
+                at = at.min(duration_changes_at(now, started));
+            }
+            at
+        });
+        lease.into_iter().chain(open).min()
     }
 
     /// The search line's Enter: a server-side search over all of the run's lines.
@@ -441,10 +498,15 @@ impl DetailState {
                 }
             }
         };
+        // Scrolled no further than the last screen (G on a short list shows it, not nothing).
+        let width = usize::from(body.width).max(1);
+        let rows: usize = lines.iter().map(|l| l.width().max(1).div_ceil(width)).sum();
+        let last_top = rows.saturating_sub(usize::from(body.height));
+        let scroll = usize::from(d.scroll).min(last_top) as u16;
         frame.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: false })
-                .scroll((d.scroll, 0)),
+                .scroll((scroll, 0)),
             body,
         );
     }
@@ -456,17 +518,86 @@ impl DetailState {
             Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
         let rows = usize::from(body.height).max(1);
 
+        let number_width = pager.total.max(1).to_string().len();
+        let current = pager.current_match();
+        let words: &[String] = pager.search.as_ref().map_or(&[], |s| &s.words);
+        let line_of = |i: usize, l: &RunLog| {
+            let number = pager.first_rank + i as i64 + 1;
+            let number_style = if current == Some(l.id) {
+                theme.selected()
+            } else {
+                theme.dim()
+            };
+            let style = match l.level {
+                LogLevel::Error => theme.fg(Color::Red),
+                LogLevel::Warn => theme.fg(Color::Yellow),
+                _ => Style::default(),
+            };
+            let mut spans = vec![
+                Span::styled(format!("{number:>number_width$}"), number_style),
+                Span::styled(format!(" {} ", time(ctx, Some(l.created_at))), theme.dim()),
+            ];
+            spans.extend(highlighted(&l.message, words, style, ctx));
+            Line::from(spans)
+        };
+        let width = usize::from(body.width).max(1);
+        let height_of = |line: &Line| {
+            if pager.wrap {
+                line.width().max(1).div_ceil(width)
+            } else {
+                1
+            }
+        };
+        let len = pager.lines.len();
+        // Bottom-anchored at the end: as many of the last lines as fit, wrapped or not.
+        let top = match pager.view {
+            LogView::End if pager.wrap => {
+                let mut used = 0;
+                let mut top = len;
+                while top > 0 {
+                    let h = height_of(&line_of(top - 1, &pager.lines[top - 1]));
+                    if used + h > rows {
+                        break;
+                    }
+                    used += h;
+                    top -= 1;
+                }
+                top.min(len.saturating_sub(1))
+            }
+            _ => pager.top_index(rows),
+        };
+        // The lines that fit from the top (fewer than the rows when long lines wrap).
+        let mut lines: Vec<Line> = Vec::new();
+        let mut used = 0;
+        for (i, l) in pager.lines.iter().enumerate().skip(top) {
+            let line = line_of(i, l);
+            let h = height_of(&line);
+            if used >= rows || (used > 0 && used + h > rows) {
+                break;
+            }
+            used += h;
+            lines.push(line);
+        }
+
         // Where the view is, the search, and the modes, on one line.
         let mut state: Vec<Span> = Vec::new();
-        match pager.shown_range(rows) {
-            Some((from, to)) => state.push(Span::raw(format!(
+        if lines.is_empty() {
+            state.push(Span::styled(
+                if pager.loaded {
+                    "no log lines yet"
+                } else {
+                    "loading…"
+                },
+                theme.dim(),
+            ));
+        } else {
+            let from = pager.first_rank + top as i64 + 1;
+            state.push(Span::raw(format!(
                 "lines {}-{} of {}",
                 grouped(from),
-                grouped(to),
+                grouped(from + lines.len() as i64 - 1),
                 grouped(pager.total)
-            ))),
-            None if !pager.loaded => state.push(Span::styled("loading…", theme.dim())),
-            None => state.push(Span::styled("no log lines yet", theme.dim())),
+            )));
         }
         if let Some(search) = &pager.search {
             let found = pager
@@ -499,64 +630,6 @@ impl DetailState {
         }
         frame.render_widget(Line::from(state), head);
 
-        if pager.lines.is_empty() {
-            return;
-        }
-        let number_width = pager.total.max(1).to_string().len();
-        let current = pager.current_match();
-        let words: &[String] = pager.search.as_ref().map_or(&[], |s| &s.words);
-        let line_of = |i: usize, l: &RunLog| {
-            let number = pager.first_rank + i as i64 + 1;
-            let number_style = if current == Some(l.id) {
-                theme.selected()
-            } else {
-                theme.dim()
-            };
-            let style = match l.level {
-                LogLevel::Error => theme.fg(Color::Red),
-                LogLevel::Warn => theme.fg(Color::Yellow),
-                _ => Style::default(),
-            };
-            let mut spans = vec![
-                Span::styled(format!("{number:>number_width$}"), number_style),
-                Span::styled(format!(" {} ", time(ctx, Some(l.created_at))), theme.dim()),
-            ];
-            spans.extend(highlighted(&l.message, words, style, ctx));
-            Line::from(spans)
-        };
-        let width = usize::from(body.width).max(1);
-        let height_of = |line: &Line| {
-            if pager.wrap {
-                line.width().max(1).div_ceil(width)
-            } else {
-                1
-            }
-        };
-        // Bottom-anchored at the end: as many of the last lines as fit, wrapped or not.
-        let top = match pager.view {
-            LogView::End if pager.wrap => {
-                let mut used = 0;
-                let mut top = pager.lines.len();
-                while top > 0 {
-                    let h = height_of(&line_of(top - 1, &pager.lines[top - 1]));
-                    if used + h > rows {
-                        break;
-                    }
-                    used += h;
-                    top -= 1;
-                }
-                top.min(pager.lines.len().saturating_sub(1))
-            }
-            _ => pager.top_index(rows),
-        };
-        let lines: Vec<Line> = pager
-            .lines
-            .iter()
-            .enumerate()
-            .skip(top)
-            .take(rows)
-            .map(|(i, l)| line_of(i, l))
-            .collect();
         let mut paragraph = Paragraph::new(lines);
         if pager.wrap {
             paragraph = paragraph.wrap(Wrap { trim: false });

@@ -168,14 +168,7 @@ impl RunsPane {
     /// The next moment an age in the list changes with the clock.
     pub fn next_visible_change(&self, now: DateTime<Utc>, rows: usize) -> Option<DateTime<Utc>> {
         if let Some(d) = &self.detail {
-            // The detail's clock: when a held run's lease runs out, then how long ago it did.
-            let run = &d.detail.as_ref()?.run;
-            let lease = run.lease_expires_at.filter(|_| run.status.is_held())?;
-            return Some(if lease > now {
-                lease
-            } else {
-                age_changes_at(now, lease)
-            });
+            return d.next_visible_change(now);
         }
         self.visible_runs(rows)
             .iter()
