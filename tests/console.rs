@@ -2134,3 +2134,38 @@ fn every_list_sorts_by_a_column_and_sort_names_it() {
         app.message
     );
 }
+
+#[test]
+fn y_copies_the_focused_field_of_every_pane() {
+    // A manifest, as JSON to paste.
+    let mut app = with_manifests();
+    press(&mut app, "y");
+    let effects = press(&mut app, "m");
+    assert!(
+        matches!(effects.as_slice(), [Effect::Copy(text)] if text.contains(r#""schema_name": "telecom_billing""#)),
+        "{effects:?}"
+    );
+    // A service's schema.
+    let mut app = with_services();
+    press(&mut app, "y");
+    assert_eq!(press(&mut app, "s"), vec![Effect::Copy("crm_sync".into())]);
+    // A template version.
+    let mut app = with_templates();
+    press(&mut app, "y");
+    assert_eq!(
+        press(&mut app, "v"),
+        vec![Effect::Copy("section7@1.2.0".into())]
+    );
+    // In a run's logs, the line on screen (here the first: no search).
+    let mut app = opened('l');
+    press(&mut app, "y");
+    let Mode::Copy(choices) = app.mode.clone() else {
+        panic!("{:?}", app.mode)
+    };
+    assert!(
+        choices
+            .iter()
+            .any(|c| c.key == 'l' && c.label == "log line"),
+        "{choices:?}"
+    );
+}

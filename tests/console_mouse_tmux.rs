@@ -82,7 +82,7 @@ fn a_click_switches_tabs_and_the_capture_ends_on_every_way_out() -> TestResult {
         .map(|i| top[..i].chars().count() + 2)
         .ok_or("no Runs tab")?;
     click(&tmux, x, 0)?;
-    tmux.wait_for("Runs (19)")?;
+    tmux.wait_for("Runs (20)")?;
     tmux.keys(&["q"])?;
     tmux.wait_for("exit=0")?;
     assert!(!mouse_captured(&tmux)?, "q left the mouse captured");

@@ -271,7 +271,14 @@ impl Action {
         use Action::*;
         match self {
             Mark | CycleStatus | Pause => &[Context::Runs],
-            CopyId => &[Context::Runs, Context::Detail],
+            CopyId => &[
+                Context::Runs,
+                Context::Detail,
+                Context::Services,
+                Context::ServiceDetail,
+                Context::Manifests,
+                Context::Templates,
+            ],
             Sort | SortReverse => &[
                 Context::Overview,
                 Context::Services,

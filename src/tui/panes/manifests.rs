@@ -19,7 +19,7 @@ use crate::domain::manifest::{
     self, Bump, ChangeKind, FieldChange, Manifest, ManifestHead, ManifestStatus,
     activation_refused, lock_refused, parse_manifest,
 };
-use crate::tui::app::{Confirm, Effect, Mode};
+use crate::tui::app::{Confirm, CopyChoice, Effect, Mode};
 use crate::tui::keymap::Action;
 use crate::tui::style::Theme;
 
@@ -207,6 +207,20 @@ impl ManifestsPane {
         if let Some(delta) = movement(action, ctx.rows) {
             self.list.move_by(delta, ctx.rows);
             return Reply::default();
+        }
+        if action == Action::CopyId {
+            let mut choices = Vec::new();
+            if let Some(m) = &self.content {
+                choices.push(CopyChoice::new('m', "manifest", pretty_json(&m.content)));
+                choices.push(CopyChoice::new('v', "version", m.version.clone()));
+            }
+            if let Some(schema) = &self.service {
+                choices.push(CopyChoice::new('s', "schema", schema.clone()));
+            }
+            if choices.is_empty() {
+                return Reply::info("nothing to copy here yet");
+            }
+            return Reply::mode(Mode::Copy(choices));
         }
         if matches!(action, Action::Sort | Action::SortReverse) {
             let on = self
@@ -677,4 +691,9 @@ impl ManifestEditor {
             .err()
             .map(|e| e.0);
     }
+}
+
+/// A manifest as an operator pastes it: indented JSON.
+fn pretty_json(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }

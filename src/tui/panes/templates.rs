@@ -14,7 +14,7 @@ use super::{Ctx, Cursor, KeyCtx, Reply, movement};
 use crate::domain::filter::{Field, FieldValue};
 use crate::domain::template::{StoredArtifact, VersionMove, check_label};
 use crate::ops::VersionRow;
-use crate::tui::app::{Confirm, Effect, Mode};
+use crate::tui::app::{Confirm, CopyChoice, Effect, Mode};
 use crate::tui::keymap::Action;
 
 impl ListRow for VersionRow {
@@ -122,6 +122,18 @@ impl TemplatesPane {
                 .list
                 .cycle_sort(action == Action::SortReverse, ctx.rows);
             return Reply::info(format!("versions sorted by {on}"));
+        }
+        if action == Action::CopyId
+            && let Some(r) = self.selected_template_version()
+        {
+            return Reply::mode(Mode::Copy(vec![
+                CopyChoice::new(
+                    'v',
+                    "version",
+                    format!("{}@{}", r.version.template, r.version.version),
+                ),
+                CopyChoice::new('d', "digest", r.version.digest.clone()),
+            ]));
         }
         if action == Action::Open {
             return Reply::effects(self.load_artifacts());

@@ -322,7 +322,13 @@ impl RunsPane {
                 Reply::default()
             }
             Action::CopyId => match self.current_run() {
-                Some(run) => Reply::mode(Mode::Copy(copy_choices(run))),
+                Some(run) => {
+                    let mut choices = copy_choices(run);
+                    if let Some(line) = self.focused_log_line(ctx) {
+                        choices.push(CopyChoice::new('l', "log line", line));
+                    }
+                    Reply::mode(Mode::Copy(choices))
+                }
                 None => Reply::default(),
             },
             Action::ShowEvents | Action::ShowLogs => match self.selected_run().map(|r| r.id) {
@@ -546,6 +552,19 @@ impl RunsPane {
             }
         }
         reply
+    }
+
+    /// In the logs: the line of the current match, else the first line on screen.
+    fn focused_log_line(&self, ctx: &KeyCtx) -> Option<String> {
+        let d = self.detail.as_ref().filter(|d| d.tab == DetailTab::Logs)?;
+        let pager = &d.pager;
+        let line = match pager.current_match() {
+            Some(id) => pager.lines.iter().find(|l| l.id == id),
+            None => pager
+                .lines
+                .get(pager.top_index(detail::log_rows(ctx.height))),
+        }?;
+        Some(line.message.clone())
     }
 
     /// A run's status as last loaded (the detail's run, or a row of the list).

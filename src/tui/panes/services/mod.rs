@@ -23,7 +23,7 @@ use crate::domain::filter::{Field, FieldValue};
 use crate::domain::manifest::Drift;
 use crate::domain::service::{WorkflowSpec, check_schema_name, check_service_name};
 use crate::ops::{ServiceDetail, ServiceOverview};
-use crate::tui::app::{Confirm, Effect, Mode};
+use crate::tui::app::{Confirm, CopyChoice, Effect, Mode};
 use crate::tui::keymap::Action;
 use crate::tui::style::Theme;
 
@@ -188,6 +188,7 @@ impl ServicesPane {
                 Reply::default()
             }
             Action::OpenManifests => Reply::goto(Goto::Manifests(schema)),
+            Action::CopyId => Reply::mode(Mode::Copy(vec![CopyChoice::new('s', "schema", schema)])),
             Action::Deploy => self.ask_deploy(&schema),
             _ => Reply::default(),
         }
@@ -220,6 +221,14 @@ impl ServicesPane {
             return Reply::default();
         }
         match action {
+            Action::CopyId => {
+                if let Some(s) = self.selected_service() {
+                    return Reply::mode(Mode::Copy(vec![
+                        CopyChoice::new('s', "schema", s.service.schema.clone()),
+                        CopyChoice::new('n', "name", s.service.name.clone()),
+                    ]));
+                }
+            }
             Action::Sort | Action::SortReverse => {
                 let on = self
                     .list
