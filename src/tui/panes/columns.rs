@@ -2,6 +2,10 @@
 //! content needs, drops its least useful columns when the screen is narrow, and shrinks the
 //! widest ones last (a cut cell can be read in full in the row's detail).
 
+use ratatui::layout::Constraint;
+use ratatui::style::{Modifier, Style};
+use ratatui::widgets::{Cell, Row};
+
 /// One column: how wide its content is (header included), the least it can be cut to, and when
 /// it goes (0: never; higher numbers go first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +65,46 @@ pub fn fit(cols: &[Col], width: u16) -> Vec<Option<u16>> {
     (0..cols.len())
         .map(|i| kept[i].then_some(widths[i]))
         .collect()
+}
+
+/// A table's columns fitted to a width: its header, its widths and each row's cells, the
+/// dropped columns left out of all three.
+pub struct Fitted<'a> {
+    cols: &'a [Col],
+    widths: Vec<Option<u16>>,
+}
+
+impl<'a> Fitted<'a> {
+    pub fn new(cols: &'a [Col], width: u16) -> Self {
+        Self {
+            cols,
+            widths: fit(cols, width),
+        }
+    }
+
+    pub fn header(&self) -> Row<'static> {
+        self.row(self.cols.iter().map(|c| Cell::from(c.header)))
+            .style(Style::default().add_modifier(Modifier::BOLD))
+    }
+
+    pub fn constraints(&self) -> Vec<Constraint> {
+        self.widths
+            .iter()
+            .flatten()
+            .map(|w| Constraint::Length(*w))
+            .collect()
+    }
+
+    /// A row of the kept columns' cells (`cells` has one per column, in order).
+    pub fn row<'c>(&self, cells: impl IntoIterator<Item = Cell<'c>>) -> Row<'c> {
+        Row::new(
+            cells
+                .into_iter()
+                .zip(&self.widths)
+                .filter(|(_, w)| w.is_some())
+                .map(|(c, _)| c),
+        )
+    }
 }
 
 /// How wide the widest of `texts` is, in characters.

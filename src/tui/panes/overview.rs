@@ -14,7 +14,7 @@ use ratatui::widgets::{
     TableState, Widget, Wrap,
 };
 
-use super::columns::{Col, fit, widest};
+use super::columns::{Col, Fitted, widest};
 use super::listing::{ListRow, Listing, SortKey};
 use super::runs::RunsQuery;
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
@@ -364,23 +364,12 @@ impl OverviewPane {
                 2,
             ),
         ];
-        let fitted = fit(&cols, area.width.saturating_sub(2));
-        let header: Vec<&str> = cols
-            .iter()
-            .zip(&fitted)
-            .filter(|(_, w)| w.is_some())
-            .map(|(c, _)| c.header)
-            .collect();
-        let widths: Vec<Constraint> = fitted
-            .iter()
-            .flatten()
-            .map(|w| Constraint::Length(*w))
-            .collect();
+        let fitted = Fitted::new(&cols, area.width.saturating_sub(2));
+        let header = fitted.header();
+        let widths = fitted.constraints();
         let rows = self.workers.shown().map(|w| worker_row(ctx, w, &fitted));
         Widget::render(
-            Table::new(rows, widths)
-                .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
-                .block(block),
+            Table::new(rows, widths).header(header).block(block),
             area,
             buf,
         );
@@ -485,7 +474,7 @@ impl OverviewPane {
     }
 }
 
-fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, fitted: &[Option<u16>]) -> Row<'a> {
+fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, fitted: &Fitted) -> Row<'a> {
     let state = w.liveness(ctx.now);
     let label = state.as_str();
     let style = ctx.theme.liveness(state);
@@ -519,13 +508,7 @@ fn worker_row<'a>(ctx: &Ctx, w: &'a WorkerPresence, fitted: &[Option<u16>]) -> R
         Cell::from(w.pid.to_string()),
         Cell::from(w.version.as_str()),
     ];
-    Row::new(
-        cells
-            .into_iter()
-            .zip(fitted)
-            .filter(|(_, w)| w.is_some())
-            .map(|(c, _)| c),
-    )
+    fitted.row(cells)
 }
 
 fn health_style(ctx: &Ctx, health: QueueHealth) -> Style {

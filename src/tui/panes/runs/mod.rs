@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
-use ratatui::style::{Color, Modifier, Style};
+use ratatui::style::{Color, Modifier};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, TableState, Wrap};
 
@@ -17,7 +17,7 @@ mod pager;
 pub use detail::{DetailState, DetailTab};
 pub use pager::{LOG_FETCH, LOG_WINDOW, LogPager, LogRequest, LogSearch, LogView, LogWindow};
 
-use super::columns::{Col, fit, widest};
+use super::columns::{Col, Fitted, widest};
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply};
 use crate::domain::age::{age, age_changes_at, countdown_changes_at};
 use crate::domain::filter::Filter;
@@ -779,19 +779,9 @@ impl RunsPane {
             Col::new("AGE", 4, 3, 0),
         ];
         // The table's borders take two cells, the highlight symbol none.
-        let fitted = fit(&cols, table.width.saturating_sub(2));
-        let header = Row::new(
-            cols.iter()
-                .zip(&fitted)
-                .filter(|(_, w)| w.is_some())
-                .map(|(c, _)| Cell::from(c.header)),
-        )
-        .style(Style::default().add_modifier(Modifier::BOLD));
-        let widths: Vec<Constraint> = fitted
-            .iter()
-            .flatten()
-            .map(|w| Constraint::Length(*w))
-            .collect();
+        let fitted = Fitted::new(&cols, table.width.saturating_sub(2));
+        let header = fitted.header();
+        let widths = fitted.constraints();
         let shown = self.visible_runs(RunsPane::list_rows(area.height));
         let rows = shown.iter().map(|run| run_row(run, self, ctx, &fitted));
         // Only the rows on screen are built; the state's selection is relative to them.
@@ -834,7 +824,7 @@ fn copy_choices(run: &Run) -> Vec<CopyChoice> {
 }
 
 /// One run's row, with the cells of the columns `fitted` kept (in `render_list`'s order).
-fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, fitted: &[Option<u16>]) -> Row<'a> {
+fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, fitted: &Fitted) -> Row<'a> {
     let theme = ctx.theme;
     let mark = if pane.marked.contains(&run.id) {
         "*"
@@ -860,13 +850,7 @@ fn run_row<'a>(run: &'a Run, pane: &RunsPane, ctx: &Ctx, fitted: &[Option<u16>])
         Cell::from(timing_text(run, ctx.now)),
         Cell::from(age(ctx.now, run.created_at)),
     ];
-    Row::new(
-        cells
-            .into_iter()
-            .zip(fitted)
-            .filter(|(_, w)| w.is_some())
-            .map(|(c, _)| c),
-    )
+    fitted.row(cells)
 }
 
 /// Where the run's time goes: `wait 3m` queued, `in 2m` scheduled, `run 45s` held, `took 12s`.

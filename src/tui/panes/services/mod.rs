@@ -10,11 +10,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Table, TableState, Wrap};
 use ratatui_textarea::TextArea;
 
 use self::detail::ServiceDetailView;
-use super::columns::{Col, fit, widest};
+use super::columns::{Col, Fitted, widest};
 use super::listing::{ListRow, Listing, SortKey};
 use super::{Ctx, Goto, KeyCtx, Reply, movement};
 use crate::domain::age::{age, age_changes_at};
@@ -383,18 +383,9 @@ impl ServicesPane {
             Col::new("WORKER", 10, 7, 0),
             Col::new("HEARTBEAT", 12, 8, 0),
         ];
-        let fitted = fit(&cols, area.width.saturating_sub(2));
-        let header: Vec<&str> = cols
-            .iter()
-            .zip(&fitted)
-            .filter(|(_, w)| w.is_some())
-            .map(|(c, _)| c.header)
-            .collect();
-        let widths: Vec<Constraint> = fitted
-            .iter()
-            .flatten()
-            .map(|w| Constraint::Length(*w))
-            .collect();
+        let fitted = Fitted::new(&cols, area.width.saturating_sub(2));
+        let header = fitted.header();
+        let widths = fitted.constraints();
         let rows = c.list.shown().map(|s| {
             let manifest = match &s.manifest {
                 Some(m) => Span::styled(manifest_text(s), theme.manifest(m.status)),
@@ -419,20 +410,14 @@ impl ServicesPane {
                 Cell::from(worker),
                 Cell::from(Span::styled(heartbeat, theme.liveness(state))),
             ];
-            Row::new(
-                cells
-                    .into_iter()
-                    .zip(&fitted)
-                    .filter(|(_, w)| w.is_some())
-                    .map(|(c, _)| c),
-            )
+            fitted.row(cells)
         });
         let mut state = TableState::default()
             .with_offset(c.list.cursor.offset)
             .with_selected(Some(c.list.cursor.selected));
         frame.render_stateful_widget(
             Table::new(rows, widths)
-                .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+                .header(header)
                 .block(block)
                 .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED)),
             area,
