@@ -996,6 +996,22 @@ mod cases {
         assert_eq!(runs.iter().map(|r| r.id).collect::<Vec<_>>(), vec![build]);
         // Free words: every one must be somewhere in the run.
         assert_eq!(find("acme full").await?, vec![failed]);
+        // A filter being typed searches only the newest runs.
+        let newest = |filter: &'static str| {
+            let ops = h.ops.clone();
+            async move {
+                let runs = ops
+                    .list_runs(&RunQuery {
+                        filter: Some(filter),
+                        newest: Some(1),
+                        ..Default::default()
+                    })
+                    .await?;
+                Ok::<Vec<i64>, OpsError>(runs.iter().map(|r| r.id).collect())
+            }
+        };
+        assert_eq!(newest("workflow:build").await?, vec![failed]);
+        assert_eq!(newest("workflow:billing").await?, Vec::<i64>::new());
         // `%` is a character, not a wildcard, and a bad term is an error that names the fields.
         assert_eq!(find("queue:%").await?, Vec::<i64>::new());
         let err = h

@@ -348,7 +348,8 @@ fn filter_and_status_reload_the_list() {
     let mut app = loaded(false);
     press(&mut app, "/");
     assert_eq!(app.mode, Mode::Filter(String::new()));
-    // As the operator types: each filter that parses is asked for (the loader keeps the last).
+    // As the operator types: each filter that parses is asked for (the loader keeps the last),
+    // over the newest runs only, so a key never waits on a scan of the whole store.
     let effects = press(&mut app, "depl");
     assert_eq!(effects.len(), 4);
     assert_eq!(
@@ -356,6 +357,7 @@ fn filter_and_status_reload_the_list() {
         Some(&Effect::LoadRuns(RunsQuery {
             status: None,
             text: "depl".into(),
+            typed: true,
             ..RunsQuery::default()
         }))
     );
@@ -378,7 +380,19 @@ fn filter_and_status_reload_the_list() {
         app.on_key(code(KeyCode::Backspace));
     }
     assert_eq!(app.filter_error, None);
-    assert!(app.on_key(code(KeyCode::Enter)).is_empty(), "nothing new");
+    let shown = screen(&mut app, 80, 24);
+    assert!(
+        shown.contains("/depl in the newest 10000 · Enter searches all"),
+        "{shown}"
+    );
+    // Enter asks the same filter over every run.
+    assert_eq!(
+        app.on_key(code(KeyCode::Enter)),
+        vec![Effect::LoadRuns(RunsQuery {
+            text: "depl".into(),
+            ..RunsQuery::default()
+        })]
+    );
     assert_eq!(app.mode, Mode::Normal);
     let effects = press(&mut app, "s");
     assert_eq!(

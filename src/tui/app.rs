@@ -17,6 +17,7 @@ use super::panes::overview::OverviewPane;
 use super::panes::runs::RunsPane;
 pub use super::panes::runs::{
     DetailState, DetailTab, LOG_WINDOW, Landing, LogRequest, LogWindow, RUN_PAGE, RunsQuery,
+    TYPED_SCAN,
 };
 use super::panes::services::ServicesPane;
 use super::panes::templates::TemplatesPane;

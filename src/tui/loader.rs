@@ -591,6 +591,7 @@ async fn refresh_runs(ops: &Ops, screen: &mut OnScreen, out: &mut Reporter) {
     let q = RunQuery {
         status: screen.query.status,
         filter: Some(screen.query.text.as_str()),
+        newest: screen.query.typed.then_some(app::TYPED_SCAN),
         limit: Some(app::RUN_PAGE),
         page: screen.query.page,
         ..Default::default()

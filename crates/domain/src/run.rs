@@ -381,6 +381,9 @@ pub struct RunFilter {
     pub conditions: Vec<RunCondition>,
     pub limit: i64,
     pub page: Page,
+    /// Only among the newest this many runs: what a filter typed a key at a time searches, so a
+    /// word no run holds costs a bounded scan instead of one over the whole store.
+    pub newest: Option<i64>,
 }
 
 /// The fields a run list filters on, in the grammar of [`crate::filter`]: the console's `/` and

@@ -60,6 +60,8 @@ pub struct RunQuery<'a> {
     /// A structured filter (`status:failed workflow:test age:>10m`, the grammar of
     /// `domain::filter` with `RUN_FIELDS`), on top of the rest.
     pub filter: Option<&'a str>,
+    /// Search only the newest this many runs (a filter being typed).
+    pub newest: Option<i64>,
     pub limit: Option<i64>,
     pub page: Page,
 }
@@ -186,6 +188,7 @@ impl Ops {
                 .map(str::to_owned),
             limit,
             page: query.page,
+            newest: query.newest,
             conditions: match query.filter {
                 Some(text) => {
                     let filter = Filter::parse(text, RUN_FIELDS)?;

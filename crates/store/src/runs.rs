@@ -251,6 +251,9 @@ impl<B: Backend> RunStore for B {
         for condition in &filter.conditions {
             query.condition(condition);
         }
+        if let Some(n) = filter.newest {
+            query.push("r.id > (SELECT coalesce(max(id), 0) FROM runs) - ?", n);
+        }
         if let Some(id) = below {
             query.push("r.id < ?", id);
         }

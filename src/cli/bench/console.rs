@@ -20,7 +20,7 @@ use crate::cli::{Cli, CliError, CliResult, open_store, resolve_config};
 use crate::domain::run::{ClaimedRun, Completion, Hold, NewRun};
 use crate::ops::{Ops, RunQuery};
 use crate::store::StoreOptions;
-use crate::tui::app::{App, Data, Effect, RUN_PAGE};
+use crate::tui::app::{App, Data, Effect, RUN_PAGE, TYPED_SCAN};
 use crate::tui::keymap::Keymap;
 use crate::tui::view::{self, Theme};
 
@@ -93,6 +93,9 @@ struct Report {
     /// The same for a filter nothing matches, which the store must scan every run to answer.
     filter_no_match_p50_ms: f64,
     filter_no_match_p99_ms: f64,
+    /// Enter after typing: the same filter over every run of the store.
+    filter_enter_ms: f64,
+    filter_no_match_enter_ms: f64,
     log_lines: usize,
     /// The server-side search: matching ids (up to the cap) and their count, in the app.
     log_search_p50_ms: f64,
@@ -226,8 +229,10 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         draw(&mut terminal, &mut app)?;
         render_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let mut filter_ms = type_filter(&fresh_ops, &mut app, &mut terminal, FILTER_TYPED).await?;
-    let mut no_match_ms = type_filter(&fresh_ops, &mut app, &mut terminal, FILTER_NO_MATCH).await?;
+    let (mut filter_ms, filter_enter_ms) =
+        type_filter(&fresh_ops, &mut app, &mut terminal, FILTER_TYPED).await?;
+    let (mut no_match_ms, no_match_enter_ms) =
+        type_filter(&fresh_ops, &mut app, &mut terminal, FILTER_NO_MATCH).await?;
     let search_ms =
         super::logs::search_times(&fresh_ops, &mut app, log_run, args.log_searches).await?;
     bar.finish_and_clear();
@@ -283,6 +288,8 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         filter_key_p99_ms: filter_p99,
         filter_no_match_p50_ms: no_match_p50,
         filter_no_match_p99_ms: no_match_p99,
+        filter_enter_ms,
+        filter_no_match_enter_ms: no_match_enter_ms,
         log_lines: args.log_lines,
         log_search_p50_ms: log_search.0,
         log_search_p99_ms: log_search.1,
@@ -312,8 +319,9 @@ fn render(r: &Report) -> String {
          template versions list ({} versions)     p50 {:.1} ms   p99 {:.1} ms\n\
          templates pane render                  p50 {:.2} ms   p99 {:.2} ms\n\
          frame render                           p50 {:.2} ms   p99 {:.2} ms   {}\n\
-         filter keystroke to redrawn runs ({} keys of `{FILTER_TYPED}`) p50 {:.1} ms   p99 {:.1} ms   {}\n\
+         filter keystroke to redrawn runs ({} keys of `{FILTER_TYPED}`, newest {TYPED_SCAN} runs) p50 {:.1} ms   p99 {:.1} ms   {}\n\
          the same, a filter nothing matches (`{FILTER_NO_MATCH}`) p50 {:.1} ms   p99 {:.1} ms   {}\n\
+         Enter: the same filters over every run   {:.1} ms, {:.1} ms (no match)\n\
          peak RSS while measuring               {}   {}\n\
          idle at 80x24, ages on screen: {} bytes in {} s, {} frames ({:.0} bytes/minute)   {}\n\
          one run changing state                 {} bytes written\n\
@@ -352,6 +360,8 @@ fn render(r: &Report) -> String {
         r.filter_no_match_p50_ms,
         r.filter_no_match_p99_ms,
         aim(r.filter_no_match_p99_ms, 50.0, "ms"),
+        r.filter_enter_ms,
+        r.filter_no_match_enter_ms,
         rss.map(|m| format!("{m:.1} MiB"))
             .unwrap_or_else(|| "unknown (no /proc)".into()),
         rss.map(|m| aim(m, 40.0, "MiB")).unwrap_or_default(),
@@ -399,13 +409,14 @@ async fn refresh(ops: &Ops, app: &mut App) -> CliResult {
 
 /// Types `text` into the run list's filter line a key at a time; for each key, the time until
 /// the screen is redrawn with the store's answer to the query it asked (as the loader would
-/// fetch it). Leaves the filter cleared.
+/// fetch it: the newest runs only), then the time Enter takes to search every run. Leaves the
+/// filter cleared.
 async fn type_filter(
     ops: &Ops,
     app: &mut App,
     terminal: &mut Terminal<TestBackend>,
     text: &str,
-) -> CliResult<Vec<f64>> {
+) -> CliResult<(Vec<f64>, f64)> {
     let mut times = Vec::with_capacity(text.len());
     app.on_key(key('/'));
     for c in text.chars() {
@@ -416,6 +427,7 @@ async fn type_filter(
                     .list_runs(&RunQuery {
                         status: query.status,
                         filter: Some(&query.text),
+                        newest: query.typed.then_some(TYPED_SCAN),
                         limit: Some(RUN_PAGE),
                         page: query.page,
                         ..Default::default()
@@ -427,13 +439,33 @@ async fn type_filter(
         draw(terminal, app)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    // Enter: the same filter over every run of the store.
+    let t = Instant::now();
+    let enter = crossterm::event::KeyEvent::from(crossterm::event::KeyCode::Enter);
+    for effect in app.on_key(enter) {
+        if let Effect::LoadRuns(query) = effect {
+            let runs = ops
+                .list_runs(&RunQuery {
+                    status: query.status,
+                    filter: Some(&query.text),
+                    limit: Some(RUN_PAGE),
+                    page: query.page,
+                    ..Default::default()
+                })
+                .await?;
+            app.on_data(Data::Runs(query, runs), Utc::now());
+        }
+    }
+    draw(terminal, app)?;
+    let whole = t.elapsed().as_secs_f64() * 1e3;
+    app.on_key(key('/'));
     app.on_key(crossterm::event::KeyEvent::from(
         crossterm::event::KeyCode::Esc,
     ));
     app.on_key(crossterm::event::KeyEvent::from(
         crossterm::event::KeyCode::Esc,
     ));
-    Ok(times)
+    Ok((times, whole))
 }
 
 fn draw(terminal: &mut Terminal<TestBackend>, app: &mut App) -> CliResult {

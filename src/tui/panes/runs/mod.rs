@@ -42,7 +42,14 @@ pub struct RunsQuery {
     pub text: String,
     /// Which page of the whole list (keyset: `G` reaches the oldest run of a store of millions).
     pub page: Page,
+    /// Asked while the filter is typed: only the newest `TYPED_SCAN` runs are searched, so each
+    /// key answers at once however large the store; Enter asks again over all of them.
+    pub typed: bool,
 }
+
+/// How many of the newest runs a filter being typed searches (a scan of this many rows for a
+/// word no index serves stays within a keystroke's budget on a store of millions).
+pub const TYPED_SCAN: i64 = 10_000;
 
 /// Where the cursor lands when a new page of runs arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,11 +239,14 @@ impl RunsPane {
             });
         }
         Filter::parse(text, RUN_FIELDS).map_err(|e| e.0)?;
-        if text == self.query.text {
+        // Typed keys search the newest runs; Enter (or a filter cleared) asks over all of them.
+        let typed = !done && !text.is_empty();
+        if text == self.query.text && (typed || !self.query.typed) {
             return Ok(Vec::new());
         }
         let query = RunsQuery {
             text: text.to_owned(),
+            typed,
             ..self.query.clone()
         };
         Ok(self.filter(query))
@@ -678,6 +688,12 @@ impl RunsPane {
         }
         if !self.query.text.is_empty() {
             title.push_str(&format!(" /{}", self.query.text));
+            if self.query.typed && !full {
+                title.push_str(&format!(
+                    " in the newest {} · Enter searches all",
+                    count_label(TYPED_SCAN)
+                ));
+            }
         }
         if !self.marked.is_empty() {
             title.push_str(&format!(" · {} marked", self.marked.len()));
