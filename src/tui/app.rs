@@ -789,6 +789,14 @@ impl App {
                 Vec::new()
             }
             Action::Back if !self.back.is_empty() && !self.pane_keeps_back() => self.go_back(),
+            // Esc on a filtered list clears the filter, on every pane as on Runs.
+            Action::Back
+                if !matches!(self.pane, Pane::Runs)
+                    && !self.filter_text().is_empty()
+                    && self.depth() == 0 =>
+            {
+                self.set_filter("", true)
+            }
             Action::Help => self.open_help(),
             Action::Command => {
                 self.mode = Mode::Command(String::new());
@@ -832,6 +840,14 @@ impl App {
 
     /// An action for the pane on screen.
     pub(super) fn pane_action(&mut self, action: Action) -> Vec<Effect> {
+        let opens_detail = action == Action::Open
+            && ((self.pane == Pane::Runs && self.runs.detail.is_none())
+                || (self.pane == Pane::Services && self.services.detail.is_none()));
+        if opens_detail && !self.back.is_empty() {
+            // In a chain of jumps, the list a row was opened from is a level of its own.
+            let here = self.place();
+            self.back.push(here);
+        }
         let ctx = self.key_ctx();
         let reply = match self.pane {
             Pane::Overview => self.overview.on_action(action, &ctx),

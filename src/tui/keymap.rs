@@ -280,6 +280,7 @@ impl Action {
                 Context::Templates,
             ],
             Sort | SortReverse => &[
+                Context::Runs,
                 Context::Overview,
                 Context::Services,
                 Context::Manifests,

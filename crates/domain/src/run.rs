@@ -132,8 +132,10 @@ pub enum Timing {
     Scheduled(DateTime<Utc>),
     /// Held (claimed or running) since then.
     Running(DateTime<Utc>),
-    /// Finished: from when it was taken (or queued, if never) to when it finished.
+    /// Finished: from when it was taken to when it finished.
     Took(DateTime<Utc>, DateTime<Utc>),
+    /// Finished without ever being taken (canceled while queued): how long it waited.
+    NeverRan(DateTime<Utc>, DateTime<Utc>),
 }
 
 impl Run {
@@ -141,12 +143,10 @@ impl Run {
         match (self.status, self.finished_at) {
             (RunStatus::Queued, _) if self.run_after > now => Timing::Scheduled(self.run_after),
             (RunStatus::Queued, _) => Timing::Waiting(self.run_after.max(self.created_at)),
-            (_, Some(end)) => Timing::Took(
-                self.started_at
-                    .or(self.claimed_at)
-                    .unwrap_or(self.created_at),
-                end,
-            ),
+            (_, Some(end)) => match self.started_at.or(self.claimed_at) {
+                Some(taken) => Timing::Took(taken, end),
+                None => Timing::NeverRan(self.created_at, end),
+            },
             _ => Timing::Running(
                 self.started_at
                     .or(self.claimed_at)

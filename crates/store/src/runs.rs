@@ -252,7 +252,13 @@ impl<B: Backend> RunStore for B {
             query.condition(condition);
         }
         if let Some(n) = filter.newest {
-            query.push("r.id > (SELECT coalesce(max(id), 0) FROM runs) - ?", n);
+            // A constant bound, read first: PostgreSQL plans a bound it cannot see (a subquery)
+            // as a scan of a third of the table.
+            let (newest,): (Option<i64>,) = self
+                .db()
+                .fetch_one(stmt("SELECT max(id) FROM runs"))
+                .await?;
+            query.push("r.id > ?", newest.unwrap_or(0) - n);
         }
         if let Some(id) = below {
             query.push("r.id < ?", id);

@@ -206,7 +206,15 @@ impl ManifestsPane {
     pub fn on_action(&mut self, action: Action, ctx: &KeyCtx) -> Reply {
         if let Some(delta) = movement(action, ctx.rows) {
             self.list.move_by(delta, ctx.rows);
-            return Reply::default();
+            // The content beside the list is the chosen version's, as in Templates.
+            self.diff = None;
+            return match (&self.service, self.selected_version()) {
+                (Some(schema), Some(v)) => Reply::effects(vec![Effect::LoadManifests {
+                    schema: schema.clone(),
+                    version: Some(v.version.clone()),
+                }]),
+                _ => Reply::default(),
+            };
         }
         if action == Action::CopyId {
             let mut choices = Vec::new();
@@ -450,7 +458,7 @@ impl ManifestsPane {
         let Some(schema) = &c.service else {
             frame.render_widget(
                 Paragraph::new(
-                    "Choose a service in Services (1) and press Enter, or type :service NAME.",
+                    "Choose a service in Services (1), Enter, then m for its manifests; or type :manifest NAME.",
                 )
                 .wrap(Wrap { trim: true })
                 .block(Block::default().borders(Borders::ALL).title(" Manifests ")),

@@ -322,6 +322,9 @@ impl RunsPane {
                 Reply::effects(self.set_status(next))
             }
             Action::Pause => self.toggle_pause(rows),
+            Action::Sort | Action::SortReverse => {
+                Reply::info("the run list stays newest first, as the store pages it: / filters it")
+            }
             Action::Mark => {
                 if let Some(id) = self.selected_run().map(|r| r.id) {
                     if !self.marked.remove(&id) {
@@ -688,7 +691,8 @@ impl RunsPane {
         }
         if !self.query.text.is_empty() {
             title.push_str(&format!(" /{}", self.query.text));
-            if self.query.typed && !full {
+            let total: i64 = self.counts.counts.iter().map(|c| c.count).sum();
+            if self.query.typed && !full && total > TYPED_SCAN {
                 title.push_str(&format!(
                     " in the newest {} · Enter searches all",
                     count_label(TYPED_SCAN)
@@ -876,6 +880,7 @@ pub fn timing_text(run: &Run, now: DateTime<Utc>) -> String {
         Timing::Scheduled(at) => format!("in {}", age(at, now)),
         Timing::Running(since) => format!("run {}", age(now, since)),
         Timing::Took(from, to) => format!("took {}", age(to, from)),
+        Timing::NeverRan(queued, ended) => format!("queued {}", age(ended, queued)),
     }
 }
 
@@ -884,6 +889,6 @@ fn timing_changes_at(run: &Run, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match run.timing(now) {
         Timing::Waiting(since) | Timing::Running(since) => Some(age_changes_at(now, since)),
         Timing::Scheduled(at) => Some(countdown_changes_at(now, at)),
-        Timing::Took(..) => None,
+        Timing::Took(..) | Timing::NeverRan(..) => None,
     }
 }
