@@ -437,7 +437,9 @@ fn in_monitor_a_write_key_says_it_is_read_only_once() {
     assert!(press(&mut app, "x").is_empty());
     assert_eq!(
         app.message.as_ref().map(|(_, m)| m.as_str()),
-        Some("read-only: this console cannot cancel marked/selected")
+        Some(
+            "read-only: this console cannot cancel marked/selected (monitor; ospdeck without it can)"
+        )
     );
     press(&mut app, "xx");
     let said = app
@@ -450,7 +452,7 @@ fn in_monitor_a_write_key_says_it_is_read_only_once() {
     assert!(
         app.message
             .as_ref()
-            .is_some_and(|(_, m)| m == "read-only: this console cannot retry marked/selected")
+            .is_some_and(|(_, m)| m == "read-only: this console cannot retry marked/selected (monitor; ospdeck without it can)")
     );
     // A key no action has says nothing.
     let mut app = loaded(true);

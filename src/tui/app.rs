@@ -865,7 +865,10 @@ impl App {
         let Some(action) = self.keymap.hidden_action(self.context(), key) else {
             return;
         };
-        let text = format!("read-only: this console cannot {}", action.help());
+        let text = format!(
+            "read-only: this console cannot {} (monitor; ospdeck without it can)",
+            action.help()
+        );
         if self.message.as_ref().is_none_or(|(_, said)| *said != text) {
             self.say(Level::Error, text);
         }

@@ -133,7 +133,10 @@ fn render_bottom_line(frame: &mut Frame, app: &App, theme: Theme, area: Rect) {
                     "words, or field:value (status:failed age:>10m) · Enter keeps · Esc undoes",
                     theme.dim(),
                 )),
-                None => spans.push(Span::styled("Enter keeps · Esc undoes", theme.dim())),
+                None => spans.push(Span::styled(
+                    "Enter keeps · Esc undoes · ctrl-u clears",
+                    theme.dim(),
+                )),
             }
             Line::from(spans)
         }

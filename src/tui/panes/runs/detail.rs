@@ -353,15 +353,16 @@ impl DetailState {
         let lines = vec![
             Line::from(status),
             Line::from(format!(
-                "queue {}  priority {}  attempt {}/{}  worker {}  exit {}",
-                r.queue,
-                r.priority,
-                r.attempt,
-                r.max_attempts,
-                r.worker_id.as_deref().unwrap_or("-"),
+                // The short facts first: 80 columns cut a long queue or worker name, not them.
+                "exit {}  attempt {}/{}  priority {}  queue {}  worker {}",
                 r.exit_code
                     .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into())
+                    .unwrap_or_else(|| "-".into()),
+                r.attempt,
+                r.max_attempts,
+                r.priority,
+                r.queue,
+                r.worker_id.as_deref().unwrap_or("-"),
             )),
             Line::from(format!(
                 "created {}  started {}  finished {}",
