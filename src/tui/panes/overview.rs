@@ -229,40 +229,35 @@ impl OverviewPane {
                 .render(area, buf);
             return;
         }
-        let wide = area.width >= 110;
-        let mut header = vec![
-            "QUEUE",
-            "STATE",
-            "QUEUED",
-            "OLDEST",
-            "HELD/SLOTS",
-            "DONE 1h",
-            "FAILED",
-            "FAIL%",
+        let queues = &self.board.queues;
+        let cols = [
+            Col::new(
+                "QUEUE",
+                widest(queues.iter().map(|q| q.queue.as_str())),
+                8,
+                0,
+            ),
+            Col::new("STATE", 9, 7, 0),
+            Col::new("QUEUED", 6, 6, 0),
+            Col::new("OLDEST", 6, 5, 0),
+            Col::new("HELD/SLOTS", 10, 7, 0),
+            Col::new("CLAIMED", 7, 7, 2),
+            Col::new("DONE 1h", 7, 6, 0),
+            Col::new("FAILED", 6, 6, 0),
+            Col::new("FAIL%", 5, 5, 1),
         ];
-        let mut widths = vec![
-            Constraint::Min(12),
-            Constraint::Length(9),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(10),
-            Constraint::Length(7),
-            Constraint::Length(6),
-            Constraint::Length(5),
-        ];
-        if wide {
-            header.insert(5, "CLAIMED");
-            widths.insert(5, Constraint::Length(7));
-        }
-        let rows = self.board.queues.iter().map(|q| {
+        let fitted = Fitted::new(&cols, area.width.saturating_sub(2));
+        let header = fitted.header();
+        let widths = fitted.constraints();
+        let rows = queues.iter().map(|q| {
             let health = q.health(&self.board.workers, ctx.now);
             let oldest = match q.oldest_due {
                 Some(t) if t <= ctx.now => age(ctx.now, t),
                 Some(_) => "later".to_owned(),
                 None => "-".to_owned(),
             };
-            let mut cells = vec![
-                Cell::from(q.queue.clone()),
+            fitted.row([
+                Cell::from(q.queue.as_str()),
                 Cell::from(Span::styled(health.as_str(), health_style(ctx, health))),
                 Cell::from(q.queued.to_string()),
                 Cell::from(oldest),
@@ -271,6 +266,7 @@ impl OverviewPane {
                     q.claimed + q.running,
                     q.capacity(&self.board.workers, ctx.now)
                 )),
+                Cell::from(q.claimed.to_string()),
                 Cell::from((q.succeeded_last_hour + q.failed_last_hour).to_string()),
                 Cell::from(Span::styled(
                     q.failed_last_hour.to_string(),
@@ -285,18 +281,14 @@ impl OverviewPane {
                         .map(|p| format!("{p}%"))
                         .unwrap_or_else(|| "-".into()),
                 ),
-            ];
-            if wide {
-                cells.insert(5, Cell::from(q.claimed.to_string()));
-            }
-            Row::new(cells)
+            ])
         });
         let mut state = TableState::default()
             .with_offset(self.cursor.offset)
             .with_selected(Some(self.cursor.selected));
         StatefulWidget::render(
             Table::new(rows, widths)
-                .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+                .header(header)
                 .block(block)
                 .row_highlight_style(ctx.theme.selected()),
             area,
