@@ -216,16 +216,13 @@ impl RunsPane {
         vec![Effect::OpenRun(id)]
     }
 
-    /// The filter line's Enter: a log search in the detail, else the list's text filter.
+    /// The filter line's Enter in a run's detail: a search of its logs (nothing without a detail).
     pub fn apply_filter(&mut self, text: &str) -> Vec<Effect> {
-        if let Some(d) = self.detail.as_mut() {
-            return d.search(text);
+        // The list's filter is `type_filter`'s: only the detail's log search is asked for here.
+        match self.detail.as_mut() {
+            Some(d) => d.search(text),
+            None => Vec::new(),
         }
-        let query = RunsQuery {
-            text: text.trim().to_owned(),
-            ..self.query.clone()
-        };
-        self.filter(query)
     }
 
     /// A keystroke on the filter line: the list is asked again for each filter that parses
