@@ -27,7 +27,7 @@ pub struct DemoArgs {
 async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)> {
     let resolved = resolve_config(cli)?;
     let file = read_file_config(&resolved.paths.config_file)
-        .map_err(|e| CliError(e.to_string()))?
+        .map_err(|e| CliError::validation(e.to_string()))?
         .unwrap_or_default();
     let keys = file
         .keys
@@ -56,8 +56,8 @@ fn require_terminal() -> CliResult {
     if std::io::stdout().is_terminal() && std::io::stdin().is_terminal() {
         Ok(())
     } else {
-        Err(CliError(
-            "the console needs a terminal; in scripts use the commands (`ospdeck --help`)".into(),
+        Err(CliError::usage(
+            "the console needs a terminal; in scripts use the commands (`ospdeck --help`)",
         ))
     }
 }
@@ -78,7 +78,7 @@ pub(crate) fn store_options(read_only: bool) -> StoreOptions {
 pub async fn console(cli: &Cli, read_only: bool) -> CliResult<ExitCode> {
     require_terminal()?;
     let (ops, options) = open_ops(cli, read_only).await?;
-    run_console(ops, options).await.map_err(CliError)?;
+    run_console(ops, options).await.map_err(CliError::failed)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -148,6 +148,6 @@ pub async fn demo(cli: &Cli, args: &DemoArgs) -> CliResult<ExitCode> {
     let _ = stop_tx.send(true);
     let _ = feeder.await;
     let _ = worker.await;
-    result.map_err(CliError)?;
+    result.map_err(CliError::failed)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,6 +3,7 @@
 mod access;
 mod bench;
 mod console;
+mod error;
 mod output;
 mod queue;
 pub(crate) mod services;
@@ -10,6 +11,7 @@ pub(crate) mod templates;
 mod tools;
 mod worker;
 
+pub use error::{CliError, ErrorKind};
 pub use output::emit as emit_report;
 
 use std::process::ExitCode;
@@ -19,8 +21,8 @@ use clap::{Parser, Subcommand};
 use serde::Serialize;
 
 use crate::config::{Resolved, UrlSource};
-use crate::ops::{Ops, OpsError};
-use crate::root::{self, RootError, WhenMissing, with_store_file};
+use crate::ops::Ops;
+use crate::root::{self, WhenMissing, with_store_file};
 use crate::stdio::{self, stderr_line};
 use crate::store::{self, Store, StoreOptions};
 
@@ -140,36 +142,40 @@ pub enum ProjectCommand {
     List,
 }
 
-/// An error for the user: one line, already worded.
-#[derive(Debug)]
-pub struct CliError(pub String);
-
-impl<E: Into<OpsError>> From<E> for CliError {
-    fn from(e: E) -> Self {
-        CliError(e.into().to_string())
-    }
-}
-
-impl From<RootError> for CliError {
-    fn from(e: RootError) -> Self {
-        CliError(e.to_string())
-    }
-}
-
 pub type CliResult<T = ()> = Result<T, CliError>;
 
-/// This process's command line; a bad one prints usage and exits, as clap does.
+/// This process's command line. A bad one prints clap's usage and exits 2; under `--json` the
+/// error is one JSON object on stderr instead, like every other error (`--help` and `--version`
+/// print and exit 0 either way).
 pub fn parse_args() -> Cli {
-    Cli::parse()
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind as Clap;
+            let wants_json = std::env::args_os().skip(1).any(|a| a == "--json");
+            if wants_json && !matches!(e.kind(), Clap::DisplayHelp | Clap::DisplayVersion) {
+                let message = e.to_string();
+                let first = message
+                    .lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("bad command line")
+                    .trim_start_matches("error: ");
+                stderr_line(&CliError::usage(first).render(true));
+                std::process::exit(ErrorKind::Usage.exit_status().into());
+            }
+            e.exit()
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
+    let json = cli.json;
     let code = match dispatch(cli).await {
         Ok(code) => code,
-        Err(CliError(message)) => {
-            tracing::warn!(%message, "command failed");
-            stderr_line(&format!("error: {}", crate::domain::one_line(&message)));
-            return ExitCode::FAILURE;
+        Err(error) => {
+            tracing::warn!(message = %error.message, kind = error.kind.as_str(), "command failed");
+            stderr_line(&error.render(json));
+            return error.kind.exit_code();
         }
     };
     match stdio::stdout_failure() {
@@ -216,7 +222,7 @@ fn only_writes(command: &Command) -> Option<&'static str> {
 async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
     if cli.read_only {
         if let Some(name) = cli.command.as_ref().and_then(only_writes) {
-            return Err(CliError(format!(
+            return Err(CliError::usage(format!(
                 "`{name}` writes to the store, and --read-only writes nothing"
             )));
         }
@@ -357,7 +363,7 @@ async fn doctor(cli: &Cli) -> CliResult<ExitCode> {
     )
     .await
     {
-        Err(CliError(e)) => report.problem = Some(e),
+        Err(e) => report.problem = Some(e.message),
         Ok(store) => {
             report.reachable = true;
             match store.migration_status().await {

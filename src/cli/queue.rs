@@ -168,7 +168,7 @@ fn read_payload(arg: &str) -> CliResult<String> {
     } else {
         std::fs::File::open(source).and_then(|f| f.take(limit).read_to_string(&mut text))
     };
-    read.map_err(|e| CliError(format!("cannot read payload from {source}: {e}")))?;
+    read.map_err(|e| CliError::failed(format!("cannot read payload from {source}: {e}")))?;
     Ok(text)
 }
 
@@ -430,7 +430,7 @@ async fn logs(
         let batch = ops.run_logs(id, after, search, 1000).await?;
         for line in &batch {
             let text = if json {
-                serde_json::to_string(line).map_err(|e| CliError(e.to_string()))?
+                serde_json::to_string(line).map_err(|e| CliError::failed(e.to_string()))?
             } else {
                 format!(
                     "{} {:<5} {}",

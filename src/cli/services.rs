@@ -102,9 +102,9 @@ pub fn read_source(source: &str, limit: usize, what: &str) -> CliResult<String> 
     } else {
         std::fs::File::open(source).and_then(|f| f.take(cap).read_to_string(&mut text))
     };
-    read.map_err(|e| CliError(format!("cannot read {what} from {source}: {e}")))?;
+    read.map_err(|e| CliError::failed(format!("cannot read {what} from {source}: {e}")))?;
     if text.len() > limit {
-        return Err(CliError(format!(
+        return Err(CliError::validation(format!(
             "{what} in {source} is over the {limit}-byte limit"
         )));
     }
@@ -309,10 +309,10 @@ pub async fn manifest(ops: &Ops, json: bool, cmd: &ManifestCommand) -> CliResult
 pub fn deployer_settings(cli: &Cli) -> CliResult<(DeployerConfig, PathBuf)> {
     let resolved = resolve_config(cli)?;
     let config = read_file_config(&resolved.paths.config_file)
-        .map_err(|e| CliError(e.to_string()))?
+        .map_err(|e| CliError::validation(e.to_string()))?
         .map(|c| c.deployer)
         .unwrap_or_default();
-    config.check().map_err(CliError)?;
+    config.check().map_err(CliError::validation)?;
     let dir = config
         .manifest_dir
         .clone()

@@ -134,7 +134,7 @@ fn parse_age(text: &str) -> Result<Duration, String> {
 /// `ospdeck gc`: the age is checked before the store is opened, so bad input touches nothing.
 pub async fn gc(cli: &Cli, options: &StoreOptions, args: &GcArgs) -> CliResult<ExitCode> {
     let older_than = match &args.older_than {
-        Some(text) => parse_age(text).map_err(CliError)?,
+        Some(text) => parse_age(text).map_err(CliError::usage)?,
         None => DEFAULT_GC_GRACE,
     };
     let (store, resolver) = artifact_settings(cli)?;
@@ -194,14 +194,14 @@ fn parse_status(s: &str) -> Result<VersionStatus, String> {
 pub fn artifact_settings(cli: &Cli) -> CliResult<(Arc<dyn ArtifactStore>, ResolverConfig)> {
     let resolved = resolve_config(cli)?;
     let config = read_file_config(&resolved.paths.config_file)
-        .map_err(|e| CliError(e.to_string()))?
+        .map_err(|e| CliError::validation(e.to_string()))?
         .map(|c| c.artifacts)
         .unwrap_or_default();
     let max = config.max_artifact_bytes;
     let store: Arc<dyn ArtifactStore> = match &config.s3 {
         Some(s3) => Arc::new(
             S3ArtifactStore::new(s3)
-                .map_err(|e| CliError(format!("bad [artifacts.s3] settings: {e}")))?
+                .map_err(|e| CliError::validation(format!("bad [artifacts.s3] settings: {e}")))?
                 .with_max_object_bytes(max),
         ),
         None => Arc::new(

@@ -126,7 +126,7 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         "publishing {} template versions",
         args.template_versions
     ));
-    let bundles = tempfile::tempdir().map_err(|e| CliError(e.to_string()))?;
+    let bundles = tempfile::tempdir().map_err(|e| CliError::failed(e.to_string()))?;
     seed_templates(&ops, bundles.path(), args.template_versions).await?;
     bar.set_message(format!("adding a run with {} log lines", args.log_lines));
     let log_run = super::logs::seed_log_run(&ops, args.log_lines).await?;
@@ -156,8 +156,8 @@ pub async fn console(cli: &Cli, args: &ConsoleBenchArgs) -> CliResult {
         })
         .await?;
     app.on_data(Data::Runs(app.runs.query.clone(), page), Utc::now());
-    let mut terminal =
-        Terminal::new(TestBackend::new(WIDTH, HEIGHT)).map_err(|e| CliError(e.to_string()))?;
+    let mut terminal = Terminal::new(TestBackend::new(WIDTH, HEIGHT))
+        .map_err(|e| CliError::failed(e.to_string()))?;
     draw(&mut terminal, &mut app)?;
     let first_frame = t.elapsed();
     app.on_data(
@@ -385,7 +385,7 @@ fn key(c: char) -> crossterm::event::KeyEvent {
 }
 
 fn new_app(ops: &Ops) -> CliResult<App> {
-    let keymap = Keymap::new(&BTreeMap::new(), false).map_err(CliError)?;
+    let keymap = Keymap::new(&BTreeMap::new(), false).map_err(CliError::failed)?;
     Ok(App::new(
         ops.store_location(),
         ops.actor().to_owned(),
@@ -472,7 +472,7 @@ fn draw(terminal: &mut Terminal<TestBackend>, app: &mut App) -> CliResult {
     terminal
         .draw(|f| view::render(f, app, Theme::default()))
         .map(|_| ())
-        .map_err(|e| CliError(e.to_string()))
+        .map_err(|e| CliError::failed(e.to_string()))
 }
 
 /// Adds `n` runs in a project of its own: 80% finished (a tenth of those failed), 10% running,
@@ -550,7 +550,7 @@ async fn seed_services(ops: &Ops, n: usize) -> CliResult {
 
 /// Publishes `n` versions of a two-file bundle as one template (stable, the first as default).
 async fn seed_templates(ops: &Ops, dir: &std::path::Path, n: usize) -> CliResult {
-    let io = |e: std::io::Error| CliError(format!("bench bundle: {e}"));
+    let io = |e: std::io::Error| CliError::failed(format!("bench bundle: {e}"));
     let store: std::sync::Arc<dyn crate::artifacts::ArtifactStore> =
         std::sync::Arc::new(crate::artifacts::FsArtifactStore::new(dir.join("store")));
     let bundle = dir.join("bundle");
@@ -621,7 +621,7 @@ async fn idle_bytes(ops: &Ops, secs: u64) -> CliResult<Idle> {
             viewport: Viewport::Fixed(Rect::new(0, 0, 80, 24)),
         },
     )
-    .map_err(|e| CliError(e.to_string()))?;
+    .map_err(|e| CliError::failed(e.to_string()))?;
     let mut app = new_app(ops)?;
     let (input_tx, input_rx) = mpsc::unbounded_channel();
     let _ = input_tx.send(crossterm::event::Event::Key(key('4')));
@@ -687,7 +687,7 @@ async fn idle_bytes(ops: &Ops, secs: u64) -> CliResult<Idle> {
         ),
         measure
     );
-    looped.map_err(CliError)?;
+    looped.map_err(CliError::failed)?;
     Ok(idle)
 }
 

@@ -65,8 +65,8 @@ const ENQUEUE_CONNECTIONS: usize = 2;
 
 pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
     if args.runs == 0 || args.workers.is_empty() || args.workers.contains(&0) || args.batch == 0 {
-        return Err(CliError(
-            "--runs, --workers and --batch must be positive".into(),
+        return Err(CliError::usage(
+            "--runs, --workers and --batch must be positive",
         ));
     }
     let resolved = resolve_config(cli)?;
@@ -240,7 +240,7 @@ async fn drain_through_ops(
     for task in tasks {
         let ids = task
             .await
-            .map_err(|e| CliError(format!("bench task failed: {e}")))??;
+            .map_err(|e| CliError::failed(format!("bench task failed: {e}")))??;
         all.extend(ids);
     }
     Ok((t.elapsed(), all))
@@ -269,7 +269,7 @@ async fn drain_raw(
     }
     for task in tasks {
         task.await
-            .map_err(|e| CliError(format!("bench task failed: {e}")))??;
+            .map_err(|e| CliError::failed(format!("bench task failed: {e}")))??;
     }
     Ok(t.elapsed())
 }
@@ -311,7 +311,9 @@ async fn insert_to_start(
                 break;
             }
             if Instant::now() > deadline {
-                return Err(CliError(format!("run {id} did not finish within 60 s")));
+                return Err(CliError::failed(format!(
+                    "run {id} did not finish within 60 s"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -46,8 +46,9 @@ pub async fn templates(cli: &Cli, args: &TemplatesBenchArgs) -> CliResult {
     let store = open_store(&resolved, &StoreOptions::default(), true).await?;
     let ops = Ops::connect_as(store.clone(), cli.as_user.as_deref()).await?;
     let show = !cli.json && std::io::stderr().is_terminal();
-    let work = tempfile::tempdir().map_err(|e| CliError(format!("cannot make a work dir: {e}")))?;
-    let io = |e: std::io::Error| CliError(format!("bench files: {e}"));
+    let work = tempfile::tempdir()
+        .map_err(|e| CliError::failed(format!("cannot make a work dir: {e}")))?;
+    let io = |e: std::io::Error| CliError::failed(format!("bench files: {e}"));
     let stamp = chrono::Utc::now().format("%m%d%H%M%S%3f").to_string();
 
     // The large bundle: pseudo-random bytes, so nothing compresses or dedupes by accident.
