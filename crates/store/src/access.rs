@@ -3,14 +3,13 @@
 
 use async_trait::async_trait;
 use serde_json::json;
-use sqlx::FromRow;
 
 use super::{StoreKind, StoreResult};
 use crate::audit::AuditEntry;
 use crate::domain::audit::AuditRow;
 use crate::domain::permission::{Member, Role};
 use crate::shared::{decode, shown_json};
-use crate::sql::{Backend, JsonText, Time, Tx, stmt};
+use crate::sql::{Backend, JsonText, Time, Tx, row, stmt};
 
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -42,12 +41,13 @@ pub trait AccessStore: Send + Sync {
     async fn audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditRow>>;
 }
 
-#[derive(FromRow)]
-struct MemberRow {
-    project: String,
-    user_id: String,
-    role: String,
-    created_at: Time,
+row! {
+    struct MemberRow {
+        project: String,
+        user_id: String,
+        role: String,
+        created_at: Time,
+    }
 }
 
 impl MemberRow {
@@ -61,17 +61,18 @@ impl MemberRow {
     }
 }
 
-#[derive(FromRow)]
-struct AuditDbRow {
-    id: i64,
-    actor: String,
-    action: String,
-    entity_type: String,
-    entity_id: String,
-    project_id: Option<i64>,
-    before: Option<JsonText>,
-    after: Option<JsonText>,
-    at: Time,
+row! {
+    struct AuditDbRow {
+        id: i64,
+        actor: String,
+        action: String,
+        entity_type: String,
+        entity_id: String,
+        project_id: Option<i64>,
+        before: Option<JsonText>,
+        after: Option<JsonText>,
+        at: Time,
+    }
 }
 
 impl From<AuditDbRow> for AuditRow {

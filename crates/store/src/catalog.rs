@@ -1,14 +1,13 @@
 //! Projects and their workflows, written once for both backends.
 
 use async_trait::async_trait;
-use sqlx::FromRow;
 
 use crate::audit::AuditEntry;
 use crate::domain::project::{NewProject, Project};
 use crate::domain::workflow::{NewWorkflow, Workflow, WorkflowType};
 use crate::services::insert_workflow;
 use crate::shared::{conflict_as, decode};
-use crate::sql::{Backend, Time, Tx, stmt};
+use crate::sql::{Backend, Time, Tx, row, stmt};
 use crate::{StoreError, StoreKind, StoreResult};
 
 #[async_trait]
@@ -24,14 +23,15 @@ pub trait CatalogStore: Send + Sync {
     async fn workflow(&self, id: i64) -> StoreResult<Option<Workflow>>;
 }
 
-#[derive(FromRow)]
-struct ProjectRow {
-    id: i64,
-    workspace_key: String,
-    slug: String,
-    name: String,
-    status: String,
-    created_at: Time,
+row! {
+    struct ProjectRow {
+        id: i64,
+        workspace_key: String,
+        slug: String,
+        name: String,
+        status: String,
+        created_at: Time,
+    }
 }
 
 impl From<ProjectRow> for Project {
@@ -49,18 +49,19 @@ impl From<ProjectRow> for Project {
 
 const PROJECT_COLUMNS: &str = "id, workspace_key, slug, name, status, created_at";
 
-#[derive(FromRow)]
-pub(crate) struct WorkflowRow {
-    id: i64,
-    project_id: i64,
-    project: String,
-    name: String,
-    workflow_type: String,
-    task_queue: String,
-    command: String,
-    timeout_secs: i32,
-    created_by: String,
-    created_at: Time,
+row! {
+    pub(crate) struct WorkflowRow {
+        id: i64,
+        project_id: i64,
+        project: String,
+        name: String,
+        workflow_type: String,
+        task_queue: String,
+        command: String,
+        timeout_secs: i32,
+        created_by: String,
+        created_at: Time,
+    }
 }
 
 impl WorkflowRow {

@@ -8,6 +8,7 @@ pub mod access;
 pub(crate) mod audit;
 pub mod catalog;
 mod error;
+mod migrations;
 pub mod postgres;
 pub mod presence;
 pub mod runs;

@@ -5,11 +5,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use sqlx::FromRow;
 
 use crate::StoreResult;
 use crate::domain::worker::{PRESENCE_KEPT_SECS, WorkerPresence};
-use crate::sql::{Backend, TextList, Time, stmt};
+use crate::sql::{Backend, TextList, Time, row, stmt};
 
 #[async_trait]
 pub trait PresenceStore: Send + Sync {
@@ -23,18 +22,19 @@ pub trait PresenceStore: Send + Sync {
     async fn worker_presence(&self, since: DateTime<Utc>) -> StoreResult<Vec<WorkerPresence>>;
 }
 
-#[derive(FromRow)]
-struct PresenceRow {
-    worker_id: String,
-    host: String,
-    pid: i64,
-    queues: TextList,
-    concurrency: i32,
-    version: String,
-    service: Option<String>,
-    runs_held: i32,
-    started_at: Time,
-    heartbeat_at: Time,
+row! {
+    struct PresenceRow {
+        worker_id: String,
+        host: String,
+        pid: i64,
+        queues: TextList,
+        concurrency: i32,
+        version: String,
+        service: Option<String>,
+        runs_held: i32,
+        started_at: Time,
+        heartbeat_at: Time,
+    }
 }
 
 impl From<PresenceRow> for WorkerPresence {

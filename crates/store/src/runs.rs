@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, DurationRound, Utc};
-use sqlx::FromRow;
 
 use crate::audit::AuditEntry;
 use crate::domain::run::{
@@ -13,7 +12,7 @@ use crate::domain::run::{
 };
 use crate::domain::worker::QueueStat;
 use crate::shared::{decode, payload, shown_json, status, status_counts};
-use crate::sql::{Arg, Backend, JsonText, Time, Tx, dialects, stmt};
+use crate::sql::{Arg, Backend, JsonText, Time, Tx, dialects, row, stmt};
 use crate::{StoreError, StoreResult};
 
 #[async_trait]
@@ -63,30 +62,31 @@ pub trait RunStore: Send + Sync {
     async fn retry_run(&self, actor: &str, id: i64) -> StoreResult<Option<i64>>;
 }
 
-#[derive(FromRow)]
-struct RunRow {
-    id: i64,
-    project_id: i64,
-    project: String,
-    workflow_id: i64,
-    workflow: String,
-    queue: String,
-    status: String,
-    priority: i32,
-    payload: JsonText,
-    attempt: i32,
-    max_attempts: i32,
-    worker_id: Option<String>,
-    lease_expires_at: Option<Time>,
-    run_after: Time,
-    cancel_requested: bool,
-    exit_code: Option<i32>,
-    error: Option<String>,
-    retry_of: Option<i64>,
-    created_at: Time,
-    claimed_at: Option<Time>,
-    started_at: Option<Time>,
-    finished_at: Option<Time>,
+row! {
+    struct RunRow {
+        id: i64,
+        project_id: i64,
+        project: String,
+        workflow_id: i64,
+        workflow: String,
+        queue: String,
+        status: String,
+        priority: i32,
+        payload: JsonText,
+        attempt: i32,
+        max_attempts: i32,
+        worker_id: Option<String>,
+        lease_expires_at: Option<Time>,
+        run_after: Time,
+        cancel_requested: bool,
+        exit_code: Option<i32>,
+        error: Option<String>,
+        retry_of: Option<i64>,
+        created_at: Time,
+        claimed_at: Option<Time>,
+        started_at: Option<Time>,
+        finished_at: Option<Time>,
+    }
 }
 
 impl RunRow {
@@ -128,14 +128,15 @@ const RUN_SELECT: &str =
         r.created_at, r.claimed_at, r.started_at, r.finished_at
  FROM runs r JOIN projects p ON p.id = r.project_id JOIN workflows w ON w.id = r.workflow_id ";
 
-#[derive(FromRow)]
-struct LogRow {
-    id: i64,
-    run_id: i64,
-    level: String,
-    message: String,
-    metadata: JsonText,
-    created_at: Time,
+row! {
+    struct LogRow {
+        id: i64,
+        run_id: i64,
+        level: String,
+        message: String,
+        metadata: JsonText,
+        created_at: Time,
+    }
 }
 
 impl LogRow {
@@ -151,42 +152,45 @@ impl LogRow {
     }
 }
 
-#[derive(FromRow)]
-struct EventRow {
-    id: i64,
-    run_id: i64,
-    event_type: String,
-    from_status: Option<String>,
-    to_status: Option<String>,
-    attempt: i32,
-    actor: String,
-    message: Option<String>,
-    created_at: Time,
+row! {
+    struct EventRow {
+        id: i64,
+        run_id: i64,
+        event_type: String,
+        from_status: Option<String>,
+        to_status: Option<String>,
+        attempt: i32,
+        actor: String,
+        message: Option<String>,
+        created_at: Time,
+    }
 }
 
-#[derive(FromRow)]
-struct ArtifactRow {
-    id: i64,
-    run_id: i64,
-    key: String,
-    url: Option<String>,
-    sha256: Option<String>,
-    size_bytes: Option<i64>,
-    content_type: Option<String>,
-    expires_at: Option<Time>,
-    created_at: Time,
+row! {
+    struct ArtifactRow {
+        id: i64,
+        run_id: i64,
+        key: String,
+        url: Option<String>,
+        sha256: Option<String>,
+        size_bytes: Option<i64>,
+        content_type: Option<String>,
+        expires_at: Option<Time>,
+        created_at: Time,
+    }
 }
 
-/// A claimed run as both backends' claim statements answer it.
-#[derive(FromRow)]
-pub(crate) struct ClaimRow {
-    pub id: i64,
-    pub attempt: i32,
-    pub project_id: i64,
-    pub workflow_id: i64,
-    pub queue: String,
-    pub payload: JsonText,
-    pub priority: i32,
+row! {
+    /// A claimed run as both backends' claim statements answer it.
+    pub(crate) struct ClaimRow {
+        pub id: i64,
+        pub attempt: i32,
+        pub project_id: i64,
+        pub workflow_id: i64,
+        pub queue: String,
+        pub payload: JsonText,
+        pub priority: i32,
+    }
 }
 
 /// Claimed rows in the order a worker should start them: highest priority, then oldest.

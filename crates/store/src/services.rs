@@ -7,7 +7,6 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use serde_json::{Value, json};
-use sqlx::FromRow;
 
 use crate::domain::deployment::{DeployAttempt, DeployStep, DeploymentStatus, WorkerDeployment};
 use crate::domain::manifest::ManifestHead;
@@ -17,7 +16,7 @@ use crate::domain::service::CreatedService;
 use crate::domain::service::Service;
 use crate::domain::workflow::NewWorkflow;
 use crate::shared::{conflict_as, decode, shown_json};
-use crate::sql::{Backend, JsonText, TextList, Time, Tx, dialects, stmt};
+use crate::sql::{Backend, JsonText, TextList, Time, Tx, dialects, row, stmt};
 use crate::{AuditEntry, StoreError, StoreKind, StoreResult};
 
 /// Everything a new service is made of; the store writes all of it in one transaction.
@@ -116,15 +115,16 @@ pub trait ServiceStore: Send + Sync {
     ) -> StoreResult<WorkerDeployment>;
 }
 
-#[derive(FromRow)]
-struct ServiceRow {
-    id: i64,
-    project_id: i64,
-    project: String,
-    name: String,
-    schema_name: String,
-    created_by: String,
-    created_at: Time,
+row! {
+    struct ServiceRow {
+        id: i64,
+        project_id: i64,
+        project: String,
+        name: String,
+        schema_name: String,
+        created_by: String,
+        created_at: Time,
+    }
 }
 
 impl From<ServiceRow> for Service {
@@ -146,18 +146,19 @@ const SERVICE_SELECT: &str =
         s.created_by, s.created_at
  FROM services s JOIN projects p ON p.id = s.project_id ";
 
-#[derive(FromRow)]
-struct ManifestRow {
-    id: i64,
-    service_id: i64,
-    service_name: String,
-    version: String,
-    status: String,
-    manifest_content: JsonText,
-    locked_fields: TextList,
-    created_by: String,
-    created_at: Time,
-    updated_at: Time,
+row! {
+    struct ManifestRow {
+        id: i64,
+        service_id: i64,
+        service_name: String,
+        version: String,
+        status: String,
+        manifest_content: JsonText,
+        locked_fields: TextList,
+        created_by: String,
+        created_at: Time,
+        updated_at: Time,
+    }
 }
 
 impl ManifestRow {
@@ -182,15 +183,16 @@ const MANIFEST_SELECT: &str =
         locked_fields, created_by, created_at, updated_at
  FROM service_manifests ";
 
-#[derive(FromRow)]
-struct HeadRow {
-    id: i64,
-    service_id: i64,
-    version: String,
-    status: String,
-    locked_fields: TextList,
-    created_by: String,
-    created_at: Time,
+row! {
+    struct HeadRow {
+        id: i64,
+        service_id: i64,
+        version: String,
+        status: String,
+        locked_fields: TextList,
+        created_by: String,
+        created_at: Time,
+    }
 }
 
 impl HeadRow {
@@ -211,21 +213,22 @@ const HEAD_SELECT: &str =
     "SELECT id, service_id, version, status, locked_fields, created_by, created_at
  FROM service_manifests ";
 
-#[derive(FromRow)]
-struct RegistryRow {
-    id: i64,
-    service_id: i64,
-    service_schema: String,
-    manifest_id: Option<i64>,
-    manifest_path: Option<String>,
-    deployment_status: String,
-    attempts: i32,
-    logs: Option<String>,
-    deployed_at: Option<Time>,
-    last_heartbeat: Option<Time>,
-    worker_id: Option<String>,
-    worker_version: Option<String>,
-    updated_at: Time,
+row! {
+    struct RegistryRow {
+        id: i64,
+        service_id: i64,
+        service_schema: String,
+        manifest_id: Option<i64>,
+        manifest_path: Option<String>,
+        deployment_status: String,
+        attempts: i32,
+        logs: Option<String>,
+        deployed_at: Option<Time>,
+        last_heartbeat: Option<Time>,
+        worker_id: Option<String>,
+        worker_version: Option<String>,
+        updated_at: Time,
+    }
 }
 
 impl RegistryRow {
@@ -257,14 +260,15 @@ macro_rules! registry_columns {
 
 const REGISTRY_SELECT: &str = concat!("SELECT ", registry_columns!(), " FROM worker_registry ");
 
-#[derive(FromRow)]
-struct StepRow {
-    attempt: i32,
-    step: String,
-    exit_code: Option<i32>,
-    output: String,
-    started_at: Time,
-    finished_at: Time,
+row! {
+    struct StepRow {
+        attempt: i32,
+        step: String,
+        exit_code: Option<i32>,
+        output: String,
+        started_at: Time,
+        finished_at: Time,
+    }
 }
 
 impl StepRow {

@@ -7,14 +7,13 @@ use chrono::Utc;
 use semver::Version;
 use serde::Serialize;
 use serde_json::json;
-use sqlx::FromRow;
 
 use super::{AuditEntry, StoreError, StoreResult};
 use crate::domain::template::{
     Label, StoredArtifact, TemplateSummary, TemplateVersion, VersionStatus,
 };
 use crate::shared::{conflict_as, decode, require_changed};
-use crate::sql::{Backend, Time, Tx, dialects, stmt};
+use crate::sql::{Backend, Time, Tx, dialects, row, stmt};
 
 /// A version as publish hands it over: its files are already in the artifact store.
 #[derive(Debug, Clone)]
@@ -143,15 +142,16 @@ fn entry<'a>(
     }
 }
 
-#[derive(FromRow)]
-struct ArtifactRow {
-    kind: String,
-    locale: Option<String>,
-    role: Option<String>,
-    path: String,
-    content_type: String,
-    sha256: String,
-    size_bytes: i64,
+row! {
+    struct ArtifactRow {
+        kind: String,
+        locale: Option<String>,
+        role: Option<String>,
+        path: String,
+        content_type: String,
+        sha256: String,
+        size_bytes: i64,
+    }
 }
 
 impl From<ArtifactRow> for StoredArtifact {
@@ -179,17 +179,18 @@ fn version_part(part: u64) -> StoreResult<i32> {
     })
 }
 
-#[derive(FromRow)]
-struct VersionRow {
-    id: i64,
-    template: String,
-    semver: String,
-    status: String,
-    digest: String,
-    changelog: Option<String>,
-    deprecation: Option<String>,
-    created_by: String,
-    created_at: Time,
+row! {
+    struct VersionRow {
+        id: i64,
+        template: String,
+        semver: String,
+        status: String,
+        digest: String,
+        changelog: Option<String>,
+        deprecation: Option<String>,
+        created_by: String,
+        created_at: Time,
+    }
 }
 
 impl VersionRow {

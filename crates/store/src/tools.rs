@@ -2,13 +2,12 @@
 //! Written once for both backends.
 
 use async_trait::async_trait;
-use sqlx::FromRow;
 
 use crate::StoreResult;
 use crate::audit::AuditEntry;
 use crate::domain::tool::{Advisory, NewAdvisory, Severity, Tool};
 use crate::shared::{conflict_as, decode};
-use crate::sql::{Backend, Time, stmt};
+use crate::sql::{Backend, Time, row, stmt};
 
 #[async_trait]
 pub trait ToolStore: Send + Sync {
@@ -24,13 +23,14 @@ pub trait ToolStore: Send + Sync {
     async fn advisories(&self, tool: Option<&str>) -> StoreResult<Vec<Advisory>>;
 }
 
-#[derive(FromRow)]
-struct ToolRow {
-    id: i64,
-    name: String,
-    version: String,
-    image: String,
-    created_at: Time,
+row! {
+    struct ToolRow {
+        id: i64,
+        name: String,
+        version: String,
+        image: String,
+        created_at: Time,
+    }
 }
 
 impl From<ToolRow> for Tool {
@@ -45,16 +45,17 @@ impl From<ToolRow> for Tool {
     }
 }
 
-#[derive(FromRow)]
-struct AdvisoryRow {
-    id: i64,
-    tool_name: String,
-    from_version: String,
-    to_version: String,
-    severity: String,
-    title: String,
-    guide_url: Option<String>,
-    created_at: Time,
+row! {
+    struct AdvisoryRow {
+        id: i64,
+        tool_name: String,
+        from_version: String,
+        to_version: String,
+        severity: String,
+        title: String,
+        guide_url: Option<String>,
+        created_at: Time,
+    }
 }
 
 impl AdvisoryRow {

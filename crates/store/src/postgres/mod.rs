@@ -19,10 +19,9 @@ use crate::domain::permission::Identity;
 use crate::domain::run::{
     ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun, RescueOutcome,
 };
+use crate::migrations;
 use crate::runs::{ClaimRow, claimed_runs};
 use crate::sql::{Backend, Db};
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// The schemas the store's statements find their tables in, ahead of the server's default.
 const SEARCH_PATH: &str = "ops,osp_metadata,public";
@@ -119,7 +118,11 @@ impl Store for PgStore {
     async fn migrate(&self) -> StoreResult<Vec<i64>> {
         let before = applied_versions(&self.pool).await?;
         let migrating = self.migrating_pool().await?;
-        MIGRATOR.run(&migrating).await?;
+        migrations::POSTGRES
+            .migrator()
+            .await?
+            .run(&migrating)
+            .await?;
         migrating.close().await;
         let after = applied_versions(&self.pool).await?;
         Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
@@ -127,7 +130,10 @@ impl Store for PgStore {
 
     async fn migration_status(&self) -> StoreResult<Vec<MigrationState>> {
         let applied = applied_versions(&self.pool).await?;
-        Ok(migration_states(&MIGRATOR, &applied))
+        Ok(migration_states(
+            &migrations::POSTGRES.migrator().await?,
+            &applied,
+        ))
     }
 
     async fn migrate_down(&self) -> StoreResult<Option<MigrationState>> {
@@ -136,11 +142,12 @@ impl Store for PgStore {
             return Ok(None);
         };
         let migrating = self.migrating_pool().await?;
-        MIGRATOR
+        let migrator = migrations::POSTGRES.migrator().await?;
+        migrator
             .undo(&migrating, rest.last().copied().unwrap_or(0))
             .await?;
         migrating.close().await;
-        Ok(migration_states(&MIGRATOR, &applied)
+        Ok(migration_states(&migrator, &applied)
             .into_iter()
             .find(|m| m.version == newest))
     }

@@ -20,11 +20,10 @@ use crate::domain::permission::Identity;
 use crate::domain::run::{
     ClaimedRun, Completion, HeartbeatAck, Hold, NewArtifact, NewLogLine, NewRun, RescueOutcome,
 };
+use crate::migrations;
 use crate::runs::{ClaimRow, claimed_runs};
 use crate::sql::{Backend, Db};
 use read_only::WriterFollower;
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// Milliseconds since the epoch, as the schema stores time.
 macro_rules! now_ms {
@@ -173,14 +172,17 @@ impl Store for SqliteStore {
 
     async fn migrate(&self) -> StoreResult<Vec<i64>> {
         let before: Vec<i64> = applied_versions(&self.pool).await?;
-        MIGRATOR.run(&self.pool).await?;
+        migrations::SQLITE.migrator().await?.run(&self.pool).await?;
         let after = applied_versions(&self.pool).await?;
         Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
     }
 
     async fn migration_status(&self) -> StoreResult<Vec<MigrationState>> {
         let applied = applied_versions(&self.pool).await?;
-        Ok(migration_states(&MIGRATOR, &applied))
+        Ok(migration_states(
+            &migrations::SQLITE.migrator().await?,
+            &applied,
+        ))
     }
 
     async fn migrate_down(&self) -> StoreResult<Option<MigrationState>> {
@@ -188,10 +190,11 @@ impl Store for SqliteStore {
         let Some((&newest, rest)) = applied.split_last() else {
             return Ok(None);
         };
-        MIGRATOR
+        let migrator = migrations::SQLITE.migrator().await?;
+        migrator
             .undo(&self.pool, rest.last().copied().unwrap_or(0))
             .await?;
-        Ok(migration_states(&MIGRATOR, &applied)
+        Ok(migration_states(&migrator, &applied)
             .into_iter()
             .find(|m| m.version == newest))
     }
