@@ -559,9 +559,20 @@ fn argv_for(rng: &mut fastrand::Rng, leaf: &Leaf, w: &World) -> Vec<OsString> {
     argv
 }
 
-/// clap's own errors (usage, invalid value) exit 2 and point at `--help`.
+/// clap's own errors (usage, invalid value) exit 2 and point at `--help`; under `--json` they
+/// are one JSON error object of kind `usage`, like every other error.
 fn is_usage_error(code: i32, stderr: &str) -> bool {
-    code == 2 && stderr.starts_with("error: ") && stderr.contains("--help")
+    code == 2
+        && (stderr.starts_with("error: ") && stderr.contains("--help")
+            || json_error_kind(stderr.trim_end()).as_deref() == Some("usage"))
+}
+
+/// The kind of a `{"error": {"kind": …, "message": …}}` line, if it is one.
+fn json_error_kind(line: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(line).ok()?;
+    let error = value.get("error")?;
+    error.get("message")?.as_str()?;
+    Some(error.get("kind")?.as_str()?.to_owned())
 }
 
 #[derive(Default)]
@@ -625,8 +636,18 @@ impl Tally {
                     0
                 };
                 let rest: Vec<&str> = stderr.lines().skip(log_lines).collect();
-                let one_line =
-                    stderr.ends_with('\n') && rest.len() == 1 && rest[0].starts_with("error: ");
+                // `--json` is the flag only before a `--`.
+                let json = argv
+                    .iter()
+                    .take_while(|a| *a != "--")
+                    .any(|a| *a == "--json");
+                let one_line = stderr.ends_with('\n')
+                    && rest.len() == 1
+                    && if json {
+                        json_error_kind(rest[0]).is_some()
+                    } else {
+                        rest[0].starts_with("error: ")
+                    };
                 // `doctor` answers an unhealthy store with its report (`problem …`) on stdout.
                 let report = leaf.path == ["doctor"] && stderr.is_empty() && stdout_bytes > 0;
                 if !one_line && !report {

@@ -152,7 +152,10 @@ pub fn parse_args() -> Cli {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind as Clap;
-            let wants_json = std::env::args_os().skip(1).any(|a| a == "--json");
+            let wants_json = std::env::args_os()
+                .skip(1)
+                .take_while(|a| a != "--")
+                .any(|a| a == "--json");
             if wants_json && !matches!(e.kind(), Clap::DisplayHelp | Clap::DisplayVersion) {
                 let message = e.to_string();
                 let first = message
