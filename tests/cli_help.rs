@@ -179,18 +179,19 @@ fn completion_scripts_generate_for_every_shell() -> TestResult {
     Ok(())
 }
 
-fn has_bash() -> bool {
-    Command::new("bash")
-        .arg("-c")
-        .arg("true")
-        .output()
-        .is_ok_and(|o| o.status.success())
+/// A home for a test that drives bash, which must be there.
+fn home_with_bash() -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+    let bash = Command::new("bash").args(["-c", "true"]).output();
+    assert!(
+        bash.is_ok_and(|o| o.status.success()),
+        "bash is needed for this test"
+    );
+    Ok(tempfile::tempdir()?)
 }
 
 #[test]
 fn bash_loads_the_completions() -> TestResult {
-    assert!(has_bash(), "bash is needed for this test");
-    let home = tempfile::tempdir()?;
+    let home = home_with_bash()?;
     let script = format!(
         "source <({} completions bash) && complete -p ospdeck",
         env!("CARGO_BIN_EXE_ospdeck")
@@ -275,8 +276,7 @@ fn values(offered: &[String]) -> Vec<&str> {
 
 #[test]
 fn completion_offers_names_from_the_store() -> TestResult {
-    assert!(has_bash(), "bash is needed for this test");
-    let home = tempfile::tempdir()?;
+    let home = home_with_bash()?;
     let db = home.path().join("store.db");
     let db = db.to_str().ok_or("temp path is not UTF-8")?;
     for words in [
@@ -353,8 +353,7 @@ fn completion_offers_names_from_the_store() -> TestResult {
 
 #[test]
 fn completion_against_a_missing_store_offers_nothing_and_creates_nothing() -> TestResult {
-    assert!(has_bash(), "bash is needed for this test");
-    let home = tempfile::tempdir()?;
+    let home = home_with_bash()?;
     let missing = home.path().join("missing.db");
     let db = missing.to_str().ok_or("temp path is not UTF-8")?;
     let (offered, took) = bash_complete(
@@ -412,24 +411,24 @@ fn man_writes_a_page_per_command() -> TestResult {
         );
         assert!(said.contains(name), "{name} not reported: {said}");
     }
-    let top = std::fs::read_to_string(dir.join("ospdeck-run-list.1"))?;
-    assert!(
-        top.contains("Global options") || top.contains("\\-\\-db"),
-        "{top}"
-    );
-    if let Ok(man) = Command::new("man")
+    let run_list = std::fs::read_to_string(dir.join("ospdeck-run-list.1"))?;
+    assert!(run_list.contains(".SH \"GLOBAL OPTIONS\""), "{run_list}");
+    // man itself renders the page, where it is installed.
+    match Command::new("man")
         .args(["-l", "-P", "cat"])
         .arg(dir.join("ospdeck-run-list.1"))
         .env("MANWIDTH", "100")
         .output()
     {
-        if man.status.success() {
+        Ok(man) => {
+            assert_ok(&man);
             assert!(
                 text(&man.stdout).contains("newest first"),
                 "{}",
                 text(&man.stdout)
             );
         }
+        Err(e) => eprintln!("note: `man -l` not run ({e}); the pages were checked as text only"),
     }
 
     // Piped without --dir: the top page on stdout.

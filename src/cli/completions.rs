@@ -145,10 +145,11 @@ pub async fn completions(shell: Shell) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Candidates from the store, or none when it cannot answer within the deadline.
-fn from_store<F>(query: F) -> Vec<CompletionCandidate>
+/// Candidates from the rows `query` reads, or none when the store cannot answer within the
+/// deadline.
+fn from_store<T, Q>(query: Q, describe: fn(T) -> CompletionCandidate) -> Vec<CompletionCandidate>
 where
-    F: AsyncFnOnce(&Ops) -> OpsResult<Vec<CompletionCandidate>>,
+    Q: AsyncFnOnce(&Ops) -> OpsResult<Vec<T>>,
 {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -157,7 +158,7 @@ where
         return Vec::new();
     };
     let context = LINE.get().cloned().unwrap_or_default();
-    let candidates = runtime.block_on(async {
+    let rows = runtime.block_on(async {
         let work = async {
             let paths = config::Paths::platform().ok()?;
             let resolved =
@@ -179,7 +180,7 @@ where
     });
     // A connection still being attempted must not hold the shell past the deadline.
     runtime.shutdown_background();
-    candidates.unwrap_or_default()
+    rows.unwrap_or_default().into_iter().map(describe).collect()
 }
 
 fn candidate(value: impl Into<String>, help: impl Into<String>) -> CompletionCandidate {
@@ -188,72 +189,58 @@ fn candidate(value: impl Into<String>, help: impl Into<String>) -> CompletionCan
 
 /// Project keys, described by name.
 pub(crate) fn project_keys() -> Vec<CompletionCandidate> {
-    from_store(async |ops: &Ops| {
-        Ok(ops
-            .list_projects()
-            .await?
-            .into_iter()
-            .map(|p| candidate(p.key, p.name))
-            .collect())
-    })
+    from_store(
+        async |ops: &Ops| ops.list_projects().await,
+        |p| candidate(p.key, p.name),
+    )
 }
 
 /// Workflow names of every project (a name may repeat across projects; offered once).
 pub(crate) fn workflow_names() -> Vec<CompletionCandidate> {
-    from_store(async |ops: &Ops| {
+    let query = async |ops: &Ops| {
         let mut workflows = ops.list_workflows(None).await?;
         workflows.sort_by(|a, b| a.name.cmp(&b.name));
         workflows.dedup_by(|a, b| a.name == b.name);
-        Ok(workflows
-            .into_iter()
-            .map(|w| candidate(w.name, format!("{} in {}", w.workflow_type, w.project)))
-            .collect())
+        Ok(workflows)
+    };
+    from_store(query, |w| {
+        candidate(w.name, format!("{} in {}", w.workflow_type, w.project))
     })
 }
 
 /// Services by schema, the name every service command takes.
 pub(crate) fn service_schemas() -> Vec<CompletionCandidate> {
-    from_store(async |ops: &Ops| {
-        Ok(ops
-            .list_services()
-            .await?
-            .into_iter()
-            .map(|s| candidate(s.service.schema, s.service.name))
-            .collect())
-    })
+    from_store(
+        async |ops: &Ops| ops.list_services().await,
+        |s| candidate(s.service.schema, s.service.name),
+    )
 }
 
 /// Template names, described by their default version.
 pub(crate) fn template_names() -> Vec<CompletionCandidate> {
-    from_store(async |ops: &Ops| {
-        Ok(ops
-            .list_templates()
-            .await?
-            .into_iter()
-            .map(|t| {
-                let help = match &t.default_version {
-                    Some(v) => format!("default {v}"),
-                    None => format!("{} version(s)", t.versions),
-                };
-                candidate(t.name, help)
-            })
-            .collect())
-    })
+    from_store(
+        async |ops: &Ops| ops.list_templates().await,
+        |t| {
+            let help = match &t.default_version {
+                Some(v) => format!("default {v}"),
+                None => format!("{} version(s)", t.versions),
+            };
+            candidate(t.name, help)
+        },
+    )
 }
 
 /// The newest runs' ids, described by workflow and status.
 pub(crate) fn run_ids() -> Vec<CompletionCandidate> {
-    from_store(async |ops: &Ops| {
-        let query = RunQuery {
+    let query = async |ops: &Ops| {
+        let newest = RunQuery {
             limit: Some(RUN_CANDIDATES),
             ..RunQuery::default()
         };
-        Ok(ops
-            .list_runs(&query)
-            .await?
-            .into_iter()
-            .map(|r| candidate(r.id.to_string(), format!("{} {}", r.workflow, r.status)))
-            .collect())
+        ops.list_runs(&newest).await
+    };
+    from_store(query, |r| {
+        candidate(r.id.to_string(), format!("{} {}", r.workflow, r.status))
     })
 }
 

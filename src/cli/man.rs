@@ -45,17 +45,12 @@ pub fn man(json: bool, args: &ManArgs) -> CliResult<ExitCode> {
     let written = write_pages(dir)?;
     let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     emit(json, &names, || {
-        format!(
-            "wrote {} manual pages to {}: {}",
-            names.len(),
-            dir.display(),
-            written
-                .iter()
-                .filter_map(|p| p.file_name())
-                .map(|n| n.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" ")
-        )
+        let mut said = format!("wrote {} manual pages to {}:", names.len(), dir.display());
+        for name in written.iter().filter_map(|p| p.file_name()) {
+            said.push_str("\n  ");
+            said.push_str(&name.to_string_lossy());
+        }
+        said
     });
     Ok(ExitCode::SUCCESS)
 }
