@@ -14,22 +14,30 @@ pub enum MemberCommand {
     /// Add a member, or change their role (owner, admin, developer, viewer). On PostgreSQL an
     /// administrator also creates the member's login role (in group ospdeck_member)
     Add {
-        #[arg(long)]
+        /// The project (its key)
+        #[arg(long, value_name = "KEY", add = super::completions::projects())]
         project: String,
+        /// The user's name (the OS user on SQLite, the login role on PostgreSQL)
         user: String,
+        /// owner, admin, developer or viewer
         #[arg(value_parser = parse_role)]
         role: Role,
         /// The user signs in through an API gateway's JWT (its subject): create no login role
         #[arg(long)]
         jwt_subject: bool,
     },
+    /// Remove a member from a project
     Remove {
-        #[arg(long)]
+        /// The project (its key)
+        #[arg(long, value_name = "KEY", add = super::completions::projects())]
         project: String,
+        /// The member's user name
         user: String,
     },
+    /// A project's members and their roles
     List {
-        #[arg(long)]
+        /// The project (its key)
+        #[arg(long, value_name = "KEY", add = super::completions::projects())]
         project: String,
     },
 }

@@ -2,8 +2,10 @@
 
 mod access;
 mod bench;
+pub(crate) mod completions;
 mod console;
 mod error;
+mod man;
 mod output;
 mod queue;
 pub(crate) mod services;
@@ -26,7 +28,11 @@ use crate::root::{self, WhenMissing, with_store_file};
 use crate::stdio::{self, stderr_line};
 use crate::store::{self, Store, StoreOptions};
 
+pub use completions::Shell;
 pub use queue::{BenchArgs, RunCommand, WorkflowCommand};
+
+/// The heading the global options stand under in every command's help, apart from its own.
+pub(crate) const GLOBAL_OPTIONS: &str = "Global options";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,20 +43,20 @@ pub use queue::{BenchArgs, RunCommand, WorkflowCommand};
 pub struct Cli {
     /// Database URL: sqlite://PATH, a file path, or postgres://… (else OSPDECK_DATABASE_URL,
     /// DATABASE_URL, the config file, then the embedded SQLite file)
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(long, global = true, value_name = "URL", help_heading = GLOBAL_OPTIONS)]
     pub db: Option<String>,
     /// Print machine-readable JSON (stable field names)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub json: bool,
     /// Act as this user where the store cannot know it (SQLite only; default: the OS user). The
     /// user's project roles apply unless it owns the database file
-    #[arg(long = "as", global = true, value_name = "USER")]
+    #[arg(long = "as", global = true, value_name = "USER", help_heading = GLOBAL_OPTIONS)]
     pub as_user: Option<String>,
     /// Open the store read-only: any write is refused by the database itself
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub read_only: bool,
     /// The console ignores the mouse (no clicks or wheel; the terminal keeps its own selection)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub no_mouse: bool,
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -83,7 +89,11 @@ pub enum Command {
     #[command(subcommand)]
     Manifest(services::ManifestCommand),
     /// Deploy a service's worker with the configured deployer ([deployer] in config.toml)
-    Deploy { service: String },
+    Deploy {
+        /// The service's schema
+        #[arg(add = completions::services())]
+        service: String,
+    },
     /// The worker registry: deployment status and heartbeat of each service's worker
     Workers,
     /// Versioned template bundles: publish, lifecycle, resolve
@@ -98,12 +108,14 @@ pub enum Command {
     Whoami,
     /// The audit trail, newest first
     Audit {
-        #[arg(long)]
+        /// Only events of this project (its key)
+        #[arg(long, value_name = "KEY", add = completions::projects())]
         project: Option<String>,
         /// Entity type: project, workflow, service, manifest, template, worker, membership, …
         #[arg(long)]
         entity: Option<String>,
-        #[arg(long)]
+        /// Print at most this many events
+        #[arg(long, value_name = "N")]
         limit: Option<i64>,
     },
     /// Tool versions and their images
@@ -117,6 +129,14 @@ pub enum Command {
     /// Benchmarks that print figures
     #[command(subcommand)]
     Bench(BenchArgs),
+    /// Print the shell script that completes commands, options and names from the store
+    Completions {
+        /// The shell to complete in
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write manual pages: ospdeck.1 and one per subcommand
+    Man(man::ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +155,7 @@ pub enum ProjectCommand {
     Create {
         /// Key (also the slug): lower-case letters, digits, '_' and '-'
         key: String,
+        /// Display name (default: the key)
         #[arg(long)]
         name: Option<String>,
     },
@@ -147,7 +168,11 @@ pub type CliResult<T = ()> = Result<T, CliError>;
 /// This process's command line. A bad one prints clap's usage and exits 2; under `--json` the
 /// error is one JSON object on stderr instead, like every other error (`--help` and `--version`
 /// print and exit 0 either way).
+///
+/// Started by a shell to complete a command line (`COMPLETE=<shell>`), the process answers that
+/// and exits here instead.
 pub fn parse_args() -> Cli {
+    completions::complete_if_requested();
     match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -322,6 +347,8 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
             worker::run_cli(ops, args, deployer).await
         }
         Some(Command::Bench(args)) => queue::bench(&cli, args).await,
+        Some(Command::Completions { shell }) => completions::completions(*shell).await,
+        Some(Command::Man(args)) => man::man(cli.json, args),
     }
 }
 

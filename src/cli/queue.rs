@@ -16,14 +16,18 @@ use crate::stdio::{stderr_line, stdout_line};
 pub enum WorkflowCommand {
     /// Create a workflow
     Create {
-        #[arg(long)]
+        /// The project it belongs to (its key)
+        #[arg(long, value_name = "KEY", add = super::completions::projects())]
         project: String,
+        /// Workflow name, unique in its project
         name: String,
+        /// build, test, deploy, backup, upgrade or service
         #[arg(long = "type", value_parser = parse_workflow_type)]
         workflow_type: WorkflowType,
         /// Shell command (run with `sh -c`; OSPDECK_RUN_ID and OSPDECK_PAYLOAD are set)
         #[arg(long)]
         command: String,
+        /// The task queue its runs wait in (default: `default`)
         #[arg(long)]
         queue: Option<String>,
         /// Seconds before the command is killed
@@ -32,7 +36,8 @@ pub enum WorkflowCommand {
     },
     /// List workflows
     List {
-        #[arg(long)]
+        /// Only this project's workflows (its key)
+        #[arg(long, value_name = "KEY", add = super::completions::projects())]
         project: Option<String>,
     },
 }
@@ -41,9 +46,11 @@ pub enum WorkflowCommand {
 pub enum RunCommand {
     /// Queue a run; prints its id
     Enqueue {
-        #[arg(long)]
+        /// The workflow's project (its key)
+        #[arg(long, value_name = "KEY", add = super::completions::projects())]
         project: String,
-        #[arg(long)]
+        /// The workflow to run
+        #[arg(long, value_name = "NAME", add = super::completions::workflows())]
         workflow: String,
         /// -1000 to 1000; higher runs first
         #[arg(long, allow_negative_numbers = true)]
@@ -51,7 +58,8 @@ pub enum RunCommand {
         /// JSON payload (up to 1 MiB); @FILE reads it from a file, @- from standard input
         #[arg(long)]
         payload: Option<String>,
-        #[arg(long, allow_negative_numbers = true)]
+        /// Attempts before the run fails for good (default: 3)
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
         max_attempts: Option<i64>,
         /// Queue an upgrade even though it crosses a breaking advisory
         #[arg(long)]
@@ -77,13 +85,16 @@ pub enum RunCommand {
     },
     /// Show a run with its events and artifacts
     Show {
-        #[arg(allow_hyphen_values = true)]
+        /// Run id
+        #[arg(allow_hyphen_values = true, add = super::completions::runs())]
         id: String,
     },
     /// Claim the next queued run (with --json: the run, or null when nothing is queued)
     Claim {
-        #[arg(long)]
+        /// The claiming worker's id (it must start and complete the run too)
+        #[arg(long, value_name = "ID")]
         worker: String,
+        /// Claim only from this queue (repeatable; default: every queue)
         #[arg(long)]
         queue: Vec<String>,
         /// Lease length in seconds (as bounded as the worker's: a lease past what the store's
@@ -93,20 +104,26 @@ pub enum RunCommand {
     },
     /// Mark a claimed run as running
     Start {
-        #[arg(allow_hyphen_values = true)]
+        /// Run id
+        #[arg(allow_hyphen_values = true, add = super::completions::runs())]
         id: String,
-        #[arg(long)]
+        /// The worker that claimed it
+        #[arg(long, value_name = "ID")]
         worker: String,
     },
     /// Finish a running run with its exit code
     Complete {
-        #[arg(allow_hyphen_values = true)]
+        /// Run id
+        #[arg(allow_hyphen_values = true, add = super::completions::runs())]
         id: String,
-        #[arg(long)]
+        /// The worker that claimed it
+        #[arg(long, value_name = "ID")]
         worker: String,
-        #[arg(long, allow_negative_numbers = true)]
+        /// The command's exit code: 0 succeeds the run, anything else fails it
+        #[arg(long, value_name = "CODE", allow_negative_numbers = true)]
         exit_code: i32,
-        #[arg(long)]
+        /// Why it failed, kept with the run
+        #[arg(long, value_name = "MESSAGE")]
         error: Option<String>,
     },
     /// Cancel a run (a running one is asked to stop)
@@ -121,7 +138,8 @@ pub enum RunCommand {
     },
     /// Print a run's log lines
     Logs {
-        #[arg(allow_hyphen_values = true)]
+        /// Run id
+        #[arg(allow_hyphen_values = true, add = super::completions::runs())]
         id: String,
         /// Keep printing new lines until the run finishes
         #[arg(long)]

@@ -22,8 +22,10 @@ pub enum ServiceCommand {
     /// Create a service: its manifest 1.0.0, workflows, schema, registry entry and a queued deploy
     /// run, all in one transaction
     Create {
-        #[arg(long)]
+        /// The project it belongs to (its key)
+        #[arg(long, value_name = "KEY", add = super::completions::projects())]
         project: String,
+        /// Service name (default: from --from-file's manifest)
         #[arg(long)]
         name: Option<String>,
         /// Database schema of the service: [a-z][a-z0-9_]{1,62}
@@ -39,48 +41,73 @@ pub enum ServiceCommand {
     /// List services with manifest and worker status
     List,
     /// A service with its manifest status, worker status and recent runs
-    Show { schema: String },
+    Show {
+        /// The service's schema
+        #[arg(add = super::completions::services())]
+        schema: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ManifestCommand {
     /// Show a manifest (the governing one unless --version)
     Show {
+        /// The service's schema
+        #[arg(add = super::completions::services())]
         service: String,
+        /// This version instead of the governing one
         #[arg(long)]
         version: Option<String>,
     },
     /// Every version with its status
     History {
+        /// The service's schema
+        #[arg(add = super::completions::services())]
         service: String,
     },
     /// Field-level difference between two versions
     Diff {
+        /// The service's schema
+        #[arg(add = super::completions::services())]
         service: String,
+        /// The older version
         from: String,
+        /// The newer version
         to: String,
     },
     /// Propose a new draft version from a file (`-` for stdin)
     Propose {
+        /// The service's schema
+        #[arg(add = super::completions::services())]
         service: String,
-        #[arg(long)]
+        /// The manifest JSON file (`-` for stdin)
+        #[arg(long, value_hint = clap::ValueHint::FilePath)]
         file: String,
         /// Exact version (default: bump the highest existing one)
         #[arg(long, conflicts_with = "bump")]
         version: Option<String>,
+        /// Bump the highest version by patch (the default), minor or major
         #[arg(long, value_parser = parse_bump)]
         bump: Option<Bump>,
     },
     /// Activate a draft; the previous version is superseded and the workflows follow
     Activate {
+        /// The service's schema
+        #[arg(add = super::completions::services())]
         service: String,
+        /// The draft version to activate
         version: String,
     },
     /// Freeze the service: nothing can be activated until it is unlocked
     Lock {
+        /// The service's schema
+        #[arg(add = super::completions::services())]
         service: String,
     },
+    /// Unfreeze the service: a new version can be activated again
     Unlock {
+        /// The service's schema
+        #[arg(add = super::completions::services())]
         service: String,
     },
 }

@@ -22,73 +22,110 @@ use crate::store::StoreOptions;
 pub enum TemplateCommand {
     /// Publish a bundle folder (its manifest.json lists the artifacts) as a new version
     Publish {
+        /// The bundle folder, with its manifest.json
+        #[arg(value_hint = clap::ValueHint::DirPath)]
         dir: PathBuf,
-        #[arg(long)]
+        /// Template name (a new name creates the template)
+        #[arg(long, value_name = "NAME", add = super::completions::templates())]
         template: String,
+        /// The new version (semver, e.g. 1.2.0)
         #[arg(long)]
         version: String,
         /// The project a new template joins: its members publish and govern it by role. Without
         /// it a new template is shared, and only an administrator may publish or govern it
-        #[arg(long)]
+        #[arg(long, value_name = "KEY", add = super::completions::projects())]
         project: Option<String>,
         /// draft (default) or stable
         #[arg(long, value_parser = parse_status)]
         status: Option<VersionStatus>,
-        #[arg(long)]
+        /// What changed in this version, kept with it
+        #[arg(long, value_name = "TEXT")]
         changelog: Option<String>,
+        /// Make it the default version (needs --status stable)
         #[arg(long)]
         set_default: bool,
+        /// Point this label at it, e.g. canary (needs --status stable)
         #[arg(long)]
         label: Option<String>,
     },
+    /// Templates with their default version, version count and labels
     List,
     /// Versions of a template, in semver order
     Versions {
+        /// Template name
+        #[arg(add = super::completions::templates())]
         template: String,
     },
     /// Draft → stable
     Promote {
+        /// Template name
+        #[arg(add = super::completions::templates())]
         template: String,
+        /// The draft version to make stable
         version: String,
     },
     /// Stable → deprecated (still resolvable when pinned exactly)
     Deprecate {
+        /// Template name
+        #[arg(add = super::completions::templates())]
         template: String,
+        /// The stable version to deprecate
         version: String,
+        /// Why, or what to use instead, kept with the version
         #[arg(long)]
         message: Option<String>,
     },
     /// Move the default pointer (rollback is moving it back)
     Default {
+        /// Template name
+        #[arg(add = super::completions::templates())]
         template: String,
+        /// The stable version to make the default
         version: String,
     },
     /// Point a label at a version; --percent makes it a canary for that share of units
     Label {
+        /// Template name
+        #[arg(add = super::completions::templates())]
         template: String,
+        /// Label name: 1 to 36 of a-z, 0-9, '_', '.', '-' (not `latest`, not a version)
         label: String,
+        /// The version it names
         version: String,
-        #[arg(long, allow_negative_numbers = true)]
+        /// Share of units (0 to 100) the label sends to this version (default: all)
+        #[arg(long, value_name = "N", allow_negative_numbers = true)]
         percent: Option<i32>,
     },
     /// Artifacts added, removed, changed between two versions
     Diff {
+        /// Template name
+        #[arg(add = super::completions::templates())]
         template: String,
+        /// The older version
         from: String,
+        /// The newer version
         to: String,
     },
     /// Delete a draft version
     Delete {
+        /// Template name
+        #[arg(add = super::completions::templates())]
         template: String,
+        /// The draft version to delete
         version: String,
     },
     /// Which version a request means, and a verified local file for each artifact
     Resolve {
+        /// Template name
+        #[arg(add = super::completions::templates())]
         template: String,
+        /// Exactly this version (default: the default version)
         #[arg(long, conflicts_with = "label")]
         version: Option<String>,
+        /// The version this label names
         #[arg(long)]
         label: Option<String>,
+        /// Only artifacts of this locale, and those without one (default: every artifact)
         #[arg(long)]
         locale: Option<String>,
         /// A unit key (clinic, tenant…) for canary labels: the same unit always gets the same answer

@@ -13,11 +13,15 @@ use crate::ops::Ops;
 pub enum ToolCommand {
     /// Register a tool version and its image
     Add {
+        /// Tool name
         name: String,
+        /// Tool version, e.g. 17.0
         version: String,
+        /// Its container image reference
         #[arg(long)]
         image: String,
     },
+    /// Registered tool versions and their images
     List,
 }
 
@@ -25,21 +29,28 @@ pub enum ToolCommand {
 pub enum AdvisoryCommand {
     /// Record a warning for upgrades from one version of a tool to another
     Add {
+        /// Tool name
         #[arg(long)]
         tool: String,
-        #[arg(long = "from")]
+        /// The version the change starts after: an upgrade from it or older…
+        #[arg(long = "from", value_name = "VERSION")]
         from_version: String,
-        #[arg(long = "to")]
+        /// …to this version or newer crosses the advisory
+        #[arg(long = "to", value_name = "VERSION")]
         to_version: String,
         /// info, warning or breaking (breaking upgrades need --acknowledge to be queued)
         #[arg(long, value_parser = parse_severity)]
         severity: Severity,
+        /// One-line summary of the warning
         #[arg(long)]
         title: String,
+        /// How to upgrade safely (text or a link)
         #[arg(long)]
         guide: Option<String>,
     },
+    /// Recorded upgrade advisories
     List {
+        /// Only this tool's advisories
         #[arg(long)]
         tool: Option<String>,
     },

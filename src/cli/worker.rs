@@ -39,7 +39,7 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=MAX_GRACE_SECS))]
     pub grace: u64,
     /// Serve this service's task queue (<schema>-tasks) and heartbeat in its worker registry
-    #[arg(long)]
+    #[arg(long, value_name = "SCHEMA", add = super::completions::services())]
     pub service: Option<String>,
 }
 
