@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use serde::Serialize;
 
 use crate::domain::age;
@@ -88,11 +89,6 @@ fn state_color(cell: &str) -> Option<&'static str> {
     })
 }
 
-/// `text` in the colour of its state, when colour is on.
-pub fn paint_state(text: &str) -> String {
-    paint(color_on(), text)
-}
-
 fn paint(on: bool, text: &str) -> String {
     match state_color(text) {
         Some(code) if on => format!("\x1b[{code}m{text}\x1b[0m"),
@@ -157,6 +153,42 @@ fn table_with(color: bool, headers: &[&str], rows: impl Iterator<Item = Vec<Stri
     let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect(), false)];
     out.extend(rows.into_iter().map(|row| line(row, true)));
     out.join("\n")
+}
+
+/// A progress bar on stderr, or a hidden one (`show` false: piped, or `--json`). Counted items
+/// show `done/total unit` and their rate; bytes show sizes and throughput.
+pub fn progress(show: bool, label: &str, total: u64, unit: Unit) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let template = match unit {
+        Unit::Bytes => {
+            "{spinner} {msg} {bytes}/{total_bytes} ({binary_bytes_per_sec}) {elapsed}".to_owned()
+        }
+        Unit::Items(name) => {
+            format!("{{spinner}} {{msg}} {{pos}}/{{len}} {name} ({{rate}}) {{elapsed}}")
+        }
+    };
+    let style = ProgressStyle::with_template(&template)
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", state.per_sec());
+            },
+        );
+    let bar = ProgressBar::new(total).with_message(label.to_owned());
+    bar.set_style(style);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
+/// What a progress bar counts.
+#[derive(Debug, Clone, Copy)]
+pub enum Unit {
+    Bytes,
+    /// Items with this name: "runs", "files".
+    Items(&'static str),
 }
 
 pub fn time(t: &DateTime<Utc>) -> String {
