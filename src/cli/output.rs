@@ -284,7 +284,7 @@ mod tests {
         assert!(coloured.contains("\x1b[32msucceeded\x1b[0m"));
         assert!(coloured.contains("\x1b[31mfailed\x1b[0m"));
         // An unknown state stays plain; every line shows the same text in the same columns.
-        assert!(coloured.contains("3  weird"));
+        assert!(coloured.contains("3   weird"));
         let shown: Vec<String> = coloured.lines().map(strip).collect();
         assert_eq!(shown, plain.lines().collect::<Vec<_>>());
         for (c, p) in coloured.lines().zip(plain.lines()) {
@@ -308,7 +308,7 @@ mod tests {
             &["WORKFLOW", "STATUS"],
             [vec!["failed".to_owned(), "failed".to_owned()]].into_iter(),
         );
-        assert!(out.contains("failed  \x1b[31mfailed"), "{out:?}");
+        assert!(out.contains("failed    \x1b[31mfailed"), "{out:?}");
     }
 
     fn strip(s: &str) -> String {
