@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{Figure, counter, figures_table, p50_p99, spinner};
 use crate::artifacts::FsArtifactStore;
-use crate::cli::output::Unit;
+use crate::cli::output::{self, Unit};
 use crate::cli::{Cli, CliError, CliResult, open_store, resolve_config};
 use crate::domain::template::VersionStatus;
 use crate::ops::{Ops, PublishRequest, Selector};
@@ -53,10 +53,13 @@ pub async fn templates(cli: &Cli, args: &TemplatesBenchArgs) -> CliResult {
     let stamp = chrono::Utc::now().format("%m%d%H%M%S%3f").to_string();
 
     // The large bundle: pseudo-random bytes, so nothing compresses or dedupes by accident.
-    let bar = counter(
+    let bundle_bytes = (args.files as u64)
+        .saturating_mul(args.file_mib as u64)
+        .saturating_mul(1 << 20);
+    let bar = output::progress(
         show,
         &format!("writing {} × {} MiB", args.files, args.file_mib),
-        args.files * args.file_mib << 20,
+        bundle_bytes,
         Unit::Bytes,
     );
     let big = work.path().join("big");
@@ -89,8 +92,7 @@ pub async fn templates(cli: &Cli, args: &TemplatesBenchArgs) -> CliResult {
     bar.finish_and_clear();
 
     let artifact_store = Arc::new(FsArtifactStore::new(work.path().join("store")));
-    let bundle_bytes = (args.files * args.file_mib) as u64 * (1 << 20);
-    let bar = counter(show, "publishing", bundle_bytes as usize, Unit::Bytes);
+    let bar = output::progress(show, "publishing", bundle_bytes, Unit::Bytes);
     let template = format!("bench-big-{stamp}");
     let t = Instant::now();
     ops.publish_bundle(
@@ -102,7 +104,7 @@ pub async fn templates(cli: &Cli, args: &TemplatesBenchArgs) -> CliResult {
         },
         artifact_store.clone(),
         // Every file is the same size: bytes stored follow the files done.
-        &|done, total| bar.set_position(bundle_bytes * done / total.max(1)),
+        &|done, total| bar.set_position(bundle_bytes.saturating_mul(done) / total.max(1)),
     )
     .await?;
     let publish = t.elapsed();
