@@ -312,3 +312,70 @@ impl NewSqliteFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(url: &str, source: UrlSource) -> Resolved {
+        let dir = Path::new("/home/u");
+        Resolved {
+            url: url.to_owned(),
+            source,
+            paths: config::Paths {
+                config_file: dir.join(".config/ospdeck/config.toml"),
+                data_dir: dir.join("data"),
+                cache_dir: dir.join("cache"),
+                log_dir: dir.join("logs"),
+            },
+        }
+    }
+
+    #[test]
+    fn the_migrate_hint_names_the_store_the_way_it_was_named() {
+        let hint = |url: &str, source| Remedy::for_resolved(&resolved(url, source)).migrate;
+        assert_eq!(
+            hint("x.db", UrlSource::Flag),
+            "run `ospdeck --db x.db db migrate`"
+        );
+        assert_eq!(
+            hint("/tmp/my stores/it's.db", UrlSource::Flag),
+            r"run `ospdeck --db '/tmp/my stores/it'\''s.db' db migrate`"
+        );
+        let pg = hint("postgres://bob:s3cret@db/x", UrlSource::Flag);
+        assert!(!pg.contains("s3cret"), "{pg}");
+        assert!(
+            // Quoted: `*` would glob.
+            pg.contains("--db 'postgres://bob:***@db/x' db migrate`"),
+            "{pg}"
+        );
+        assert!(pg.ends_with("(with the real password)"), "{pg}");
+        for source in [UrlSource::OspdeckDatabaseUrl, UrlSource::DatabaseUrl] {
+            let env = hint("postgres://bob:s3cret@db/x", source);
+            assert!(env.starts_with("run `ospdeck db migrate` (with "), "{env}");
+            assert!(env.contains(&source.to_string()) && !env.contains("s3cret"));
+        }
+        assert!(
+            hint("x.db", UrlSource::ConfigFile).contains("/home/u/.config/ospdeck/config.toml")
+        );
+        assert_eq!(
+            hint("sqlite:///d/ospdeck.db", UrlSource::EmbeddedDefault),
+            "run `ospdeck db migrate`"
+        );
+    }
+
+    #[test]
+    fn a_missing_store_says_how_to_make_one() {
+        let path = Path::new("/d/ospdeck.db");
+        let default = Remedy::for_resolved(&resolved("x", UrlSource::EmbeddedDefault));
+        let text = default.missing(path, true).to_string();
+        assert!(text.starts_with("no store yet at /d/ospdeck.db"), "{text}");
+        assert!(text.contains("`ospdeck demo`"), "{text}");
+        let named = Remedy::for_resolved(&resolved("/d/ospdeck.db", UrlSource::Flag));
+        assert_eq!(
+            named.missing(path, false).to_string(),
+            "no database at /d/ospdeck.db yet: run `ospdeck --db /d/ospdeck.db db migrate` to \
+             create it"
+        );
+    }
+}

@@ -200,19 +200,6 @@ pub fn ago(now: DateTime<Utc>, then: DateTime<Utc>) -> String {
     format!("{} ago", age::age(now, then))
 }
 
-/// "took 1m05s", "running 12s", "waiting 3m", "due in 5m": where a run's time goes.
-pub fn run_timing(run: &crate::domain::run::Run, now: DateTime<Utc>) -> String {
-    use crate::domain::run::Timing;
-    let span = |from, to| age::duration(to - from);
-    match run.timing(now) {
-        Timing::Waiting(since) => format!("waiting {}", span(since, now)),
-        Timing::Scheduled(at) => format!("due in {}", span(now, at)),
-        Timing::Running(since) => format!("running {}", span(since, now)),
-        Timing::Took(from, to) => format!("took {}", span(from, to)),
-        Timing::NeverRan(queued, ended) => format!("never ran, waited {}", span(queued, ended)),
-    }
-}
-
 pub fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(T::to_string).unwrap_or_else(|| "-".into())
 }

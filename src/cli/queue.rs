@@ -242,7 +242,8 @@ fn runs_table(runs: &[Run]) -> String {
                 opt(&r.worker_id),
                 opt(&r.exit_code),
                 output::ago(now, r.created_at),
-                output::run_timing(r, now),
+                // The console's words: "wait 3m", "run 12s", "took 12s", "in 5m".
+                crate::tui::panes::runs::timing_text(r, now),
             ]
         }),
     )
