@@ -59,29 +59,37 @@ pub async fn open_store(
     } else {
         WhenMissing::Refuse
     };
-    with_store_file(&resolved.url, options.read_only, when_missing, async {
-        if require_migrated
-            && !embedded
-            && !options.read_only
-            && store::sqlite_path(&resolved.url).is_some()
-        {
-            // Opened to write, a SQLite file is switched to WAL and gains side files: judge it
-            // read-only first, so a file refused here is left exactly as it was.
-            let probe = StoreOptions {
-                read_only: true,
-                max_connections: 1,
-                ..Default::default()
-            };
-            require_migrations(store::open(&resolved.url, &probe).await?.as_ref()).await?;
-        }
-        let store = store::open(&resolved.url, options).await?;
-        if embedded {
-            store.migrate().await?;
-        } else if require_migrated {
-            require_migrations(store.as_ref()).await?;
-        }
-        Ok(store)
-    })
+    let remedy = Remedy::for_resolved(resolved);
+    guard_store_file(
+        &resolved.url,
+        options.read_only,
+        when_missing,
+        &remedy,
+        async {
+            if require_migrated
+                && !embedded
+                && !options.read_only
+                && store::sqlite_path(&resolved.url).is_some()
+            {
+                // Opened to write, a SQLite file is switched to WAL and gains side files: judge it
+                // read-only first, so a file refused here is left exactly as it was.
+                let probe = StoreOptions {
+                    read_only: true,
+                    max_connections: 1,
+                    ..Default::default()
+                };
+                require_migrations(store::open(&resolved.url, &probe).await?.as_ref(), &remedy)
+                    .await?;
+            }
+            let store = store::open(&resolved.url, options).await?;
+            if embedded {
+                store.migrate().await?;
+            } else if require_migrated {
+                require_migrations(store.as_ref(), &remedy).await?;
+            }
+            Ok(store)
+        },
+    )
     .await
 }
 
@@ -96,11 +104,23 @@ pub async fn connect(
     Ok(Ops::connect_as(store, as_user).await?)
 }
 
-/// Refuses a store with pending migrations, naming them.
-pub async fn require_migrations(store: &dyn Store) -> RootResult {
-    let pending: Vec<i64> = store
-        .migration_status()
-        .await?
+/// Refuses a store with pending migrations, naming them and the command that applies them.
+async fn require_migrations(store: &dyn Store, remedy: &Remedy) -> RootResult {
+    let not_migrated = |what: String| -> RootError {
+        StoreError::NotMigrated(format!(
+            "{} is not migrated ({what}): {}",
+            store.location(),
+            remedy.migrate
+        ))
+        .into()
+    };
+    let states = match store.migration_status().await {
+        Ok(states) => states,
+        // A PostgreSQL database without ospdeck's schema cannot even list migrations.
+        Err(StoreError::NotMigrated(_)) => return Err(not_migrated("no ospdeck schema".into())),
+        Err(e) => return Err(e.into()),
+    };
+    let pending: Vec<i64> = states
         .into_iter()
         .filter(|m| !m.applied)
         .map(|m| m.version)
@@ -108,13 +128,87 @@ pub async fn require_migrations(store: &dyn Store) -> RootResult {
     if pending.is_empty() {
         return Ok(());
     }
-    Err(StoreError::NotMigrated(format!(
-        "{} has {} pending migration(s) {:?}",
-        store.location(),
+    Err(not_migrated(format!(
+        "{} pending migration(s) {:?}",
         pending.len(),
         pending
-    ))
-    .into())
+    )))
+}
+
+/// What to tell someone whose store is missing or not migrated: the exact command for the store
+/// they named, the way they named it (`--db` is repeated; the environment or the config file will
+/// name it again by themselves).
+pub struct Remedy {
+    /// "run `ospdeck … db migrate`", with why it reaches the same store.
+    pub migrate: String,
+    /// The store is the embedded default, which the console creates on first start.
+    embedded: bool,
+}
+
+impl Remedy {
+    pub fn for_resolved(resolved: &Resolved) -> Self {
+        let migrate = match resolved.source {
+            UrlSource::Flag => return Self::for_url(&resolved.url),
+            UrlSource::OspdeckDatabaseUrl | UrlSource::DatabaseUrl => format!(
+                "run `ospdeck db migrate` (with {} set as now, it migrates this store)",
+                resolved.source
+            ),
+            UrlSource::ConfigFile => format!(
+                "run `ospdeck db migrate` (database_url in {} names this store for it too)",
+                resolved.paths.config_file.display()
+            ),
+            UrlSource::EmbeddedDefault => "run `ospdeck db migrate`".to_owned(),
+        };
+        Self {
+            migrate,
+            embedded: resolved.source == UrlSource::EmbeddedDefault,
+        }
+    }
+
+    /// For a store known only by its URL: `--db URL` names it whatever else is configured.
+    fn for_url(url: &str) -> Self {
+        let shown = store::redact_url(url);
+        let password = if shown == url {
+            ""
+        } else {
+            " (with the real password)"
+        };
+        Self {
+            migrate: format!(
+                "run `ospdeck --db {} db migrate`{password}",
+                shell_word(&shown)
+            ),
+            embedded: false,
+        }
+    }
+
+    fn missing(&self, path: &Path, read_only: bool) -> StoreError {
+        let path = path.display();
+        StoreError::NotMigrated(match (read_only, self.embedded) {
+            (true, true) => format!(
+                "no store yet at {path} (read-only mode creates none): run `ospdeck` (creates \
+                 it) or `ospdeck demo` for a demo workspace, or point --db at a store"
+            ),
+            (true, false) => format!(
+                "no database at {path} (read-only mode creates none): {} to create it",
+                self.migrate
+            ),
+            (false, _) => format!("no database at {path} yet: {} to create it", self.migrate),
+        })
+    }
+}
+
+/// `text` as one shell word: as is when it is plainly safe, else single-quoted.
+fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._:@%+=,-".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 /// What a caller may do when its SQLite file does not exist yet.
@@ -135,7 +229,18 @@ pub async fn with_store_file<T, E: From<RootError>>(
     when_missing: WhenMissing,
     work: impl Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
-    let new_file = NewSqliteFile::prepare(url, read_only, when_missing)?;
+    guard_store_file(url, read_only, when_missing, &Remedy::for_url(url), work).await
+}
+
+/// [`with_store_file`], with the remedy a refusal names.
+async fn guard_store_file<T, E: From<RootError>>(
+    url: &str,
+    read_only: bool,
+    when_missing: WhenMissing,
+    remedy: &Remedy,
+    work: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let new_file = NewSqliteFile::prepare(url, read_only, when_missing, remedy)?;
     let result = work.await;
     if result.is_err() {
         if let Some(new_file) = new_file {
@@ -155,24 +260,20 @@ struct NewSqliteFile {
 impl NewSqliteFile {
     /// None when `url` is not a SQLite file or the file exists; an error when it is missing and
     /// may not be created.
-    fn prepare(url: &str, read_only: bool, when_missing: WhenMissing) -> RootResult<Option<Self>> {
+    fn prepare(
+        url: &str,
+        read_only: bool,
+        when_missing: WhenMissing,
+        remedy: &Remedy,
+    ) -> RootResult<Option<Self>> {
         let Some(path) = store::sqlite_path(url).map(Path::new) else {
             return Ok(None);
         };
         if path.exists() {
             return Ok(None);
         }
-        if read_only {
-            return Err(StoreError::Unavailable(format!(
-                "no database at {} (read-only mode creates none)",
-                path.display()
-            ))
-            .into());
-        }
-        if when_missing == WhenMissing::Refuse {
-            return Err(
-                StoreError::NotMigrated(format!("no database at {} yet", path.display())).into(),
-            );
+        if read_only || when_missing == WhenMissing::Refuse {
+            return Err(remedy.missing(path, read_only).into());
         }
         let mut dirs = Vec::new();
         if when_missing == WhenMissing::CreateWithDirs {
@@ -209,5 +310,72 @@ impl NewSqliteFile {
         for dir in self.dirs.iter().rev() {
             let _ = std::fs::remove_dir(dir);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolved(url: &str, source: UrlSource) -> Resolved {
+        let dir = Path::new("/home/u");
+        Resolved {
+            url: url.to_owned(),
+            source,
+            paths: config::Paths {
+                config_file: dir.join(".config/ospdeck/config.toml"),
+                data_dir: dir.join("data"),
+                cache_dir: dir.join("cache"),
+                log_dir: dir.join("logs"),
+            },
+        }
+    }
+
+    #[test]
+    fn the_migrate_hint_names_the_store_the_way_it_was_named() {
+        let hint = |url: &str, source| Remedy::for_resolved(&resolved(url, source)).migrate;
+        assert_eq!(
+            hint("x.db", UrlSource::Flag),
+            "run `ospdeck --db x.db db migrate`"
+        );
+        assert_eq!(
+            hint("/tmp/my stores/it's.db", UrlSource::Flag),
+            r"run `ospdeck --db '/tmp/my stores/it'\''s.db' db migrate`"
+        );
+        let pg = hint("postgres://bob:s3cret@db/x", UrlSource::Flag);
+        assert!(!pg.contains("s3cret"), "{pg}");
+        assert!(
+            // Quoted: `*` would glob.
+            pg.contains("--db 'postgres://bob:***@db/x' db migrate`"),
+            "{pg}"
+        );
+        assert!(pg.ends_with("(with the real password)"), "{pg}");
+        for source in [UrlSource::OspdeckDatabaseUrl, UrlSource::DatabaseUrl] {
+            let env = hint("postgres://bob:s3cret@db/x", source);
+            assert!(env.starts_with("run `ospdeck db migrate` (with "), "{env}");
+            assert!(env.contains(&source.to_string()) && !env.contains("s3cret"));
+        }
+        assert!(
+            hint("x.db", UrlSource::ConfigFile).contains("/home/u/.config/ospdeck/config.toml")
+        );
+        assert_eq!(
+            hint("sqlite:///d/ospdeck.db", UrlSource::EmbeddedDefault),
+            "run `ospdeck db migrate`"
+        );
+    }
+
+    #[test]
+    fn a_missing_store_says_how_to_make_one() {
+        let path = Path::new("/d/ospdeck.db");
+        let default = Remedy::for_resolved(&resolved("x", UrlSource::EmbeddedDefault));
+        let text = default.missing(path, true).to_string();
+        assert!(text.starts_with("no store yet at /d/ospdeck.db"), "{text}");
+        assert!(text.contains("`ospdeck demo`"), "{text}");
+        let named = Remedy::for_resolved(&resolved("/d/ospdeck.db", UrlSource::Flag));
+        assert_eq!(
+            named.missing(path, false).to_string(),
+            "no database at /d/ospdeck.db yet: run `ospdeck --db /d/ospdeck.db db migrate` to \
+             create it"
+        );
     }
 }

@@ -267,7 +267,7 @@ fn unreachable_and_unmigrated_databases_are_clear_errors() -> TestResult {
     let db = file.display().to_string();
     assert_one_line_error(
         &ospdeck(h, &["--db", &db, "project", "list"]),
-        "not migrated",
+        &format!("no database at {db} yet: run `ospdeck --db {db} db migrate`"),
     );
     assert_one_line_error(
         &ospdeck(h, &["--db", "mysql://x/y", "project", "list"]),

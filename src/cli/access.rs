@@ -1,11 +1,12 @@
 //! `member …` and `audit`.
 
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
 use super::CliResult;
-use super::output::{emit, opt, table, time};
+use super::output::{emit, table, time};
 use crate::domain::permission::Role;
 use crate::ops::Ops;
 
@@ -88,18 +89,31 @@ pub async fn audit(
     limit: Option<i64>,
 ) -> CliResult<ExitCode> {
     let rows = ops.audit_trail(project, entity, limit).await?;
+    // Audit rows carry the project's id; people know projects by key. One list serves all rows.
+    let keys: HashMap<i64, String> = if json || rows.iter().all(|r| r.project_id.is_none()) {
+        HashMap::new()
+    } else {
+        ops.list_projects()
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.key))
+            .collect()
+    };
     emit(json, &rows, || {
+        // Absolute times: an audit trail is read against other logs and tickets.
         table(
-            &["ID", "AT", "ACTOR", "ACTION", "ENTITY", "ID", "PROJECT"],
+            &["ID", "AT", "ACTOR", "ACTION", "ENTITY", "PROJECT"],
             rows.iter().map(|r| {
                 vec![
                     r.id.to_string(),
                     time(&r.at),
                     r.actor.clone(),
                     r.action.clone(),
-                    r.entity_type.clone(),
-                    r.entity_id.clone(),
-                    opt(&r.project_id),
+                    format!("{} {}", r.entity_type, r.entity_id),
+                    match r.project_id {
+                        Some(id) => keys.get(&id).cloned().unwrap_or_else(|| format!("#{id}")),
+                        None => "-".to_owned(),
+                    },
                 ]
             }),
         )

@@ -76,8 +76,14 @@ pub(crate) fn store_options(read_only: bool) -> StoreOptions {
 }
 
 pub async fn console(cli: &Cli, read_only: bool) -> CliResult<ExitCode> {
-    require_terminal()?;
+    // A read-only console opens nothing it could create, so a missing store is reported first:
+    // on a fresh machine `monitor` says how to get one, in a script as well as on a terminal.
+    // The read-write console checks the terminal first, so a script creates no store by mistake.
+    if !read_only {
+        require_terminal()?;
+    }
     let (ops, options) = open_ops(cli, read_only).await?;
+    require_terminal()?;
     run_console(ops, options).await.map_err(CliError::failed)?;
     Ok(ExitCode::SUCCESS)
 }

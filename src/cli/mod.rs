@@ -58,6 +58,17 @@ pub struct Cli {
     /// The console ignores the mouse (no clicks or wheel; the terminal keeps its own selection)
     #[arg(long, global = true, help_heading = GLOBAL_OPTIONS)]
     pub no_mouse: bool,
+    /// Colour status cells of tables: auto (on a terminal, unless NO_COLOR is set), always (e.g.
+    /// for `| less -R`) or never. JSON is never coloured
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value_t = output::ColorChoice::Auto,
+        help_heading = "Global options"
+    )]
+    pub color: output::ColorChoice,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -198,6 +209,7 @@ pub fn parse_args() -> Cli {
 
 pub async fn run(cli: Cli) -> ExitCode {
     let json = cli.json;
+    output::set_color(cli.color);
     let code = match dispatch(cli).await {
         Ok(code) => code,
         Err(error) => {
@@ -400,8 +412,10 @@ async fn doctor(cli: &Cli) -> CliResult<ExitCode> {
                 Ok(states) => {
                     report.migrated = states.iter().all(|m| m.applied);
                     if !report.migrated {
-                        report.problem =
-                            Some("pending migrations: run `ospdeck db migrate`".into());
+                        report.problem = Some(format!(
+                            "pending migrations: {}",
+                            root::Remedy::for_resolved(&resolved).migrate
+                        ));
                     }
                 }
                 Err(e) => report.problem = Some(e.to_string()),

@@ -240,10 +240,14 @@ pub async fn workflow(ops: &Ops, json: bool, cmd: &WorkflowCommand) -> CliResult
     Ok(ExitCode::SUCCESS)
 }
 
+/// Ages and durations as the console shows them ("3m ago", "took 12s"): a script wanting the
+/// instants reads `--json`, and `run show` prints them whole.
 fn runs_table(runs: &[Run]) -> String {
+    let now = chrono::Utc::now();
     table(
         &[
             "ID", "PROJECT", "WORKFLOW", "STATUS", "PRIO", "ATTEMPT", "WORKER", "EXIT", "CREATED",
+            "TIME",
         ],
         runs.iter().map(|r| {
             vec![
@@ -255,7 +259,9 @@ fn runs_table(runs: &[Run]) -> String {
                 format!("{}/{}", r.attempt, r.max_attempts),
                 opt(&r.worker_id),
                 opt(&r.exit_code),
-                time(&r.created_at),
+                output::ago(now, r.created_at),
+                // The console's words: "wait 3m", "run 12s", "took 12s", "in 5m".
+                crate::tui::panes::runs::timing_text(r, now),
             ]
         }),
     )

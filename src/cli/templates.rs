@@ -1,19 +1,20 @@
 //! `template …`: publish, lifecycle, resolve.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use super::output::{emit, opt, table, time};
+use super::output::{self, Unit, emit, opt, table, time};
 use super::{Cli, CliError, CliResult, connect, resolve_config};
 use crate::artifacts::{ArtifactStore, FsArtifactStore, S3ArtifactStore};
 use crate::config::read_file_config;
-use crate::domain::template::VersionStatus;
+use crate::domain::template::{
+    BUNDLE_MANIFEST, BundleManifest, MAX_BUNDLE_MANIFEST_BYTES, VersionStatus,
+};
 use crate::ops::{DEFAULT_GC_GRACE, GcRequest, Ops, PublishRequest, Selector};
 use crate::ops::{ResolveRequest, Resolver, ResolverConfig};
 use crate::store::StoreOptions;
@@ -272,6 +273,29 @@ pub fn artifact_settings(cli: &Cli) -> CliResult<(Arc<dyn ArtifactStore>, Resolv
     ))
 }
 
+/// Bytes stored after each file of a bundle, in its manifest's order, starting at 0: the publish
+/// progress shows bytes and throughput from it. Empty when the manifest cannot be read (the
+/// publish then says why); nothing that could block (a FIFO) is opened.
+fn bundle_sizes(dir: &Path) -> Vec<u64> {
+    let manifest = dir.join(BUNDLE_MANIFEST);
+    let readable = std::fs::metadata(&manifest)
+        .is_ok_and(|m| m.is_file() && m.len() <= MAX_BUNDLE_MANIFEST_BYTES);
+    let Some(bundle) = readable
+        .then(|| std::fs::read(&manifest).ok())
+        .flatten()
+        .and_then(|bytes| serde_json::from_slice::<BundleManifest>(&bytes).ok())
+    else {
+        return Vec::new();
+    };
+    let mut total = 0;
+    std::iter::once(0)
+        .chain(bundle.artifacts.iter().map(|a| {
+            total += std::fs::metadata(dir.join(&a.path)).map_or(0, |m| m.len());
+            total
+        }))
+        .collect()
+}
+
 pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<ExitCode> {
     let json = cli.json;
     match cmd {
@@ -286,17 +310,13 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
             label,
         } => {
             let (store, _) = artifact_settings(cli)?;
-            let bar = if !json && std::io::stderr().is_terminal() {
-                let bar =
-                    ProgressBar::new(0).with_message(format!("publishing {template} {version}"));
-                bar.set_style(
-                    ProgressStyle::with_template("{spinner} {msg} {pos}/{len} files")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                bar
-            } else {
-                ProgressBar::hidden()
-            };
+            let sizes = bundle_sizes(dir);
+            let bar = output::progress(
+                !json && std::io::stderr().is_terminal(),
+                &format!("publishing {template} {version}"),
+                sizes.last().copied().unwrap_or(0),
+                Unit::Bytes,
+            );
             let v = ops
                 .publish_bundle(
                     dir,
@@ -310,9 +330,11 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
                         label: label.as_deref(),
                     },
                     store,
+                    // Files are stored in the manifest's order: bytes done follow files done.
                     &|done, total| {
-                        bar.set_length(total);
-                        bar.set_position(done);
+                        if sizes.len() as u64 == total + 1 {
+                            bar.set_position(sizes[done as usize]);
+                        }
                     },
                 )
                 .await?;

@@ -11,7 +11,9 @@ pub enum StoreError {
     Invalid(String),
     #[error("cannot reach the database: {0}")]
     Unavailable(String),
-    #[error("the database is not migrated (run `ospdeck db migrate`): {0}")]
+    /// The store is missing or lacks ospdeck's schema. The text is whole: whoever knows how the
+    /// store was named (the composition root) words it with the exact command to run.
+    #[error("{0}")]
     NotMigrated(String),
     /// The database's own permission check (grants, row-level security) said no.
     #[error("refused by the database: {0}")]
@@ -72,7 +74,7 @@ fn classify(code: Option<&str>, message: &str) -> StoreError {
         // Grants, row-level security and ops.require; append-only tables answer the same way.
         Some("42501") if msg.contains("append-only") => StoreError::Invalid(msg),
         Some("42501") => StoreError::Forbidden(msg),
-        Some("42P01" | "3F000" | "42883") => StoreError::NotMigrated(msg),
+        Some("42P01" | "3F000" | "42883") => not_migrated(msg),
         Some("25006") => StoreError::ReadOnly(msg),
         // Shutdown, crash recovery, connection failures, and a server out of disk or memory.
         Some(
@@ -89,7 +91,7 @@ fn classify(code: Option<&str>, message: &str) -> StoreError {
         _ if code.is_some_and(|c| c.parse::<u32>().is_ok_and(|n| n & 0xff == 10)) => {
             StoreError::Unavailable(msg)
         }
-        _ if msg.starts_with("no such table") => StoreError::NotMigrated(msg),
+        _ if msg.starts_with("no such table") => not_migrated(msg),
         // RAISE(ABORT, …) from our triggers arrives as a plain constraint error (code 19 or 1).
         _ if msg.contains("illegal run transition")
             || msg.contains("append-only")
@@ -102,4 +104,11 @@ fn classify(code: Option<&str>, message: &str) -> StoreError {
         }
         _ => StoreError::Database(msg),
     }
+}
+
+/// A query found ospdeck's schema missing after the store was opened (someone reverted it).
+fn not_migrated(msg: String) -> StoreError {
+    StoreError::NotMigrated(format!(
+        "the database is not migrated ({msg}): run `ospdeck db migrate` on it"
+    ))
 }
