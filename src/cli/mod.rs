@@ -66,7 +66,7 @@ pub struct Cli {
         value_enum,
         value_name = "WHEN",
         default_value_t = output::ColorChoice::Auto,
-        help_heading = "Global options"
+        help_heading = GLOBAL_OPTIONS
     )]
     pub color: output::ColorChoice,
     #[command(subcommand)]
