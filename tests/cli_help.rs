@@ -138,6 +138,7 @@ fn global_options_stand_under_their_own_heading() -> TestResult {
             "--as <USER>",
             "--read-only",
             "--no-mouse",
+            "--color <WHEN>",
         ] {
             assert!(
                 global.contains(flag),

@@ -26,15 +26,14 @@ pub fn emit<T: Serialize + ?Sized>(json: bool, value: &T, human: impl FnOnce() -
     }
 }
 
-/// `--color`: when human tables colour their status cells.
+/// `--color`: when human tables colour their status cells. (The values carry no doc comments:
+/// described values would switch every command's `--help` to clap's long layout.)
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
-    /// Only when stdout is a terminal and NO_COLOR is unset or empty
+    // Only when stdout is a terminal and NO_COLOR is unset or empty.
     #[default]
     Auto,
-    /// Always, e.g. for `| less -R`
     Always,
-    /// Never
     Never,
 }
 
