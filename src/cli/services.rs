@@ -15,7 +15,7 @@ use crate::domain::deployment::Liveness;
 use crate::domain::manifest::{Bump, ChangeKind, MAX_MANIFEST_BYTES};
 use crate::domain::service::WorkflowSpec;
 use crate::domain::worker::WorkerPresence;
-use crate::ops::{CreateService, ManifestProposal, Ops, ServiceOverview};
+use crate::ops::{CreateService, ManifestProposal, Ops, Outcome, ServiceOverview};
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -309,22 +309,14 @@ pub async fn manifest(ops: &Ops, json: bool, cmd: &ManifestCommand) -> CliResult
         ManifestCommand::Activate { service, version } => {
             let m = ops.activate_manifest_applied(service, version).await?;
             emit(json, &m, || {
-                let already = if m.outcome.is_already() {
-                    "already "
-                } else {
-                    ""
-                };
+                let already = already(m.outcome);
                 format!("{service} {} is {already}active", m.value.version)
             });
         }
         ManifestCommand::Lock { service } => {
             let m = ops.lock_manifest_applied(service).await?;
             emit(json, &m, || {
-                let already = if m.outcome.is_already() {
-                    "already "
-                } else {
-                    ""
-                };
+                let already = already(m.outcome);
                 format!("{service} {} is {already}locked", m.value.version)
             });
         }
@@ -340,6 +332,11 @@ pub async fn manifest(ops: &Ops, json: bool, cmd: &ManifestCommand) -> CliResult
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "already " for an outcome that changed nothing, for human answers ("… is already active").
+pub fn already(outcome: Outcome) -> &'static str {
+    if outcome.is_already() { "already " } else { "" }
 }
 
 /// A diff's exit status: with `--exit-code`, 1 when the two differ (as `git diff --exit-code`).

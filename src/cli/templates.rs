@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::output::{emit, opt, table, time};
+use super::services::already;
 use super::{Cli, CliError, CliResult, connect, resolve_config};
 use crate::artifacts::{ArtifactStore, FsArtifactStore, S3ArtifactStore};
 use crate::config::read_file_config;
@@ -362,11 +363,7 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
         TemplateCommand::Promote { template, version } => {
             let v = ops.promote_version_applied(template, version).await?;
             emit(json, &v, || {
-                let already = if v.outcome.is_already() {
-                    "already "
-                } else {
-                    ""
-                };
+                let already = already(v.outcome);
                 format!("{template} {} is {already}stable", v.value.version.version)
             });
         }
@@ -386,11 +383,7 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
         TemplateCommand::Default { template, version } => {
             let v = ops.set_default_applied(template, version).await?;
             emit(json, &v, || {
-                let already = if v.outcome.is_already() {
-                    "already "
-                } else {
-                    ""
-                };
+                let already = already(v.outcome);
                 format!("{template} default is {already}{}", v.value.version.version)
             });
         }

@@ -360,6 +360,22 @@ impl Ops {
         Ok(VersionView::new(v, &pointers))
     }
 
+    /// The version as a verb left it: `done` if it changed something, else `already`.
+    async fn applied_view(
+        &self,
+        template: &str,
+        version: &str,
+        changed: bool,
+        done: Outcome,
+        already: Outcome,
+    ) -> OpsResult<Applied<VersionView>> {
+        let outcome = if changed { done } else { already };
+        Ok(Applied::new(
+            self.version_view(template, version).await?,
+            outcome,
+        ))
+    }
+
     /// The version, if it is in `status`; else a refusal that says why (`reason`).
     async fn version_in_status(
         &self,
@@ -424,14 +440,14 @@ impl Ops {
                 None,
             )
             .await?;
-        let outcome = match changed {
-            Some(_) => Outcome::Promoted,
-            None => Outcome::AlreadyStable,
-        };
-        Ok(Applied::new(
-            self.version_view(template, &v.version).await?,
-            outcome,
-        ))
+        self.applied_view(
+            template,
+            &v.version,
+            changed.is_some(),
+            Outcome::Promoted,
+            Outcome::AlreadyStable,
+        )
+        .await
     }
 
     pub async fn deprecate_version(
@@ -495,15 +511,14 @@ impl Ops {
             .store
             .set_default(self.actor(), template, &v.version)
             .await?;
-        let outcome = if moved {
-            Outcome::DefaultSet
-        } else {
-            Outcome::AlreadyDefault
-        };
-        Ok(Applied::new(
-            self.version_view(template, &v.version).await?,
-            outcome,
-        ))
+        self.applied_view(
+            template,
+            &v.version,
+            moved,
+            Outcome::DefaultSet,
+            Outcome::AlreadyDefault,
+        )
+        .await
     }
 
     pub async fn set_label(
@@ -545,15 +560,14 @@ impl Ops {
             .store
             .set_label(self.actor(), template, label, &v.version, percent)
             .await?;
-        let outcome = if moved {
-            Outcome::Labeled
-        } else {
-            Outcome::AlreadyLabeled
-        };
-        Ok(Applied::new(
-            self.version_view(template, &v.version).await?,
-            outcome,
-        ))
+        self.applied_view(
+            template,
+            &v.version,
+            moved,
+            Outcome::Labeled,
+            Outcome::AlreadyLabeled,
+        )
+        .await
     }
 
     pub async fn delete_draft(&self, template: &str, version: &str) -> OpsResult<()> {
