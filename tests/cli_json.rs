@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+mod common;
+
+use common::TestResult;
 
 /// One entity of the page: its fields, and the keys some commands add (key → commands).
 #[derive(Debug, Default)]
@@ -91,14 +93,19 @@ fn documented(
 /// A scratch home and SQLite store, and the contract to hold the binary to.
 struct World {
     home: tempfile::TempDir,
-    db: PathBuf,
+    db: std::ffi::OsString,
     contract: BTreeMap<String, Entity>,
 }
 
 impl World {
+    /// A fresh SQLite file in the scratch home.
     fn new() -> Self {
         let home = tempfile::tempdir().expect("temp home");
-        let db = home.path().join("store.db");
+        let db = home.path().join("store.db").into_os_string();
+        Self::on(home, db)
+    }
+
+    fn on(home: tempfile::TempDir, db: std::ffi::OsString) -> Self {
         let world = Self {
             home,
             db,
@@ -318,7 +325,31 @@ fn projects_workflows_and_runs_print_their_documented_fields() -> TestResult {
 
 #[test]
 fn services_and_manifests_print_their_documented_fields_and_verbs_are_idempotent() -> TestResult {
-    let w = World::new();
+    services_and_manifests(&World::new())
+}
+
+#[test]
+fn templates_print_their_documented_fields_and_pointer_moves_are_idempotent() -> TestResult {
+    templates(&World::new())
+}
+
+/// The same answers on PostgreSQL, whose transactions and row locks decide "already" there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_answers_the_same_shapes_and_already_outcomes() -> TestResult {
+    let Some(h) = common::Harness::postgres("cli_json_postgres").await else {
+        return Ok(());
+    };
+    let url = h.url.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        let w = World::on(tempfile::tempdir().map_err(|e| e.to_string())?, url.into());
+        services_and_manifests(&w).map_err(|e| e.to_string())?;
+        templates(&w).map_err(|e| e.to_string())
+    })
+    .await??;
+    Ok(())
+}
+
+fn services_and_manifests(w: &World) -> TestResult {
     w.json(&["project", "create", "acme"]);
     let created = w.object(
         "service",
@@ -458,9 +489,7 @@ fn services_and_manifests_print_their_documented_fields_and_verbs_are_idempotent
     Ok(())
 }
 
-#[test]
-fn templates_print_their_documented_fields_and_pointer_moves_are_idempotent() -> TestResult {
-    let w = World::new();
+fn templates(w: &World) -> TestResult {
     let manifest = r#"{"artifacts":[{"kind":"asset","locale":"en","path":"form.txt","content_type":"text/plain"}]}"#;
     w.write("b1/manifest.json", manifest);
     w.write("b1/form.txt", "one");
