@@ -182,6 +182,32 @@ impl World {
         );
     }
 
+    /// `args --json` in `n` processes at once: each must succeed; answers their outcomes, sorted.
+    fn race(&self, n: usize, args: &[&str]) -> Vec<String> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let children: Vec<_> = (0..n)
+            .map(|_| {
+                self.command(&all)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn ospdeck")
+            })
+            .collect();
+        let mut outcomes: Vec<String> = children
+            .into_iter()
+            .map(|child| {
+                let o = child.wait_with_output().expect("wait for ospdeck");
+                assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+                let v: Value = serde_json::from_slice(&o.stdout).expect("JSON answer");
+                v["outcome"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        outcomes.sort();
+        outcomes
+    }
+
     /// Audit rows so far (to show an "already" answer wrote nothing).
     fn audit_rows(&self) -> usize {
         self.json(&["audit", "--limit", "10000"])
@@ -483,6 +509,29 @@ fn services_and_manifests(w: &World) -> TestResult {
         text(&o.stdout).trim(),
         "telecom_billing 1.1.0 is already active"
     );
+    // Racing activations of one draft: one activates, the others find it done; one audit row.
+    let proposed = w.json(&[
+        "manifest",
+        "propose",
+        "telecom_billing",
+        "--file",
+        file,
+        "--version",
+        "1.2.0",
+    ]);
+    assert_eq!(proposed["status"], "draft");
+    let audited = w.audit_rows();
+    let outcomes = w.race(4, &["manifest", "activate", "telecom_billing", "1.2.0"]);
+    assert_eq!(
+        outcomes,
+        [
+            "activated",
+            "already_active",
+            "already_active",
+            "already_active"
+        ]
+    );
+    assert_eq!(w.audit_rows(), audited + 1);
     // An older version is still refused, not "already" anything.
     let o = w.run(&["manifest", "activate", "telecom_billing", "1.0.0", "--json"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o.stderr));
@@ -619,6 +668,20 @@ fn templates(w: &World) -> TestResult {
         "template resolve",
         &["template", "resolve", "section7"],
     );
+    // Racing default moves: one moves it, the others find it there; one audit row.
+    publish(&b2, "1.3.0", &["--status", "stable"]);
+    let audited = w.audit_rows();
+    let outcomes = w.race(4, &["template", "default", "section7", "1.3.0"]);
+    assert_eq!(
+        outcomes,
+        [
+            "already_default",
+            "already_default",
+            "already_default",
+            "default_set"
+        ]
+    );
+    assert_eq!(w.audit_rows(), audited + 1);
     let gc = w.object("gc report", "gc", &["gc"]);
     assert_eq!(gc["dry_run"], true);
     Ok(())

@@ -713,15 +713,20 @@ impl<B: Backend> ServiceStore for B {
             .fetch_optional(
                 stmt(
                     "UPDATE service_manifests SET status = 'active', updated_at = $3
-                     WHERE service_id = $1 AND version = $2 RETURNING id",
+                     WHERE service_id = $1 AND version = $2 AND status = 'draft' RETURNING id",
                 )
                 .bind(service.id)
                 .bind(version)
                 .bind(now),
             )
             .await?;
+        // Only a draft becomes active: a caller that raced another activation of the same
+        // version finds it active here (its read of the governing one saw nothing to supersede).
         let (id,) = id.ok_or_else(|| {
-            StoreError::NotFound(format!("{} has no version {version}", service.schema))
+            StoreError::Conflict(format!(
+                "{} {version} is not a draft (any more)",
+                service.schema
+            ))
         })?;
         for wf in workflows {
             put_service_workflow(&mut tx, actor, wf, Some(service.id)).await?;
