@@ -511,6 +511,8 @@ impl<B: Backend> TemplateStore for B {
         let mut tx = self.db().begin().await?;
         let before = version_in(&mut tx, template, version, Lock::ForUpdate).await?;
         if before.status == to {
+            // Nothing to write: end the transaction now, so its write lock (SQLite) goes too.
+            tx.commit().await?;
             return Ok(None);
         }
         tx.execute(
@@ -550,6 +552,8 @@ impl<B: Backend> TemplateStore for B {
             )
             .await?;
         if before.as_deref() == Some(version) {
+            // Nothing to write: end the transaction now, so its write lock (SQLite) goes too.
+            tx.commit().await?;
             return Ok(false);
         }
         let rows = tx
@@ -593,6 +597,8 @@ impl<B: Backend> TemplateStore for B {
             .as_ref()
             .is_some_and(|(v, p)| v == version && *p == percent)
         {
+            // Nothing to write: end the transaction now, so its write lock (SQLite) goes too.
+            tx.commit().await?;
             return Ok(false);
         }
         tx.execute(
