@@ -237,6 +237,19 @@ impl World {
     }
 }
 
+/// A workflow `build` in project `acme` whose runs do nothing.
+const CREATE_BUILD: &[&str] = &[
+    "workflow",
+    "create",
+    "--project",
+    "acme",
+    "build",
+    "--type",
+    "build",
+    "--command",
+    "true",
+];
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -301,21 +314,7 @@ fn projects_workflows_and_runs_print_their_documented_fields() -> TestResult {
     assert!(migrations.iter().all(|m| m["applied"] == true));
     w.object("project", "project create", &["project", "create", "acme"]);
     w.list("project", "project list", &["project", "list"]);
-    w.object(
-        "workflow",
-        "workflow create",
-        &[
-            "workflow",
-            "create",
-            "--project",
-            "acme",
-            "build",
-            "--type",
-            "build",
-            "--command",
-            "true",
-        ],
-    );
+    w.object("workflow", "workflow create", CREATE_BUILD);
     w.list(
         "workflow",
         "workflow list",
@@ -801,17 +800,7 @@ fn assert_error(w: &World, args: &[&str], code: i32, kind: &str) {
 fn each_error_kind_exits_with_its_code_and_one_json_object_on_stderr() -> TestResult {
     let w = World::new();
     w.json(&["project", "create", "acme"]);
-    w.json(&[
-        "workflow",
-        "create",
-        "--project",
-        "acme",
-        "build",
-        "--type",
-        "build",
-        "--command",
-        "true",
-    ]);
+    w.json(CREATE_BUILD);
     w.json(&["member", "add", "--project", "acme", "bob", "developer"]);
     w.json(&["run", "enqueue", "--project", "acme", "--workflow", "build"]);
     w.json(&["run", "claim", "--worker", "w1"]);
