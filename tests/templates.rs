@@ -537,10 +537,10 @@ mod cases {
             vec![("en/master.md", "changed"), ("fr/master.md", "changed")]
         );
         h.ops.promote_version(T, "1.1.0").await?;
-        assert!(matches!(
-            h.ops.promote_version(T, "1.1.0").await,
-            Err(OpsError::Refused(_))
-        ));
+        // Promoting a stable version is done already: it succeeds and changes nothing.
+        let again = h.ops.promote_version_applied(T, "1.1.0").await?;
+        assert_eq!(again.outcome, ospdeck::ops::Outcome::AlreadyStable);
+        assert_eq!(again.value.version.status, VersionStatus::Stable);
         env.publish(&h, "1.2.0", VersionStatus::Draft, false)
             .await?;
         h.ops.delete_draft(T, "1.2.0").await?;

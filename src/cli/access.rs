@@ -61,8 +61,14 @@ pub async fn member(ops: &Ops, json: bool, cmd: &MemberCommand) -> CliResult<Exi
             });
         }
         MemberCommand::Remove { project, user } => {
+            // The answer is the membership as it was: after the removal there is nothing to read.
+            let membership = ops
+                .members(project)
+                .await?
+                .into_iter()
+                .find(|m| &m.user == user);
             ops.remove_member(project, user).await?;
-            emit(json, &serde_json::json!({ "removed": user }), || {
+            emit(json, &membership, || {
                 format!("{user} is no longer a member of {project}")
             });
         }

@@ -484,7 +484,18 @@ async fn db_command(cli: &Cli, store: &dyn Store, cmd: &DbCommand) -> CliResult<
     match cmd {
         DbCommand::Migrate => {
             let applied = store.migrate().await?;
-            output::emit(cli.json, &applied, || match applied.len() {
+            // Under --json the migrations it applied, as `db status` shows them.
+            let states: Vec<_> = if cli.json {
+                store
+                    .migration_status()
+                    .await?
+                    .into_iter()
+                    .filter(|m| applied.contains(&m.version))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            output::emit(cli.json, &states, || match applied.len() {
                 0 => format!("{}: already up to date", store.location()),
                 n => format!("{}: applied {n} migration(s) {applied:?}", store.location()),
             });

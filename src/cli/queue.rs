@@ -293,11 +293,17 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
                     stderr_line(&format!("note: {} advisory {}", a.severity, a.describe()));
                 }
             }
-            emit(
-                json,
-                &serde_json::json!({ "id": id, "advisories": advisories }),
-                || id.to_string(),
-            );
+            #[derive(serde::Serialize)]
+            struct Enqueued {
+                #[serde(flatten)]
+                run: Run,
+                advisories: Vec<crate::domain::tool::Advisory>,
+            }
+            let answer = Enqueued {
+                run: ops.run(id).await?,
+                advisories,
+            };
+            emit(json, &answer, || id.to_string());
         }
         RunCommand::List {
             status,

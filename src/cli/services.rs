@@ -15,7 +15,7 @@ use crate::domain::deployment::Liveness;
 use crate::domain::manifest::{Bump, ChangeKind, MAX_MANIFEST_BYTES};
 use crate::domain::service::WorkflowSpec;
 use crate::domain::worker::WorkerPresence;
-use crate::ops::{CreateService, ManifestProposal, Ops, WorkerView};
+use crate::ops::{CreateService, ManifestProposal, Ops, Outcome, ServiceOverview};
 
 #[derive(Debug, Subcommand)]
 pub enum ServiceCommand {
@@ -74,6 +74,9 @@ pub enum ManifestCommand {
         from: String,
         /// The newer version
         to: String,
+        /// Exit 1 when the versions differ and 0 when they are the same, as `git diff --exit-code`
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Propose a new draft version from a file (`-` for stdin)
     Propose {
@@ -160,7 +163,17 @@ pub async fn service(ops: &Ops, json: bool, cmd: &ServiceCommand) -> CliResult<E
                     manifest: manifest.as_deref(),
                 })
                 .await?;
-            emit(json, &created, || {
+            #[derive(serde::Serialize)]
+            struct Created {
+                #[serde(flatten)]
+                overview: ServiceOverview,
+                deploy_run_id: i64,
+            }
+            let answer = Created {
+                overview: ops.service_overview(&created.service.schema).await?,
+                deploy_run_id: created.deploy_run_id,
+            };
+            emit(json, &answer, || {
                 format!(
                     "created service {} ({}) with manifest {} active; deploy run {} queued",
                     created.service.schema,
@@ -272,7 +285,12 @@ pub async fn manifest(ops: &Ops, json: bool, cmd: &ManifestCommand) -> CliResult
                 )
             });
         }
-        ManifestCommand::Diff { service, from, to } => {
+        ManifestCommand::Diff {
+            service,
+            from,
+            to,
+            exit_code,
+        } => {
             let changes = ops.manifest_diff(service, from, to).await?;
             emit(json, &changes, || {
                 if changes.is_empty() {
@@ -295,6 +313,7 @@ pub async fn manifest(ops: &Ops, json: bool, cmd: &ManifestCommand) -> CliResult
                     .collect::<Vec<_>>()
                     .join("\n")
             });
+            return Ok(diff_status(*exit_code, changes.is_empty()));
         }
         ManifestCommand::Propose {
             service,
@@ -315,21 +334,45 @@ pub async fn manifest(ops: &Ops, json: bool, cmd: &ManifestCommand) -> CliResult
             });
         }
         ManifestCommand::Activate { service, version } => {
-            let m = ops.activate_manifest(service, version).await?;
-            emit(json, &m, || format!("{service} {} is active", m.version));
+            let m = ops.activate_manifest_applied(service, version).await?;
+            emit(json, &m, || {
+                let already = already(m.outcome);
+                format!("{service} {} is {already}active", m.value.version)
+            });
         }
         ManifestCommand::Lock { service } => {
-            let m = ops.lock_manifest(service).await?;
-            emit(json, &m, || format!("{service} {} is locked", m.version));
+            let m = ops.lock_manifest_applied(service).await?;
+            emit(json, &m, || {
+                let already = already(m.outcome);
+                format!("{service} {} is {already}locked", m.value.version)
+            });
         }
         ManifestCommand::Unlock { service } => {
-            let m = ops.unlock_manifest(service).await?;
+            let m = ops.unlock_manifest_applied(service).await?;
             emit(json, &m, || {
-                format!("{service} {} is active again", m.version)
+                if m.outcome.is_already() {
+                    format!("{service} {} is already unlocked", m.value.version)
+                } else {
+                    format!("{service} {} is active again", m.value.version)
+                }
             });
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// "already " for an outcome that changed nothing, for human answers ("… is already active").
+pub fn already(outcome: Outcome) -> &'static str {
+    if outcome.is_already() { "already " } else { "" }
+}
+
+/// A diff's exit status: with `--exit-code`, 1 when the two differ (as `git diff --exit-code`).
+pub fn diff_status(exit_code: bool, same: bool) -> ExitCode {
+    if exit_code && !same {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// The deployer of config.toml and where manifests are written for it.
@@ -373,30 +416,28 @@ pub async fn deploy(cli: &Cli, ops: &Ops, schema: &str) -> CliResult<ExitCode> {
 /// `workers`: every worker process (general and service) that beat within the hour, then the
 /// service workers' deployments.
 pub async fn workers(ops: &Ops, json: bool) -> CliResult<ExitCode> {
+    /// A worker process as `--json` shows it: its presence and how alive it is by the clock. The
+    /// service workers' deployments are part of the service (`service list --json`).
     #[derive(serde::Serialize)]
     struct Process<'a> {
         #[serde(flatten)]
         presence: &'a WorkerPresence,
         liveness: Liveness,
     }
-    #[derive(serde::Serialize)]
-    struct Workers<'a> {
-        processes: Vec<Process<'a>>,
-        services: &'a [WorkerView],
-    }
     let now = chrono::Utc::now();
     let presence = ops.worker_presence().await?;
-    let services = ops.workers().await?;
-    let answer = Workers {
-        processes: presence
-            .iter()
-            .map(|p| Process {
-                presence: p,
-                liveness: p.liveness(now),
-            })
-            .collect(),
-        services: &services,
+    let services = if json {
+        Vec::new()
+    } else {
+        ops.workers().await?
     };
+    let answer: Vec<Process> = presence
+        .iter()
+        .map(|p| Process {
+            presence: p,
+            liveness: p.liveness(now),
+        })
+        .collect();
     emit(json, &answer, || {
         let processes = if presence.is_empty() {
             "no worker has beaten within the last hour (start one with `ospdeck worker`)".to_owned()

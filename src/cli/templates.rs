@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::output::{self, Unit, emit, opt, table, time};
+use super::services::already;
 use super::{Cli, CliError, CliResult, connect, resolve_config};
 use crate::artifacts::{ArtifactStore, FsArtifactStore, S3ArtifactStore};
 use crate::config::read_file_config;
@@ -106,6 +107,9 @@ pub enum TemplateCommand {
         from: String,
         /// The newer version
         to: String,
+        /// Exit 1 when the versions differ and 0 when they are the same, as `git diff --exit-code`
+        #[arg(long)]
+        exit_code: bool,
     },
     /// Delete a draft version
     Delete {
@@ -339,7 +343,8 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
                 )
                 .await?;
             bar.finish_and_clear();
-            emit(json, &v, || {
+            let view = ops.version_view(&v.template, &v.version).await?;
+            emit(json, &view, || {
                 format!(
                     "published {} {} ({}), digest {}",
                     v.template, v.version, v.status, v.digest
@@ -373,14 +378,38 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
             });
         }
         TemplateCommand::Versions { template } => {
-            let versions = ops.template_versions(template).await?;
+            let versions = ops.version_views(template).await?;
             emit(json, &versions, || {
                 table(
-                    &["VERSION", "STATUS", "DIGEST", "BY", "CREATED", "CHANGELOG"],
-                    versions.iter().map(|v| {
+                    &[
+                        "VERSION",
+                        "STATUS",
+                        "POINTERS",
+                        "DIGEST",
+                        "BY",
+                        "CREATED",
+                        "CHANGELOG",
+                    ],
+                    versions.iter().map(|view| {
+                        let v = &view.version;
+                        let mut pointers: Vec<String> = view
+                            .labels
+                            .iter()
+                            .map(|l| {
+                                if l.percent < 100 {
+                                    format!("{}@{}%", l.name, l.percent)
+                                } else {
+                                    l.name.clone()
+                                }
+                            })
+                            .collect();
+                        if view.is_default {
+                            pointers.insert(0, "default".to_owned());
+                        }
                         vec![
                             v.version.clone(),
                             v.status.to_string(),
+                            pointers.join(" "),
                             v.digest[..12.min(v.digest.len())].to_owned(),
                             v.created_by.clone(),
                             time(&v.created_at),
@@ -391,8 +420,11 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
             });
         }
         TemplateCommand::Promote { template, version } => {
-            let v = ops.promote_version(template, version).await?;
-            emit(json, &v, || format!("{template} {} is stable", v.version));
+            let v = ops.promote_version_applied(template, version).await?;
+            emit(json, &v, || {
+                let already = already(v.outcome);
+                format!("{template} {} is {already}stable", v.value.version.version)
+            });
         }
         TemplateCommand::Deprecate {
             template,
@@ -402,17 +434,17 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
             let v = ops
                 .deprecate_version(template, version, message.as_deref())
                 .await?;
-            emit(json, &v, || {
+            let view = ops.version_view(template, &v.version).await?;
+            emit(json, &view, || {
                 format!("{template} {} is deprecated", v.version)
             });
         }
         TemplateCommand::Default { template, version } => {
-            ops.set_default_version(template, version).await?;
-            emit(
-                json,
-                &serde_json::json!({ "template": template, "default": version }),
-                || format!("{template} default is {version}"),
-            );
+            let v = ops.set_default_applied(template, version).await?;
+            emit(json, &v, || {
+                let already = already(v.outcome);
+                format!("{template} default is {already}{}", v.value.version.version)
+            });
         }
         TemplateCommand::Label {
             template,
@@ -420,19 +452,24 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
             version,
             percent,
         } => {
-            ops.set_label(template, label, version, *percent).await?;
-            emit(
-                json,
-                &serde_json::json!({ "template": template, "label": label, "version": version, "percent": percent.unwrap_or(100) }),
-                || {
-                    format!(
-                        "{template} {label} → {version} ({}%)",
-                        percent.unwrap_or(100)
-                    )
-                },
-            );
+            let v = ops
+                .set_label_applied(template, label, version, *percent)
+                .await?;
+            emit(json, &v, || {
+                let (version, share) = (&v.value.version.version, percent.unwrap_or(100));
+                if v.outcome.is_already() {
+                    format!("{template} {label} is already {version} ({share}%)")
+                } else {
+                    format!("{template} {label} → {version} ({share}%)")
+                }
+            });
         }
-        TemplateCommand::Diff { template, from, to } => {
+        TemplateCommand::Diff {
+            template,
+            from,
+            to,
+            exit_code,
+        } => {
             let changes = ops.template_diff(template, from, to).await?;
             emit(json, &changes, || {
                 if changes.is_empty() {
@@ -444,11 +481,14 @@ pub async fn template(cli: &Cli, ops: &Ops, cmd: &TemplateCommand) -> CliResult<
                     .collect::<Vec<_>>()
                     .join("\n")
             });
+            return Ok(super::services::diff_status(*exit_code, changes.is_empty()));
         }
         TemplateCommand::Delete { template, version } => {
+            // The answer is the version as it was: after the delete there is nothing to read.
+            let deleted = ops.version_view(template, version).await?;
             ops.delete_draft(template, version).await?;
-            emit(json, &serde_json::json!({ "deleted": version }), || {
-                format!("deleted draft {template} {version}")
+            emit(json, &deleted, || {
+                format!("deleted draft {template} {}", deleted.version.version)
             });
         }
         TemplateCommand::Resolve {

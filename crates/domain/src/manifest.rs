@@ -448,9 +448,7 @@ pub enum ChangeKind {
 pub struct FieldChange {
     pub path: String,
     pub kind: ChangeKind,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
 }
 

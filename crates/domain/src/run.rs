@@ -106,7 +106,6 @@ pub struct Run {
     pub payload: Value,
     /// Set when the stored payload could not be decoded (then `payload` is null): such a run is
     /// failed with this reason instead of being executed.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub payload_error: Option<String>,
     pub attempt: i32,
     pub max_attempts: i32,

@@ -239,6 +239,28 @@ impl Ops {
         })
     }
 
+    /// One service as `service list` shows it.
+    pub async fn service_overview(&self, schema: &str) -> OpsResult<ServiceOverview> {
+        let service = self.service(schema).await?;
+        let manifest = self
+            .store
+            .manifest_history(service.id)
+            .await?
+            .into_iter()
+            .find(|m| matches!(m.status, ManifestStatus::Active | ManifestStatus::Locked));
+        let deployment = self.store.deployment(service.id).await?;
+        let worker = liveness(
+            Utc::now(),
+            deployment.as_ref().and_then(|d| d.last_heartbeat),
+        );
+        Ok(ServiceOverview {
+            service,
+            manifest,
+            deployment,
+            worker,
+        })
+    }
+
     pub async fn list_services(&self) -> OpsResult<Vec<ServiceOverview>> {
         let services = self.store.list_services().await?;
         let mut manifests = self.store.governing_manifests().await?;
@@ -522,7 +544,17 @@ impl Ops {
     }
 
     /// Activates a draft: the governing version is superseded and the service's workflows follow.
+    /// The version that is active already answers as it is (see [`Self::activate_manifest_applied`]).
     pub async fn activate_manifest(&self, schema: &str, version: &str) -> OpsResult<Manifest> {
+        Ok(self.activate_manifest_applied(schema, version).await?.value)
+    }
+
+    /// [`Self::activate_manifest`], saying whether it activated or found the version active.
+    pub async fn activate_manifest_applied(
+        &self,
+        schema: &str,
+        version: &str,
+    ) -> OpsResult<Applied<Manifest>> {
         let service = self.service(schema).await?;
         self.authorize(
             service.scope(),
@@ -531,13 +563,10 @@ impl Ops {
         )
         .await?;
         let version = parse_version(version)?.to_string();
-        let target = self
-            .store
-            .manifest(service.id, &version)
-            .await?
-            .ok_or_else(|| {
-                OpsError::NotFound(format!("{schema} has no manifest version {version}"))
-            })?;
+        let target = self.manifest_version(&service, &version).await?;
+        if target.status == ManifestStatus::Active {
+            return Ok(Applied::new(target, Outcome::AlreadyActive));
+        }
         let history = self.store.manifest_history(service.id).await?;
         if let Some(why) = activation_refused(schema, &version, target.status, &history) {
             return Err(OpsError::Refused(why));
@@ -545,48 +574,110 @@ impl Ops {
         let content: ManifestContent = serde_json::from_value(target.content.clone())
             .map_err(|e| OpsError::Refused(format!("stored manifest does not parse: {e}")))?;
         let workflows = service_workflows(service.project_id, schema, &content)?;
-        Ok(self
+        match self
             .store
             .activate_manifest(self.actor(), &service, &version, &workflows)
-            .await?)
+            .await
+        {
+            Ok(m) => Ok(Applied::new(m, Outcome::Activated)),
+            // Someone activated it between the read and the write: that is done, not failed.
+            Err(e) => match self.manifest_version(&service, &version).await {
+                Ok(now) if now.status == ManifestStatus::Active => {
+                    Ok(Applied::new(now, Outcome::AlreadyActive))
+                }
+                _ => Err(e.into()),
+            },
+        }
+    }
+
+    async fn manifest_version(&self, service: &Service, version: &str) -> OpsResult<Manifest> {
+        self.store
+            .manifest(service.id, version)
+            .await?
+            .ok_or_else(|| {
+                OpsError::NotFound(format!(
+                    "{} has no manifest version {version}",
+                    service.schema
+                ))
+            })
+    }
+
+    /// The governing version, if it is in `status`.
+    async fn governing_in(
+        &self,
+        service: &Service,
+        status: ManifestStatus,
+    ) -> OpsResult<Option<Manifest>> {
+        let history = self.store.manifest_history(service.id).await?;
+        match history.iter().find(|m| m.status == status) {
+            Some(head) => Ok(Some(self.manifest_version(service, &head.version).await?)),
+            None => Ok(None),
+        }
     }
 
     pub async fn lock_manifest(&self, schema: &str) -> OpsResult<Manifest> {
-        let service = self.service(schema).await?;
-        self.authorize(
-            service.scope(),
-            &[Permission::LockManifest],
-            &format!("locking {schema}"),
-        )
-        .await?;
-        self.store
-            .set_manifest_lock(
-                self.actor(),
-                &service,
-                ManifestStatus::Active,
-                ManifestStatus::Locked,
-            )
-            .await
-            .map_err(|e| refuse_not_found(e, format!("{schema} has no active manifest to lock")))
+        Ok(self.lock_manifest_applied(schema).await?.value)
     }
 
     pub async fn unlock_manifest(&self, schema: &str) -> OpsResult<Manifest> {
+        Ok(self.unlock_manifest_applied(schema).await?.value)
+    }
+
+    /// Locks the service; a locked one answers as it is, `already_locked`.
+    pub async fn lock_manifest_applied(&self, schema: &str) -> OpsResult<Applied<Manifest>> {
+        self.move_lock(schema, ManifestStatus::Locked).await
+    }
+
+    /// Unlocks the service; an unlocked one answers as it is, `already_unlocked`.
+    pub async fn unlock_manifest_applied(&self, schema: &str) -> OpsResult<Applied<Manifest>> {
+        self.move_lock(schema, ManifestStatus::Active).await
+    }
+
+    /// Moves the governing version to `to` (Locked or Active). The write is conditional on the
+    /// other status, so when it finds nothing to move the answer is re-read: a version that got
+    /// there meanwhile is "already", anything else the refusal.
+    async fn move_lock(&self, schema: &str, to: ManifestStatus) -> OpsResult<Applied<Manifest>> {
+        let (from, verb, done, already, refusal) = if to == ManifestStatus::Locked {
+            (
+                ManifestStatus::Active,
+                "locking",
+                Outcome::Locked,
+                Outcome::AlreadyLocked,
+                format!("{schema} has no active manifest to lock"),
+            )
+        } else {
+            (
+                ManifestStatus::Locked,
+                "unlocking",
+                Outcome::Unlocked,
+                Outcome::AlreadyUnlocked,
+                format!("{schema} has no active manifest to unlock"),
+            )
+        };
         let service = self.service(schema).await?;
         self.authorize(
             service.scope(),
             &[Permission::LockManifest],
-            &format!("unlocking {schema}"),
+            &format!("{verb} {schema}"),
         )
         .await?;
-        self.store
-            .set_manifest_lock(
-                self.actor(),
-                &service,
-                ManifestStatus::Locked,
-                ManifestStatus::Active,
-            )
+        if let Some(m) = self.governing_in(&service, to).await? {
+            return Ok(Applied::new(m, already));
+        }
+        match self
+            .store
+            .set_manifest_lock(self.actor(), &service, from, to)
             .await
-            .map_err(|e| refuse_not_found(e, format!("{schema} is not locked")))
+        {
+            Ok(m) => Ok(Applied::new(m, done)),
+            Err(ospdeck_store::StoreError::NotFound(_)) => {
+                match self.governing_in(&service, to).await? {
+                    Some(m) => Ok(Applied::new(m, already)),
+                    None => Err(OpsError::Refused(refusal)),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     pub async fn workers(&self) -> OpsResult<Vec<WorkerView>> {
@@ -604,10 +695,50 @@ impl Ops {
     }
 }
 
-fn refuse_not_found(e: ospdeck_store::StoreError, message: String) -> OpsError {
-    match e {
-        ospdeck_store::StoreError::NotFound(_) => OpsError::Refused(message),
-        other => other.into(),
+/// What an idempotent verb did: changed something, or found it done already. Either way it
+/// succeeded; `already_…` says nothing was written (and nothing audited).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Activated,
+    AlreadyActive,
+    Locked,
+    AlreadyLocked,
+    Unlocked,
+    AlreadyUnlocked,
+    Promoted,
+    AlreadyStable,
+    DefaultSet,
+    AlreadyDefault,
+    Labeled,
+    AlreadyLabeled,
+}
+
+impl Outcome {
+    pub fn is_already(self) -> bool {
+        matches!(
+            self,
+            Self::AlreadyActive
+                | Self::AlreadyLocked
+                | Self::AlreadyUnlocked
+                | Self::AlreadyStable
+                | Self::AlreadyDefault
+                | Self::AlreadyLabeled
+        )
+    }
+}
+
+/// An entity as it is after an idempotent verb, with what the verb did (`"outcome"` in JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied<T> {
+    #[serde(flatten)]
+    pub value: T,
+    pub outcome: Outcome,
+}
+
+impl<T> Applied<T> {
+    pub fn new(value: T, outcome: Outcome) -> Self {
+        Self { value, outcome }
     }
 }
 

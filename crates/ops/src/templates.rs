@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{Ops, OpsError, OpsResult, Scope};
+use super::{Applied, Ops, OpsError, OpsResult, Outcome, Scope};
 use crate::domain::InvalidInput;
 use crate::domain::manifest::parse_version;
 use crate::domain::permission::Permission;
@@ -17,7 +17,7 @@ use crate::domain::template::{
     check_template_name, check_template_version, in_canary,
 };
 use ospdeck_artifacts::{ARTIFACT_LIMIT, ArtifactStore, Capped, check_regular, open_regular_file};
-use ospdeck_store::templates::{NewVersionRecord, ProjectRef};
+use ospdeck_store::templates::{NewVersionRecord, Pointers, ProjectRef};
 
 #[derive(Debug, Clone, Default)]
 pub struct PublishRequest<'a> {
@@ -51,13 +51,46 @@ pub struct VersionRow {
     pub labels: Vec<String>,
 }
 
+/// A template version with the pointers that name it: the one object `template versions`,
+/// `publish`, `promote`, `deprecate`, `default`, `label` and `delete` answer with.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    #[serde(flatten)]
+    pub version: TemplateVersion,
+    pub is_default: bool,
+    pub labels: Vec<VersionLabel>,
+}
+
+/// A label naming a version; `percent` below 100 makes it a canary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VersionLabel {
+    pub name: String,
+    pub percent: i32,
+}
+
+impl VersionView {
+    fn new(version: TemplateVersion, pointers: &Pointers) -> Self {
+        Self {
+            is_default: pointers.default_version.as_deref() == Some(version.version.as_str()),
+            labels: pointers
+                .labels
+                .iter()
+                .filter(|l| l.version == version.version)
+                .map(|l| VersionLabel {
+                    name: l.label.clone(),
+                    percent: l.percent,
+                })
+                .collect(),
+            version,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ArtifactChange {
     pub path: String,
     pub change: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
 }
 
@@ -310,6 +343,39 @@ impl Ops {
         Ok(versions)
     }
 
+    /// Every version of a template with its pointers, in semver order.
+    pub async fn version_views(&self, template: &str) -> OpsResult<Vec<VersionView>> {
+        let versions = self.template_versions(template).await?;
+        let pointers = self.store.pointers(template).await?;
+        Ok(versions
+            .into_iter()
+            .map(|v| VersionView::new(v, &pointers))
+            .collect())
+    }
+
+    /// One version with its pointers.
+    pub async fn version_view(&self, template: &str, version: &str) -> OpsResult<VersionView> {
+        let v = self.template_version(template, version).await?;
+        let pointers = self.store.pointers(template).await?;
+        Ok(VersionView::new(v, &pointers))
+    }
+
+    /// The version as a verb left it: `done` if it changed something, else `already`.
+    async fn applied_view(
+        &self,
+        template: &str,
+        version: &str,
+        changed: bool,
+        done: Outcome,
+        already: Outcome,
+    ) -> OpsResult<Applied<VersionView>> {
+        let outcome = if changed { done } else { already };
+        Ok(Applied::new(
+            self.version_view(template, version).await?,
+            outcome,
+        ))
+    }
+
     /// The version, if it is in `status`; else a refusal that says why (`reason`).
     async fn version_in_status(
         &self,
@@ -339,16 +405,32 @@ impl Ops {
         template: &str,
         version: &str,
     ) -> OpsResult<TemplateVersion> {
-        let v = self
-            .version_in_status(template, version, VersionMove::Promote)
-            .await?;
+        Ok(self
+            .promote_version_applied(template, version)
+            .await?
+            .value
+            .version)
+    }
+
+    /// Draft → stable; a stable version answers as it is, `already_stable`.
+    pub async fn promote_version_applied(
+        &self,
+        template: &str,
+        version: &str,
+    ) -> OpsResult<Applied<VersionView>> {
+        let v = self.template_version(template, version).await?;
+        if v.status != VersionStatus::Stable
+            && let Some(why) = VersionMove::Promote.refused(template, &v.version, v.status, false)
+        {
+            return Err(OpsError::Refused(why));
+        }
         self.authorize_on_template(
             template,
             &[Permission::PromoteTemplate],
             &format!("promoting {template} {}", v.version),
         )
         .await?;
-        Ok(self
+        let changed = self
             .store
             .set_version_status(
                 self.actor(),
@@ -357,7 +439,15 @@ impl Ops {
                 VersionStatus::Stable,
                 None,
             )
-            .await?)
+            .await?;
+        self.applied_view(
+            template,
+            &v.version,
+            changed.is_some(),
+            Outcome::Promoted,
+            Outcome::AlreadyStable,
+        )
+        .await
     }
 
     pub async fn deprecate_version(
@@ -382,8 +472,7 @@ impl Ops {
         {
             return Err(OpsError::Refused(why));
         }
-        Ok(self
-            .store
+        self.store
             .set_version_status(
                 self.actor(),
                 template,
@@ -391,11 +480,24 @@ impl Ops {
                 VersionStatus::Deprecated,
                 message,
             )
-            .await?)
+            .await?
+            .ok_or_else(|| {
+                OpsError::Refused(format!("{template} {} is deprecated already", v.version))
+            })
     }
 
     /// Moves the default pointer; rolling back is moving it back.
     pub async fn set_default_version(&self, template: &str, version: &str) -> OpsResult<()> {
+        self.set_default_applied(template, version).await?;
+        Ok(())
+    }
+
+    /// [`Self::set_default_version`]; the default already answers as it is, `already_default`.
+    pub async fn set_default_applied(
+        &self,
+        template: &str,
+        version: &str,
+    ) -> OpsResult<Applied<VersionView>> {
         let v = self
             .version_in_status(template, version, VersionMove::MakeDefault)
             .await?;
@@ -405,10 +507,18 @@ impl Ops {
             &format!("moving the default of {template}"),
         )
         .await?;
-        Ok(self
+        let moved = self
             .store
             .set_default(self.actor(), template, &v.version)
-            .await?)
+            .await?;
+        self.applied_view(
+            template,
+            &v.version,
+            moved,
+            Outcome::DefaultSet,
+            Outcome::AlreadyDefault,
+        )
+        .await
     }
 
     pub async fn set_label(
@@ -418,6 +528,20 @@ impl Ops {
         version: &str,
         percent: Option<i32>,
     ) -> OpsResult<()> {
+        self.set_label_applied(template, label, version, percent)
+            .await?;
+        Ok(())
+    }
+
+    /// [`Self::set_label`]; a label that names the version with that share already answers
+    /// `already_labeled`.
+    pub async fn set_label_applied(
+        &self,
+        template: &str,
+        label: &str,
+        version: &str,
+        percent: Option<i32>,
+    ) -> OpsResult<Applied<VersionView>> {
         check_label(label)?;
         let percent = percent.unwrap_or(100);
         if !(0..=100).contains(&percent) {
@@ -432,10 +556,18 @@ impl Ops {
             &format!("moving label {label} of {template}"),
         )
         .await?;
-        Ok(self
+        let moved = self
             .store
             .set_label(self.actor(), template, label, &v.version, percent)
-            .await?)
+            .await?;
+        self.applied_view(
+            template,
+            &v.version,
+            moved,
+            Outcome::Labeled,
+            Outcome::AlreadyLabeled,
+        )
+        .await
     }
 
     pub async fn delete_draft(&self, template: &str, version: &str) -> OpsResult<()> {

@@ -717,16 +717,38 @@ impl<B: Backend> ServiceStore for B {
             .fetch_optional(
                 stmt(
                     "UPDATE service_manifests SET status = 'active', updated_at = $3
-                     WHERE service_id = $1 AND version = $2 RETURNING id",
+                     WHERE service_id = $1 AND version = $2 AND status = 'draft' RETURNING id",
                 )
                 .bind(service.id)
                 .bind(version)
                 .bind(now),
             )
             .await?;
-        let (id,) = id.ok_or_else(|| {
-            StoreError::NotFound(format!("{} has no version {version}", service.schema))
-        })?;
+        // Only a draft becomes active: a caller that raced another activation of the same
+        // version finds it active here (its read of the governing one saw nothing to supersede).
+        let Some((id,)) = id else {
+            let status: Option<(String,)> = tx
+                .fetch_optional(
+                    stmt("SELECT status FROM service_manifests WHERE service_id = $1 AND version = $2")
+                        .bind(service.id)
+                        .bind(version),
+                )
+                .await?;
+            return Err(match status {
+                None => {
+                    StoreError::NotFound(format!("{} has no version {version}", service.schema))
+                }
+                Some((status,)) if status != "draft" => StoreError::Conflict(format!(
+                    "{} {version} is {status}, no longer a draft",
+                    service.schema
+                )),
+                // Visible, a draft, and still not updated: row-level security said no.
+                Some(_) => StoreError::Forbidden(format!(
+                    "activating {} {version} is not allowed for this role",
+                    service.schema
+                )),
+            });
+        };
         for wf in workflows {
             put_service_workflow(&mut tx, actor, wf, Some(service.id)).await?;
         }

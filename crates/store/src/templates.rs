@@ -71,6 +71,8 @@ pub trait TemplateStore: Send + Sync {
         version: &str,
     ) -> StoreResult<Vec<StoredArtifact>>;
     async fn pointers(&self, template: &str) -> StoreResult<Pointers>;
+    /// None when the version is in `to` already: then nothing is written and nothing audited,
+    /// decided under the row lock so two callers racing cannot both change it.
     async fn set_version_status(
         &self,
         actor: &str,
@@ -78,8 +80,10 @@ pub trait TemplateStore: Send + Sync {
         version: &str,
         to: VersionStatus,
         message: Option<&str>,
-    ) -> StoreResult<TemplateVersion>;
-    async fn set_default(&self, actor: &str, template: &str, version: &str) -> StoreResult<()>;
+    ) -> StoreResult<Option<TemplateVersion>>;
+    /// False when `version` is the default already (nothing written, nothing audited).
+    async fn set_default(&self, actor: &str, template: &str, version: &str) -> StoreResult<bool>;
+    /// False when the label names `version` with `percent` already (nothing written).
     async fn set_label(
         &self,
         actor: &str,
@@ -87,7 +91,7 @@ pub trait TemplateStore: Send + Sync {
         label: &str,
         version: &str,
         percent: i32,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<bool>;
     async fn delete_draft(&self, actor: &str, template: &str, version: &str) -> StoreResult<()>;
     /// The sha256 of every artifact any version references (drafts and deprecated ones too),
     /// each once, sorted. Everything else in the artifact store is garbage once old enough.
@@ -504,9 +508,14 @@ impl<B: Backend> TemplateStore for B {
         version: &str,
         to: VersionStatus,
         message: Option<&str>,
-    ) -> StoreResult<TemplateVersion> {
+    ) -> StoreResult<Option<TemplateVersion>> {
         let mut tx = self.db().begin().await?;
         let before = version_in(&mut tx, template, version, Lock::ForUpdate).await?;
+        if before.status == to {
+            // Nothing to write: end the transaction now, so its write lock (SQLite) goes too.
+            tx.commit().await?;
+            return Ok(None);
+        }
         tx.execute(
             stmt(
                 "UPDATE template_versions SET status = $2, deprecation = coalesce($3, deprecation)
@@ -528,10 +537,10 @@ impl<B: Backend> TemplateStore for B {
         e.after = Some(json!({ "status": after.status, "message": message }));
         record_in(&mut tx, template, e).await?;
         tx.commit().await?;
-        Ok(after)
+        Ok(Some(after))
     }
 
-    async fn set_default(&self, actor: &str, template: &str, version: &str) -> StoreResult<()> {
+    async fn set_default(&self, actor: &str, template: &str, version: &str) -> StoreResult<bool> {
         let mut tx = self.db().begin().await?;
         let v = version_in(&mut tx, template, version, Lock::ForUpdate).await?;
         let (before,): (Option<String>,) = tx
@@ -543,6 +552,11 @@ impl<B: Backend> TemplateStore for B {
                 .bind(template),
             )
             .await?;
+        if before.as_deref() == Some(version) {
+            // Nothing to write: end the transaction now, so its write lock (SQLite) goes too.
+            tx.commit().await?;
+            return Ok(false);
+        }
         let rows = tx
             .execute(
                 stmt("UPDATE templates SET default_version_id = $2 WHERE name = $1")
@@ -556,7 +570,7 @@ impl<B: Backend> TemplateStore for B {
         e.after = Some(json!({ "default": version }));
         record_in(&mut tx, template, e).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn set_label(
@@ -566,7 +580,7 @@ impl<B: Backend> TemplateStore for B {
         label: &str,
         version: &str,
         percent: i32,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let mut tx = self.db().begin().await?;
         let v = version_in(&mut tx, template, version, Lock::ForUpdate).await?;
         let before: Option<(String, i32)> = tx
@@ -580,6 +594,14 @@ impl<B: Backend> TemplateStore for B {
                 .bind(label),
             )
             .await?;
+        if before
+            .as_ref()
+            .is_some_and(|(v, p)| v == version && *p == percent)
+        {
+            // Nothing to write: end the transaction now, so its write lock (SQLite) goes too.
+            tx.commit().await?;
+            return Ok(false);
+        }
         tx.execute(
             stmt(
                 "INSERT INTO template_labels (template_id, label, version_id, percent, updated_by)
@@ -601,7 +623,7 @@ impl<B: Backend> TemplateStore for B {
         e.after = Some(json!({ "label": label, "version": version, "percent": percent }));
         record_in(&mut tx, template, e).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn delete_draft(&self, actor: &str, template: &str, version: &str) -> StoreResult<()> {
