@@ -6,6 +6,7 @@ mod console;
 mod error;
 mod output;
 mod queue;
+mod runs_bulk;
 pub(crate) mod services;
 pub(crate) mod templates;
 mod tools;
