@@ -177,9 +177,19 @@ pub async fn list(ops: &Ops, json: bool, view: &ListView<'_>) -> CliResult<ExitC
     }
     if more && !json && std::io::stdout().is_terminal() {
         let shown = grouped(printed);
-        let next = cursor.map(|id| format!(" or --after {id}")).unwrap_or_default();
-        let line = match view.after.is_none().then_some(()).and(ops.count_selected_runs(&selection).await) {
-            Some(total) => format!("{shown} of {} runs; --limit N{next} for more", grouped(total)),
+        let next = cursor
+            .map(|id| format!(" or --after {id}"))
+            .unwrap_or_default();
+        let line = match view
+            .after
+            .is_none()
+            .then_some(())
+            .and(ops.count_selected_runs(&selection).await)
+        {
+            Some(total) => format!(
+                "{shown} of {} runs; --limit N{next} for more",
+                grouped(total)
+            ),
             None => format!("{shown} runs shown and more exist; --limit N{next} for more"),
         };
         let _ = out.line(&line);
@@ -249,9 +259,14 @@ fn verb(action: BulkAction) -> (&'static str, &'static str) {
 }
 
 /// The plan in words, a line each, for stderr.
-fn describe(action: BulkAction, tally: &BulkTally, filter: &str) -> Vec<String> {
+fn describe(action: BulkAction, tally: &BulkTally, filter: &str, done: bool) -> Vec<String> {
+    let (matched, will) = if done {
+        ("matched", "")
+    } else {
+        ("match", "to be ")
+    };
     let mut lines = vec![format!(
-        "{} runs match {filter}",
+        "{} runs {matched} {filter}",
         grouped(tally.matched)
     )];
     let mut part = |n: i64, text: &str| {
@@ -261,14 +276,29 @@ fn describe(action: BulkAction, tally: &BulkTally, filter: &str) -> Vec<String> 
     };
     match action {
         BulkAction::Cancel => {
-            part(tally.canceled, "queued or claimed: canceled");
-            part(tally.requested, "running: their workers asked to stop");
+            part(
+                tally.canceled,
+                &format!("queued or claimed: {will}canceled"),
+            );
+            part(
+                tally.requested,
+                &format!("running: their workers {will}asked to stop"),
+            );
             part(tally.already_canceled, "already canceled: left as they are");
-            part(tally.not_applicable, "already finished: skipped (a finished run is not canceled)");
+            part(
+                tally.not_applicable,
+                "already finished: skipped (a finished run is not canceled)",
+            );
         }
         BulkAction::Retry => {
-            part(tally.retried, "finished: retried (a new queued run each)");
-            part(tally.not_applicable, "not finished: skipped (only a finished run is retried)");
+            part(
+                tally.retried,
+                &format!("finished: {will}retried (a new queued run each)"),
+            );
+            part(
+                tally.not_applicable,
+                "not finished: skipped (only a finished run is retried)",
+            );
         }
     }
     if tally.forbidden > 0 {
@@ -312,7 +342,9 @@ fn item_line(action: BulkAction, item: &BulkItem) -> String {
             item.run.retry_of.unwrap_or_default()
         ),
         BulkOutcome::WouldCancel => format!("run {id} would be canceled"),
-        BulkOutcome::WouldRequestStop => format!("run {id} is running: its worker would be asked to stop it"),
+        BulkOutcome::WouldRequestStop => {
+            format!("run {id} is running: its worker would be asked to stop it")
+        }
         BulkOutcome::WouldRetry => format!("run {id} would be retried"),
         BulkOutcome::Skipped => format!(
             "run {id} skipped: {}",
@@ -321,7 +353,12 @@ fn item_line(action: BulkAction, item: &BulkItem) -> String {
     }
 }
 
-pub async fn bulk(ops: &Ops, json: bool, action: BulkAction, args: &BulkArgs) -> CliResult<ExitCode> {
+pub async fn bulk(
+    ops: &Ops,
+    json: bool,
+    action: BulkAction,
+    args: &BulkArgs,
+) -> CliResult<ExitCode> {
     let ids: Vec<i64> = args
         .ids
         .iter()
@@ -336,13 +373,7 @@ pub async fn bulk(ops: &Ops, json: bool, action: BulkAction, args: &BulkArgs) ->
         && !args.dry_run
     {
         let plan = ops.plan_bulk(action, target).await?;
-        let ask = !args.yes;
-        if !json || ask {
-            for line in describe(action, &plan, text) {
-                stderr_line(&line);
-            }
-        }
-        if plan.acting() > 0 && ask {
+        if plan.acting() > 0 && !args.yes {
             if !std::io::stdin().is_terminal() {
                 return Err(CliError::usage(format!(
                     "{} {} runs without asking? There is no terminal to ask on: add --yes to go ahead, or --dry-run to only see them",
@@ -350,7 +381,14 @@ pub async fn bulk(ops: &Ops, json: bool, action: BulkAction, args: &BulkArgs) ->
                     grouped(plan.acting())
                 )));
             }
-            if !confirm(&format!("{} {} runs?", verb(action).0, grouped(plan.acting()))) {
+            for line in describe(action, &plan, text, false) {
+                stderr_line(&line);
+            }
+            if !confirm(&format!(
+                "{} {} runs?",
+                verb(action).0,
+                grouped(plan.acting())
+            )) {
                 return Err(CliError::failed("nothing was changed"));
             }
         }
@@ -359,7 +397,8 @@ pub async fn bulk(ops: &Ops, json: bool, action: BulkAction, args: &BulkArgs) ->
         action,
         target,
         dry_run: args.dry_run,
-        fresh: json,
+        // The new run's id, for a retry's answer line, comes from reading it.
+        fresh: json || (action == BulkAction::Retry && args.filter.is_none()),
     };
     let mut out = StdoutBuffer::new();
     let mut first: Option<BulkItem> = None;
@@ -414,27 +453,12 @@ pub async fn bulk(ops: &Ops, json: bool, action: BulkAction, args: &BulkArgs) ->
         let _ = out.text(if count == 0 { "]\n" } else { "\n]\n" });
     } else if by_filter {
         let what = args.filter.as_deref().unwrap_or_default();
-        let mut lines = describe(action, &tally, what);
-        if !args.dry_run {
-            lines[0] = format!("{} of {}", summary(action, &tally), lines[0]);
-        }
-        for line in lines {
+        for line in describe(action, &tally, what, !args.dry_run) {
             let _ = out.line(&line);
         }
     }
     let _ = out.flush();
     Ok(ExitCode::SUCCESS)
-}
-
-fn summary(action: BulkAction, tally: &BulkTally) -> String {
-    match action {
-        BulkAction::Cancel => format!(
-            "canceled {}, asked {} to stop",
-            grouped(tally.canceled),
-            grouped(tally.requested)
-        ),
-        BulkAction::Retry => format!("retried {}", grouped(tally.retried)),
-    }
 }
 
 #[cfg(test)]

@@ -270,7 +270,11 @@ impl Ops {
 
     /// The runs of `selection` with an event after event `after` (created, moved on, asked to
     /// stop), as they are now, oldest change first, and the event to go on from.
-    pub async fn run_changes(&self, selection: &RunFilter, after: i64) -> OpsResult<(Vec<Run>, i64)> {
+    pub async fn run_changes(
+        &self,
+        selection: &RunFilter,
+        after: i64,
+    ) -> OpsResult<(Vec<Run>, i64)> {
         let events = self.store.run_events_after(after, WATCH_EVENTS).await?;
         let Some(&(last, _)) = events.last() else {
             return Ok((Vec::new(), after));
@@ -282,7 +286,9 @@ impl Ops {
             }
         }
         let mut filter = selection.clone();
-        filter.conditions.push(RunCondition::NumberIn(RunNumber::Id, ids.clone()));
+        filter
+            .conditions
+            .push(RunCondition::NumberIn(RunNumber::Id, ids.clone()));
         filter.limit = ids.len() as i64;
         filter.page = Page::Newest;
         let runs = self.store.list_runs(&filter).await?;
@@ -688,8 +694,18 @@ impl Allowed {
         list.as_ref().is_none_or(|l| l.contains(&project))
     }
 
-    fn verdict(&self, project: i64, project_key: &str, workflow: i64, status: RunStatus) -> Verdict {
-        let deploy = self.deploy_workflows.get(&workflow).copied().unwrap_or(false);
+    fn verdict(
+        &self,
+        project: i64,
+        project_key: &str,
+        workflow: i64,
+        status: RunStatus,
+    ) -> Verdict {
+        let deploy = self
+            .deploy_workflows
+            .get(&workflow)
+            .copied()
+            .unwrap_or(false);
         let (permitted, needs) = match self.action {
             BulkAction::Cancel => (Self::has(&self.projects, project), Permission::CancelAnyRun),
             BulkAction::Retry if deploy => (
@@ -760,12 +776,18 @@ impl Ops {
     }
 
     /// Learns whether each of these workflows is the deploy workflow (retrying it is deploying).
-    async fn learn_workflows(&self, allowed: &mut Allowed, workflows: impl Iterator<Item = i64>) -> OpsResult<()> {
+    async fn learn_workflows(
+        &self,
+        allowed: &mut Allowed,
+        workflows: impl Iterator<Item = i64>,
+    ) -> OpsResult<()> {
         if allowed.action != BulkAction::Retry {
             return Ok(());
         }
         for id in workflows {
-            if let std::collections::hash_map::Entry::Vacant(slot) = allowed.deploy_workflows.entry(id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                allowed.deploy_workflows.entry(id)
+            {
                 let deploy = self
                     .store
                     .workflow(id)
@@ -806,9 +828,12 @@ impl Ops {
                 }
                 runs
             }
-            BulkSelection::Where(filter, _) => self.runs_page(filter, older_than, BULK_BATCH).await?,
+            BulkSelection::Where(filter, _) => {
+                self.runs_page(filter, older_than, BULK_BATCH).await?
+            }
         };
-        self.learn_workflows(allowed, runs.iter().map(|r| r.workflow_id)).await?;
+        self.learn_workflows(allowed, runs.iter().map(|r| r.workflow_id))
+            .await?;
         Ok(runs
             .into_iter()
             .map(|r| {
@@ -820,14 +845,19 @@ impl Ops {
 
     /// What a bulk action would do, without doing it: counted per project, workflow and status
     /// by the store for a filter; read run by run (and checked to exist) for ids.
-    pub async fn plan_bulk(&self, action: BulkAction, target: RunTarget<'_>) -> OpsResult<BulkTally> {
+    pub async fn plan_bulk(
+        &self,
+        action: BulkAction,
+        target: RunTarget<'_>,
+    ) -> OpsResult<BulkTally> {
         let selection = self.bulk_selection(target).await?;
         let mut allowed = self.allowed_for(action).await?;
         let mut tally = BulkTally::default();
         match &selection {
             BulkSelection::Where(filter, _) => {
                 let groups: Vec<RunGroup> = self.store.count_runs_grouped(filter).await?;
-                self.learn_workflows(&mut allowed, groups.iter().map(|g| g.workflow_id)).await?;
+                self.learn_workflows(&mut allowed, groups.iter().map(|g| g.workflow_id))
+                    .await?;
                 let projects = self.store.list_projects().await?;
                 for g in groups {
                     let key = projects
@@ -895,8 +925,9 @@ impl Ops {
                 let page = self.bulk_page(&selection, &mut allowed, cursor).await?;
                 let Some(last) = page.last() else { break };
                 cursor = Some(last.0.id);
-                if let Some((_, Verdict::Forbidden(why))) =
-                    page.iter().find(|(_, v)| matches!(v, Verdict::Forbidden(_)))
+                if let Some((_, Verdict::Forbidden(why))) = page
+                    .iter()
+                    .find(|(_, v)| matches!(v, Verdict::Forbidden(_)))
                 {
                     return Err(OpsError::Forbidden(why.clone()));
                 }
@@ -920,7 +951,8 @@ impl Ops {
                     })
                     .collect()
             } else {
-                self.act_on_page(request, filter_text, page, &mut tally).await?
+                self.act_on_page(request, filter_text, page, &mut tally)
+                    .await?
             };
             if !sink(items) {
                 break;
@@ -938,7 +970,10 @@ impl Ops {
     ) -> OpsResult<Vec<BulkItem>> {
         let mut by_project: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
         for (run, verdict) in &page {
-            if matches!(verdict, Verdict::Cancel | Verdict::RequestStop | Verdict::Retry) {
+            if matches!(
+                verdict,
+                Verdict::Cancel | Verdict::RequestStop | Verdict::Retry
+            ) {
                 by_project.entry(run.project_id).or_default().push(run.id);
             }
         }
@@ -957,7 +992,9 @@ impl Ops {
                     canceled.extend(done.canceled);
                     requested.extend(done.requested);
                 }
-                BulkAction::Retry => retried.extend(self.store.retry_runs(self.actor(), &batch).await?),
+                BulkAction::Retry => {
+                    retried.extend(self.store.retry_runs(self.actor(), &batch).await?)
+                }
             }
         }
         let fresh: Vec<Run> = if request.fresh {
@@ -1000,7 +1037,10 @@ impl Ops {
                     tally.changed_meanwhile += 1;
                 }
                 _ => {
-                    let v = if reason.as_deref().is_some_and(|r| r.starts_with("permission denied")) {
+                    let v = if reason
+                        .as_deref()
+                        .is_some_and(|r| r.starts_with("permission denied"))
+                    {
                         Verdict::Forbidden(String::new())
                     } else {
                         Verdict::NotApplicable(String::new())

@@ -63,8 +63,11 @@ pub trait RunStore: Send + Sync {
     async fn retry_run(&self, actor: &str, id: i64) -> StoreResult<Option<i64>>;
     /// Runs in `project_id` (all when None) with `status` (any when None), exact, from the
     /// counters the runs' triggers keep.
-    async fn count_runs(&self, project_id: Option<i64>, status: Option<RunStatus>)
-    -> StoreResult<i64>;
+    async fn count_runs(
+        &self,
+        project_id: Option<i64>,
+        status: Option<RunStatus>,
+    ) -> StoreResult<i64>;
     /// The runs `filter` selects (its limit and page ignored), counted per project, workflow,
     /// status and cancel request: what a bulk action plans with, in one aggregate statement.
     async fn count_runs_grouped(&self, filter: &RunFilter) -> StoreResult<Vec<RunGroup>>;
@@ -868,9 +871,7 @@ async fn run_where(db: &Db, filter: &RunFilter) -> StoreResult<RunWhere> {
         if let Some(n) = filter.newest {
             // A constant bound, read first: PostgreSQL plans a bound it cannot see (a subquery)
             // as a scan of a third of the table.
-            let (newest,): (Option<i64>,) = db
-                .fetch_one(stmt("SELECT max(id) FROM runs"))
-                .await?;
+            let (newest,): (Option<i64>,) = db.fetch_one(stmt("SELECT max(id) FROM runs")).await?;
             query.push("r.id > ?", newest.unwrap_or(0) - n);
         }
         if let Some(id) = below {
@@ -1071,8 +1072,16 @@ impl RunWhere {
                 self.push(&sql, *n);
             }
             RunCondition::NumberIn(number, values) => {
+                // An IN list, not an OR chain: a thousand ids (a bulk batch) would pass
+                // SQLite's expression depth limit of 1 000 as ORs.
                 let column = number_column(*number);
-                self.any(values, |p| format!("{column} = {p}"));
+                if values.is_empty() {
+                    self.clauses.push("1 = 0".into());
+                } else {
+                    let placeholders: Vec<String> = values.iter().map(|v| self.arg(*v)).collect();
+                    self.clauses
+                        .push(format!("{column} IN ({})", placeholders.join(", ")));
+                }
             }
             RunCondition::Created(cmp, at) => {
                 self.push(&format!("r.created_at {} ?", cmp.sql()), *at);
