@@ -348,3 +348,33 @@ async fn watch_streams_ndjson_for_a_change_made_while_it_runs() -> TestResult {
     let _ = child.wait();
     Ok(())
 }
+
+/// Seeds OSPDECK_SEED_RUNS (default 1 000 000) queued runs of workflow 1 into the SQLite store
+/// at OSPDECK_SEED_DB in one recursive INSERT, every run trigger firing (events, counters): how
+/// the `run list --all --json` figure in the README was measured. Run by hand:
+/// `OSPDECK_SEED_DB=/tmp/m.db cargo test --test cli_runs seed -- --ignored`.
+#[tokio::test]
+#[ignore = "seeds a store for a measurement; run by hand"]
+async fn seed_runs_for_a_measurement() -> TestResult {
+    use sqlx::Connection;
+    let Ok(db) = std::env::var("OSPDECK_SEED_DB") else {
+        return Err("set OSPDECK_SEED_DB to a migrated SQLite store with workflow 1".into());
+    };
+    let n: i64 = std::env::var("OSPDECK_SEED_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{db}")).await?;
+    let started = Instant::now();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+         INSERT INTO runs (project_id, workflow_id, queue, priority, payload, changed_by)
+         SELECT w.project_id, w.id, w.task_queue, i % 7, json_object('branch', 'main', 'n', i), 'seed'
+         FROM n CROSS JOIN workflows w WHERE w.id = 1",
+    )
+    .bind(n)
+    .execute(&mut conn)
+    .await?;
+    println!("seeded {n} runs in {:?}", started.elapsed());
+    Ok(())
+}
