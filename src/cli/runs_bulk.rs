@@ -14,7 +14,7 @@ use crate::ops::{
 use crate::stdio::{StdoutBuffer, StdoutGone, stderr_line};
 
 /// Runs read per store round trip while listing: a keyset page.
-const PAGE: i64 = 5_000;
+const PAGE: i64 = 1_000;
 
 /// How often `run list --watch` looks for changes.
 const WATCH_EVERY: Duration = Duration::from_millis(500);
