@@ -82,7 +82,7 @@ pub enum RunCommand {
         #[arg(long, conflicts_with = "limit")]
         all: bool,
         /// Only runs older than run ID: the last id of the previous page, to page on
-        #[arg(long, value_name = "ID")]
+        #[arg(long, value_name = "ID", allow_negative_numbers = true)]
         after: Option<i64>,
         /// After the list, print each run that appears or changes until interrupted (NDJSON with --json)
         #[arg(long)]

@@ -139,7 +139,7 @@ pub async fn list(ops: &Ops, json: bool, view: &ListView<'_>) -> CliResult<ExitC
     }
     'pages: loop {
         // One more than is left to print: the probe that tells whether more exist.
-        let want = limit.map_or(PAGE, |l| (l - printed + 1).min(PAGE));
+        let want = limit.map_or(PAGE, |l| (l - printed).saturating_add(1).min(PAGE));
         let page = ops.runs_page(&selection, cursor, want).await?;
         let exhausted = (page.len() as i64) < want;
         for run in page {
