@@ -26,16 +26,22 @@ pub struct StdoutGone;
 /// or a write error this and every later call print nothing and answer `Err(StdoutGone)`, so
 /// loops (`run logs --follow`) can stop.
 pub fn stdout_line(text: &str) -> Result<(), StdoutGone> {
+    let mut line = Vec::with_capacity(text.len() + 1);
+    line.extend_from_slice(text.as_bytes());
+    line.push(b'\n');
+    write_stdout(&line)
+}
+
+/// Writes `bytes` to stdout and flushes, recording a closed pipe or a failure (see
+/// [`stdout_line`]).
+fn write_stdout(bytes: &[u8]) -> Result<(), StdoutGone> {
     // A poisoned lock only means another thread panicked mid-print; the state is still valid.
     let mut state = STDOUT.lock().unwrap_or_else(|e| e.into_inner());
     if !matches!(*state, StdoutState::Open) {
         return Err(StdoutGone);
     }
     let mut out = io::stdout().lock();
-    let written = out
-        .write_all(text.as_bytes())
-        .and_then(|()| out.write_all(b"\n"))
-        .and_then(|()| out.flush());
+    let written = out.write_all(bytes).and_then(|()| out.flush());
     match written {
         Ok(()) => Ok(()),
         Err(e) => {
@@ -46,6 +52,77 @@ pub fn stdout_line(text: &str) -> Result<(), StdoutGone> {
             };
             Err(StdoutGone)
         }
+    }
+}
+
+/// Stdout for long outputs (a million-run list): text collects in a buffer that is written out
+/// whenever it passes 64 KiB and at [`StdoutBuffer::flush`], not once per line. Closed pipes
+/// and failures are recorded as [`stdout_line`] records them; once stdout is gone every call
+/// answers `Err(StdoutGone)`, so a producer can stop. Dropping it flushes what is left.
+pub struct StdoutBuffer {
+    buf: Vec<u8>,
+}
+
+const STDOUT_CHUNK: usize = 64 * 1024;
+
+impl Default for StdoutBuffer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StdoutBuffer {
+    pub fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(STDOUT_CHUNK + 4096),
+        }
+    }
+
+    /// Appends what `write` puts into the buffer (serde_json::to_writer, say), then writes
+    /// the buffer out if it is full. An error of `write` itself is the caller's.
+    pub fn push<E>(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Result<(), StdoutGone>, E> {
+        write(&mut self.buf)?;
+        Ok(if self.buf.len() >= STDOUT_CHUNK {
+            self.flush()
+        } else {
+            Ok(())
+        })
+    }
+
+    /// Appends `text` (no newline added).
+    pub fn text(&mut self, text: &str) -> Result<(), StdoutGone> {
+        match self.push(|b| {
+            b.extend_from_slice(text.as_bytes());
+            Ok::<(), std::convert::Infallible>(())
+        }) {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Appends `text` and a newline.
+    pub fn line(&mut self, text: &str) -> Result<(), StdoutGone> {
+        self.text(text)?;
+        self.text("\n")
+    }
+
+    /// Writes out what the buffer holds.
+    pub fn flush(&mut self) -> Result<(), StdoutGone> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = write_stdout(&self.buf);
+        self.buf.clear();
+        written
+    }
+}
+
+impl Drop for StdoutBuffer {
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 

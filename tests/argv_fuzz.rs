@@ -524,7 +524,12 @@ fn argv_for(rng: &mut fastrand::Rng, leaf: &Leaf, w: &World) -> Vec<OsString> {
     argv.extend(leaf.path.iter().map(OsString::from));
     let drop_required = rng.u8(..10) == 0;
     for arg in &leaf.args {
-        if arg.id == "follow" || (arg.id == "drain" && worker) || arg.id == "seed_only" {
+        // Streams that run until interrupted: the fuzzer's timeout would call them hangs.
+        if arg.id == "follow"
+            || arg.id == "watch"
+            || (arg.id == "drain" && worker)
+            || arg.id == "seed_only"
+        {
             continue;
         }
         let include = if arg.required {

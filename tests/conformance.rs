@@ -29,6 +29,10 @@ conformance!(
     queue_stats_count_each_queue_now_and_over_the_hour,
     pages_reach_every_run_by_keyset,
     structured_filters_select_by_every_field,
+    bulk_cancel_by_filter_is_one_audited_transaction_per_batch,
+    bulk_retry_queues_one_new_run_per_finished_run,
+    cancel_by_ids_is_idempotent,
+    a_member_cancels_and_retries_in_bulk_where_its_role_allows,
 );
 
 mod cases {
@@ -1313,6 +1317,326 @@ mod cases {
         ));
         assert_eq!(h.store.migrate().await?, versions);
         setup(&h).await?;
+        Ok(())
+    }
+
+    use ospdeck::ops::{BulkAction, BulkItem, BulkOutcome, BulkRequest, RunTarget};
+
+    /// Runs a bulk request, collecting its answers.
+    async fn bulk(
+        ops: &Ops,
+        action: BulkAction,
+        target: RunTarget<'_>,
+        dry_run: bool,
+    ) -> Result<(ospdeck::ops::BulkTally, Vec<BulkItem>), OpsError> {
+        let mut items = Vec::new();
+        let mut sink = |batch: Vec<BulkItem>| {
+            items.extend(batch);
+            true
+        };
+        let tally = ops
+            .bulk_runs(
+                &BulkRequest {
+                    action,
+                    target,
+                    dry_run,
+                    fresh: true,
+                },
+                &mut sink,
+            )
+            .await?;
+        Ok((tally, items))
+    }
+
+    /// `n` queued runs of acme's `workflow`, queued in one transaction.
+    async fn enqueue_many(h: &Harness, workflow: &str, n: usize) -> Result<Vec<i64>, OpsError> {
+        let wf = h.ops.workflow("acme", workflow).await?;
+        let runs: Vec<NewRun> = (0..n)
+            .map(|_| NewRun::new(wf.project_id, wf.id, &RunOptions::default()))
+            .collect::<Result<_, _>>()?;
+        h.ops.enqueue_runs(&runs).await
+    }
+
+    pub async fn bulk_cancel_by_filter_is_one_audited_transaction_per_batch(
+        h: Harness,
+    ) -> TestResult {
+        setup(&h).await?;
+        let ids = enqueue_many(&h, "build", 10_000).await?;
+        let others = enqueue_many(&h, "billing", 3).await?;
+        // Six taken: five started, two of those finished; so 3 running, 1 claimed, 2 finished.
+        let claimed = h
+            .ops
+            .claim_runs("w", &["default".to_owned()], 6, LEASE)
+            .await?;
+        let holds: Vec<Hold> = claimed
+            .iter()
+            .take(5)
+            .map(|c| Hold {
+                run_id: c.id,
+                attempt: c.attempt,
+            })
+            .collect();
+        h.ops.start_runs("w", &holds).await?;
+        h.ops
+            .complete_runs("w", &[done(holds[0], 0), done(holds[1], 1)])
+            .await?;
+        let running: Vec<i64> = holds[2..].iter().map(|h| h.run_id).collect();
+        let finished = [holds[0].run_id, holds[1].run_id];
+        let audit_before = h.count("audit_log").await;
+
+        let filter = "workflow:build";
+        let plan = h
+            .ops
+            .plan_bulk(BulkAction::Cancel, RunTarget::Where(filter))
+            .await?;
+        assert_eq!(
+            (
+                plan.matched,
+                plan.canceled,
+                plan.requested,
+                plan.not_applicable
+            ),
+            (10_000, 9_995, 3, 2)
+        );
+        let (dry, items) = bulk(&h.ops, BulkAction::Cancel, RunTarget::Where(filter), true).await?;
+        assert_eq!(dry, plan, "a dry run tallies what the plan counted");
+        assert_eq!(items.len(), 10_000);
+        assert_eq!(h.count("audit_log").await, audit_before, "a dry run wrote");
+        assert_eq!(h.ops.run(ids[9_999]).await?.status, RunStatus::Queued);
+
+        let (tally, items) =
+            bulk(&h.ops, BulkAction::Cancel, RunTarget::Where(filter), false).await?;
+        assert_eq!(
+            (tally.canceled, tally.requested, tally.not_applicable),
+            (9_995, 3, 2)
+        );
+        for item in &items {
+            let expected = if running.contains(&item.run.id) {
+                (BulkOutcome::Requested, RunStatus::Running, true)
+            } else if finished.contains(&item.run.id) {
+                (BulkOutcome::Skipped, item.run.status, false)
+            } else {
+                (BulkOutcome::Canceled, RunStatus::Canceled, false)
+            };
+            assert_eq!(
+                (item.outcome, item.run.status, item.run.cancel_requested),
+                expected,
+                "run {}",
+                item.run.id
+            );
+        }
+        for id in running {
+            let run = h.ops.run(id).await?;
+            assert!(run.status == RunStatus::Running && run.cancel_requested);
+        }
+        assert_eq!(h.ops.run(finished[0]).await?.status, RunStatus::Succeeded);
+        assert_eq!(h.ops.run(finished[1]).await?.status, RunStatus::Failed);
+        for id in others {
+            assert_eq!(h.ops.run(id).await?.status, RunStatus::Queued);
+        }
+        // One audit row per batch of 1 000, each naming the filter and its runs.
+        let trail = h.ops.audit_trail(None, Some("run"), Some(100)).await?;
+        let rows: Vec<_> = trail.iter().filter(|r| r.action == "cancel").collect();
+        assert_eq!(rows.len(), 10);
+        assert_eq!(h.count("audit_log").await, audit_before + 10);
+        let mut audited = 0;
+        for row in rows {
+            let before = row.before.as_ref().ok_or("no before")?;
+            assert_eq!(before["filter"], filter);
+            let n = before["count"].as_i64().ok_or("no count")?;
+            assert!(n <= 1_000);
+            assert_eq!(before["runs"].as_array().map(Vec::len), Some(n as usize));
+            audited += n;
+        }
+        assert_eq!(audited, 9_998);
+        Ok(())
+    }
+
+    pub async fn bulk_retry_queues_one_new_run_per_finished_run(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let ids = enqueue_many(&h, "build", 1_500).await?;
+        let queued_left = enqueue(&h.ops, "build", 0).await?;
+        let (_, _) = bulk(&h.ops, BulkAction::Cancel, RunTarget::Ids(&ids), false).await?;
+        let (tally, items) = bulk(
+            &h.ops,
+            BulkAction::Retry,
+            RunTarget::Where("workflow:build"),
+            false,
+        )
+        .await?;
+        assert_eq!((tally.retried, tally.not_applicable), (1_500, 1));
+        let mut retried: Vec<i64> = Vec::new();
+        for item in &items {
+            match item.outcome {
+                BulkOutcome::Retried => {
+                    assert_eq!(item.run.status, RunStatus::Queued);
+                    assert!(item.run.id > queued_left);
+                    retried.push(item.run.retry_of.ok_or("no retry_of")?);
+                }
+                BulkOutcome::Skipped => assert_eq!(item.run.id, queued_left),
+                other => return Err(format!("unexpected {other:?}").into()),
+            }
+        }
+        retried.sort_unstable();
+        assert_eq!(retried, ids);
+        let trail = h.ops.audit_trail(None, Some("run"), Some(100)).await?;
+        let rows: Vec<_> = trail.iter().filter(|r| r.action == "retry").collect();
+        assert_eq!(rows.len(), 2, "1 500 runs are two batches");
+        assert!(rows.iter().all(|r| {
+            r.before
+                .as_ref()
+                .is_some_and(|b| b["filter"] == "workflow:build")
+        }));
+        Ok(())
+    }
+
+    pub async fn cancel_by_ids_is_idempotent(h: Harness) -> TestResult {
+        setup(&h).await?;
+        let a = enqueue(&h.ops, "build", 0).await?;
+        let b = enqueue(&h.ops, "build", 0).await?;
+        let (_, first) = bulk(&h.ops, BulkAction::Cancel, RunTarget::Ids(&[a]), false).await?;
+        assert_eq!(first[0].outcome, BulkOutcome::Canceled);
+        assert_eq!(first[0].run.status, RunStatus::Canceled);
+        let (_, again) = bulk(&h.ops, BulkAction::Cancel, RunTarget::Ids(&[a, b]), false).await?;
+        let outcomes: Vec<(i64, BulkOutcome)> =
+            again.iter().map(|i| (i.run.id, i.outcome)).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (b, BulkOutcome::Canceled),
+                (a, BulkOutcome::AlreadyCanceled)
+            ]
+        );
+        // A run that succeeded is not canceled: skipped, with the reason.
+        let c = enqueue(&h.ops, "build", 0).await?;
+        let claimed = h.ops.claim_next_run("w", &[], LEASE).await?.ok_or("none")?;
+        assert_eq!(claimed.id, c);
+        h.ops.start_run("w", c).await?;
+        h.ops.complete_run("w", c, 0, None).await?;
+        let (_, done) = bulk(&h.ops, BulkAction::Cancel, RunTarget::Ids(&[c]), false).await?;
+        assert_eq!(done[0].outcome, BulkOutcome::Skipped);
+        assert!(
+            done[0]
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("succeeded"))
+        );
+        // An unknown id refuses the whole request before anything changes.
+        let d = enqueue(&h.ops, "build", 0).await?;
+        let unknown = bulk(
+            &h.ops,
+            BulkAction::Cancel,
+            RunTarget::Ids(&[d, 999_999]),
+            false,
+        )
+        .await;
+        assert!(matches!(unknown, Err(OpsError::NotFound(_))), "{unknown:?}");
+        assert_eq!(h.ops.run(d).await?.status, RunStatus::Queued);
+        Ok(())
+    }
+
+    pub async fn a_member_cancels_and_retries_in_bulk_where_its_role_allows(
+        h: Harness,
+    ) -> TestResult {
+        use ospdeck::domain::permission::{Identity, Role};
+        setup(&h).await?;
+        h.ops.create_project("other", None).await?;
+        h.ops
+            .create_workflow(&WorkflowRequest::new(
+                "other",
+                "obuild",
+                WorkflowType::Build,
+                "true",
+            ))
+            .await?;
+        let user = format!("{}_bulk", h.unique_prefix());
+        h.ops
+            .set_member(
+                "acme",
+                &user,
+                ospdeck::domain::permission::Role::Admin,
+                false,
+            )
+            .await?;
+        h.ops
+            .set_member("other", &user, Role::Developer, false)
+            .await?;
+        let member = match h.kind() {
+            store::StoreKind::Postgres => {
+                let s = store::open(
+                    &h.url_as(&user),
+                    &StoreOptions {
+                        read_only: false,
+                        max_connections: 2,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+                Ops::connect_as(s, None).await?
+            }
+            store::StoreKind::Sqlite => Ops::new(h.store.clone(), Identity::member(user.clone())),
+        };
+        assert!(!member.identity().administrator);
+        let mine = enqueue_many(&h, "build", 3).await?;
+        let theirs = h
+            .ops
+            .enqueue_run(&EnqueueRequest {
+                project: "other",
+                workflow: "obuild",
+                ..Default::default()
+            })
+            .await?;
+        let (tally, items) = bulk(
+            &member,
+            BulkAction::Cancel,
+            RunTarget::Where("status:queued"),
+            false,
+        )
+        .await?;
+        assert_eq!((tally.canceled, tally.forbidden), (3, 1));
+        assert_eq!(tally.forbidden_projects, vec!["other".to_owned()]);
+        let skipped = items
+            .iter()
+            .find(|i| i.run.id == theirs)
+            .ok_or("other's run")?;
+        assert!(
+            skipped
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("permission denied")),
+            "{skipped:?}"
+        );
+        assert_eq!(h.ops.run(theirs).await?.status, RunStatus::Queued);
+        for id in &mine {
+            assert_eq!(h.ops.run(*id).await?.status, RunStatus::Canceled);
+        }
+        // Named by id, a run the member may not cancel refuses the whole request.
+        let refused = bulk(
+            &member,
+            BulkAction::Cancel,
+            RunTarget::Ids(&[theirs]),
+            false,
+        )
+        .await;
+        assert!(
+            matches!(refused, Err(OpsError::Forbidden(_))),
+            "{refused:?}"
+        );
+        let (tally, _) = bulk(
+            &member,
+            BulkAction::Retry,
+            RunTarget::Where("status:canceled"),
+            false,
+        )
+        .await?;
+        assert_eq!(tally.retried, 3);
+        let audited = h.ops.audit_trail(None, Some("run"), Some(10)).await?;
+        assert!(
+            audited
+                .iter()
+                .any(|r| r.action == "cancel" && r.actor == user),
+            "{audited:?}"
+        );
         Ok(())
     }
 }

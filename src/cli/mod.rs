@@ -8,6 +8,7 @@ mod error;
 mod man;
 mod output;
 mod queue;
+mod runs_bulk;
 pub(crate) mod services;
 pub(crate) mod templates;
 mod tools;

@@ -9,7 +9,7 @@ use super::output::{self, emit, opt, table, time};
 use super::{Cli, CliError, CliResult};
 use crate::domain::run::{Run, RunStatus, parse_run_id};
 use crate::domain::workflow::WorkflowType;
-use crate::ops::{EnqueueRequest, Ops, RunQuery, WorkflowRequest};
+use crate::ops::{BulkAction, EnqueueRequest, Ops, RunQuery, WorkflowRequest};
 use crate::stdio::{stderr_line, stdout_line};
 
 #[derive(Debug, Subcommand)]
@@ -65,13 +65,16 @@ pub enum RunCommand {
         #[arg(long)]
         acknowledge: bool,
     },
-    /// List runs, newest first
+    /// List runs, newest first (on a terminal a last line says when more exist)
     List {
+        /// Only runs in this status
         #[arg(long, value_parser = parse_status)]
         status: Option<RunStatus>,
-        #[arg(long)]
+        /// Only runs of this project (key)
+        #[arg(long, value_name = "KEY", add = super::completions::projects())]
         project: Option<String>,
-        #[arg(long)]
+        /// Only runs of this workflow (needs --project)
+        #[arg(long, value_name = "NAME", add = super::completions::workflows())]
         workflow: Option<String>,
         /// Only runs whose project, workflow, queue, worker or error contains TEXT (or run id TEXT)
         #[arg(long)]
@@ -80,8 +83,18 @@ pub enum RunCommand {
         /// workflow:nightly queue:demo worker:w1 error:disk try:>1 age:>10m` and free words
         #[arg(long = "where", value_name = "FILTER")]
         filter: Option<String>,
+        /// How many runs to print (default 50; 0 prints every run, streamed)
         #[arg(long, allow_negative_numbers = true)]
         limit: Option<i64>,
+        /// Print every matching run (the same as --limit 0)
+        #[arg(long, conflicts_with = "limit")]
+        all: bool,
+        /// Only runs older than run ID: the last id of the previous page, to page on
+        #[arg(long, value_name = "ID", allow_negative_numbers = true)]
+        after: Option<i64>,
+        /// After the list, print each run that appears or changes until interrupted (NDJSON with --json)
+        #[arg(long)]
+        watch: bool,
     },
     /// Show a run with its events and artifacts
     Show {
@@ -126,16 +139,10 @@ pub enum RunCommand {
         #[arg(long, value_name = "MESSAGE")]
         error: Option<String>,
     },
-    /// Cancel a run (a running one is asked to stop)
-    Cancel {
-        #[arg(allow_hyphen_values = true)]
-        id: String,
-    },
-    /// Queue a new run that retries a finished one
-    Retry {
-        #[arg(allow_hyphen_values = true)]
-        id: String,
-    },
+    /// Cancel runs by id or --where (a running one is asked to stop; a canceled one stays so)
+    Cancel(super::runs_bulk::BulkArgs),
+    /// Queue a new run for each finished run, by id or --where (the new run's retry_of is it)
+    Retry(super::runs_bulk::BulkArgs),
     /// Print a run's log lines
     Logs {
         /// Run id
@@ -242,7 +249,7 @@ pub async fn workflow(ops: &Ops, json: bool, cmd: &WorkflowCommand) -> CliResult
 
 /// Ages and durations as the console shows them ("3m ago", "took 12s"): a script wanting the
 /// instants reads `--json`, and `run show` prints them whole.
-fn runs_table(runs: &[Run]) -> String {
+pub(super) fn runs_table(runs: &[Run]) -> String {
     let now = chrono::Utc::now();
     table(
         &[
@@ -312,18 +319,25 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
             text,
             filter,
             limit,
+            all,
+            after,
+            watch,
         } => {
-            let query = RunQuery {
-                status: *status,
-                project: project.as_deref(),
-                workflow: workflow.as_deref(),
-                text: text.as_deref(),
-                filter: filter.as_deref(),
+            let view = super::runs_bulk::ListView {
+                query: RunQuery {
+                    status: *status,
+                    project: project.as_deref(),
+                    workflow: workflow.as_deref(),
+                    text: text.as_deref(),
+                    filter: filter.as_deref(),
+                    ..RunQuery::default()
+                },
                 limit: *limit,
-                ..RunQuery::default()
+                all: *all,
+                after: *after,
+                watch: *watch,
             };
-            let runs = ops.list_runs(&query).await?;
-            emit(json, &runs, || runs_table(&runs));
+            return super::runs_bulk::list(ops, json, &view).await;
         }
         RunCommand::Show { id } => {
             let detail = ops.run_detail(run_id(id)?).await?;
@@ -420,25 +434,11 @@ pub async fn run(ops: &Ops, json: bool, cmd: &RunCommand) -> CliResult<ExitCode>
                 .await?;
             emit(json, &r, || format!("run {} {}", r.id, r.status));
         }
-        RunCommand::Cancel { id } => {
-            let id = run_id(id)?;
-            let outcome = ops.cancel_run(id).await?;
-            emit(
-                json,
-                &serde_json::json!({ "id": id, "outcome": outcome }),
-                || match outcome {
-                    crate::domain::run::CancelOutcome::Requested => {
-                        format!("run {id} is running: its worker was asked to stop it")
-                    }
-                    _ => format!("run {id} canceled"),
-                },
-            );
+        RunCommand::Cancel(args) => {
+            return super::runs_bulk::bulk(ops, json, BulkAction::Cancel, args).await;
         }
-        RunCommand::Retry { id } => {
-            let new_id = ops.retry_run(run_id(id)?).await?;
-            emit(json, &serde_json::json!({ "id": new_id }), || {
-                new_id.to_string()
-            });
+        RunCommand::Retry(args) => {
+            return super::runs_bulk::bulk(ops, json, BulkAction::Retry, args).await;
         }
         RunCommand::Logs { id, follow, search } => {
             return logs(ops, json, run_id(id)?, *follow, search.as_deref()).await;

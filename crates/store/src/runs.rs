@@ -12,7 +12,7 @@ use crate::domain::run::{
 };
 use crate::domain::worker::QueueStat;
 use crate::shared::{decode, payload, shown_json, status, status_counts};
-use crate::sql::{Arg, Backend, JsonText, Time, Tx, dialects, row, stmt};
+use crate::sql::{Arg, Backend, Db, JsonText, Time, Tx, dialects, row, stmt};
 use crate::{StoreError, StoreResult};
 
 #[async_trait]
@@ -60,6 +60,53 @@ pub trait RunStore: Send + Sync {
     async fn cancel_run(&self, actor: &str, id: i64) -> StoreResult<Option<CancelOutcome>>;
     /// A new run pointing at a finished one; None when `id` is unknown or not finished.
     async fn retry_run(&self, actor: &str, id: i64) -> StoreResult<Option<i64>>;
+    /// Runs in `project_id` (all when None) with `status` (any when None), exact, from the
+    /// counters the runs' triggers keep.
+    async fn count_runs(
+        &self,
+        project_id: Option<i64>,
+        status: Option<RunStatus>,
+    ) -> StoreResult<i64>;
+    /// The runs `filter` selects (its limit and page ignored), counted per project, workflow,
+    /// status and cancel request: what a bulk action plans with, in one aggregate statement.
+    async fn count_runs_grouped(&self, filter: &RunFilter) -> StoreResult<Vec<RunGroup>>;
+    /// In one transaction: the batch's queued and claimed runs canceled, its running ones asked
+    /// to stop, and one audit row for the batch. Runs in other states are left alone.
+    async fn cancel_runs(&self, actor: &str, batch: &RunBatch<'_>) -> StoreResult<BatchCanceled>;
+    /// In one transaction: a new queued run for each finished run of the batch (`retry_of` set)
+    /// and one audit row for the batch; answers (retried id, new id) pairs.
+    async fn retry_runs(&self, actor: &str, batch: &RunBatch<'_>) -> StoreResult<Vec<(i64, i64)>>;
+    /// The newest run event's id (0 when none): where a watcher starts.
+    async fn last_run_event_id(&self) -> StoreResult<i64>;
+    /// Runs with an event (created, moved, asked to stop) after event `after`, oldest event
+    /// first, at most `limit` events: (event id, run id) pairs, a keyset read of run_events.
+    async fn run_events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<(i64, i64)>>;
+}
+
+/// Runs of one project that a bulk action changes in one transaction, and what selected them.
+#[derive(Debug, Clone)]
+pub struct RunBatch<'a> {
+    pub project_id: i64,
+    pub ids: &'a [i64],
+    /// The `--where` filter text, recorded in the audit row (None for runs named by id).
+    pub filter: Option<&'a str>,
+}
+
+/// What a batch cancel did: runs canceled at once, and running runs asked to stop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchCanceled {
+    pub canceled: Vec<i64>,
+    pub requested: Vec<i64>,
+}
+
+/// How many selected runs share a project, workflow, status and cancel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunGroup {
+    pub project_id: i64,
+    pub workflow_id: i64,
+    pub status: RunStatus,
+    pub cancel_requested: bool,
+    pub count: i64,
 }
 
 row! {
@@ -233,43 +280,12 @@ impl<B: Backend> RunStore for B {
     }
 
     async fn list_runs(&self, filter: &RunFilter) -> StoreResult<Vec<Run>> {
-        let (below, above) = filter.page.bounds();
         let order = if filter.page.ascending() {
             "ASC"
         } else {
             "DESC"
         };
-        let mut query = RunWhere::default();
-        if let Some(status) = filter.status {
-            query.push("r.status = ?", status.as_str());
-        }
-        if let Some(id) = filter.project_id {
-            query.push("r.project_id = ?", id);
-        }
-        if let Some(id) = filter.workflow_id {
-            query.push("r.workflow_id = ?", id);
-        }
-        if let Some(text) = filter.text.as_deref() {
-            query.word(text);
-        }
-        for condition in &filter.conditions {
-            query.condition(condition);
-        }
-        if let Some(n) = filter.newest {
-            // A constant bound, read first: PostgreSQL plans a bound it cannot see (a subquery)
-            // as a scan of a third of the table.
-            let (newest,): (Option<i64>,) = self
-                .db()
-                .fetch_one(stmt("SELECT max(id) FROM runs"))
-                .await?;
-            query.push("r.id > ?", newest.unwrap_or(0) - n);
-        }
-        if let Some(id) = below {
-            query.push("r.id < ?", id);
-        }
-        if let Some(id) = above {
-            query.push("r.id > ?", id);
-        }
+        let mut query = run_where(self.db(), filter).await?;
         let limit = query.arg(filter.limit);
         let (clause, args) = query.finish();
         let mut statement = stmt(format!(
@@ -682,6 +698,249 @@ impl<B: Backend> RunStore for B {
         tx.commit().await?;
         Ok(Some(new_id))
     }
+
+    async fn count_runs(
+        &self,
+        project_id: Option<i64>,
+        status: Option<RunStatus>,
+    ) -> StoreResult<i64> {
+        let (n,): (i64,) = self
+            .db()
+            .fetch_one(
+                stmt(
+                    "SELECT CAST(coalesce(sum(n), 0) AS BIGINT) FROM run_counts
+                     WHERE (CAST($1 AS BIGINT) IS NULL OR project_id = $1)
+                       AND (CAST($2 AS TEXT) IS NULL OR status = $2)",
+                )
+                .bind(project_id)
+                .bind(status.map(RunStatus::as_str)),
+            )
+            .await?;
+        Ok(n)
+    }
+
+    async fn count_runs_grouped(&self, filter: &RunFilter) -> StoreResult<Vec<RunGroup>> {
+        let (clause, args) = run_where(self.db(), filter).await?.finish();
+        let mut statement = stmt(format!(
+            "SELECT r.project_id, r.workflow_id, r.status, r.cancel_requested, count(*)
+             FROM runs r JOIN projects p ON p.id = r.project_id JOIN workflows w ON w.id = r.workflow_id
+             WHERE {clause}
+             GROUP BY r.project_id, r.workflow_id, r.status, r.cancel_requested"
+        ));
+        for arg in args {
+            statement = statement.bind(arg);
+        }
+        let rows: Vec<(i64, i64, String, bool, i64)> = self.db().fetch_all(statement).await?;
+        rows.into_iter()
+            .map(|(project_id, workflow_id, s, cancel_requested, count)| {
+                Ok(RunGroup {
+                    project_id,
+                    workflow_id,
+                    status: status(&s)?,
+                    cancel_requested,
+                    count,
+                })
+            })
+            .collect()
+    }
+
+    async fn cancel_runs(&self, actor: &str, batch: &RunBatch<'_>) -> StoreResult<BatchCanceled> {
+        let mut tx = self.db().begin().await?;
+        act_as(&mut tx, actor).await?;
+        let ids = JsonText::of(&serde_json::json!(batch.ids));
+        // SQLite's triggers name the actor from the row (changed_by); PostgreSQL's from the
+        // session (ospdeck.actor, or the member's own role).
+        let canceled: Vec<(i64,)> = tx
+            .fetch_all(
+                with_ids(
+                    "UPDATE runs SET status = 'canceled', finished_at = $3, lease_expires_at = NULL,
+                            error = 'canceled by ' || ops.current_actor()
+                     WHERE id IN {ids} AND status IN ('queued', 'claimed')
+                     RETURNING id",
+                    "UPDATE runs SET status = 'canceled', finished_at = $3, lease_expires_at = NULL,
+                            error = 'canceled by ' || $2, changed_by = $2
+                     WHERE id IN {ids} AND status IN ('queued', 'claimed')
+                     RETURNING id",
+                )
+                .bind(ids.clone())
+                .bind(actor)
+                .bind(Utc::now()),
+            )
+            .await?;
+        let requested: Vec<(i64,)> = tx
+            .fetch_all(
+                with_ids(
+                    "UPDATE runs SET cancel_requested = TRUE
+                     WHERE id IN {ids} AND status = 'running' RETURNING id",
+                    "UPDATE runs SET cancel_requested = TRUE, changed_by = $2
+                     WHERE id IN {ids} AND status = 'running' RETURNING id",
+                )
+                .bind(ids)
+                .bind(actor),
+            )
+            .await?;
+        let done = BatchCanceled {
+            canceled: sorted(canceled),
+            requested: sorted(requested),
+        };
+        batch_audit(
+            actor,
+            "cancel",
+            batch,
+            serde_json::json!({ "canceled": done.canceled, "requested": done.requested }),
+        )
+        .record(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn retry_runs(&self, actor: &str, batch: &RunBatch<'_>) -> StoreResult<Vec<(i64, i64)>> {
+        let mut tx = self.db().begin().await?;
+        act_as(&mut tx, actor).await?;
+        let rows: Vec<(i64, i64)> = tx
+            .fetch_all(
+                with_ids(
+                    "INSERT INTO runs (project_id, workflow_id, queue, priority, payload, max_attempts, retry_of)
+                     SELECT r.project_id, r.workflow_id, w.task_queue, r.priority, r.payload, r.max_attempts, r.id
+                     FROM runs r JOIN workflows w ON w.id = r.workflow_id
+                     WHERE r.id IN {ids} AND r.status IN ('succeeded', 'failed', 'canceled')
+                     ORDER BY r.id
+                     RETURNING retry_of, id",
+                    "INSERT INTO runs (project_id, workflow_id, queue, priority, payload, max_attempts, retry_of, changed_by)
+                     SELECT r.project_id, r.workflow_id, w.task_queue, r.priority, r.payload, r.max_attempts, r.id, $2
+                     FROM runs r JOIN workflows w ON w.id = r.workflow_id
+                     WHERE r.id IN {ids} AND r.status IN ('succeeded', 'failed', 'canceled')
+                     ORDER BY r.id
+                     RETURNING retry_of, id",
+                )
+                .bind(JsonText::of(&serde_json::json!(batch.ids)))
+                .bind(actor),
+            )
+            .await?;
+        let mut pairs = rows;
+        pairs.sort_unstable();
+        batch_audit(
+            actor,
+            "retry",
+            batch,
+            serde_json::json!({ "retries": pairs }),
+        )
+        .record(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(pairs)
+    }
+
+    async fn last_run_event_id(&self) -> StoreResult<i64> {
+        let (id,): (Option<i64>,) = self
+            .db()
+            .fetch_one(stmt("SELECT max(id) FROM run_events"))
+            .await?;
+        Ok(id.unwrap_or(0))
+    }
+
+    async fn run_events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<(i64, i64)>> {
+        Ok(self
+            .db()
+            .fetch_all(
+                stmt("SELECT id, run_id FROM run_events WHERE id > $1 ORDER BY id LIMIT $2")
+                    .bind(after)
+                    .bind(limit),
+            )
+            .await?)
+    }
+}
+
+/// The WHERE clause a run filter makes (its page and limit are the caller's).
+async fn run_where(db: &Db, filter: &RunFilter) -> StoreResult<RunWhere> {
+    {
+        let (below, above) = filter.page.bounds();
+        let mut query = RunWhere::default();
+        if let Some(status) = filter.status {
+            query.push("r.status = ?", status.as_str());
+        }
+        if let Some(id) = filter.project_id {
+            query.push("r.project_id = ?", id);
+        }
+        if let Some(id) = filter.workflow_id {
+            query.push("r.workflow_id = ?", id);
+        }
+        if let Some(text) = filter.text.as_deref() {
+            query.word(text);
+        }
+        for condition in &filter.conditions {
+            query.condition(condition);
+        }
+        if let Some(n) = filter.newest {
+            // A constant bound, read first: PostgreSQL plans a bound it cannot see (a subquery)
+            // as a scan of a third of the table.
+            let (newest,): (Option<i64>,) = db.fetch_one(stmt("SELECT max(id) FROM runs")).await?;
+            query.push("r.id > ?", newest.unwrap_or(0) - n);
+        }
+        if let Some(id) = below {
+            query.push("r.id < ?", id);
+        }
+        if let Some(id) = above {
+            query.push("r.id > ?", id);
+        }
+        Ok(query)
+    }
+}
+
+/// A statement over a list of run ids bound as one JSON array (`$1`): `{ids}` in the text
+/// becomes each dialect's way to read it, an indexable `IN (…)` on both.
+fn with_ids(pg: &str, sqlite: &str) -> crate::sql::Stmt {
+    dialects(
+        pg.replace(
+            "{ids}",
+            "(SELECT CAST(jsonb_array_elements_text($1) AS BIGINT))",
+        ),
+        sqlite.replace("{ids}", "(SELECT value FROM json_each($1))"),
+    )
+}
+
+/// PostgreSQL's triggers and functions name the actor from the session.
+async fn act_as(tx: &mut Tx, actor: &str) -> StoreResult<()> {
+    if let Tx::Pg(_) = tx {
+        tx.execute(stmt("SELECT set_config('ospdeck.actor', $1, true)").bind(actor))
+            .await?;
+    }
+    Ok(())
+}
+
+fn sorted(rows: Vec<(i64,)>) -> Vec<i64> {
+    let mut ids: Vec<i64> = rows.into_iter().map(|(id,)| id).collect();
+    ids.sort_unstable();
+    ids
+}
+
+/// One audit row for a whole batch: the filter that chose it, its runs, and what became of them.
+fn batch_audit<'a>(
+    actor: &'a str,
+    action: &'static str,
+    batch: &RunBatch<'_>,
+    after: serde_json::Value,
+) -> AuditEntry<'a> {
+    let first = batch.ids.iter().min().copied().unwrap_or(0);
+    let last = batch.ids.iter().max().copied().unwrap_or(0);
+    AuditEntry {
+        actor,
+        action,
+        entity_type: "run",
+        entity_id: if first == last {
+            first.to_string()
+        } else {
+            format!("{first}..{last}")
+        },
+        project_id: Some(batch.project_id),
+        before: Some(serde_json::json!({
+            "filter": batch.filter,
+            "count": batch.ids.len(),
+            "runs": batch.ids,
+        })),
+        after: Some(after),
+    }
 }
 
 /// PostgreSQL: ops.cancel_run, the function psql and PostgREST call too, decides and answers.
@@ -817,8 +1076,16 @@ impl RunWhere {
                 self.push(&sql, *n);
             }
             RunCondition::NumberIn(number, values) => {
+                // An IN list, not an OR chain: a thousand ids (a bulk batch) would pass
+                // SQLite's expression depth limit of 1 000 as ORs.
                 let column = number_column(*number);
-                self.any(values, |p| format!("{column} = {p}"));
+                if values.is_empty() {
+                    self.clauses.push("1 = 0".into());
+                } else {
+                    let placeholders: Vec<String> = values.iter().map(|v| self.arg(*v)).collect();
+                    self.clauses
+                        .push(format!("{column} IN ({})", placeholders.join(", ")));
+                }
             }
             RunCondition::Created(cmp, at) => {
                 self.push(&format!("r.created_at {} ?", cmp.sql()), *at);
