@@ -357,6 +357,20 @@ fn projects_workflows_and_runs_print_their_documented_fields() -> TestResult {
     assert_eq!(done["exit_code"], 0);
     // Nothing queued: claim answers null, not an object of another shape.
     assert_eq!(w.json(&["run", "claim", "--worker", "w1"]), Value::Null);
+    let retried = w.object("run", "run retry", &["run", "retry", &id]);
+    assert_eq!(retried["outcome"], "retried");
+    assert_eq!(retried["retry_of"].to_string(), id);
+    let retry_id = retried["id"].to_string();
+    let canceled = w.object("run", "run cancel", &["run", "cancel", &retry_id]);
+    assert_eq!(canceled["outcome"], "canceled");
+    let again = w.object("run", "run cancel", &["run", "cancel", &retry_id]);
+    assert_eq!(again["outcome"], "already_canceled");
+    let planned = w.list(
+        "run",
+        "run cancel",
+        &["run", "cancel", "--where", "status:canceled", "--dry-run"],
+    );
+    assert!(planned.iter().all(|r| r["outcome"] == "already_canceled"));
     Ok(())
 }
 

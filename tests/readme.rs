@@ -71,7 +71,7 @@ fn examples(readme: &str) -> Vec<Example> {
 }
 
 /// A long-running example (a worker, a watch) says so in its comment; it is started, must still
-/// be running after a moment, and must stop cleanly on SIGTERM.
+/// be running after a moment, and must stop cleanly on Ctrl-C (SIGINT), as a reader stops it.
 fn runs_until_stopped(command: &str) -> bool {
     command.contains("# runs until stopped")
 }
@@ -157,13 +157,13 @@ fn stop(e: &Example, mut child: Child) -> TestResult {
         .into());
     }
     // SAFETY: kill(2) on our own child's pid has no memory effects.
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(status) = child.try_wait()? {
             if !status.success() {
                 return Err(format!(
-                    "README.md:{} `{}` stopped with {status} on SIGTERM",
+                    "README.md:{} `{}` stopped with {status} on SIGINT",
                     e.line, e.command
                 )
                 .into());
@@ -172,7 +172,7 @@ fn stop(e: &Example, mut child: Child) -> TestResult {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            return Err(format!("README.md:{} `{}` ignored SIGTERM", e.line, e.command).into());
+            return Err(format!("README.md:{} `{}` ignored SIGINT", e.line, e.command).into());
         }
         std::thread::sleep(Duration::from_millis(50));
     }
