@@ -9,21 +9,9 @@ use std::time::Duration;
 use ospdeck::store;
 use sqlx::Connection;
 
-use common::{TestResult, close_sqlite_cleanly, dir_entries, is_root, open_sqlite_writer};
-
-/// The binary with its home at `home` and no store chosen by the environment.
-fn ospdeck_command(home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ospdeck"));
-    command
-        .args(args)
-        .env("HOME", home)
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("OSPDECK_DATABASE_URL")
-        .env_remove("DATABASE_URL");
-    command
-}
+use common::{
+    TestResult, close_sqlite_cleanly, dir_entries, is_root, open_sqlite_writer, ospdeck_command,
+};
 
 fn ospdeck(home: &Path, args: &[&str]) -> Output {
     ospdeck_command(home, args).output().expect("run ospdeck")

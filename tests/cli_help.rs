@@ -2,6 +2,8 @@
 //! their own heading, shell completions load and complete names from the store (reading it only),
 //! and manual pages are written for every command.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -11,19 +13,10 @@ use ospdeck::cli::Cli;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
-/// The binary with its home at `home` and no store chosen by the environment.
+/// The binary, run from its home (where `man` without --dir would write).
 fn ospdeck_command(home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ospdeck"));
-    command
-        .args(args)
-        .current_dir(home)
-        .env("HOME", home)
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("OSPDECK_DATABASE_URL")
-        .env_remove("DATABASE_URL")
-        .env_remove("COMPLETE");
+    let mut command = common::ospdeck_command(home, args);
+    command.current_dir(home);
     command
 }
 

@@ -1,25 +1,14 @@
 //! The real binary's human output: colour only where asked for or on a terminal, names rather
 //! than ids, and hints that name the exact command to run.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+use common::ospdeck_command;
 
-/// The binary with its home at `home`, no store chosen by the environment, and no NO_COLOR.
-fn ospdeck_command(home: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ospdeck"));
-    command
-        .args(args)
-        .env("HOME", home)
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_STATE_HOME")
-        .env_remove("OSPDECK_DATABASE_URL")
-        .env_remove("DATABASE_URL")
-        .env_remove("NO_COLOR");
-    command
-}
+type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn ospdeck(home: &Path, args: &[&str]) -> Output {
     ospdeck_command(home, args).output().expect("run ospdeck")

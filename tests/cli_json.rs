@@ -122,21 +122,14 @@ impl World {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ospdeck"));
         // A command naming its own store keeps it (`--db` twice is a usage error).
-        if !args.contains(&"--db") {
-            command.arg("--db").arg(&self.db);
-        }
-        command
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("XDG_CACHE_HOME")
-            .env_remove("XDG_STATE_HOME")
-            .env_remove("OSPDECK_DATABASE_URL")
-            .env_remove("DATABASE_URL")
-            .env_remove("NO_COLOR");
+        let db: &[&std::ffi::OsStr] = if args.contains(&"--db") {
+            &[]
+        } else {
+            &[std::ffi::OsStr::new("--db"), &self.db]
+        };
+        let mut command = common::ospdeck_command(self.home.path(), db);
+        command.args(args);
         command
     }
 

@@ -51,18 +51,9 @@ impl Fixture {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_ospdeck"));
-        command
-            .arg("--db")
-            .arg(&self.db)
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("XDG_CONFIG_HOME")
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("XDG_STATE_HOME")
-            .env_remove("OSPDECK_DATABASE_URL")
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null());
+        let db = [std::ffi::OsStr::new("--db"), self.db.as_os_str()];
+        let mut command = common::ospdeck_command(self.home.path(), &db);
+        command.args(args).stdin(Stdio::null());
         command
     }
 

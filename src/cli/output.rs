@@ -117,7 +117,59 @@ pub fn visible_width(text: &str) -> usize {
 }
 
 pub fn table(headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
-    table_with(color_on(), headers, rows)
+    let rows = fit_to(terminal_width(), headers, rows.collect());
+    table_with(color_on(), headers, rows.into_iter())
+}
+
+/// The terminal's width when stdout is one; a pipe gets every cell whole.
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        return None;
+    }
+    crossterm::terminal::size()
+        .ok()
+        .map(|(cols, _)| usize::from(cols))
+}
+
+/// The narrowest a cut column gets: enough to tell values apart.
+const MIN_CUT_WIDTH: usize = 8;
+
+/// Cuts the widest columns (never a state column: it is short and carries the colour) with `…`
+/// until a row fits `width`, so a table on an 80-column terminal does not wrap every line.
+fn fit_to(width: Option<usize>, headers: &[&str], mut rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let Some(width) = width else {
+        return rows;
+    };
+    let mut widths: Vec<usize> = headers.iter().map(|h| visible_width(h)).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(visible_width(cell));
+        }
+    }
+    let total =
+        |widths: &[usize]| widths.iter().sum::<usize>() + 2 * widths.len().saturating_sub(1);
+    let floor: Vec<usize> = headers
+        .iter()
+        .map(|h| visible_width(h).max(MIN_CUT_WIDTH))
+        .collect();
+    while total(&widths) > width {
+        let widest = (0..widths.len())
+            .filter(|&i| !STATE_COLUMNS.contains(&headers[i]) && widths[i] > floor[i])
+            .max_by_key(|&i| widths[i]);
+        let Some(i) = widest else { break };
+        widths[i] -= 1;
+    }
+    for row in &mut rows {
+        for (cell, &w) in row.iter_mut().zip(&widths) {
+            if visible_width(cell) > w && !cell.contains('\x1b') {
+                let mut cut: String = cell.chars().take(w.saturating_sub(1)).collect();
+                cut.push('…');
+                *cell = cut;
+            }
+        }
+    }
+    rows
 }
 
 fn table_with(color: bool, headers: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
@@ -205,6 +257,25 @@ pub fn opt<T: ToString>(v: &Option<T>) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_table_on_a_narrow_terminal_cuts_its_widest_column_and_never_a_state() {
+        let headers = ["ID", "WORKFLOW", "STATUS", "ERROR"];
+        let rows = vec![vec![
+            "20".to_owned(),
+            "telecom_billing.processBilling".to_owned(),
+            "failed".to_owned(),
+            "x".repeat(60),
+        ]];
+        let fitted = super::fit_to(Some(60), &headers, rows.clone());
+        let out = super::table_with(false, &headers, fitted.into_iter());
+        assert!(out.lines().all(|l| super::visible_width(l) <= 60), "{out}");
+        assert!(out.contains("failed") && out.contains('…'), "{out}");
+        // The two wide columns gave way alike, and each still tells its values apart.
+        assert!(out.contains("telecom_billing.proces…"), "{out}");
+        // A pipe gets every cell whole.
+        assert_eq!(super::fit_to(None, &headers, rows.clone()), rows);
+    }
+
     use super::{ColorChoice, table_with, visible_width, wants_color};
 
     fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {

@@ -253,7 +253,7 @@ pub(super) fn runs_table(runs: &[Run]) -> String {
     let now = chrono::Utc::now();
     table(
         &[
-            "ID", "PROJECT", "WORKFLOW", "STATUS", "PRIO", "ATTEMPT", "WORKER", "EXIT", "CREATED",
+            "ID", "PROJECT", "WORKFLOW", "STATUS", "PRIO", "TRY", "WORKER", "EXIT", "CREATED",
             "TIME",
         ],
         runs.iter().map(|r| {

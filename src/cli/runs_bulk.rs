@@ -1,5 +1,6 @@
 //! `run list` paged, streamed and watched; `run cancel` and `run retry` by ids or by filter.
 
+use crate::domain::number::grouped;
 use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -51,19 +52,6 @@ pub struct ListView<'a> {
     pub all: bool,
     pub after: Option<i64>,
     pub watch: bool,
-}
-
-/// 1234567 as "1 234 567".
-fn grouped(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 fn json_row<T: serde::Serialize>(out: &mut StdoutBuffer, value: &T) -> Result<(), StdoutGone> {

@@ -445,3 +445,27 @@ macro_rules! conformance {
         }
     };
 }
+
+/// The real binary with its home at `home`, and nothing of the environment the tests run in
+/// that would choose a store, a colour or a completion for it (XDG dirs, database URLs,
+/// NO_COLOR, COMPLETE).
+pub fn ospdeck_command<S: AsRef<std::ffi::OsStr>>(
+    home: &std::path::Path,
+    args: &[S],
+) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ospdeck"));
+    command.args(args).env("HOME", home);
+    for var in [
+        "XDG_CONFIG_HOME",
+        "XDG_DATA_HOME",
+        "XDG_STATE_HOME",
+        "XDG_CACHE_HOME",
+        "OSPDECK_DATABASE_URL",
+        "DATABASE_URL",
+        "NO_COLOR",
+        "COMPLETE",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}

@@ -8,6 +8,7 @@ pub mod error;
 pub mod filter;
 pub mod json;
 pub mod manifest;
+pub mod number;
 pub mod permission;
 pub mod project;
 pub mod run;

@@ -83,18 +83,7 @@ pub struct LogPager {
     pub rows: usize,
 }
 
-/// 5001 → "5 001": line counts read at a glance.
-pub fn grouped(n: i64) -> String {
-    let digits = n.abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(' ');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
-}
+pub use crate::domain::number::grouped;
 
 impl LogPager {
     pub fn new(run_id: i64) -> Self {
@@ -479,18 +468,5 @@ impl LogPager {
 
     pub fn clear_search(&mut self) -> bool {
         self.search.take().is_some()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_are_grouped_by_thousands() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(5_001), "5 001");
-        assert_eq!(grouped(1_234_567), "1 234 567");
     }
 }
