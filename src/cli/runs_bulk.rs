@@ -449,14 +449,3 @@ pub async fn bulk(
     let _ = out.flush();
     Ok(ExitCode::SUCCESS)
 }
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn numbers_are_grouped_by_thousands() {
-        assert_eq!(super::grouped(0), "0");
-        assert_eq!(super::grouped(950), "950");
-        assert_eq!(super::grouped(1234), "1 234");
-        assert_eq!(super::grouped(1_000_000), "1 000 000");
-    }
-}
