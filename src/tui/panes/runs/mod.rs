@@ -792,7 +792,8 @@ impl RunsPane {
                 6,
                 1,
             ),
-            Col::new("TIME", 9, 8, 0),
+            // The longest timing text: "queued " and a three-character age ("queued 41m").
+            Col::new("TIME", 10, 8, 0),
             Col::new("AGE", 4, 3, 0),
         ];
         // The table's borders take two cells, the highlight symbol none.
