@@ -9,6 +9,7 @@ conformance!(
     claims_follow_priority_queue_and_run_after,
     batch_claims_take_at_most_the_limit,
     a_rescued_run_cannot_be_finished_by_the_worker_that_lost_it,
+    a_claim_that_starts_at_once_records_both_moves_and_stays_fenced,
     rescue_fails_runs_without_attempts_left_and_honours_cancel,
     cancel_stops_queued_at_once_and_asks_running_to_stop,
     retry_makes_a_new_run_pointing_at_the_old,
@@ -315,6 +316,100 @@ mod cases {
         Ok(())
     }
 
+    /// The fast path: one write takes a run from queued to running, the history still shows both
+    /// moves, and a rescue fences the worker that lost it exactly as after a two-step claim.
+    pub async fn a_claim_that_starts_at_once_records_both_moves_and_stays_fenced(
+        h: Harness,
+    ) -> TestResult {
+        setup(&h).await?;
+        let id = enqueue(&h.ops, "build", 0).await?;
+        let a = h
+            .ops
+            .claim_and_start_runs("worker-a", &[], 1, Duration::from_secs(1))
+            .await?;
+        assert_eq!((a.len(), a[0].id, a[0].attempt), (1, id, 1));
+        let run = h.ops.run(id).await?;
+        assert_eq!(
+            (run.status, run.worker_id.as_deref(), run.attempt),
+            (RunStatus::Running, Some("worker-a"), 1)
+        );
+        assert!(run.claimed_at.is_some() && run.started_at.is_some());
+        let moves: Vec<_> = h
+            .ops
+            .run_detail(id)
+            .await?
+            .events
+            .iter()
+            .map(|e| (e.from_status, e.to_status, e.attempt, e.actor.clone()))
+            .collect();
+        assert_eq!(
+            moves[1..],
+            [
+                (
+                    Some(RunStatus::Queued),
+                    Some(RunStatus::Claimed),
+                    1,
+                    "worker-a".to_owned()
+                ),
+                (
+                    Some(RunStatus::Claimed),
+                    Some(RunStatus::Running),
+                    1,
+                    "worker-a".to_owned()
+                ),
+            ],
+            "{moves:?}"
+        );
+        let running = |counts: &[ospdeck::domain::run::StatusCount]| {
+            counts
+                .iter()
+                .find(|c| c.status == RunStatus::Running)
+                .map_or(0, |c| c.count)
+        };
+        assert_eq!(running(&h.ops.queue_overview().await?.counts), 1);
+
+        // The lease runs out; another worker takes the run the same way.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(h.ops.rescue_expired().await?.requeued, 1);
+        let b = h
+            .ops
+            .claim_and_start_runs("worker-b", &[], 1, LEASE)
+            .await?;
+        assert_eq!((b[0].id, b[0].attempt), (id, 2));
+        let (hold_a, hold_b) = (a[0].hold(), b[0].hold());
+        assert!(
+            h.ops
+                .heartbeat("worker-a", &[hold_a], LEASE)
+                .await?
+                .is_empty()
+        );
+        assert!(
+            h.ops
+                .complete_runs("worker-a", &[done(hold_a, 0)])
+                .await?
+                .is_empty(),
+            "the worker that lost the run finished it"
+        );
+        assert!(
+            h.ops
+                .complete_runs("worker-b", &[done(hold_a, 0)])
+                .await?
+                .is_empty(),
+            "an old attempt finished the run"
+        );
+        assert_eq!(
+            h.ops.complete_runs("worker-b", &[done(hold_b, 0)]).await?,
+            vec![id]
+        );
+        let run = h.ops.run(id).await?;
+        assert_eq!(
+            (run.status, run.worker_id.as_deref(), run.attempt),
+            (RunStatus::Succeeded, Some("worker-b"), 2)
+        );
+        assert_eq!(running(&h.ops.queue_overview().await?.counts), 0);
+        Ok(())
+    }
+
     pub async fn rescue_fails_runs_without_attempts_left_and_honours_cancel(
         h: Harness,
     ) -> TestResult {
@@ -588,6 +683,48 @@ mod cases {
             },
         );
         assert!(h.raw(&insert).await.is_err(), "a run was born succeeded");
+        // queued -> running is a claim that starts at once: legal only with what a claim sets.
+        let id3 = enqueue(&h.ops, "build", 0).await?;
+        let (now, by) = if h.kind() == store::StoreKind::Sqlite {
+            ("1", ", changed_by = 'psql'")
+        } else {
+            ("now()", "")
+        };
+        for half in [
+            format!("attempt = 1, worker_id = 'psql', claimed_at = {now}"),
+            format!("attempt = 1, claimed_at = {now}, started_at = {now}"),
+            format!("attempt = 2, worker_id = 'psql', claimed_at = {now}, started_at = {now}"),
+        ] {
+            let err = h
+                .raw(&format!(
+                    "UPDATE {runs} SET status = 'running', {half}{by} WHERE id = {id3}"
+                ))
+                .await
+                .err()
+                .ok_or(format!("queued -> running accepted with only {half}"))?;
+            assert!(err.contains("illegal run transition"), "{err}");
+        }
+        h.raw(&format!(
+            "UPDATE {runs} SET status = 'running', attempt = 1, worker_id = 'psql', \
+             claimed_at = {now}, started_at = {now}{by} WHERE id = {id3}"
+        ))
+        .await?;
+        let moves: Vec<_> = h
+            .ops
+            .run_detail(id3)
+            .await?
+            .events
+            .iter()
+            .map(|e| (e.from_status, e.to_status))
+            .collect();
+        assert_eq!(
+            moves,
+            [
+                (None, Some(RunStatus::Queued)),
+                (Some(RunStatus::Queued), Some(RunStatus::Claimed)),
+                (Some(RunStatus::Claimed), Some(RunStatus::Running)),
+            ]
+        );
         // Legal raw moves still work, and still leave their events.
         let id2 = enqueue(&h.ops, "build", 0).await?;
         let worker = if h.kind() == store::StoreKind::Sqlite {

@@ -9,6 +9,7 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::guard::GroupGuard;
 use crate::domain::run::{ClaimedRun, Completion, LogLevel, NewLogLine};
 use crate::domain::workflow::Workflow;
 use crate::ops::{Backoff, Ops, StoreHealth};
@@ -33,21 +34,6 @@ const LOG_BUFFER_LINES: usize = 20_000;
 /// make the worker hold its whole output.
 const MAX_LINE_BYTES: usize = 64 * 1024;
 
-/// The workflow's command runs under this small supervisor, which a worker's death takes down
-/// with everything the command started: the kernel sends it SIGHUP when the worker dies (even by
-/// SIGKILL), and it answers by killing its whole process group. SIGTERM (cancel, timeout, the
-/// worker's own shutdown) reaches the group directly and the supervisor waits for the command's
-/// end, so the command's exit status is what the run records.
-const SUPERVISOR: &str = r#"trap 'kill -KILL 0' HUP
-sh -c "$1" &
-child=$!
-trap 'kill -TERM $child 2>/dev/null' TERM
-while :; do
-  wait $child
-  status=$?
-  kill -0 $child 2>/dev/null || exit $status
-done"#;
-
 /// Runs the workflow's command; answers how it ended, or None when the run was abandoned.
 pub async fn run_child(
     ops: &Ops,
@@ -55,6 +41,7 @@ pub async fn run_child(
     run: &ClaimedRun,
     workflow: &Workflow,
     health: &StoreHealth,
+    guard: &GroupGuard,
     mut control: watch::Receiver<Control>,
 ) -> Option<Completion> {
     let hold = run.hold();
@@ -64,12 +51,9 @@ pub async fn run_child(
         error: Some(error),
         canceled: false,
     };
-    let worker_pid = std::process::id();
     let mut command = Command::new("sh");
     command
         .arg("-c")
-        .arg(SUPERVISOR)
-        .arg("ospdeck-run")
         .arg(&workflow.command)
         .env("OSPDECK_RUN_ID", run.id.to_string())
         .env("OSPDECK_ATTEMPT", run.attempt.to_string())
@@ -79,31 +63,18 @@ pub async fn run_child(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so a timeout or cancel stops everything it started.
+        // Its own process group, so a timeout, a cancel or the worker's death (through the
+        // guard) stops everything it started.
         .process_group(0)
         .kill_on_drop(true);
-    // SAFETY: the closure runs in the forked child before exec and calls only async-signal-safe
-    // functions (prctl, getppid) on plain integers; it allocates nothing and touches no locks.
-    unsafe {
-        command.pre_exec(move || {
-            // SIGHUP to the supervisor when the thread that forked it (a runtime worker thread,
-            // alive as long as the worker) goes away.
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGHUP as libc::c_ulong) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // The worker died between fork and prctl: nobody would deliver that signal now.
-            if libc::getppid() as u32 != worker_pid {
-                return Err(std::io::Error::other(
-                    "the worker exited while starting the command",
-                ));
-            }
-            Ok(())
-        });
-    }
     let mut child = match command.spawn() {
         Ok(child) => child,
         Err(e) => return Some(failed(format!("cannot start `sh -c`: {e}"))),
     };
+    let pgid = child.id();
+    if let Some(pgid) = pgid {
+        guard.watch(pgid).await;
+    }
 
     let (lines_tx, lines_rx) = mpsc::channel::<NewLogLine>(1024);
     let readers = [
@@ -134,7 +105,6 @@ pub async fn run_child(
     ));
 
     let timeout = Duration::from_secs(u64::try_from(workflow.timeout_secs).unwrap_or(1));
-    let pgid = child.id();
     let ending = tokio::select! {
         status = child.wait() => Ending::Exited(status.map_err(|e| e.to_string())),
         _ = tokio::time::sleep(timeout) => Ending::TimedOut,
@@ -142,6 +112,9 @@ pub async fn run_child(
     };
     if !matches!(ending, Ending::Exited(_)) {
         stop_group(pgid, &mut child).await;
+    }
+    if let Some(pgid) = pgid {
+        guard.forget(pgid).await;
     }
     for reader in readers.into_iter().flatten() {
         let _ = reader.await;

@@ -1,6 +1,7 @@
 //! The headless worker: claims runs, runs their commands, keeps their leases, finishes them.
 
 mod child;
+mod guard;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use crate::ops::{Backoff, Ops, OpsError, OpsResult, StoreHealth};
 use crate::store::RunWaker;
 
 pub use child::{Control, run_child};
+pub use guard::GroupGuard;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -98,7 +100,8 @@ struct Held {
 }
 
 enum Stage {
-    /// Claimed; its workflow is not known yet (the lookup waits for the store).
+    /// Claimed and started in the store; its workflow is not known yet (the lookup waits for the
+    /// store).
     Claimed(ClaimedRun),
     /// Its command (or the deployer) is running in a task of its own.
     Running {
@@ -183,6 +186,11 @@ pub async fn run_worker(
         failing: false,
     };
     let mut waker = None;
+    let guard = Arc::new(GroupGuard::start().map_err(|e| {
+        OpsError::Refused(format!(
+            "cannot start the shell that stops this worker's commands if it dies: {e}"
+        ))
+    })?);
     let runs_held = Arc::new(AtomicI32::new(0));
     let presence_task = tokio::spawn(keep_presence(
         ops.clone(),
@@ -222,6 +230,7 @@ pub async fn run_worker(
                 &mut workflows,
                 &mut held,
                 &done_tx,
+                &guard,
             )
             .await
             {
@@ -230,8 +239,9 @@ pub async fn run_worker(
         }
         let free = config.concurrency.saturating_sub(held.len() as u32);
         if free > 0 && pacing.ready() {
+            // Claimed and started in one write: a free slot runs what it takes at once.
             match ops
-                .claim_runs(&config.id, &config.queues, free, config.lease)
+                .claim_and_start_runs(&config.id, &config.queues, free, config.lease)
                 .await
             {
                 Ok(claimed) => {
@@ -443,6 +453,7 @@ async fn start_claimed(
     cache: &mut HashMap<i64, Workflow>,
     held: &mut HashMap<i64, Held>,
     done: &mpsc::Sender<Finished>,
+    guard: &Arc<GroupGuard>,
 ) -> OpsResult<()> {
     let waiting: Vec<i64> = held
         .iter()
@@ -480,15 +491,14 @@ async fn start_claimed(
         let stage = match cache.get(&run.workflow_id) {
             Some(workflow) => {
                 let (control, control_rx) = watch::channel(Control::Run);
-                let task = tokio::spawn(execute(
-                    ops.clone(),
-                    config.clone(),
-                    pacing.health.clone(),
-                    run,
-                    workflow.clone(),
-                    control_rx,
-                    done.clone(),
-                ));
+                let crew = Crew {
+                    ops: ops.clone(),
+                    config: config.clone(),
+                    health: pacing.health.clone(),
+                    guard: guard.clone(),
+                    done: done.clone(),
+                };
+                let task = tokio::spawn(execute(crew, run, workflow.clone(), control_rx));
                 Stage::Running { control, task }
             }
             None => Stage::Ended(Completion {
@@ -721,33 +731,43 @@ async fn shut_down(
 /// How long a stopping worker keeps trying to record runs that ended, once its grace is over.
 const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(5);
 
-async fn execute(
+/// What an execution task shares with the worker's loop: the store, the worker's settings and
+/// health, the guard of its commands' process groups, and the channel each run's end goes back on.
+struct Crew {
     ops: Ops,
     config: WorkerConfig,
     health: StoreHealth,
+    guard: Arc<GroupGuard>,
+    done: mpsc::Sender<Finished>,
+}
+
+async fn execute(
+    crew: Crew,
     run: ClaimedRun,
     workflow: Workflow,
-    mut control: watch::Receiver<Control>,
-    done: mpsc::Sender<Finished>,
+    control: watch::Receiver<Control>,
 ) {
+    let Crew {
+        ops,
+        config,
+        health,
+        guard,
+        done,
+    } = crew;
     let worker = config.id.clone();
     let hold = run.hold();
-    let completion = if start(&ops, &worker, hold, &health, &mut control).await {
-        if let Some(reason) = &run.payload_error {
-            // Executing it would mean guessing at its input: it fails alone, the batch goes on.
-            Some(Completion {
-                hold,
-                exit_code: None,
-                error: Some(format!("not executed: {reason}")),
-                canceled: false,
-            })
-        } else if workflow.command == crate::ops::DEPLOY_COMMAND {
-            Some(deploy_run(&ops, &config, &run).await)
-        } else {
-            run_child(&ops, &worker, &run, &workflow, &health, control).await
-        }
+    let completion = if let Some(reason) = &run.payload_error {
+        // Executing it would mean guessing at its input: it fails alone, the batch goes on.
+        Some(Completion {
+            hold,
+            exit_code: None,
+            error: Some(format!("not executed: {reason}")),
+            canceled: false,
+        })
+    } else if workflow.command == crate::ops::DEPLOY_COMMAND {
+        Some(deploy_run(&ops, &config, &run).await)
     } else {
-        None
+        run_child(&ops, &worker, &run, &workflow, &health, &guard, control).await
     };
     let _ = done
         .send(Finished {
@@ -755,40 +775,6 @@ async fn execute(
             completion,
         })
         .await;
-}
-
-/// Moves a claimed run to running, waiting out an outage. False when the run is no longer ours
-/// (fenced, refused, or given up on shutdown).
-async fn start(
-    ops: &Ops,
-    worker: &str,
-    hold: Hold,
-    health: &StoreHealth,
-    control: &mut watch::Receiver<Control>,
-) -> bool {
-    let mut backoff = Backoff::new();
-    loop {
-        match ops.start_runs(worker, &[hold]).await {
-            Ok(started) => {
-                health.ok();
-                return started.contains(&hold.run_id);
-            }
-            Err(e) if health.failed("starting a run", &e) => {
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = control.changed() => {
-                        if *control.borrow() == Control::Abandon {
-                            return false;
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(run_id = hold.run_id, error = %e, "could not start run");
-                return false;
-            }
-        }
-    }
 }
 
 /// The built-in `deploy-service` workflow: the configured deployer, its steps logged on the run.

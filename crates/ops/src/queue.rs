@@ -308,6 +308,29 @@ impl Ops {
         limit: u32,
         lease: Duration,
     ) -> OpsResult<Vec<ClaimedRun>> {
+        self.take_runs(worker, queues, limit, lease, false).await
+    }
+
+    /// Claims and starts runs in one write, for a worker with free slots that runs them at once:
+    /// the runs answered are running already (no `start_runs` follows).
+    pub async fn claim_and_start_runs(
+        &self,
+        worker: &str,
+        queues: &[String],
+        limit: u32,
+        lease: Duration,
+    ) -> OpsResult<Vec<ClaimedRun>> {
+        self.take_runs(worker, queues, limit, lease, true).await
+    }
+
+    async fn take_runs(
+        &self,
+        worker: &str,
+        queues: &[String],
+        limit: u32,
+        lease: Duration,
+        start: bool,
+    ) -> OpsResult<Vec<ClaimedRun>> {
         check_worker_id(worker)?;
         // A member claims only in the projects where it may work.
         let projects = self.projects_with(Permission::ClaimAndFinishRuns).await?;
@@ -326,6 +349,7 @@ impl Ops {
                 projects: projects.as_deref(),
                 limit,
                 lease,
+                start,
             })
             .await?)
     }

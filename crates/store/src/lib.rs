@@ -119,6 +119,9 @@ pub struct ClaimRequest<'a> {
     pub projects: Option<&'a [i64]>,
     pub limit: u32,
     pub lease: Duration,
+    /// Claimed and started in one write (queued → claimed → running, both moves recorded), for a
+    /// worker that runs what it claims at once.
+    pub start: bool,
 }
 
 #[async_trait]
@@ -190,8 +193,8 @@ impl Backends {
 /// For benchmarks only, and kept off [`Store`] so that no use case can reach it.
 #[async_trait]
 pub trait QueueProbe: Send + Sync {
-    /// One claim → start → complete cycle of up to `batch` runs of `queue` using the
-    /// same SQL as the methods above, with no domain decoding: the raw limit the bench compares to.
+    /// One claim-and-start → complete cycle of up to `batch` runs of `queue` using the same SQL as
+    /// the worker's fast path, with no domain decoding: the raw limit the bench compares to.
     /// Answers how many runs it finished.
     async fn raw_claim_complete_cycle(
         &self,
@@ -199,6 +202,24 @@ pub trait QueueProbe: Send + Sync {
         queue: &str,
         batch: u32,
     ) -> StoreResult<usize>;
+
+    /// Creates (if needed) the minimal queue — one table, one index, no events, no triggers, no
+    /// checks — and queues `runs` runs in it: the floor under any queue with guarantees.
+    async fn minimal_fill(&self, runs: usize) -> StoreResult<()>;
+    /// One claim-and-start → complete cycle on the minimal queue; answers the runs it finished.
+    async fn minimal_cycle(&self, worker: &str, batch: u32) -> StoreResult<usize>;
+    /// Drops the minimal queue.
+    async fn minimal_drop(&self) -> StoreResult<()>;
+
+    /// Before a timed measurement: PostgreSQL vacuums and analyzes the queue's tables (and the
+    /// minimal queue's), as the peer's bench does before each of its own, so that neither side is
+    /// measured on the dead rows of the measurement before (autovacuum may be off, or behind).
+    async fn settle(&self) -> StoreResult<()>;
+}
+
+/// The minimal queue's table: one per bench process, so two benches never share it.
+fn minimal_table() -> String {
+    format!("ospdeck_bench_minimal_{}", std::process::id())
 }
 
 /// The benchmark's probe on the store a URL names (see [`open`]).

@@ -102,6 +102,14 @@ BEGIN
 END;
 $function$;
 
+-- function: ops.claim_and_start_runs(text,text[],integer,integer,bigint[])
+CREATE OR REPLACE FUNCTION ops.claim_and_start_runs(p_worker_id text, p_queues text[], p_limit integer, p_lease_secs integer, p_projects bigint[] DEFAULT NULL::bigint[])
+ RETURNS SETOF ops.runs
+ LANGUAGE sql
+AS $function$
+    SELECT * FROM ops.take_runs(p_worker_id, p_queues, p_limit, p_lease_secs, p_projects, true)
+$function$;
+
 -- function: ops.claim_next_run(text)
 CREATE OR REPLACE FUNCTION ops.claim_next_run(p_worker_id text)
  RETURNS jsonb
@@ -115,38 +123,9 @@ $function$;
 -- function: ops.claim_runs(text,text[],integer,integer,bigint[])
 CREATE OR REPLACE FUNCTION ops.claim_runs(p_worker_id text, p_queues text[], p_limit integer, p_lease_secs integer, p_projects bigint[] DEFAULT NULL::bigint[])
  RETURNS SETOF ops.runs
- LANGUAGE plpgsql
+ LANGUAGE sql
 AS $function$
-DECLARE
-    picked bigint[];
-    claimer text;
-BEGIN
-    PERFORM ops.require_worker_id(p_worker_id, 'ops.claim_runs');
-    claimer := ops.current_user_id();
-    PERFORM set_config('ospdeck.actor', p_worker_id, true);
-    IF p_queues IS NULL THEN
-        picked := ARRAY(SELECT r.id FROM ops.runs r
-                        WHERE r.status = 'queued' AND r.run_after <= now()
-                          AND (p_projects IS NULL OR r.project_id = ANY (p_projects))
-                        ORDER BY r.priority DESC, r.id LIMIT p_limit FOR UPDATE SKIP LOCKED);
-    ELSIF cardinality(p_queues) = 1 THEN
-        picked := ARRAY(SELECT r.id FROM ops.runs r
-                        WHERE r.status = 'queued' AND r.queue = p_queues[1] AND r.run_after <= now()
-                          AND (p_projects IS NULL OR r.project_id = ANY (p_projects))
-                        ORDER BY r.priority DESC, r.id LIMIT p_limit FOR UPDATE SKIP LOCKED);
-    ELSE
-        picked := ARRAY(SELECT r.id FROM ops.runs r
-                        WHERE r.status = 'queued' AND r.queue = ANY (p_queues) AND r.run_after <= now()
-                          AND (p_projects IS NULL OR r.project_id = ANY (p_projects))
-                        ORDER BY r.priority DESC, r.id LIMIT p_limit FOR UPDATE SKIP LOCKED);
-    END IF;
-    RETURN QUERY
-    UPDATE ops.runs r
-       SET status = 'claimed', worker_id = p_worker_id, claimed_by = claimer, attempt = r.attempt + 1,
-           claimed_at = now(), lease_expires_at = now() + make_interval(secs => p_lease_secs)
-     WHERE r.id = ANY (picked)
-    RETURNING r.*;
-END;
+    SELECT * FROM ops.take_runs(p_worker_id, p_queues, p_limit, p_lease_secs, p_projects, false)
 $function$;
 
 -- function: ops.complete_workflow_run(bigint,integer,text,text,integer)
@@ -573,6 +552,16 @@ AS $function$
                        WHEN 'owner' THEN 4 END
 $function$;
 
+-- function: ops.runs_change_clock()
+CREATE OR REPLACE FUNCTION ops.runs_change_clock()
+ RETURNS bigint
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT last_value FROM ops.run_events_id_seq
+$function$;
+
 -- function: ops.runs_check_belonging()
 CREATE OR REPLACE FUNCTION ops.runs_check_belonging()
  RETURNS trigger
@@ -657,11 +646,16 @@ DECLARE
     actor text := CASE WHEN member THEN ops.current_user_id() ELSE ops.named_actor() END;
     bad record;
 BEGIN
+    -- queued -> running is a claim that started at once: legal when it is one (the next attempt,
+    -- a worker, both times set), and recorded below as its two legs.
     SELECT o.id, o.status AS from_status, n.status AS to_status INTO bad
     FROM old_rows o JOIN new_rows n ON n.id = o.id
     WHERE (o.status IN ('succeeded', 'failed', 'canceled') AND o IS DISTINCT FROM n)
-       OR (o.status <> n.status AND NOT EXISTS (
-              SELECT 1 FROM ops.run_transitions t WHERE t.from_status = o.status AND t.to_status = n.status))
+       OR (o.status <> n.status
+           AND NOT EXISTS (SELECT 1 FROM ops.run_transitions t
+                           WHERE t.from_status = o.status AND t.to_status = n.status)
+           AND NOT (o.status = 'queued' AND n.status = 'running' AND n.attempt = o.attempt + 1
+                    AND n.worker_id IS NOT NULL AND n.claimed_at IS NOT NULL AND n.started_at IS NOT NULL))
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'illegal run transition: run % % -> %', bad.id, bad.from_status, bad.to_status
@@ -673,7 +667,7 @@ BEGIN
         -- canceled, and asking a running run to stop) passed runs_check_cancel's check already.
         SELECT o.id, o.status AS from_status, n.status AS to_status, o.worker_id, o.attempt,
                coalesce(o.claimed_by, 'nobody') AS holder, o.claimed_by IS NOT DISTINCT FROM actor AS mine,
-               o.status = 'queued' AND n.status = 'claimed' AS claiming
+               o.status = 'queued' AND n.status IN ('claimed', 'running') AS claiming
           INTO bad
         FROM old_rows o JOIN new_rows n ON n.id = o.id
         WHERE NOT (
@@ -684,8 +678,8 @@ BEGIN
                  IS NOT DISTINCT FROM
                  (o.worker_id, o.claimed_by, o.attempt, o.lease_expires_at, o.exit_code, o.error,
                   o.claimed_at, o.started_at, o.finished_at))
-            -- A claim, in the member's own name.
-            OR (o.status = 'queued' AND n.status = 'claimed' AND n.claimed_by = actor
+            -- A claim (or a claim that starts at once), in the member's own name.
+            OR (o.status = 'queued' AND n.status IN ('claimed', 'running') AND n.claimed_by = actor
                 AND n.worker_id IS NOT NULL AND n.attempt = o.attempt + 1
                 AND n.cancel_requested = o.cancel_requested)
             -- A cancel.
@@ -731,14 +725,19 @@ BEGIN
         END IF;
     END IF;
 
+    -- One event per move; a claim that started at once is two moves (queued -> claimed -> running).
     INSERT INTO ops.run_events (run_id, event_type, from_status, to_status, attempt, actor, message)
     SELECT n.id,
            CASE WHEN o.status <> n.status THEN 'state_change' ELSE 'cancel_requested' END,
-           o.status, n.status, n.attempt, actor,
+           CASE WHEN leg.second AND o.status = 'queued' AND n.status = 'running' THEN 'claimed' ELSE o.status END,
+           CASE WHEN NOT leg.second THEN 'claimed' ELSE n.status END,
+           n.attempt, actor,
            CASE WHEN o.status <> n.status AND n.status IN ('failed', 'queued', 'canceled') THEN n.error END
     FROM old_rows o JOIN new_rows n ON n.id = o.id
-    WHERE o.status <> n.status OR (n.cancel_requested AND NOT o.cancel_requested)
-    ORDER BY n.id;
+    CROSS JOIN (VALUES (false), (true)) AS leg (second)
+    WHERE CASE WHEN leg.second THEN o.status <> n.status OR (n.cancel_requested AND NOT o.cancel_requested)
+               ELSE o.status = 'queued' AND n.status = 'running' END
+    ORDER BY n.id, leg.second;
     PERFORM pg_notify('ospdeck_runs', q.queue)
     FROM (SELECT DISTINCT n.queue FROM old_rows o JOIN new_rows n ON n.id = o.id
           WHERE n.status = 'queued' AND o.status <> 'queued') q;
@@ -793,6 +792,52 @@ BEGIN
      WHERE r.id = h.id AND r.worker_id = p_worker_id AND r.status = 'claimed'
        AND (h.attempt IS NULL OR r.attempt = h.attempt)
     RETURNING r.id;
+END;
+$function$;
+
+-- function: ops.take_runs(text,text[],integer,integer,bigint[],boolean)
+CREATE OR REPLACE FUNCTION ops.take_runs(p_worker_id text, p_queues text[], p_limit integer, p_lease_secs integer, p_projects bigint[], p_start boolean)
+ RETURNS SETOF ops.runs
+ LANGUAGE plpgsql
+AS $function$
+DECLARE
+    picked bigint[];
+    claimer text;
+BEGIN
+    PERFORM ops.require_worker_id(p_worker_id,
+                                  CASE WHEN p_start THEN 'ops.claim_and_start_runs' ELSE 'ops.claim_runs' END);
+    claimer := ops.current_user_id();
+    PERFORM set_config('ospdeck.actor', p_worker_id, true);
+    IF p_queues IS NULL THEN
+        picked := ARRAY(SELECT r.id FROM ops.runs r
+                        WHERE r.status = 'queued' AND r.run_after <= now()
+                          AND (p_projects IS NULL OR r.project_id = ANY (p_projects))
+                        ORDER BY r.priority DESC, r.id LIMIT p_limit FOR UPDATE SKIP LOCKED);
+    ELSE
+        -- The head of each queue through that queue's claim index, then the best of those heads.
+        -- `-priority` is the claim index's own key: only that index gives this order, so the
+        -- planner cannot take the index of every queued run instead (which gives the same order
+        -- for one queue) and walk past every other queue's backlog to reach this queue's runs
+        -- (measured behind 50 000 runs of a queue nobody serves: 12 to 28 ms a claim that way,
+        -- 0.1 to 0.5 ms this way). Rows locked here and not taken are free again at commit.
+        picked := ARRAY(SELECT c.id
+                        FROM unnest(p_queues) AS q (queue)
+                        CROSS JOIN LATERAL (
+                            SELECT r.id, r.priority FROM ops.runs r
+                            WHERE r.status = 'queued' AND r.queue = q.queue AND r.run_after <= now()
+                              AND (p_projects IS NULL OR r.project_id = ANY (p_projects))
+                            ORDER BY -r.priority, r.id LIMIT p_limit FOR UPDATE SKIP LOCKED
+                        ) c
+                        ORDER BY c.priority DESC, c.id LIMIT p_limit);
+    END IF;
+    RETURN QUERY
+    UPDATE ops.runs r
+       SET status = CASE WHEN p_start THEN 'running' ELSE 'claimed' END,
+           worker_id = p_worker_id, claimed_by = claimer, attempt = r.attempt + 1,
+           claimed_at = now(), started_at = CASE WHEN p_start THEN now() END,
+           lease_expires_at = now() + make_interval(secs => p_lease_secs)
+     WHERE r.id = ANY (picked)
+    RETURNING r.*;
 END;
 $function$;
 

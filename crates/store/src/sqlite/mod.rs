@@ -35,25 +35,37 @@ macro_rules! now_ms {
 // After the macros above, which it uses.
 mod read_only;
 
-const CLAIM_ALL_SQL: &str =
-    concat!(
-    "UPDATE runs SET status = 'claimed', worker_id = ?1, changed_by = ?1, attempt = attempt + 1,
-            claimed_at = ", now_ms!(), ", lease_expires_at = ", now_ms!(), " + ?2
-     WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND run_after <= ", now_ms!(), "
-                    AND (?5 IS NULL OR project_id IN (SELECT value FROM json_each(?5)))
-                  ORDER BY priority DESC, id LIMIT ?3)
-     RETURNING id, attempt, project_id, workflow_id, queue, payload, priority"
-);
-const CLAIM_SOME_SQL: &str =
-    concat!(
-    "UPDATE runs SET status = 'claimed', worker_id = ?1, changed_by = ?1, attempt = attempt + 1,
-            claimed_at = ", now_ms!(), ", lease_expires_at = ", now_ms!(), " + ?2
-     WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND run_after <= ", now_ms!(), "
-                    AND queue IN (SELECT value FROM json_each(?4))
-                    AND (?5 IS NULL OR project_id IN (SELECT value FROM json_each(?5)))
-                  ORDER BY priority DESC, id LIMIT ?3)
-     RETURNING id, attempt, project_id, workflow_id, queue, payload, priority"
-);
+/// A claim of up to ?3 queued runs for worker ?1, leased for ?2 ms, only of the projects in the
+/// JSON array ?5 when given; with ?6 the runs are started in the same write (queued → claimed →
+/// running, both moves recorded by runs_transition_event). `$queues` narrows it to named queues.
+macro_rules! claim_sql {
+    ($queues:literal) => {
+        concat!(
+            "UPDATE runs SET status = CASE WHEN ?6 THEN 'running' ELSE 'claimed' END,
+                    worker_id = ?1, changed_by = ?1, attempt = attempt + 1,
+                    claimed_at = ",
+            now_ms!(),
+            ",
+                    started_at = CASE WHEN ?6 THEN ",
+            now_ms!(),
+            " END,
+                    lease_expires_at = ",
+            now_ms!(),
+            " + ?2
+             WHERE id IN (SELECT id FROM runs WHERE status = 'queued' AND run_after <= ",
+            now_ms!(),
+            "
+                            ",
+            $queues,
+            "
+                            AND (?5 IS NULL OR project_id IN (SELECT value FROM json_each(?5)))
+                          ORDER BY priority DESC, id LIMIT ?3)
+             RETURNING id, attempt, project_id, workflow_id, queue, payload, priority"
+        )
+    };
+}
+const CLAIM_ALL_SQL: &str = claim_sql!("");
+const CLAIM_SOME_SQL: &str = claim_sql!("AND queue IN (SELECT value FROM json_each(?4))");
 const START_SQL: &str = concat!(
     "UPDATE runs SET status = 'running', started_at = ",
     now_ms!(),
@@ -267,6 +279,7 @@ impl Store for SqliteStore {
                     .projects
                     .map(|p| serde_json::to_string(p).unwrap_or_default()),
             )
+            .bind(claim.start)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -605,21 +618,12 @@ impl QueueProbe for SqliteStore {
             .bind(i64::from(batch))
             .bind(&queues)
             .bind(None::<String>)
+            .bind(true)
             .fetch_all(&mut *tx)
             .await?
             .into_iter()
             .map(|r: ClaimRow| (r.id, r.attempt))
             .collect();
-        tx.commit().await?;
-        let mut tx = self.write_tx().await?;
-        for (id, attempt) in &claimed {
-            sqlx::query(START_SQL)
-                .bind(id)
-                .bind(worker)
-                .bind(attempt)
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await?;
         let mut tx = self.write_tx().await?;
         for (id, attempt) in &claimed {
@@ -635,5 +639,89 @@ impl QueueProbe for SqliteStore {
         }
         tx.commit().await?;
         Ok(claimed.len())
+    }
+
+    async fn minimal_fill(&self, runs: usize) -> StoreResult<()> {
+        let table = crate::minimal_table();
+        let create = [
+            format!(
+                "CREATE TABLE IF NOT EXISTS \"{table}\" (
+                     id        INTEGER PRIMARY KEY,
+                     queue     TEXT NOT NULL,
+                     status    TEXT NOT NULL DEFAULT 'queued',
+                     priority  INTEGER NOT NULL DEFAULT 0,
+                     attempt   INTEGER NOT NULL DEFAULT 0,
+                     worker_id TEXT,
+                     run_after INTEGER NOT NULL DEFAULT 0)"
+            ),
+            format!(
+                "CREATE INDEX IF NOT EXISTS \"{table}_claim\" ON \"{table}\" (queue, priority DESC, id)
+                 WHERE status = 'queued'"
+            ),
+        ];
+        let fill = format!(
+            "WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO \"{table}\" (queue) SELECT 'minimal' FROM n"
+        );
+        let mut tx = self.write_tx().await?;
+        for statement in &create {
+            sqlx::query(statement).execute(&mut *tx).await?;
+        }
+        sqlx::query(&fill)
+            .bind(i64::try_from(runs).unwrap_or(i64::MAX))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn minimal_cycle(&self, worker: &str, batch: u32) -> StoreResult<usize> {
+        let table = crate::minimal_table();
+        let claim = format!(
+            concat!(
+                "UPDATE \"{table}\" SET status = 'running', worker_id = ?1, attempt = attempt + 1
+                 WHERE id IN (SELECT id FROM \"{table}\"
+                              WHERE status = 'queued' AND queue = 'minimal' AND run_after <= ",
+                now_ms!(),
+                " ORDER BY priority DESC, id LIMIT ?2)
+                 RETURNING id, attempt"
+            ),
+            table = table
+        );
+        let mut tx = self.write_tx().await?;
+        let claimed: Vec<(i64, i32)> = sqlx::query_as(&claim)
+            .bind(worker)
+            .bind(i64::from(batch))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let mut tx = self.write_tx().await?;
+        let complete = format!(
+            "UPDATE \"{table}\" SET status = 'succeeded'
+             WHERE id = ?1 AND worker_id = ?2 AND attempt = ?3 AND status = 'running'"
+        );
+        for (id, attempt) in &claimed {
+            sqlx::query(&complete)
+                .bind(id)
+                .bind(worker)
+                .bind(attempt)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(claimed.len())
+    }
+
+    async fn minimal_drop(&self) -> StoreResult<()> {
+        let table = crate::minimal_table();
+        sqlx::query(&format!("DROP TABLE IF EXISTS \"{table}\""))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// SQLite has no dead rows to clear: a freed page is reused by the next write.
+    async fn settle(&self) -> StoreResult<()> {
+        Ok(())
     }
 }
