@@ -24,12 +24,25 @@ pub enum Control {
     Abandon,
 }
 
-const LOG_BATCH: usize = 256;
+/// A store call carries at most this many lines, or about this many bytes: a chatty command
+/// costs one round trip (and one transaction) per few thousand lines.
+const LOG_BATCH: usize = 5_000;
+const LOG_BATCH_BYTES: usize = 1024 * 1024;
 const LOG_FLUSH: Duration = Duration::from_millis(100);
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Lines held in memory while the store is away; beyond this the oldest are dropped (and the
 /// drop is noted in the log), so a chatty command neither stalls on a full pipe nor eats memory.
 const LOG_BUFFER_LINES: usize = 20_000;
+/// The same bound in message bytes, so long lines cannot make those 20 000 lines hundreds of MB.
+const LOG_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+/// A reader sends its lines in chunks of at most this many lines (or bytes, a line longer than
+/// that goes alone): one channel send per chunk, not per line, and the buffer knows how much
+/// room one more chunk needs.
+const CHUNK_LINES: usize = 1_024;
+const CHUNK_BYTES: usize = 128 * 1024;
+/// Chunks in flight between the readers and the writer: with the buffer, what bounds the
+/// worker's memory per run while the store is slower than the command.
+const CHUNKS_IN_FLIGHT: usize = 8;
 /// A line longer than this is stored in pieces: a command that never writes a newline must not
 /// make the worker hold its whole output.
 const MAX_LINE_BYTES: usize = 64 * 1024;
@@ -76,7 +89,7 @@ pub async fn run_child(
         guard.watch(pgid).await;
     }
 
-    let (lines_tx, lines_rx) = mpsc::channel::<NewLogLine>(1024);
+    let (lines_tx, lines_rx) = mpsc::channel::<Vec<NewLogLine>>(CHUNKS_IN_FLIGHT);
     let readers = [
         child.stdout.take().map(|out| {
             tokio::spawn(forward_lines(
@@ -199,69 +212,121 @@ async fn forward_lines(
     stream: impl AsyncRead + Unpin,
     level: LogLevel,
     source: &'static str,
-    tx: mpsc::Sender<NewLogLine>,
+    tx: mpsc::Sender<Vec<NewLogLine>>,
 ) {
-    let mut reader = BufReader::new(stream);
+    let metadata = std::sync::Arc::new(serde_json::json!({ "stream": source }));
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
     let mut line: Vec<u8> = Vec::new();
+    let mut chunk = Chunk::default();
     loop {
-        let (found_newline, used) = match reader.fill_buf().await {
+        let buf = match reader.fill_buf().await {
             Ok([]) => {
                 if !line.is_empty() {
-                    let _ = tx.send(log_line(level, source, &line)).await;
+                    chunk.push(log_line(level, &metadata, &line));
+                }
+                if !chunk.lines.is_empty() {
+                    let _ = tx.send(chunk.take()).await;
                 }
                 return;
             }
-            Ok(buf) => {
-                let room = MAX_LINE_BYTES - line.len();
-                match buf.iter().take(room).position(|&b| b == b'\n') {
-                    Some(at) => {
-                        line.extend_from_slice(&buf[..at]);
-                        (true, at + 1)
-                    }
-                    None => {
-                        let take = buf.len().min(room);
-                        line.extend_from_slice(&buf[..take]);
-                        (false, take)
-                    }
-                }
-            }
+            Ok(buf) => buf,
             Err(e) => {
-                let _ = tx
-                    .send(NewLogLine::new(
-                        LogLevel::Warn,
-                        &format!("{source} unreadable: {e}"),
-                        serde_json::Value::Null,
-                    ))
-                    .await;
+                chunk.push(NewLogLine::new(
+                    LogLevel::Warn,
+                    &format!("{source} unreadable: {e}"),
+                    serde_json::Value::Null,
+                ));
+                let _ = tx.send(chunk.take()).await;
                 return;
             }
         };
-        reader.consume(used);
-        if found_newline || line.len() >= MAX_LINE_BYTES {
-            if tx.send(log_line(level, source, &line)).await.is_err() {
-                return;
+        // Every whole line in what was read goes into the chunk; what is left waits in `line`.
+        let mut used = 0;
+        while used < buf.len() {
+            let rest = &buf[used..];
+            let room = MAX_LINE_BYTES - line.len();
+            match rest.iter().take(room).position(|&b| b == b'\n') {
+                Some(at) if line.is_empty() => {
+                    chunk.push(log_line(level, &metadata, &rest[..at]));
+                    used += at + 1;
+                }
+                Some(at) => {
+                    line.extend_from_slice(&rest[..at]);
+                    chunk.push(log_line(level, &metadata, &line));
+                    line.clear();
+                    used += at + 1;
+                }
+                None => {
+                    let take = rest.len().min(room);
+                    line.extend_from_slice(&rest[..take]);
+                    used += take;
+                    if line.len() >= MAX_LINE_BYTES {
+                        chunk.push(log_line(level, &metadata, &line));
+                        line.clear();
+                    }
+                }
             }
-            line.clear();
+            if chunk.is_full() {
+                break;
+            }
         }
+        reader.consume(used);
+        if !chunk.lines.is_empty() && tx.send(chunk.take()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Lines read and not yet handed to the writer.
+#[derive(Default)]
+struct Chunk {
+    lines: Vec<NewLogLine>,
+    bytes: usize,
+}
+
+impl Chunk {
+    fn push(&mut self, line: NewLogLine) {
+        self.bytes += line.message.len();
+        self.lines.push(line);
+    }
+
+    fn is_full(&self) -> bool {
+        self.lines.len() >= CHUNK_LINES || self.bytes >= CHUNK_BYTES
+    }
+
+    fn take(&mut self) -> Vec<NewLogLine> {
+        self.bytes = 0;
+        std::mem::take(&mut self.lines)
     }
 }
 
 /// Output as the store can keep it: bytes that are not UTF-8 become U+FFFD rather than ending the
 /// log, and NUL (which PostgreSQL text cannot hold) becomes U+FFFD too.
-fn log_line(level: LogLevel, source: &str, bytes: &[u8]) -> NewLogLine {
+fn log_line(
+    level: LogLevel,
+    metadata: &std::sync::Arc<serde_json::Value>,
+    bytes: &[u8],
+) -> NewLogLine {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-    let text = String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}");
-    NewLogLine::new(level, &text, serde_json::json!({ "stream": source }))
+    let text = String::from_utf8_lossy(bytes);
+    let text = if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        text
+    };
+    NewLogLine::with_shared(level, &text, metadata.clone())
 }
 
 /// Appends lines in batches, so a chatty command costs one round trip per batch, not per line.
-/// While the store is away the lines wait in a bounded buffer and are delivered when it answers;
-/// they are given up only when the run is abandoned and the store is still away, or when the
+/// While the store answers, a full buffer stops the reading (the command then waits on its pipe)
+/// so no line is lost to a store that is only slower than the command. While the store is away
+/// the lines wait in a bounded buffer and are delivered when it answers; they are given up only
+/// when the buffer overflows, when the run is abandoned and the store is still away, or when the
 /// store refuses them outright.
 async fn store_lines(
     ops: Ops,
     run_id: i64,
-    mut rx: mpsc::Receiver<NewLogLine>,
+    mut rx: mpsc::Receiver<Vec<NewLogLine>>,
     health: StoreHealth,
     control: watch::Receiver<Control>,
 ) {
@@ -271,16 +336,21 @@ async fn store_lines(
     let mut closed = false;
     loop {
         let waiting = retry_at.is_some_and(|t| Instant::now() < t);
-        if !closed {
+        // Away, the store gets no say: the oldest lines make room (the buffer's bound).
+        let room = |b: &LineBuffer| waiting || b.has_room_for_chunk();
+        if !closed && room(&buffer) {
             tokio::select! {
-                line = rx.recv() => match line {
-                    Some(line) => buffer.push(line),
+                chunk = rx.recv() => match chunk {
+                    Some(chunk) => buffer.extend(chunk),
                     None => closed = true,
                 },
                 _ = tokio::time::sleep(LOG_FLUSH), if !buffer.is_empty() => {}
             }
-            while let Ok(line) = rx.try_recv() {
-                buffer.push(line);
+            while room(&buffer) {
+                match rx.try_recv() {
+                    Ok(chunk) => buffer.extend(chunk),
+                    Err(_) => break,
+                }
             }
         } else if waiting {
             if *control.borrow() == Control::Abandon {
@@ -299,44 +369,65 @@ async fn store_lines(
             }
             continue;
         }
-        let full = buffer.len() >= LOG_BATCH;
+        let full = buffer.len() >= LOG_BATCH || !room(&buffer);
         if waiting || !(closed || full || rx.is_empty()) {
             continue;
         }
-        let batch = buffer.batch(LOG_BATCH);
-        match ops.append_logs(run_id, &batch).await {
+        let batch = buffer.batch();
+        let n = batch.len();
+        match ops.append_logs(run_id, batch).await {
             Ok(()) => {
                 health.ok();
                 backoff.reset();
                 retry_at = None;
-                buffer.delivered(batch.len());
+                buffer.delivered(n);
             }
             Err(e) if health.failed("storing log lines", &e) => {
                 retry_at = Some(Instant::now() + backoff.next_delay());
             }
             Err(e) => {
-                tracing::warn!(run_id, error = %e, lines = batch.len(), "log lines refused; dropping them");
-                buffer.delivered(batch.len());
+                tracing::warn!(run_id, error = %e, lines = n, "log lines refused; dropping them");
+                buffer.delivered(n);
             }
         }
     }
 }
 
-/// Lines waiting for the store, oldest first, bounded by dropping the oldest; a note of how many
-/// were dropped goes out ahead of the rest.
+/// Lines waiting for the store, oldest first, bounded (in lines and in bytes) by dropping the
+/// oldest; a note of how many were dropped goes out ahead of the rest.
 #[derive(Default)]
 struct LineBuffer {
     lines: VecDeque<NewLogLine>,
+    bytes: usize,
     dropped: u64,
+    /// The drop note while it is being sent (a batch of its own).
+    note: Vec<NewLogLine>,
 }
 
 impl LineBuffer {
     fn push(&mut self, line: NewLogLine) {
-        if self.lines.len() >= LOG_BUFFER_LINES {
-            self.lines.pop_front();
-            self.dropped += 1;
-        }
+        self.bytes += line.message.len();
         self.lines.push_back(line);
+        while self.lines.len() > LOG_BUFFER_LINES
+            || (self.bytes > LOG_BUFFER_BYTES && self.lines.len() > 1)
+        {
+            if let Some(old) = self.lines.pop_front() {
+                self.bytes -= old.message.len();
+                self.dropped += 1;
+            }
+        }
+    }
+
+    fn extend(&mut self, lines: Vec<NewLogLine>) {
+        for line in lines {
+            self.push(line);
+        }
+    }
+
+    /// Whether one more chunk from a reader fits without dropping a line.
+    fn has_room_for_chunk(&self) -> bool {
+        self.lines.len() + CHUNK_LINES <= LOG_BUFFER_LINES
+            && self.bytes + CHUNK_BYTES + MAX_LINE_BYTES <= LOG_BUFFER_BYTES
     }
 
     fn len(&self) -> usize {
@@ -347,31 +438,44 @@ impl LineBuffer {
         self.len() == 0
     }
 
-    /// Up to `max` lines to send next (the drop note first, if any).
-    fn batch(&self, max: usize) -> Vec<NewLogLine> {
-        let note = (self.dropped > 0).then(|| {
-            NewLogLine::new(
+    /// The lines to send next: the drop note alone, if any; else the oldest lines, at most
+    /// LOG_BATCH of them and about LOG_BATCH_BYTES.
+    fn batch(&mut self) -> &[NewLogLine] {
+        if self.dropped > 0 {
+            self.note = vec![NewLogLine::new(
                 LogLevel::Warn,
                 &format!(
                     "{} earlier lines were dropped while the store was unreachable",
                     self.dropped
                 ),
                 serde_json::Value::Null,
-            )
-        });
-        note.into_iter()
-            .chain(self.lines.iter().cloned())
-            .take(max)
-            .collect()
+            )];
+            return &self.note;
+        }
+        let lines = self.lines.make_contiguous();
+        let mut bytes = 0;
+        let n = lines
+            .iter()
+            .take(LOG_BATCH)
+            .take_while(|l| {
+                bytes += l.message.len();
+                bytes <= LOG_BATCH_BYTES
+            })
+            .count()
+            .max(1);
+        &lines[..n.min(lines.len())]
     }
 
     /// The first `n` lines of the last batch are stored.
     fn delivered(&mut self, mut n: usize) {
         if self.dropped > 0 && n > 0 {
             self.dropped = 0;
+            self.note.clear();
             n -= 1;
         }
-        self.lines.drain(..n.min(self.lines.len()));
+        for old in self.lines.drain(..n.min(self.lines.len())) {
+            self.bytes -= old.message.len();
+        }
     }
 }
 
@@ -394,20 +498,80 @@ mod tests {
             b.push(line(n));
         }
         assert_eq!(b.len(), LOG_BUFFER_LINES + 1);
-        let batch = b.batch(2);
+        assert!(!b.has_room_for_chunk());
+        let batch = b.batch();
+        assert_eq!(batch.len(), 1);
         assert_eq!(
             batch[0].message,
             "3 earlier lines were dropped while the store was unreachable"
         );
-        assert_eq!(batch[1].message, "line 3");
-        b.delivered(2);
-        assert_eq!(b.batch(1)[0].message, "line 4");
+        b.delivered(1);
+        let batch = b.batch();
+        assert_eq!(batch.len(), LOG_BATCH);
+        assert_eq!(batch[0].message, "line 3");
+        b.delivered(1);
+        assert_eq!(b.batch()[0].message, "line 4");
         assert_eq!(b.len(), LOG_BUFFER_LINES - 1);
     }
 
     #[test]
+    fn the_buffer_is_bounded_in_bytes_and_batches_by_bytes_too() {
+        let mut b = LineBuffer::default();
+        let long = "x".repeat(MAX_LINE_BYTES);
+        for _ in 0..LOG_BUFFER_BYTES / MAX_LINE_BYTES + 5 {
+            b.push(NewLogLine::new(
+                LogLevel::Info,
+                &long,
+                serde_json::Value::Null,
+            ));
+        }
+        assert!(b.bytes <= LOG_BUFFER_BYTES);
+        assert!(b.dropped > 0);
+        b.delivered(1);
+        let batch = b.batch();
+        let bytes: usize = batch.iter().map(|l| l.message.len()).sum();
+        assert!(!batch.is_empty() && bytes <= LOG_BATCH_BYTES, "{bytes}");
+    }
+
+    #[test]
+    fn a_reader_sends_every_line_in_order_in_bounded_chunks() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap_or_else(|e| panic!("runtime: {e}"));
+        let mut input = Vec::new();
+        for n in 0..5_000 {
+            input.extend_from_slice(format!("line {n}\r\n").as_bytes());
+        }
+        input.extend_from_slice(&vec![b'y'; MAX_LINE_BYTES + 10]);
+        input.extend_from_slice(b"\nlast without newline");
+        let (tx, mut rx) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let lines = rt.block_on(async move {
+            let reader = tokio::spawn(forward_lines(
+                std::io::Cursor::new(input),
+                LogLevel::Info,
+                "stdout",
+                tx,
+            ));
+            let mut lines = Vec::new();
+            while let Some(chunk) = rx.recv().await {
+                assert!(chunk.len() <= CHUNK_LINES);
+                lines.extend(chunk);
+            }
+            let _ = reader.await;
+            lines
+        });
+        assert_eq!(lines.len(), 5_003);
+        for (n, l) in lines.iter().take(5_000).enumerate() {
+            assert_eq!(l.message, format!("line {n}"));
+            assert_eq!(*l.metadata, serde_json::json!({ "stream": "stdout" }));
+        }
+        assert_eq!(lines[5_001].message, "y".repeat(10));
+        assert_eq!(lines[5_002].message, "last without newline");
+    }
+
+    #[test]
     fn output_that_is_not_utf8_is_kept_lossily() {
-        let l = log_line(LogLevel::Info, "stdout", b"caf\xe9 \x00 ok\r");
+        let l = log_line(LogLevel::Info, &Default::default(), b"caf\xe9 \x00 ok\r");
         assert_eq!(l.message, "caf\u{FFFD} \u{FFFD} ok");
     }
 }

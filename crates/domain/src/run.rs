@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -572,12 +573,22 @@ pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
 pub struct NewLogLine {
     pub level: LogLevel,
     pub message: String,
-    pub metadata: Value,
+    /// Shared: a command's lines all carry the same few metadata objects (`{"stream": …}`), and
+    /// a copy per line would weigh more than the line.
+    pub metadata: Arc<Value>,
 }
 
 impl NewLogLine {
     pub fn new(level: LogLevel, message: &str, metadata: Value) -> Self {
-        let mut message: String = message.chars().filter(|c| *c != '\0').collect();
+        Self::with_shared(level, message, Arc::new(metadata))
+    }
+
+    pub fn with_shared(level: LogLevel, message: &str, metadata: Arc<Value>) -> Self {
+        let mut message = if message.contains('\0') {
+            message.chars().filter(|c| *c != '\0').collect()
+        } else {
+            message.to_owned()
+        };
         if message.len() > MAX_LOG_LINE_BYTES {
             let mut cut = MAX_LOG_LINE_BYTES;
             while !message.is_char_boundary(cut) {

@@ -1,6 +1,7 @@
 //! Benchmarks that print figures: `ospdeck bench queue` and `ospdeck bench console`.
 
 mod console;
+mod ingest;
 mod logs;
 mod queue;
 mod services;

@@ -58,6 +58,9 @@ pub struct QueueBenchArgs {
         default_value = "bench/peers/graphile-worker/run.sh"
     )]
     pub peer_script: PathBuf,
+    /// Lines printed by the one chatty run of the log ingestion measurement (0 skips it)
+    #[arg(long, default_value_t = 1_000_000)]
+    pub log_lines: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -110,6 +113,7 @@ struct Report {
     peer: Option<PeerFigures>,
     /// Why the peer was not measured, when it was not.
     peer_missing: Option<String>,
+    log_ingestion: Option<super::ingest::IngestFigure>,
 }
 
 const ENQUEUE_BATCH: usize = 1_000;
@@ -310,6 +314,18 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
     .await?;
     bar.finish_and_clear();
 
+    let log_ingestion = match args.log_lines {
+        0 => None,
+        n => {
+            let bar = super::spinner(show, &format!("log ingestion ({n} lines, one run)"));
+            let figure =
+                super::ingest::log_ingestion(&ops, &resolved.url, cli.as_user.as_deref(), n)
+                    .await?;
+            bar.finish_and_clear();
+            Some(figure)
+        }
+    };
+
     let (peer, peer_missing) = if store.kind() != StoreKind::Postgres {
         (
             None,
@@ -341,6 +357,7 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
         lost_runs,
         peer,
         peer_missing,
+        log_ingestion,
     };
     crate::cli::emit_report(cli.json, &report, || render(&report));
     Ok(())
@@ -636,6 +653,24 @@ fn render(r: &Report) -> String {
         Figure::new("lost runs", r.lost_runs.to_string())
             .aim("none".into(), Some(r.lost_runs == 0)),
     ]);
+    if let Some(l) = &r.log_ingestion {
+        figures.extend([
+            Figure::new(
+                format!("log ingestion, one chatty run (seq 1 {})", l.lines),
+                format!("{:.0} lines/s", l.lines_per_sec),
+            )
+            .at_least(l.lines_per_sec, 200_000.0, "lines/s")
+            .beside(format!(
+                "{} stored, {} in order; worker wall {:.1} s",
+                l.stored, l.in_order, l.worker_wall_secs
+            )),
+            Figure::new(
+                "worker peak RSS during it",
+                format!("{:.1} MB", l.worker_peak_rss_mb),
+            )
+            .at_most(l.worker_peak_rss_mb, 50.0, "MB"),
+        ]);
+    }
     let peer_line = match (&r.peer, &r.peer_missing) {
         (Some(p), _) => format!(
             "peer {} {} measured on the same server\n",

@@ -311,7 +311,7 @@ impl Store for PgStore {
     async fn append_logs(&self, run_id: i64, lines: &[NewLogLine]) -> StoreResult<()> {
         let levels: Vec<&str> = lines.iter().map(|l| l.level.as_str()).collect();
         let messages: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
-        let metadata: Vec<Json<&Value>> = lines.iter().map(|l| Json(&l.metadata)).collect();
+        let metadata: Vec<Json<&Value>> = lines.iter().map(|l| Json(&*l.metadata)).collect();
         sqlx::query("SELECT ops.append_run_logs($1, $2, $3, $4)")
             .bind(run_id)
             .bind(&levels)
