@@ -1,0 +1,1 @@
+ALTER INDEX ops.run_logs_search_idx RESET (fastupdate);
