@@ -1943,6 +1943,7 @@ mod log_pager {
     crate::conformance!(
         log_windows_line_numbers_and_search_cover_every_line,
         a_run_lists_the_runs_that_retry_it,
+        a_big_append_keeps_every_line_in_order_with_its_metadata,
     );
 
     mod cases {
@@ -1982,6 +1983,65 @@ mod log_pager {
                     NewLogLine::new(LogLevel::Info, &text, serde_json::json!({}))
                 })
                 .collect()
+        }
+
+        /// One append of 10 000 lines (a worker's batch is a few thousand): every line stored,
+        /// in order, with its level and metadata as given, text that looks like JSON or SQL
+        /// kept as text, and the lines searchable at once.
+        pub async fn a_big_append_keeps_every_line_in_order_with_its_metadata(
+            h: Harness,
+        ) -> TestResult {
+            let id = setup(&h.ops).await?;
+            let odd = [
+                r#"{"not": "metadata"}"#,
+                "quote ' and \" and back\\slash",
+                "ünïcødé ✓ 日本語",
+                "",
+                "'); DROP TABLE run_logs; --",
+                "[1, 2, 3]",
+                "null",
+            ];
+            let sent: Vec<NewLogLine> = (0..10_000)
+                .map(|i| {
+                    let (level, metadata) = match i % 3 {
+                        0 => (LogLevel::Info, serde_json::json!({ "stream": "stdout" })),
+                        1 => (
+                            LogLevel::Error,
+                            serde_json::json!({ "stream": "stderr", "n": i }),
+                        ),
+                        _ => (LogLevel::Warn, serde_json::Value::Null),
+                    };
+                    let text = if i % 1_000 == 999 {
+                        odd[(i / 1_000) % odd.len()].to_owned()
+                    } else {
+                        format!("line {i} of the big append")
+                    };
+                    NewLogLine::new(level, &text, metadata)
+                })
+                .collect();
+            h.ops.append_logs(id, &sent).await?;
+            h.ops.append_logs(id, &lines(0, 3)).await?;
+            let mut stored = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = h.ops.run_logs(id, after, None, 4_000).await?;
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                stored.extend(page);
+            }
+            assert_eq!(stored.len(), 10_003);
+            assert!(stored.windows(2).all(|w| w[0].id < w[1].id));
+            for (i, (got, want)) in stored.iter().zip(&sent).enumerate() {
+                assert_eq!(got.message, want.message, "line {i}");
+                assert_eq!(got.level, want.level, "line {i}");
+                assert_eq!(got.metadata, *want.metadata, "line {i}");
+            }
+            assert_eq!(stored[10_000].message, "line 0 kaboom: disk full");
+            assert_eq!(h.ops.count_run_logs(id, None).await?, 10_003);
+            let found = h.ops.search_run_logs(id, "9998", 10).await?;
+            assert_eq!(found.ids, vec![stored[9_998].id]);
+            assert_eq!(found.total, 1);
+            Ok(())
         }
 
         pub async fn log_windows_line_numbers_and_search_cover_every_line(

@@ -58,6 +58,7 @@ fn alive(pid: &str) -> bool {
 conformance!(
     a_killed_worker_loses_its_run_to_another_after_the_lease,
     the_worker_streams_output_honours_cancel_and_timeouts,
+    a_run_faster_than_the_store_loses_no_line,
     a_poison_payload_fails_its_run_alone,
 );
 
@@ -149,6 +150,57 @@ mod cases {
             logs.iter().any(|l| l.message == "attempt 2 done"),
             "{logs:?}"
         );
+        Ok(())
+    }
+
+    /// A command that prints faster than the store appends: its lines wait in the worker (then
+    /// on the pipe), none is dropped, and each stream's lines are stored in the order printed.
+    pub async fn a_run_faster_than_the_store_loses_no_line(h: Harness) -> TestResult {
+        let home = tempfile::tempdir()?;
+        h.ops.create_project("acme", None).await?;
+        h.ops
+            .create_workflow(&WorkflowRequest::new(
+                "acme",
+                "flood",
+                WorkflowType::Test,
+                "seq 1 60000; seq 1 500 >&2",
+            ))
+            .await?;
+        let id = h
+            .ops
+            .enqueue_run(&EnqueueRequest {
+                project: "acme",
+                workflow: "flood",
+                ..Default::default()
+            })
+            .await?;
+        let mut worker = spawn_worker(
+            &h.url,
+            home.path(),
+            &["--id", "w", "--concurrency", "1", "--drain"],
+        );
+        let status = wait_for(&h, id, |s| s.is_terminal(), Duration::from_secs(120)).await;
+        let _ = worker.kill();
+        let _ = worker.wait();
+        assert_eq!(status?, RunStatus::Succeeded);
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = h.ops.run_logs(id, after, None, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.id;
+            for line in page {
+                match line.metadata["stream"].as_str() {
+                    Some("stdout") => stdout.push(line.message),
+                    Some("stderr") => stderr.push(line.message),
+                    _ => return Err(format!("a line from no stream: {line:?}").into()),
+                }
+            }
+        }
+        let expected = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>();
+        assert!(stdout == expected(60_000), "stdout: {} lines", stdout.len());
+        assert!(stderr == expected(500), "stderr: {} lines", stderr.len());
         Ok(())
     }
 

@@ -31,7 +31,9 @@ const LOG_BATCH_BYTES: usize = 1024 * 1024;
 const LOG_FLUSH: Duration = Duration::from_millis(100);
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Lines held in memory while the store is away; beyond this the oldest are dropped (and the
-/// drop is noted in the log), so a chatty command neither stalls on a full pipe nor eats memory.
+/// drop is noted in the log), so a chatty command neither stalls on a full pipe nor eats memory
+/// while the store cannot take its lines. While the store answers, a full buffer holds the pipe
+/// instead: a store slower than the command slows the command, it does not lose its lines.
 const LOG_BUFFER_LINES: usize = 20_000;
 /// The same bound in message bytes, so long lines cannot make those 20 000 lines hundreds of MB.
 const LOG_BUFFER_BYTES: usize = 8 * 1024 * 1024;
