@@ -519,8 +519,8 @@ mod tests {
     #[test]
     fn the_buffer_is_bounded_in_bytes_and_batches_by_bytes_too() {
         let mut b = LineBuffer::default();
-        let long = "x".repeat(MAX_LINE_BYTES);
-        for _ in 0..LOG_BUFFER_BYTES / MAX_LINE_BYTES + 5 {
+        let long = "x".repeat(crate::domain::run::MAX_LOG_LINE_BYTES);
+        for _ in 0..LOG_BUFFER_BYTES / crate::domain::run::MAX_LOG_LINE_BYTES + 5 {
             b.push(NewLogLine::new(
                 LogLevel::Info,
                 &long,
