@@ -215,29 +215,15 @@ pub async fn run_worker(
             pacing.renew_due = false;
             keep_leases(&ops, &config, &mut pacing, &mut held, &mut stats).await;
         }
-        if pacing.ready() {
-            if let Err(e) =
-                deliver_completions(&ops, &config, &mut pacing, &mut held, &mut stats).await
-            {
-                break Err(e);
-            }
-        }
-        if pacing.ready() {
-            if let Err(e) = start_claimed(
-                &ops,
-                &config,
-                &mut pacing,
-                &mut workflows,
-                &mut held,
-                &done_tx,
-                &guard,
-            )
-            .await
-            {
-                break Err(e);
-            }
-        }
-        let free = config.concurrency.saturating_sub(held.len() as u32);
+        // A run that has ended frees its slot at once: the slot's next run is claimed and started
+        // first, and the ends are recorded after it (one store round trip less between two runs
+        // of a slot). Claiming and recording at once, on two connections, measured no faster:
+        // on SQLite the two writes wait for each other's lock.
+        let busy = held
+            .values()
+            .filter(|h| !matches!(h.stage, Stage::Ended(_)))
+            .count();
+        let free = config.concurrency.saturating_sub(busy as u32);
         if free > 0 && pacing.ready() {
             // Claimed and started in one write: a free slot runs what it takes at once.
             match ops
@@ -257,10 +243,6 @@ pub async fn run_worker(
                             },
                         );
                     }
-                    if claimed_any {
-                        // Start what was just claimed before waiting for anything.
-                        continue;
-                    }
                 }
                 Err(e) => {
                     if let Err(e) = pacing.failed("claiming runs", e) {
@@ -268,6 +250,32 @@ pub async fn run_worker(
                     }
                 }
             }
+        }
+        if pacing.ready() {
+            if let Err(e) = start_claimed(
+                &ops,
+                &config,
+                &mut pacing,
+                &mut workflows,
+                &mut held,
+                &done_tx,
+                &guard,
+            )
+            .await
+            {
+                break Err(e);
+            }
+        }
+        if pacing.ready() {
+            if let Err(e) =
+                deliver_completions(&ops, &config, &mut pacing, &mut held, &mut stats).await
+            {
+                break Err(e);
+            }
+        }
+        if claimed_any {
+            // Slots may still be free and the queue not empty: claim again before waiting.
+            continue;
         }
         if config.drain && !claimed_any && held.is_empty() && pacing.ready() {
             // Runs whose leases ran out count as queued work: rescue them before calling it empty.
@@ -547,17 +555,34 @@ async fn deliver_completions(
     held: &mut HashMap<i64, Held>,
     stats: &mut WorkerStats,
 ) -> OpsResult<()> {
-    let ended: Vec<Completion> = held
-        .values()
+    let ended = ended_runs(held);
+    if ended.is_empty() {
+        return Ok(());
+    }
+    let answer = ops.complete_runs(&config.id, &ended).await;
+    record_completions(answer, ended, config, pacing, held, stats)
+}
+
+/// How every run that ended and is not recorded yet ended.
+fn ended_runs(held: &HashMap<i64, Held>) -> Vec<Completion> {
+    held.values()
         .filter_map(|h| match &h.stage {
             Stage::Ended(c) => Some(c.clone()),
             _ => None,
         })
-        .collect();
-    if ended.is_empty() {
-        return Ok(());
-    }
-    match ops.complete_runs(&config.id, &ended).await {
+        .collect()
+}
+
+/// What the store answered to `ended`: recorded runs leave `held`; through an outage they stay.
+fn record_completions(
+    answer: OpsResult<Vec<i64>>,
+    ended: Vec<Completion>,
+    config: &WorkerConfig,
+    pacing: &mut Pacing,
+    held: &mut HashMap<i64, Held>,
+    stats: &mut WorkerStats,
+) -> OpsResult<()> {
+    match answer {
         Ok(finished) => {
             pacing.ok(config.lease);
             for completion in ended {
