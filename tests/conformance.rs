@@ -288,31 +288,33 @@ mod cases {
             attempt: 2,
         };
         h.ops.start_runs("worker-b", &[hold_b]).await?;
-        // The old holder wakes up: every write it tries is fenced off.
+        only_the_new_holder_finishes(&h, hold_a, hold_b).await?;
+        assert_eq!(h.ops.run(id).await?.status, RunStatus::Succeeded);
+        Ok(())
+    }
+
+    /// After a rescue, `worker-a` (holding `old`) wakes up: every write it tries is fenced off,
+    /// and even under `worker-b`'s id the old attempt is refused; `worker-b` finishes the run.
+    async fn only_the_new_holder_finishes(h: &Harness, old: Hold, new: Hold) -> TestResult {
+        assert!(h.ops.heartbeat("worker-a", &[old], LEASE).await?.is_empty());
         assert!(
             h.ops
-                .heartbeat("worker-a", &[hold_a], LEASE)
+                .complete_runs("worker-a", &[done(old, 0)])
                 .await?
-                .is_empty()
+                .is_empty(),
+            "the worker that lost the run finished it"
         );
         assert!(
             h.ops
-                .complete_runs("worker-a", &[done(hold_a, 0)])
+                .complete_runs("worker-b", &[done(old, 0)])
                 .await?
-                .is_empty()
-        );
-        // Even with the right worker id, the old attempt is refused.
-        assert!(
-            h.ops
-                .complete_runs("worker-b", &[done(hold_a, 0)])
-                .await?
-                .is_empty()
+                .is_empty(),
+            "an old attempt finished the run"
         );
         assert_eq!(
-            h.ops.complete_runs("worker-b", &[done(hold_b, 0)]).await?,
-            vec![id]
+            h.ops.complete_runs("worker-b", &[done(new, 0)]).await?,
+            vec![new.run_id]
         );
-        assert_eq!(h.ops.run(id).await?.status, RunStatus::Succeeded);
         Ok(())
     }
 
@@ -376,31 +378,7 @@ mod cases {
             .claim_and_start_runs("worker-b", &[], 1, LEASE)
             .await?;
         assert_eq!((b[0].id, b[0].attempt), (id, 2));
-        let (hold_a, hold_b) = (a[0].hold(), b[0].hold());
-        assert!(
-            h.ops
-                .heartbeat("worker-a", &[hold_a], LEASE)
-                .await?
-                .is_empty()
-        );
-        assert!(
-            h.ops
-                .complete_runs("worker-a", &[done(hold_a, 0)])
-                .await?
-                .is_empty(),
-            "the worker that lost the run finished it"
-        );
-        assert!(
-            h.ops
-                .complete_runs("worker-b", &[done(hold_a, 0)])
-                .await?
-                .is_empty(),
-            "an old attempt finished the run"
-        );
-        assert_eq!(
-            h.ops.complete_runs("worker-b", &[done(hold_b, 0)]).await?,
-            vec![id]
-        );
+        only_the_new_holder_finishes(&h, a[0].hold(), b[0].hold()).await?;
         let run = h.ops.run(id).await?;
         assert_eq!(
             (run.status, run.worker_id.as_deref(), run.attempt),

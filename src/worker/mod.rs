@@ -277,7 +277,7 @@ pub async fn run_worker(
             // Slots may still be free and the queue not empty: claim again before waiting.
             continue;
         }
-        if config.drain && !claimed_any && held.is_empty() && pacing.ready() {
+        if config.drain && held.is_empty() && pacing.ready() {
             // Runs whose leases ran out count as queued work: rescue them before calling it empty.
             match ops.rescue_expired().await {
                 Ok(rescued) => {
@@ -306,7 +306,7 @@ pub async fn run_worker(
             }
         }
         let full = held.len() as u32 >= config.concurrency;
-        let listen = !full && !claimed_any && pacing.ready();
+        let listen = !full && pacing.ready();
         let retry_at = pacing.retry_at;
         let may_rescue = Instant::now() >= pacing.rescue_not_before;
         tokio::select! {
@@ -555,34 +555,17 @@ async fn deliver_completions(
     held: &mut HashMap<i64, Held>,
     stats: &mut WorkerStats,
 ) -> OpsResult<()> {
-    let ended = ended_runs(held);
-    if ended.is_empty() {
-        return Ok(());
-    }
-    let answer = ops.complete_runs(&config.id, &ended).await;
-    record_completions(answer, ended, config, pacing, held, stats)
-}
-
-/// How every run that ended and is not recorded yet ended.
-fn ended_runs(held: &HashMap<i64, Held>) -> Vec<Completion> {
-    held.values()
+    let ended: Vec<Completion> = held
+        .values()
         .filter_map(|h| match &h.stage {
             Stage::Ended(c) => Some(c.clone()),
             _ => None,
         })
-        .collect()
-}
-
-/// What the store answered to `ended`: recorded runs leave `held`; through an outage they stay.
-fn record_completions(
-    answer: OpsResult<Vec<i64>>,
-    ended: Vec<Completion>,
-    config: &WorkerConfig,
-    pacing: &mut Pacing,
-    held: &mut HashMap<i64, Held>,
-    stats: &mut WorkerStats,
-) -> OpsResult<()> {
-    match answer {
+        .collect();
+    if ended.is_empty() {
+        return Ok(());
+    }
+    match ops.complete_runs(&config.id, &ended).await {
         Ok(finished) => {
             pacing.ok(config.lease);
             for completion in ended {

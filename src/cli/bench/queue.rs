@@ -179,36 +179,24 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
     let refill = "batched enqueue (queuing runs for the next measurement)";
 
     let mut claim_complete = Vec::new();
-    let mut double_claims = 0;
-    let mut lost_runs = 0;
+    let mut tally = ClaimTally::default();
+    let runs_bar = |label: String| counter(show, &label, args.runs, Unit::Items("runs"));
     for &workers in &args.workers {
         let (mut through_ops, mut raw, mut minimal) = (Vec::new(), Vec::new(), Vec::new());
         for round in 1..=args.repeat {
             let of = round_label(round, args.repeat);
             fill(noop.id, args.runs, refill).await?;
             probe.settle().await?;
-            let bar = counter(
-                show,
-                &format!("claim+start+complete, {workers} worker(s){of}"),
-                args.runs,
-                Unit::Items("runs"),
-            );
+            let bar = runs_bar(format!("claim+start+complete, {workers} worker(s){of}"));
             let (elapsed, claimed) =
                 drain_through_ops(&ops, &queues, workers, args.batch, &bar).await?;
             bar.finish_and_clear();
-            let unique: HashSet<i64> = claimed.iter().copied().collect();
-            double_claims += claimed.len() - unique.len();
-            lost_runs += args.runs - unique.len().min(args.runs);
+            tally.add(&claimed, args.runs);
             through_ops.push(rate(args.runs, elapsed));
 
             fill(noop.id, args.runs, refill).await?;
             probe.settle().await?;
-            let bar = counter(
-                show,
-                &format!("raw SQL limit, {workers} worker(s){of}"),
-                args.runs,
-                Unit::Items("runs"),
-            );
+            let bar = runs_bar(format!("raw SQL limit, {workers} worker(s){of}"));
             raw.push(rate(
                 args.runs,
                 drain_raw(&probe, &tag, workers, args.batch, &bar, Drain::OwnSql).await?,
@@ -217,12 +205,7 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
 
             probe.minimal_fill(args.runs).await?;
             probe.settle().await?;
-            let bar = counter(
-                show,
-                &format!("minimal queue, {workers} worker(s){of}"),
-                args.runs,
-                Unit::Items("runs"),
-            );
+            let bar = runs_bar(format!("minimal queue, {workers} worker(s){of}"));
             minimal.push(rate(
                 args.runs,
                 drain_raw(&probe, &tag, workers, args.batch, &bar, Drain::Minimal).await?,
@@ -257,21 +240,14 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
         for round in 1..=args.repeat {
             fill(noop.id, args.runs, refill).await?;
             probe.settle().await?;
-            let bar = counter(
-                show,
-                &format!(
-                    "claim+start+complete, {max_workers} worker(s), behind a backlog{}",
-                    round_label(round, args.repeat)
-                ),
-                args.runs,
-                Unit::Items("runs"),
-            );
+            let bar = runs_bar(format!(
+                "claim+start+complete, {max_workers} worker(s), behind a backlog{}",
+                round_label(round, args.repeat)
+            ));
             let (elapsed, claimed) =
                 drain_through_ops(&ops, &queues, max_workers, args.batch, &bar).await?;
             bar.finish_and_clear();
-            let unique: HashSet<i64> = claimed.iter().copied().collect();
-            double_claims += claimed.len() - unique.len();
-            lost_runs += args.runs - unique.len().min(args.runs);
+            tally.add(&claimed, args.runs);
             rates.push(rate(args.runs, elapsed));
         }
         cancel_queue(&ops, &format!("{tag}-unserved"), show).await?;
@@ -353,14 +329,29 @@ pub async fn queue(cli: &Cli, args: &QueueBenchArgs) -> CliResult {
         worker_e2e_concurrency: E2E_CONCURRENCY,
         insert_to_start_p50_ms: p50,
         insert_to_start_p99_ms: p99,
-        double_claims,
-        lost_runs,
+        double_claims: tally.double_claims,
+        lost_runs: tally.lost_runs,
         peer,
         peer_missing,
         log_ingestion,
     };
     crate::cli::emit_report(cli.json, &report, || render(&report));
     Ok(())
+}
+
+/// What every drain through `ops` claimed, against what it should have: each run once.
+#[derive(Default)]
+struct ClaimTally {
+    double_claims: usize,
+    lost_runs: usize,
+}
+
+impl ClaimTally {
+    fn add(&mut self, claimed: &[i64], runs: usize) {
+        let unique: HashSet<i64> = claimed.iter().copied().collect();
+        self.double_claims += claimed.len() - unique.len();
+        self.lost_runs += runs - unique.len().min(runs);
+    }
 }
 
 fn round_label(round: usize, of: usize) -> String {
