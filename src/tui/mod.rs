@@ -12,6 +12,7 @@ pub mod overlay;
 pub mod panes;
 pub mod quiet;
 mod style;
+pub mod term_input;
 pub mod view;
 
 use std::collections::BTreeMap;
