@@ -951,3 +951,137 @@ async fn a_read_only_store_sees_writers_that_come_and_go() -> TestResult {
     writer.close().await?;
     Ok(())
 }
+
+/// `user key …`: add, list (table and JSON), import with a bad line reported, remove; a user who
+/// is not the store's administrator is refused, and nothing is written.
+#[test]
+fn user_keys_are_the_administrators_through_the_cli() -> TestResult {
+    const ALICE: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL2MQjD10hI0GxMX2VVmCTPLBcKPR5vBSjCkCjiqieIT alice@laptop";
+    const ALICE_FP: &str = "SHA256:kRCaadOjxOBXYtjHo3n4GXgFqUOY6rsBMJqOWWiVF0s";
+    const BOB: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILCXkRXfVpWjkWlIRRBnjeJGgTD+gKeb97z4yrMxeo54 bob laptop two";
+    const BOB_FP: &str = "SHA256:JQbBDYzcKpVCWBFZcp9GZQfrrFoeTigGLsHUckvo0xI";
+    let home = tempfile::tempdir()?;
+    let h = home.path();
+    // The test runs as the owner of the database file: the store's administrator.
+    let o = ospdeck(h, &["user", "key", "add", "alice", ALICE]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("key {ALICE_FP} (ssh-ed25519) names alice")
+    );
+    let o = ospdeck(h, &["user", "key", "add", "alice", ALICE, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(again["outcome"], "already_added");
+    let o = ospdeck(h, &["user", "key", "add", "bob", ALICE]);
+    assert_one_line_error(&o, "already names user alice");
+    assert_eq!(o.status.code(), Some(5));
+    let o = ospdeck(
+        h,
+        &["user", "key", "add", "bob", "ssh-rsa AAAAB3NzaC1yc2E x"],
+    );
+    assert_one_line_error(&o, "key type ssh-rsa is not accepted");
+    assert_eq!(o.status.code(), Some(6));
+
+    // Import from stdin: one key added, one already there, a bad line reported by number.
+    let file = format!("# bob\n{BOB}\nnot a key at all\n{ALICE}\n");
+    let mut child = ospdeck_command(h, &["user", "key", "import", "bob", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().ok_or("no stdin")?;
+        stdin.write_all(file.as_bytes())?;
+    }
+    let o = child.wait_with_output()?;
+    assert_one_line_error(&o, "2 key line(s) of - skipped (line 3, 4)");
+    assert_eq!(o.status.code(), Some(6));
+    let report = stdout(&o);
+    assert!(
+        report.contains(&format!("line 2: added {BOB_FP} (ssh-ed25519)")),
+        "{report}"
+    );
+    assert!(
+        report.contains("line 3: skipped: not an OpenSSH public key"),
+        "{report}"
+    );
+    assert!(report.contains("line 4: skipped: key SHA256:"), "{report}");
+    assert!(
+        report.ends_with("bob: 1 added, 0 already there, 2 skipped\n"),
+        "{report}"
+    );
+    // From a file, under --json: the same report as one object.
+    let path = h.join("bob.keys");
+    std::fs::write(&path, format!("{BOB}\n"))?;
+    let path = path.to_str().ok_or("temp path is not UTF-8")?;
+    let o = ospdeck(h, &["user", "key", "import", "bob", path, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(report["already"][0]["fingerprint"], BOB_FP);
+    assert_eq!(report["already"][0]["line"], 1);
+    assert_eq!(report["skipped"], serde_json::json!([]));
+
+    let o = ospdeck(h, &["user", "key", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = stdout(&o);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("FINGERPRINT") && lines[0].contains("USER  TYPE"),
+        "{table}"
+    );
+    assert!(
+        lines[0].contains("COMMENT") && lines[0].ends_with("ADDED"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(ALICE_FP) && lines[1].contains("alice@laptop"),
+        "{table}"
+    );
+    assert!(
+        lines[2].starts_with(BOB_FP) && lines[2].contains("bob laptop two"),
+        "{table}"
+    );
+    let o = ospdeck(h, &["user", "key", "list", "bob", "--json"]);
+    let keys: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(keys.as_array().map(Vec::len), Some(1));
+    assert_eq!(keys[0]["user"], "bob");
+    assert_eq!(keys[0]["algorithm"], "ssh-ed25519");
+
+    // Someone else: refused in one line, nothing written.
+    for args in [
+        &["--as", "mallory", "user", "key", "add", "mallory", BOB][..],
+        &["--as", "mallory", "user", "key", "list"][..],
+        &["--as", "mallory", "user", "key", "remove", BOB_FP][..],
+    ] {
+        let o = ospdeck(h, args);
+        assert_one_line_error(&o, "is for the store's administrator");
+        assert_eq!(o.status.code(), Some(4), "{args:?}");
+    }
+
+    let o = ospdeck(h, &["user", "key", "remove", BOB_FP, "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let removed: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(removed["user"], "bob");
+    let o = ospdeck(h, &["user", "key", "remove", BOB_FP]);
+    assert_one_line_error(&o, &format!("no key {BOB_FP}"));
+    assert_eq!(o.status.code(), Some(3));
+    let o = ospdeck(h, &["user", "key", "remove", "nonsense"]);
+    assert_one_line_error(&o, "invalid fingerprint");
+    let o = ospdeck(h, &["user", "key", "list", "--json"]);
+    let keys: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    assert_eq!(
+        keys.as_array().map(Vec::len),
+        Some(1),
+        "only alice's is left"
+    );
+    let o = ospdeck(h, &["audit", "--entity", "user_key", "--json"]);
+    let audit: serde_json::Value = serde_json::from_slice(&o.stdout)?;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .map(|a| a.iter().filter_map(|r| r["action"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(actions, ["remove_key", "add_key", "add_key"]);
+    Ok(())
+}

@@ -748,6 +748,47 @@ fn members_tools_audit_and_the_rest_print_their_documented_fields() -> TestResul
         ],
     );
     w.list("advisory", "advisory list", &["advisory", "list"]);
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL2MQjD10hI0GxMX2VVmCTPLBcKPR5vBSjCkCjiqieIT alice@laptop";
+    let added = w.object(
+        "user key",
+        "user key add",
+        &["user", "key", "add", "alice", KEY],
+    );
+    assert_eq!(added["outcome"], "added");
+    w.list("user key", "user key list", &["user", "key", "list"]);
+    let keys = w.write("keys", &format!("no-pty {KEY}\n"));
+    let keys = keys.to_str().unwrap_or_default();
+    let import = w.object(
+        "key import",
+        "user key import",
+        &["user", "key", "import", "alice", keys],
+    );
+    let already = &import["already"][0];
+    let mut item_keys: Vec<&str> = already
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    item_keys.sort_unstable();
+    let fields = documented(&w.contract, "user key", "user key list");
+    let mut wanted: Vec<&str> = fields
+        .iter()
+        .map(String::as_str)
+        .chain(["line", "ignored_options"])
+        .collect::<Vec<_>>();
+    wanted.sort_unstable();
+    assert_eq!(item_keys, wanted, "{import}");
+    assert_eq!(already["ignored_options"], "no-pty");
+    let removed = w.object(
+        "user key",
+        "user key remove",
+        &[
+            "user",
+            "key",
+            "remove",
+            added["fingerprint"].as_str().unwrap_or_default(),
+        ],
+    );
+    assert_eq!(removed["user"], "alice");
     w.list("audit event", "audit", &["audit"]);
     w.object("whoami", "whoami", &["whoami"]);
     w.object("doctor", "doctor", &["doctor"]);

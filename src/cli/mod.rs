@@ -12,6 +12,7 @@ mod runs_bulk;
 pub(crate) mod services;
 pub(crate) mod templates;
 mod tools;
+mod user_keys;
 mod worker;
 
 pub use error::{CliError, ErrorKind};
@@ -116,6 +117,9 @@ pub enum Command {
     /// Project members and their roles
     #[command(subcommand)]
     Member(access::MemberCommand),
+    /// Users' SSH keys, which `ospdeck serve` signs in with
+    #[command(subcommand)]
+    User(user_keys::UserCommand),
     /// Who you are to the store, and your role in each project
     Whoami,
     /// The audit trail, newest first
@@ -324,6 +328,9 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
         }
         Some(Command::Member(cmd)) => {
             access::member(&connect(&cli, &options).await?, cli.json, cmd).await
+        }
+        Some(Command::User(cmd)) => {
+            user_keys::user(&connect(&cli, &options).await?, cli.json, cmd).await
         }
         Some(Command::Whoami) => access::whoami(&connect(&cli, &options).await?, cli.json).await,
         Some(Command::Audit {

@@ -15,6 +15,7 @@ pub mod run;
 pub mod service;
 pub mod template;
 pub mod tool;
+pub mod user_key;
 pub mod worker;
 pub mod workflow;
 

@@ -13,7 +13,7 @@ use ospdeck_store::access::AuditFilter;
 
 pub const DEFAULT_AUDIT_LIMIT: i64 = 100;
 
-fn check_user(user: &str) -> OpsResult<()> {
+pub(crate) fn check_user(user: &str) -> OpsResult<()> {
     if user.trim().is_empty() || user.len() > 63 || user.chars().any(|c| c.is_control()) {
         // 63: PostgreSQL's limit for a role name, which a member's user becomes there.
         return Err(OpsError::Invalid(InvalidInput::new(format!(

@@ -17,6 +17,7 @@ mod resolver;
 mod services;
 mod templates;
 mod tools;
+mod user_keys;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ pub use resolver::{
 pub use services::*;
 pub use templates::*;
 pub use tools::*;
+pub use user_keys::*;
 
 pub type OpsResult<T> = Result<T, OpsError>;
 

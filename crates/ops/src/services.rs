@@ -712,6 +712,9 @@ pub enum Outcome {
     AlreadyDefault,
     Labeled,
     AlreadyLabeled,
+    /// An SSH key now names its user.
+    Added,
+    AlreadyAdded,
 }
 
 impl Outcome {
@@ -724,6 +727,7 @@ impl Outcome {
                 | Self::AlreadyStable
                 | Self::AlreadyDefault
                 | Self::AlreadyLabeled
+                | Self::AlreadyAdded
         )
     }
 }

@@ -18,6 +18,7 @@ mod sql;
 pub mod sqlite;
 pub mod templates;
 pub mod tools;
+pub mod user_keys;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +40,7 @@ pub use runs::RunStore;
 pub use services::ServiceStore;
 pub use templates::TemplateStore;
 pub use tools::ToolStore;
+pub use user_keys::UserKeyStore;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -64,6 +66,7 @@ pub trait Store:
     + ServiceStore
     + TemplateStore
     + ToolStore
+    + UserKeyStore
     + Send
     + Sync
 {
