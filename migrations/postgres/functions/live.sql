@@ -426,6 +426,39 @@ AS $function$
     DELETE FROM ops.run_minute_counts WHERE minute < now() - interval '1 day';
 $function$;
 
+-- function: ops.record_session_event(text,text,jsonb)
+CREATE OR REPLACE FUNCTION ops.record_session_event(p_action text, p_address text, p_detail jsonb)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+DECLARE
+    actor text := ops.current_user_id();
+    event_id bigint;
+BEGIN
+    IF p_action IS NULL OR p_action NOT IN ('ssh.login', 'ssh.logout', 'ssh.refused') THEN
+        RAISE EXCEPTION 'session event %: the action is ssh.login, ssh.logout or ssh.refused',
+            coalesce(p_action, 'NULL') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_address IS NULL OR length(p_address) NOT BETWEEN 1 AND 255 THEN
+        RAISE EXCEPTION 'session event %: the address is 1 to 255 characters', p_action
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_detail IS NOT NULL AND (jsonb_typeof(p_detail) <> 'object' OR length(p_detail::text) > 4096) THEN
+        RAISE EXCEPTION 'session event %: the detail is a JSON object of at most 4096 bytes', p_action
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF ops.caller_is_administrator() THEN
+        actor := coalesce(nullif(current_setting('ospdeck.actor', true), ''), actor);
+    END IF;
+    INSERT INTO ops.audit_log (actor, action, entity_type, entity_id, project_id, before, after)
+    VALUES (actor, p_action, 'ssh_session', p_address, NULL, NULL, p_detail)
+    RETURNING id INTO event_id;
+    RETURN event_id;
+END;
+$function$;
+
 -- function: ops.refuse_deep_json()
 CREATE OR REPLACE FUNCTION ops.refuse_deep_json()
  RETURNS trigger
@@ -941,6 +974,16 @@ BEGIN
     UPDATE ops.workflows SET task_queue = p_task_queue, command = p_command WHERE id = p_workflow_id;
     RETURN p_workflow_id;
 END;
+$function$;
+
+-- function: ops.user_for_key(text)
+CREATE OR REPLACE FUNCTION ops.user_for_key(p_fingerprint text)
+ RETURNS text
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+    SELECT k.user_id FROM ops.user_keys k WHERE k.fingerprint = p_fingerprint
 $function$;
 
 -- function: ops.workflows_audit()
