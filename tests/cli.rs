@@ -1027,12 +1027,9 @@ fn user_keys_are_the_administrators_through_the_cli() -> TestResult {
     assert!(o.status.success(), "{}", stderr(&o));
     let table = stdout(&o);
     let lines: Vec<&str> = table.lines().collect();
-    assert!(
-        lines[0].starts_with("FINGERPRINT") && lines[0].contains("USER  TYPE"),
-        "{table}"
-    );
-    assert!(
-        lines[0].contains("COMMENT") && lines[0].ends_with("ADDED"),
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["FINGERPRINT", "USER", "TYPE", "COMMENT", "ADDED"],
         "{table}"
     );
     assert!(
