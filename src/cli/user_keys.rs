@@ -26,7 +26,8 @@ pub enum KeyCommand {
         user: String,
         /// The public key line, quoted: 'ssh-ed25519 AAAA… user@host' (the contents of a .pub
         /// file)
-        key: String,
+        #[arg(value_name = "KEY")]
+        public_key: String,
     },
     /// The keys and the users they name
     List {
@@ -56,8 +57,8 @@ pub async fn user(ops: &Ops, json: bool, cmd: &UserCommand) -> CliResult<ExitCod
 
 async fn key(ops: &Ops, json: bool, cmd: &KeyCommand) -> CliResult<ExitCode> {
     match cmd {
-        KeyCommand::Add { user, key } => {
-            let added = ops.add_user_key(user, key).await?;
+        KeyCommand::Add { user, public_key } => {
+            let added = ops.add_user_key(user, public_key).await?;
             emit(json, &added, || {
                 let k = &added.value;
                 format!(
