@@ -95,13 +95,69 @@ pub async fn open_store(
 
 /// Opens the store (which must be migrated) and connects `Ops` to it as `as_user` (`--as`), or as
 /// the identity the store knows.
+///
+/// A command that `ospdeck serve` runs for an SSH session has [`SESSION_USER_ENV`] set: it acts as
+/// that session's user, never as an administrator (see [`session_ops`]).
 pub async fn connect(
     resolved: &Resolved,
     options: &StoreOptions,
     as_user: Option<&str>,
 ) -> RootResult<Ops> {
+    if let Some(user) = std::env::var(SESSION_USER_ENV)
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        if as_user.is_some() {
+            return Err(StoreError::Invalid(format!(
+                "--as is not accepted in an SSH session: the key names the user ({user})"
+            ))
+            .into());
+        }
+        let options = StoreOptions {
+            gateway_subject: Some(user.clone()),
+            ..options.clone()
+        };
+        let store = open_store(resolved, &options, true).await?;
+        return session_ops(store, &user).await;
+    }
     let store = open_store(resolved, options, true).await?;
     Ok(Ops::connect_as(store, as_user).await?)
+}
+
+/// Set by `ospdeck serve` for the commands an SSH session runs: the user the session's key names.
+pub const SESSION_USER_ENV: &str = "OSPDECK_SESSION_USER";
+
+/// `Ops` for an SSH session's `user`, who is never the store's administrator. On SQLite the
+/// server is the only writer and `ops` checks the user's roles. On PostgreSQL `store` must have
+/// been opened with `gateway_subject = user` as a gateway role (group `ospdeck_api`, not an
+/// administrator): the database then knows the user by the JWT subject and row-level security
+/// enforces the same roles again; anything else is refused here.
+pub async fn session_ops(store: Arc<dyn Store>, user: &str) -> RootResult<Ops> {
+    if store.kind() == store::StoreKind::Sqlite {
+        let identity = crate::domain::permission::Identity {
+            user: user.to_owned(),
+            administrator: false,
+        };
+        return Ok(Ops::new(store, identity));
+    }
+    let ops = Ops::connect_as(store, None).await?;
+    if ops.identity().administrator || ops.actor() != user {
+        return Err(StoreError::Invalid(format!(
+            "ospdeck serve must connect to PostgreSQL as a gateway role (in group ospdeck_api, \
+             not a superuser, owner or BYPASSRLS role), so that row-level security holds for its \
+             sessions; this role is {}{}: create one with `CREATE ROLE ospdeck_ssh LOGIN; GRANT \
+             ospdeck_api, ospdeck_member TO ospdeck_ssh;` and serve with --db \
+             postgres://ospdeck_ssh@HOST/DB",
+            ops.actor(),
+            if ops.identity().administrator {
+                ", an administrator"
+            } else {
+                ""
+            }
+        ))
+        .into());
+    }
+    Ok(ops)
 }
 
 /// Refuses a store with pending migrations, naming them and the command that applies them.

@@ -900,6 +900,7 @@ const READ_ONLY: store::StoreOptions = store::StoreOptions {
     read_only: true,
     max_connections: 2,
     sqlite_cache_kib: None,
+    gateway_subject: None,
 };
 
 /// `ospdeck --db DB WORDS…`, which must succeed.

@@ -18,7 +18,7 @@ mod cases {
     use ospdeck::ops::{CreateService, EnqueueRequest, Ops, WorkflowRequest};
     use ospdeck::tui::app::App;
     use ospdeck::tui::keymap::Keymap;
-    use ospdeck::tui::{LoaderSettings, drive};
+    use ospdeck::tui::{ConsoleIo, LoaderSettings, drive};
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
     use tokio::sync::{mpsc, watch};
@@ -41,7 +41,8 @@ mod cases {
                 let mut terminal =
                     Terminal::new(TestBackend::new(80, 24)).map_err(|e| e.to_string())?;
                 let mut app = App::new("test".into(), "operator".into(), keymap, false);
-                drive(&mut terminal, &mut app, ops, settings, input_rx, stop_rx).await?;
+                let io = ConsoleIo::without_clipboard(input_rx, stop_rx);
+                drive(&mut terminal, &mut app, ops, settings, io).await?;
                 Ok(app)
             });
             Ok(Self { input, stop, task })
@@ -109,6 +110,7 @@ mod cases {
                 ..DeployerConfig::default()
             },
             manifest_dir: manifests.path().to_owned(),
+            changes: None,
         };
         let console = Console::start(h.ops.clone(), settings)?;
         console.keys("1");

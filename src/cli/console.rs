@@ -45,6 +45,7 @@ async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)
             loader: crate::tui::LoaderSettings {
                 deployer,
                 manifest_dir,
+                changes: None,
             },
             mouse,
             history_file: Some(resolved.paths.command_history()),
@@ -72,6 +73,7 @@ pub(crate) fn store_options(read_only: bool) -> StoreOptions {
         read_only,
         max_connections: 2,
         sqlite_cache_kib: Some(256),
+        gateway_subject: None,
     }
 }
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::app::{self, Data, Effect, Gone, LogRequest, LogWindow, RunsQuery};
 use crate::deploy::DeployerConfig;
@@ -17,6 +17,50 @@ use crate::ops::{Backoff, CreateService, ManifestProposal, Ops, OpsError, RunQue
 pub struct LoaderSettings {
     pub deployer: DeployerConfig,
     pub manifest_dir: PathBuf,
+    /// A change feed shared by many consoles (`ospdeck serve`: one watcher for every session);
+    /// without one, the console watches the store itself.
+    pub changes: Option<watch::Receiver<u64>>,
+}
+
+/// Whether the store changed: from a shared feed, from a watcher of this console's own, or (when
+/// the watcher could not start) every `FALLBACK_POLL`.
+enum ChangeSource {
+    Shared(watch::Receiver<u64>),
+    Own(Box<dyn crate::store::ChangeWatcher>),
+    Poll,
+}
+
+impl ChangeSource {
+    async fn open(ops: &Ops, shared: Option<watch::Receiver<u64>>) -> Result<Self, OpsError> {
+        Ok(match shared {
+            Some(feed) => Self::Shared(feed),
+            None => Self::Own(ops.change_watcher().await?),
+        })
+    }
+
+    async fn changed(&mut self) -> bool {
+        match self {
+            Self::Shared(feed) => {
+                if feed.changed().await.is_err() {
+                    // The feed's owner is gone (the server is stopping): poll until the end.
+                    *self = Self::Poll;
+                }
+                true
+            }
+            Self::Own(watcher) => match watcher.changed(Duration::from_secs(60)).await {
+                Ok(changed) => changed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "change watcher failed");
+                    tokio::time::sleep(FALLBACK_POLL).await;
+                    true
+                }
+            },
+            Self::Poll => {
+                tokio::time::sleep(FALLBACK_POLL).await;
+                true
+            }
+        }
+    }
 }
 
 /// Fewest milliseconds between two refreshes caused by changes: a busy queue changes thousands of
@@ -92,33 +136,20 @@ pub(super) async fn load(
     let watcher_ops = ops.clone();
     let watcher_tx = tx.clone();
     let action_refresh = changed_tx.clone();
+    let shared = settings.changes.clone();
     let _watcher = AbortOnDrop(tokio::spawn(async move {
-        let mut watcher = match watcher_ops.change_watcher().await {
-            Ok(w) => Some(w),
+        let mut source = match ChangeSource::open(&watcher_ops, shared).await {
+            Ok(source) => source,
             Err(e) => {
                 let _ = watcher_tx.send(Data::Failed(format!(
                     "live updates unavailable ({e}); refreshing every {}s",
                     FALLBACK_POLL.as_secs()
                 )));
-                None
+                ChangeSource::Poll
             }
         };
         loop {
-            let changed = match watcher.as_mut() {
-                Some(w) => match w.changed(Duration::from_secs(60)).await {
-                    Ok(changed) => changed,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "change watcher failed");
-                        tokio::time::sleep(FALLBACK_POLL).await;
-                        true
-                    }
-                },
-                None => {
-                    tokio::time::sleep(FALLBACK_POLL).await;
-                    true
-                }
-            };
-            if changed {
+            if source.changed().await {
                 // A full channel already holds a pending refresh: nothing is lost by dropping this.
                 let _ = changed_tx.try_send(());
                 tokio::time::sleep(REFRESH_GAP).await;

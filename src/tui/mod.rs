@@ -34,6 +34,7 @@ use app::{App, Data, Effect};
 use keymap::Keymap;
 pub use loader::{LoaderSettings, console_worker_id, log_search, log_window};
 use quiet::QuietBackend;
+pub use quiet::ScreenSize;
 use style::Theme;
 
 /// Set while the console owns this process's terminal (`run_console`): only then can it hand the
@@ -55,24 +56,11 @@ pub struct ConsoleOptions {
 /// Runs the console until the user quits or SIGTERM/SIGHUP arrives; the terminal is restored
 /// on every way out, panics included (ratatui's hook).
 pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String> {
-    let keymap = Keymap::new(&options.keys, options.read_only)?;
-    let user = if ops.identity().administrator {
-        format!("{} (store admin)", ops.actor())
-    } else {
-        ops.actor().to_owned()
-    };
-    let mut app = App::new(ops.store_location(), user, keymap, options.read_only);
+    let mut app = new_app(&ops, &options)?;
     if std::env::var_os("TMUX").is_some() {
         // tmux drops an application's OSC 52 unless told otherwise (its default is `external`).
         app.copy_hint =
             Some("inside tmux it reaches the clipboard only with `set -g set-clipboard on`".into());
-    }
-    if let Some(text) = options
-        .history_file
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
-    {
-        app.command_line.load_history(&text);
     }
     // try_init puts the terminal in raw mode on the alternate screen and restores it on panic;
     // the terminal it answers is replaced by one whose backend stays quiet on empty frames.
@@ -96,15 +84,12 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
     LOCAL_TERMINAL.store(true, Ordering::SeqCst);
     let result = match stop_on_signals() {
         Ok(stop) => {
-            drive(
-                &mut terminal,
-                &mut app,
-                ops,
-                options.loader,
-                read_input(),
+            let io = ConsoleIo {
+                input: read_input(),
                 stop,
-            )
-            .await
+                copy: Box::new(|text: &str| write_osc52(&mut std::io::stdout(), text)),
+            };
+            drive(&mut terminal, &mut app, ops, options.loader, io).await
         }
         Err(e) => Err(e),
     };
@@ -116,6 +101,86 @@ pub async fn run_console(ops: Ops, options: ConsoleOptions) -> Result<(), String
     {
         save_history(path, &app.command_line.history_text());
     }
+    result
+}
+
+/// The console's state for `ops`' user: the keymap (read-only hides the keys that write) and the
+/// `:` history kept from earlier sessions.
+fn new_app(ops: &Ops, options: &ConsoleOptions) -> Result<App, String> {
+    let keymap = Keymap::new(&options.keys, options.read_only)?;
+    let user = if ops.identity().administrator {
+        format!("{} (store admin)", ops.actor())
+    } else {
+        ops.actor().to_owned()
+    };
+    let mut app = App::new(ops.store_location(), user, keymap, options.read_only);
+    if let Some(text) = options
+        .history_file
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+    {
+        app.command_line.load_history(&text);
+    }
+    Ok(app)
+}
+
+/// A terminal that is not this process's own, such as an SSH session's: frames go out through
+/// `out` (cloned for the OSC 52 copies), keys and resizes come in as events, `size` is what the
+/// client last reported, and `stop` ends the console (the server is closing).
+pub struct RemoteTerminal<W> {
+    pub out: W,
+    pub size: ScreenSize,
+    pub input: mpsc::UnboundedReceiver<Event>,
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Runs the console on a remote terminal until its user quits, the input ends (the client went
+/// away) or `stop` turns true; the same loop as [`run_console`], with the terminal's modes set and
+/// reset by escape sequences on the stream rather than on this process's tty.
+pub async fn run_remote_console<W>(
+    ops: Ops,
+    options: ConsoleOptions,
+    remote: RemoteTerminal<W>,
+) -> Result<(), String>
+where
+    W: Write + Clone + Send + 'static,
+{
+    use crossterm::{cursor, terminal as term};
+    let mut app = new_app(&ops, &options)?;
+    let RemoteTerminal {
+        mut out,
+        size,
+        input,
+        stop,
+    } = remote;
+    let opened =
+        crossterm::execute!(out, term::EnterAlternateScreen, cursor::Hide).and_then(|()| {
+            if options.mouse {
+                crossterm::execute!(out, EnableMouseCapture)
+            } else {
+                Ok(())
+            }
+        });
+    opened.map_err(|e| format!("cannot open the terminal: {e}"))?;
+    let mut terminal = Terminal::new(QuietBackend::sized(
+        CrosstermBackend::new(out.clone()),
+        size,
+    ))
+    .map_err(|e| format!("cannot open the terminal: {e}"))?;
+    let mut copy_out = out.clone();
+    let io = ConsoleIo {
+        input,
+        stop,
+        copy: Box::new(move |text: &str| write_osc52(&mut copy_out, text)),
+    };
+    let result = drive(&mut terminal, &mut app, ops, options.loader, io).await;
+    // The client may already be gone; there is nothing to restore then.
+    let _ = crossterm::execute!(
+        out,
+        DisableMouseCapture,
+        term::LeaveAlternateScreen,
+        cursor::Show
+    );
     result
 }
 
@@ -273,6 +338,28 @@ fn stop_on_signals() -> Result<watch::Receiver<bool>, String> {
     Ok(rx)
 }
 
+/// What a console talks to besides its screen: the keys and resizes coming in, the signal to stop,
+/// and where a copy goes (OSC 52 on the terminal's own stream).
+pub struct ConsoleIo {
+    pub input: mpsc::UnboundedReceiver<Event>,
+    pub stop: watch::Receiver<bool>,
+    pub copy: Box<dyn FnMut(&str) + Send>,
+}
+
+impl ConsoleIo {
+    /// For a console drawn nowhere a clipboard could be reached (tests, the bench).
+    pub fn without_clipboard(
+        input: mpsc::UnboundedReceiver<Event>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            input,
+            stop,
+            copy: Box::new(|_| {}),
+        }
+    }
+}
+
 /// The render loop on any backend (the bench drives it on a byte-counting one): draws when input
 /// or data changed something, or when the clock changes a value on screen (an age, a heartbeat
 /// state), and never waits on the database.
@@ -281,9 +368,13 @@ pub async fn drive<B: Backend>(
     app: &mut App,
     ops: Ops,
     settings: LoaderSettings,
-    mut input_rx: mpsc::UnboundedReceiver<Event>,
-    mut stop: watch::Receiver<bool>,
+    io: ConsoleIo,
 ) -> Result<(), String> {
+    let ConsoleIo {
+        input: mut input_rx,
+        mut stop,
+        mut copy,
+    } = io;
     let (data_tx, mut data_rx) = mpsc::unbounded_channel::<Data>();
     let (effect_tx, effect_rx) = mpsc::unbounded_channel::<Effect>();
     let loader = tokio::spawn(loader::load(ops, settings, effect_rx, data_tx));
@@ -312,7 +403,7 @@ pub async fn drive<B: Backend>(
             event = input_rx.recv() => match event {
                 Some(Event::Key(key)) if key.kind != KeyEventKind::Release => {
                     let effects = app.on_key(key);
-                    carry_out(app, terminal, effects, &effect_tx);
+                    carry_out(app, terminal, effects, &effect_tx, &mut copy);
                     dirty = true;
                 }
                 // Moves arrive for every cell the pointer crosses: only clicks and the wheel
@@ -322,7 +413,7 @@ pub async fn drive<B: Backend>(
                     MouseEventKind::Moved | MouseEventKind::Drag(_) | MouseEventKind::Up(_)
                 ) => {
                     let effects = app.on_mouse(mouse);
-                    carry_out(app, terminal, effects, &effect_tx);
+                    carry_out(app, terminal, effects, &effect_tx, &mut copy);
                     dirty = true;
                 }
                 Some(Event::Resize(width, height)) => {
@@ -372,21 +463,28 @@ fn carry_out<B: Backend>(
     terminal: &mut Terminal<B>,
     effects: Vec<Effect>,
     effect_tx: &mpsc::UnboundedSender<Effect>,
+    copy: &mut Box<dyn FnMut(&str) + Send>,
 ) {
+    let local = LOCAL_TERMINAL.load(Ordering::SeqCst);
     for effect in effects {
         match effect {
-            Effect::Copy(text) => copy_osc52(&text),
-            Effect::OpenPager(id) if !LOCAL_TERMINAL.load(Ordering::SeqCst) => {
+            Effect::Copy(text) => copy(&text),
+            Effect::OpenPager(id) if !local => {
                 let say = format!(
                     "no terminal of its own to page in: `ospdeck run logs {id}` prints the log"
                 );
                 app.on_data(Data::Failed(say), Utc::now());
             }
-            // $EDITOR takes the terminal: the console steps aside until it returns.
+            // $EDITOR takes the terminal: the console steps aside until it returns. A console on
+            // a terminal elsewhere (SSH) has no editor to hand it to; its own editor remains.
             Effect::EditExternally { schema, text, bump } => {
-                let text = edit_externally(terminal, &text);
+                let text = if local {
+                    edit_externally(terminal, &text)
+                } else {
+                    Err("no external editor over this connection: edit here (Enter)".to_owned())
+                };
                 let more = app.on_data(Data::Edited { schema, text, bump }, Utc::now());
-                carry_out(app, terminal, more, effect_tx);
+                carry_out(app, terminal, more, effect_tx, copy);
             }
             other => {
                 let _ = effect_tx.send(other);
@@ -433,9 +531,8 @@ fn page_file<B: Backend>(terminal: &mut Terminal<B>, path: &std::path::Path) -> 
 }
 
 /// Copies through the terminal (OSC 52), which works over SSH where no clipboard library would.
-fn copy_osc52(text: &str) {
+fn write_osc52(out: &mut impl Write, text: &str) {
     let encoded = base64::engine::general_purpose::STANDARD.encode(text);
-    let mut out = std::io::stdout();
     let _ = write!(out, "\x1b]52;c;{encoded}\x07");
     let _ = out.flush();
 }

@@ -3,6 +3,9 @@
 //! cell changed; an idle console over SSH redraws for every refresh and clock tick, so those
 //! bytes would be most of what it sends.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use ratatui::backend::{Backend, ClearType, WindowSize};
 use ratatui::buffer::Cell;
 use ratatui::layout::{Position, Size};
@@ -10,6 +13,34 @@ use ratatui::layout::{Position, Size};
 pub struct QuietBackend<B> {
     inner: B,
     cursor_hidden: bool,
+    /// The size of a terminal that is not this process's own (an SSH session's, as its client
+    /// reports it), which the inner backend cannot ask for.
+    size: Option<ScreenSize>,
+}
+
+/// A terminal size that another task updates (an SSH window-change), read at every draw.
+#[derive(Clone, Default)]
+pub struct ScreenSize(Arc<AtomicU32>);
+
+impl ScreenSize {
+    pub fn new(width: u16, height: u16) -> Self {
+        let size = Self::default();
+        size.set(width, height);
+        size
+    }
+
+    pub fn set(&self, width: u16, height: u16) {
+        self.0.store(
+            u32::from(width) << 16 | u32::from(height),
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn get(&self) -> Size {
+        let packed = self.0.load(Ordering::Relaxed);
+        // Both halves fit in u16 by construction.
+        Size::new((packed >> 16) as u16, (packed & 0xffff) as u16)
+    }
 }
 
 impl<B> QuietBackend<B> {
@@ -17,6 +48,15 @@ impl<B> QuietBackend<B> {
         Self {
             inner,
             cursor_hidden: false,
+            size: None,
+        }
+    }
+
+    /// A backend for a terminal elsewhere, whose size `size` tells.
+    pub fn sized(inner: B, size: ScreenSize) -> Self {
+        Self {
+            size: Some(size),
+            ..Self::new(inner)
         }
     }
 }
@@ -70,11 +110,20 @@ impl<B: Backend> Backend for QuietBackend<B> {
     }
 
     fn size(&self) -> Result<Size, Self::Error> {
-        self.inner.size()
+        match &self.size {
+            Some(size) => Ok(size.get()),
+            None => self.inner.size(),
+        }
     }
 
     fn window_size(&mut self) -> Result<WindowSize, Self::Error> {
-        self.inner.window_size()
+        match &self.size {
+            Some(size) => Ok(WindowSize {
+                columns_rows: size.get(),
+                pixels: Size::default(),
+            }),
+            None => self.inner.window_size(),
+        }
     }
 
     fn flush(&mut self) -> Result<(), Self::Error> {
@@ -84,8 +133,7 @@ impl<B: Backend> Backend for QuietBackend<B> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     use super::*;
     use ratatui::Terminal;

@@ -148,6 +148,10 @@ pub struct StoreOptions {
     /// reader such as the console keeps it small: the cache fills as the store grows, and would
     /// otherwise be most of the console's memory growth.
     pub sqlite_cache_kib: Option<u32>,
+    /// PostgreSQL: every connection acts as this JWT subject (`request.jwt.claim.sub`), the
+    /// gateway identity path that PostgREST uses. Only a role in group `ospdeck_api` is trusted
+    /// with a subject; for any other role the database ignores it. SQLite ignores it.
+    pub gateway_subject: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -156,6 +160,7 @@ impl Default for StoreOptions {
             read_only: false,
             max_connections: 8,
             sqlite_cache_kib: None,
+            gateway_subject: None,
         }
     }
 }

@@ -757,8 +757,7 @@ async fn idle_bytes(ops: &Ops, secs: u64) -> CliResult<Idle> {
             &mut app,
             ops,
             crate::tui::LoaderSettings::default(),
-            input_rx,
-            stop_rx
+            crate::tui::ConsoleIo::without_clipboard(input_rx, stop_rx),
         ),
         measure
     );

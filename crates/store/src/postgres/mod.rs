@@ -62,6 +62,10 @@ impl PgStore {
         } else {
             connect
         };
+        let connect = match &options.gateway_subject {
+            Some(subject) => connect.options([("request.jwt.claim.sub", subject.as_str())]),
+            None => connect,
+        };
         let migrate_with = connect.clone();
         // Statements name tables as SQLite does (no schema): both backends share their text.
         let connect = connect.options([("search_path", SEARCH_PATH)]);
