@@ -80,6 +80,27 @@ pub struct FileConfig {
     pub artifacts: ArtifactsConfig,
     /// The console's mouse: clicks and the wheel (default on; `--no-mouse` turns it off too).
     pub mouse: Option<bool>,
+    /// `ospdeck serve`: the console over SSH.
+    #[serde(default)]
+    pub serve: ServeConfig,
+}
+
+/// `[serve]` in config.toml; the flags of `ospdeck serve` win.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where to listen (default 127.0.0.1:2222).
+    pub listen: Option<String>,
+    /// The host key (default: <data dir>/ssh_host_ed25519_key, made on first start).
+    pub host_key: Option<PathBuf>,
+    /// Concurrent sessions at most (default 32).
+    pub max_sessions: Option<usize>,
+    /// Seconds without input before a session is closed (default 3600; 0 never closes one).
+    pub idle_timeout_secs: Option<u64>,
+    /// Seconds a connection has to authenticate (default 30).
+    pub login_grace_secs: Option<u64>,
+    /// Failed authentications per address per minute before it is turned away (default 20).
+    pub auth_failures_per_minute: Option<usize>,
 }
 
 /// `[artifacts]` in config.toml.

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod root;
+pub mod serve;
 pub mod stdio;
 pub mod tui;
 pub mod worker;

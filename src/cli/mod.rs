@@ -9,6 +9,7 @@ mod man;
 mod output;
 mod queue;
 mod runs_bulk;
+mod serve;
 pub(crate) mod services;
 pub(crate) mod templates;
 mod tools;
@@ -142,6 +143,8 @@ pub enum Command {
     Advisory(tools::AdvisoryCommand),
     /// Claim and execute runs until stopped (SIGTERM/SIGINT finish or release what is held)
     Worker(worker::WorkerArgs),
+    /// Serve the console over SSH: a registered key (`user key add`) names the user, whose roles apply
+    Serve(serve::ServeArgs),
     /// Benchmarks that print figures
     #[command(subcommand)]
     Bench(BenchArgs),
@@ -260,11 +263,72 @@ fn only_writes(command: &Command) -> Option<&'static str> {
         Command::Demo(_) => Some("demo"),
         Command::Worker(_) => Some("worker"),
         Command::Bench(_) => Some("bench"),
+        Command::Serve(_) => Some("serve"),
         _ => None,
     }
 }
 
+/// Whether this command runs for an SSH session (`ospdeck serve`'s exec): then files are not the
+/// user's to name, and input comes only from stdin.
+pub(crate) fn in_session() -> bool {
+    std::env::var_os(root::SESSION_USER_ENV).is_some()
+}
+
+/// Refuses a file of the server's as the input of a command run for an SSH session.
+pub(crate) fn session_reads(source: &str) -> CliResult {
+    if source != "-" && in_session() {
+        return Err(CliError::usage(format!(
+            "{source}: in an SSH session input comes from stdin (`-`), not from the server's files"
+        )));
+    }
+    Ok(())
+}
+
+/// What a command run for an SSH session (`ospdeck serve`'s exec) may not do: name another store
+/// or user, or start something that outlives the request or needs this machine's terminal.
+fn refused_in_session(cli: &Cli) -> Option<String> {
+    if cli.db.is_some() {
+        return Some("--db: a session uses the server's store".into());
+    }
+    if cli.as_user.is_some() {
+        return Some("--as: in a session the key names the user".into());
+    }
+    let Some(command) = cli.command.as_ref() else {
+        return Some(
+            "the console opens with `ssh -t HOST` (and the monitor with `ssh -t HOST monitor`)"
+                .into(),
+        );
+    };
+    let name = match command {
+        Command::Monitor => {
+            return Some("the monitor opens with `ssh -t HOST monitor`".into());
+        }
+        Command::Template(templates::TemplateCommand::Publish { .. }) => {
+            return Some(
+                "`template publish` reads a directory of the server's; publish from your machine"
+                    .into(),
+            );
+        }
+        Command::Man(_) => "man",
+        Command::Demo(_) => "demo",
+        Command::Db(_) => "db",
+        Command::Worker(_) => "worker",
+        Command::Serve(_) => "serve",
+        Command::Bench(_) => "bench",
+        Command::Gc(_) => "gc",
+        _ => return None,
+    };
+    Some(format!(
+        "`{name}` is not run for an SSH session; run it on the server"
+    ))
+}
+
 async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
+    if in_session()
+        && let Some(why) = refused_in_session(&cli)
+    {
+        return Err(CliError::usage(why));
+    }
     if cli.read_only {
         if let Some(name) = cli.command.as_ref().and_then(only_writes) {
             return Err(CliError::usage(format!(
@@ -366,6 +430,7 @@ async fn dispatch(cli: Cli) -> CliResult<ExitCode> {
             let deployer = services::deployer_settings(&cli)?;
             worker::run_cli(ops, args, deployer).await
         }
+        Some(Command::Serve(args)) => serve::serve(&cli, args).await,
         Some(Command::Bench(args)) => queue::bench(&cli, args).await,
         Some(Command::Completions { shell }) => completions::completions(*shell).await,
         Some(Command::Man(args)) => man::man(cli.json, args),

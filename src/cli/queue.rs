@@ -167,6 +167,8 @@ pub enum BenchArgs {
     Services(super::bench::ServicesBenchArgs),
     /// Publishing a 256 MiB bundle against sha256sum, and warm-cache resolve latency
     Templates(super::bench::TemplatesBenchArgs),
+    /// The console over SSH: first frame, server memory and CPU per session, idle output
+    Serve(super::bench::ServeBenchArgs),
 }
 
 fn parse_workflow_type(s: &str) -> Result<WorkflowType, String> {
@@ -186,6 +188,7 @@ fn read_payload(arg: &str) -> CliResult<String> {
     let Some(source) = arg.strip_prefix('@') else {
         return Ok(arg.to_owned());
     };
+    super::session_reads(source)?;
     let limit = crate::domain::run::MAX_PAYLOAD_BYTES as u64 + 1;
     let mut text = String::new();
     let read = if source == "-" {
@@ -500,6 +503,9 @@ pub async fn bench(cli: &Cli, args: &BenchArgs) -> CliResult<ExitCode> {
             .await
             .map(|()| ExitCode::SUCCESS),
         BenchArgs::Templates(a) => super::bench::templates(cli, a)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        BenchArgs::Serve(a) => super::bench::serve(cli, a)
             .await
             .map(|()| ExitCode::SUCCESS),
     }

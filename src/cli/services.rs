@@ -125,6 +125,7 @@ fn parse_bump(s: &str) -> Result<Bump, String> {
 
 /// A file or stdin (`-`), refusing more than `limit` bytes instead of reading them all.
 pub fn read_source(source: &str, limit: usize, what: &str) -> CliResult<String> {
+    super::session_reads(source)?;
     let mut text = String::new();
     let cap = limit as u64 + 1;
     let read = if source == "-" {

@@ -1,9 +1,11 @@
-//! Benchmarks that print figures: `ospdeck bench queue` and `ospdeck bench console`.
+//! Benchmarks that print figures: `ospdeck bench queue`, `console`, `services`, `templates` and
+//! `serve`.
 
 mod console;
 mod ingest;
 mod logs;
 mod queue;
+mod serve;
 mod services;
 mod templates;
 
@@ -17,6 +19,7 @@ use crate::ops::{Ops, OpsResult, WorkflowRequest};
 
 pub use console::{ConsoleBenchArgs, console};
 pub use queue::{QueueBenchArgs, queue};
+pub use serve::{ServeBenchArgs, serve};
 pub use services::{ServicesBenchArgs, services};
 pub use templates::{TemplatesBenchArgs, templates};
 

@@ -1,0 +1,538 @@
+//! One SSH connection: who it is (the key names the user), and its session channels, each a
+//! console on a PTY or one command. Everything a connection started ends when it is dropped,
+//! however the client left.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossterm::event::Event;
+use russh::keys::ssh_key::{HashAlg, PublicKey};
+use russh::server::{Auth, Handle, Msg, Session};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use tokio::sync::mpsc;
+
+use super::channel_out::ChannelOut;
+use super::limits::Slot;
+use super::{Shared, exec};
+use crate::domain::user_key::SessionAction;
+use crate::ops::Ops;
+use crate::tui::term_input::InputParser;
+use crate::tui::{RemoteTerminal, ScreenSize, run_remote_console};
+
+/// Channels one connection may hold open at once (OpenSSH's multiplexing opens several).
+const MOST_CHANNELS: usize = 4;
+
+pub struct Connection {
+    shared: Arc<Shared>,
+    peer: Option<SocketAddr>,
+    /// Held until the connection authenticates: bounds the connections still handshaking.
+    waiting: Option<Slot>,
+    /// Set once authenticated; the login grace timer reads it.
+    pub(super) authenticated: Arc<AtomicBool>,
+    user: Option<String>,
+    /// The session's place among the concurrent sessions.
+    session: Option<Slot>,
+    /// The session user's `Ops`, made on the first console.
+    ops: Option<Ops>,
+    channels: HashMap<ChannelId, ChannelState>,
+    /// A refusal of this connection is in the audit trail already.
+    refused: bool,
+    /// The signed-in key's fingerprint.
+    fingerprint: String,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct ChannelState {
+    /// The client's terminal, when it asked for one: its size as it last reported it.
+    pty: Option<ScreenSize>,
+    /// Keys for the console running on this channel.
+    keys: Option<mpsc::UnboundedSender<Event>>,
+    parser: InputParser,
+    /// Input for the command running on this channel.
+    stdin: Option<mpsc::Sender<Vec<u8>>>,
+    /// The console or command; aborted when the channel or the connection goes.
+    task: Option<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Connection {
+    pub(super) fn new(shared: Arc<Shared>, peer: Option<SocketAddr>, waiting: Slot) -> Self {
+        Self {
+            shared,
+            peer,
+            waiting: Some(waiting),
+            authenticated: Arc::new(AtomicBool::new(false)),
+            user: None,
+            session: None,
+            ops: None,
+            channels: HashMap::new(),
+            refused: false,
+            fingerprint: String::new(),
+            since: Instant::now(),
+        }
+    }
+
+    fn address(&self) -> String {
+        self.peer
+            .map_or_else(|| "unknown".to_owned(), |p| p.to_string())
+    }
+
+    /// A failed authentication: counted against the address, logged, and written to the audit
+    /// trail once per connection (a client trying key after key is one refusal, not many).
+    async fn refuse(&mut self, why: &str) -> Auth {
+        let address = self.address();
+        let now_blocked = self
+            .peer
+            .is_some_and(|p| self.shared.limiter.fail(p.ip(), Instant::now()));
+        tracing::info!(address, why, "ssh authentication refused");
+        if !self.refused || now_blocked {
+            self.refused = true;
+            let detail = serde_json::json!({
+                "reason": why,
+                "address_turned_away": now_blocked,
+            });
+            self.shared
+                .record(SessionAction::Refused, None, &address, detail)
+                .await;
+        }
+        Auth::Reject {
+            proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
+            partial_success: false,
+        }
+    }
+
+    /// The user `key` names, if any.
+    async fn user_for(&self, key: &PublicKey) -> Result<Option<String>, String> {
+        self.shared
+            .ops
+            .user_for_key(&fingerprint(key))
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    fn blocked(&self) -> bool {
+        self.peer
+            .is_some_and(|p| self.shared.limiter.blocked(p.ip(), Instant::now()))
+    }
+
+    async fn session_ops(&mut self) -> Result<Ops, String> {
+        if let Some(ops) = &self.ops {
+            return Ok(ops.clone());
+        }
+        let user = self.user.clone().ok_or("not signed in")?;
+        let ops = self.shared.session_ops(&user).await?;
+        self.ops = Some(ops.clone());
+        Ok(ops)
+    }
+
+    /// Opens the console on `channel`: read-only when asked (`monitor`) or when the user may
+    /// only read everywhere.
+    async fn start_console(
+        &mut self,
+        channel: ChannelId,
+        monitor: bool,
+        session: &mut Session,
+    ) -> Result<(), russh::Error> {
+        let Some(size) = self.channels.get(&channel).and_then(|c| c.pty.clone()) else {
+            session.channel_failure(channel)?;
+            let handle = session.handle();
+            let line = if monitor {
+                "ospdeck: the monitor needs a terminal: ssh -t HOST monitor"
+            } else {
+                "ospdeck: no shell here: `ssh HOST` (with a terminal) opens the console, \
+                 `ssh HOST COMMAND…` runs one command"
+            };
+            tokio::spawn(async move {
+                exec::say(&handle, channel, line).await;
+                let _ = handle.exit_status_request(channel, 2).await;
+                let _ = handle.close(channel).await;
+            });
+            return Ok(());
+        };
+        let ops = match self.session_ops().await {
+            Ok(ops) => ops,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a session's store");
+                session.channel_failure(channel)?;
+                let handle = session.handle();
+                tokio::spawn(async move {
+                    exec::say(&handle, channel, &format!("ospdeck: {e}")).await;
+                    let _ = handle.exit_status_request(channel, 1).await;
+                    let _ = handle.close(channel).await;
+                });
+                return Ok(());
+            }
+        };
+        let read_only = monitor || only_reads(&ops).await;
+        session.channel_success(channel)?;
+        let (keys, input) = mpsc::unbounded_channel();
+        let handle = session.handle();
+        let (out, sent) = ChannelOut::open(handle.clone(), channel);
+        let options = self.shared.console_options(read_only);
+        let stop = self.shared.stop.clone();
+        let remote = RemoteTerminal {
+            out,
+            size,
+            input,
+            stop: stop.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let result = run_remote_console(ops, options, remote).await;
+            // The console's writers are gone with it: what they wrote is on its way.
+            let _ = sent.await;
+            let status = match result {
+                Ok(()) if *stop.borrow() => {
+                    exec::say(&handle, channel, "ospdeck serve is stopping; goodbye.").await;
+                    0
+                }
+                Ok(()) => 0,
+                Err(e) => {
+                    exec::say(&handle, channel, &format!("ospdeck: {e}")).await;
+                    1
+                }
+            };
+            let _ = handle.exit_status_request(channel, status).await;
+            let _ = handle.eof(channel).await;
+            let _ = handle.close(channel).await;
+        });
+        if let Some(state) = self.channels.get_mut(&channel) {
+            state.keys = Some(keys);
+            state.task = Some(AbortOnDrop(task));
+        }
+        Ok(())
+    }
+
+    fn start_command(&mut self, channel: ChannelId, command: String, handle: Handle) {
+        let (stdin, stdin_rx) = mpsc::channel::<Vec<u8>>(16);
+        let shared = self.shared.clone();
+        let user = self.user.clone().unwrap_or_default();
+        tracing::info!(user, command, "ssh exec");
+        let task = tokio::spawn(async move {
+            let request = exec::ExecRequest {
+                exe: &shared.exe,
+                url: &shared.url,
+                user: &user,
+                command: &command,
+            };
+            exec::run(request, handle, channel, stdin_rx).await;
+        });
+        if let Some(state) = self.channels.get_mut(&channel) {
+            state.stdin = Some(stdin);
+            state.task = Some(AbortOnDrop(task));
+        }
+    }
+}
+
+/// Whether every role the user holds is viewer (or none at all): such a user gets the monitor.
+async fn only_reads(ops: &Ops) -> bool {
+    match ops.whoami().await {
+        Ok(who) => who
+            .roles
+            .iter()
+            .all(|r| r.role == crate::domain::permission::Role::Viewer),
+        // Unknown is read-only: the store decides again on every write anyway.
+        Err(_) => true,
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let Some(user) = self.user.take() else {
+            return;
+        };
+        let shared = self.shared.clone();
+        let address = self.address();
+        let seconds = self.since.elapsed().as_secs();
+        tracing::info!(user, address, seconds, "ssh logout");
+        // The drop happens on the runtime (the session task ends); the audit row follows it.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let detail = serde_json::json!({ "seconds": seconds });
+                shared
+                    .record(SessionAction::Logout, Some(&user), &address, detail)
+                    .await;
+            });
+        }
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, _user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        Ok(self
+            .refuse("password offered; only public keys are accepted")
+            .await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        _user: &str,
+        _submethods: &str,
+        _response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(self
+            .refuse("keyboard-interactive offered; only public keys are accepted")
+            .await)
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        key: &PublicKey,
+    ) -> Result<Auth, Self::Error> {
+        if self.blocked() {
+            return Ok(self
+                .refuse("address turned away after too many failures")
+                .await);
+        }
+        match self.user_for(key).await {
+            Ok(Some(_)) => Ok(Auth::Accept),
+            Ok(None) => Ok(self.refuse("unknown key").await),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look a key up");
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn auth_publickey(&mut self, _user: &str, key: &PublicKey) -> Result<Auth, Self::Error> {
+        // Asked again after the signature: the key may have been removed in between.
+        let user = match self.user_for(key).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return Ok(self.refuse("unknown key").await),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look a key up");
+                return Ok(Auth::reject());
+            }
+        };
+        let Some(slot) = self.shared.sessions.take() else {
+            let address = self.address();
+            let detail = format!(
+                "session limit reached ({} sessions)",
+                self.shared.sessions.limit()
+            );
+            tracing::warn!(user, address, "{detail}");
+            self.shared
+                .record(
+                    SessionAction::Refused,
+                    Some(&user),
+                    &address,
+                    serde_json::json!({ "reason": detail }),
+                )
+                .await;
+            return Ok(Auth::reject());
+        };
+        self.session = Some(slot);
+        self.waiting = None;
+        self.fingerprint = fingerprint(key);
+        self.since = Instant::now();
+        self.user = Some(user);
+        self.authenticated.store(true, Ordering::SeqCst);
+        Ok(Auth::Accept)
+    }
+
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        let address = self.address();
+        if let Some(user) = &self.user {
+            tracing::info!(user, address, "ssh login");
+            let detail = serde_json::json!({ "key": self.fingerprint });
+            self.shared
+                .record(SessionAction::Login, Some(user), &address, detail)
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.channels.len() >= MOST_CHANNELS {
+            reply
+                .reject(russh::ChannelOpenFailure::ResourceShortage)
+                .await;
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), ChannelState::default());
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        _term: &str,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _modes: &[(russh::Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.channels.get_mut(&channel) {
+            Some(state) => {
+                state.pty = Some(ScreenSize::new(clamp(col_width), clamp(row_height)));
+                session.channel_success(channel)?;
+            }
+            None => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(state) = self.channels.get_mut(&channel) {
+            let (width, height) = (clamp(col_width), clamp(row_height));
+            if let Some(size) = &state.pty {
+                size.set(width, height);
+            }
+            if let Some(keys) = &state.keys {
+                let _ = keys.send(Event::Resize(width, height));
+            }
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.start_console(channel, false, session).await
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let busy = self
+            .channels
+            .get(&channel)
+            .is_none_or(|state| state.task.is_some());
+        let Ok(command) = std::str::from_utf8(data) else {
+            session.channel_failure(channel)?;
+            return Ok(());
+        };
+        if busy {
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
+        match command.trim() {
+            "monitor" => self.start_console(channel, true, session).await,
+            "" | "console" => self.start_console(channel, false, session).await,
+            command => {
+                session.channel_success(channel)?;
+                self.start_command(channel, command.to_owned(), session.handle());
+                Ok(())
+            }
+        }
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(state) = self.channels.get_mut(&channel) else {
+            return Ok(());
+        };
+        if let Some(keys) = &state.keys {
+            for event in state.parser.feed(data) {
+                let _ = keys.send(event);
+            }
+        } else if let Some(stdin) = &state.stdin {
+            // Waits while the command is slow to read: the client's window does the rest.
+            let _ = stdin.send(data.to_vec()).await;
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(state) = self.channels.get_mut(&channel) {
+            state.stdin = None;
+        }
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        tracing::info!(name, "ssh subsystem refused");
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        _variable_name: &str,
+        _variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // A client's environment reaches nothing here (LANG, TERM and the like included).
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+}
+
+fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// A terminal dimension as ratatui takes it: at least 1, at most what a u16 holds.
+fn clamp(cells: u32) -> u16 {
+    u16::try_from(cells.clamp(1, 1000)).unwrap_or(1000)
+}
