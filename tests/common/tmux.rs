@@ -81,6 +81,26 @@ impl Tmux {
         Ok(())
     }
 
+    /// Runs `script` under `sh -c` in a window of `width`×`height` (an SSH client, say); when
+    /// it exits the shell reports its exit code and waits to be read.
+    pub fn start_shell(&self, width: u16, height: u16, script: &str) -> TestResult {
+        let script = format!("{script}; echo \"exit=$?\"; sleep 600");
+        self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            "main",
+            "-x",
+            &width.to_string(),
+            "-y",
+            &height.to_string(),
+            "sh",
+            "-c",
+            &script,
+        ])?;
+        Ok(())
+    }
+
     pub fn keys(&self, keys: &[&str]) -> TestResult {
         let mut args = vec!["send-keys", "-t", "main"];
         args.extend_from_slice(keys);
