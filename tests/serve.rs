@@ -133,7 +133,11 @@ impl Server {
                 ssh.args(["-o", "PubkeyAuthentication=no"]);
             }
         }
-        ssh.args(options).arg("ops@127.0.0.1").args(command);
+        // `--` ends ssh's own options: the command's (`--json`, `--as`) are the server's to see.
+        ssh.args(options)
+            .arg("ops@127.0.0.1")
+            .arg("--")
+            .args(command);
         ssh
     }
 
@@ -236,9 +240,9 @@ mod cases {
             acknowledge: false,
         };
         let first = ops.enqueue_run(&enqueue).await?;
-        let second = ops.enqueue_run(&enqueue).await?;
         let jwt = h.kind() == StoreKind::Postgres;
-        ops.set_member("acme", "dev", Role::Developer, jwt).await?;
+        // Canceling a run is an admin's (cancel_any_run): the operator on call holds admin.
+        ops.set_member("acme", "dev", Role::Admin, jwt).await?;
         ops.set_member("acme", "vic", Role::Viewer, jwt).await?;
         let (dev_key, dev_public) = keygen(keys.path(), "dev")?;
         let (vic_key, vic_public) = keygen(keys.path(), "vic")?;
@@ -259,6 +263,29 @@ mod cases {
         let who: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         assert_eq!(who["user"], "dev", "{who}");
         assert_eq!(who["administrator"], false, "{who}");
+        // The developer queues a run of their own over SSH, which they may cancel.
+        let out = server.exec(
+            &dev_key,
+            &[
+                "--json",
+                "run",
+                "enqueue",
+                "--project",
+                "acme",
+                "--workflow",
+                "build",
+            ],
+        )?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let second = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<serde_json::Value>()?["id"]
+            .as_i64()
+            .ok_or("run enqueue --json printed no id")?;
         let out = server.exec(&dev_key, &["run", "list", "--status", "queued", "--json"])?;
         assert!(
             out.status.success(),
@@ -341,9 +368,10 @@ mod cases {
         tmux.cmd(&["resize-window", "-t", "main", "-x", "120", "-y", "30"])?;
         let screen = tmux.wait_until(
             |s| {
-                s.lines()
-                    .next()
-                    .is_some_and(|l| l.chars().count() == 120 && l.ends_with("RW"))
+                // The run list's frame spans the new width.
+                s.lines().any(|l| {
+                    l.starts_with("┌ Runs") && l.ends_with('┐') && l.chars().count() == 120
+                })
             },
             "the console redrawn at 120 columns",
             Duration::from_secs(10),
@@ -365,7 +393,7 @@ mod cases {
         assert_eq!(run_status(&h, first).await?, "queued");
         // A client killed mid-session: the server goes on serving.
         let killed = Command::new("pkill")
-            .args(["-KILL", "-f", &format!("-i {}", vic_key.display())])
+            .args(["-KILL", "-f", &format!("^ssh -tt .*-i {}", vic_key.display())])
             .status()?;
         assert!(killed.success(), "no ssh client to kill");
         tmux.wait_for("exit=")?;
@@ -417,23 +445,27 @@ mod cases {
             .await?;
         let (dev_key, dev_public) = keygen(keys.path(), "dev")?;
         h.ops.add_user_key("dev", &dev_public).await?;
+        let (url, role) = serving_url(&h).await?;
         let config = home.path().join(".config/ospdeck");
         std::fs::create_dir_all(&config)?;
-        std::fs::write(
-            config.join("config.toml"),
-            "[serve]\nlogin_grace_secs = 2\nauth_failures_per_minute = 20\n",
-        )?;
-        let (url, role) = serving_url(&h).await?;
-        let mut server = Server::start(home.path(), &url, &[])?;
+        let serve_with = |limit: u32| -> Result<Server, BoxError> {
+            std::fs::write(
+                config.join("config.toml"),
+                format!("[serve]\nlogin_grace_secs = 2\nauth_failures_per_minute = {limit}\n"),
+            )?;
+            Server::start(home.path(), &url, &[])
+        };
+
+        // Garbage and half handshakes (with the rate limit out of the way): each connection is
+        // closed, a half handshake once the login grace (2 s) is over, and the server holds.
+        let mut server = serve_with(1000)?;
         let address = format!("127.0.0.1:{}", server.port);
         assert!(server.exec(&dev_key, &["whoami"])?.status.success());
         let rss_before = server.rss_kib();
-
-        // Garbage instead of a handshake: the server closes the connection.
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-        for _ in 0..20 {
+        for round in 0..40 {
             let mut stream = TcpStream::connect(&address)?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
             let garbage: Vec<u8> = (0..16 * 1024)
                 .map(|_| {
                     seed ^= seed << 13;
@@ -442,34 +474,54 @@ mod cases {
                     seed as u8
                 })
                 .collect();
-            let _ = stream.write_all(b"SSH-2.0-garbage\r\n");
+            // Half of them claim to speak SSH first.
+            if round % 2 == 0 {
+                let _ = stream.write_all(b"SSH-2.0-garbage\r\n");
+            }
             let _ = stream.write_all(&garbage);
             let mut sink = Vec::new();
             let _ = stream.read_to_end(&mut sink);
         }
-        // Half a handshake, then silence: closed once the login grace (2 s) is over.
         let started = Instant::now();
-        let mut stream = TcpStream::connect(&address)?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n")?;
-        let mut sink = Vec::new();
-        let _ = stream.read_to_end(&mut sink);
+        let mut halves = Vec::new();
+        for _ in 0..10 {
+            let mut stream = TcpStream::connect(&address)?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.write_all(b"SSH-2.0-OpenSSH_9.2\r\n")?;
+            halves.push(stream);
+        }
+        for mut stream in halves {
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink);
+        }
         let held = started.elapsed();
         assert!(
             held < Duration::from_secs(6),
-            "a half handshake was held {held:?}"
+            "half handshakes were held {held:?} (login grace 2 s)"
         );
         assert!(
             server.alive(),
             "garbage or a half handshake ended the server"
         );
+        assert!(server.exec(&dev_key, &["whoami"])?.status.success());
+        let rss_after_garbage = server.rss_kib();
+        assert!(server.stop()?.success());
 
-        // 200 rapid failed authentications (passwords) from one address: after 20 the address is
-        // turned away, even with a good key, and the server holds.
+        // 200 rapid failed authentications from one address (passwords, which are never
+        // accepted): after 20 the address is turned away before the handshake, even with a
+        // good key, and the server holds.
+        let mut server = serve_with(20)?;
+        let askpass = keys.path().join("askpass");
+        std::fs::write(&askpass, "#!/bin/sh\necho hunter2\n")?;
+        std::fs::set_permissions(
+            &askpass,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
         let started = Instant::now();
-        let mut children = Vec::new();
-        for _ in 0..200 {
-            children.push(
+        let (mut denied, mut turned_away) = (0, 0);
+        let mut attempts = Vec::new();
+        for i in 0..200 {
+            attempts.push(
                 server
                     .ssh(
                         None,
@@ -484,24 +536,32 @@ mod cases {
                         ],
                         &["whoami"],
                     )
-                    .env("SSH_ASKPASS", "/bin/false")
+                    .env("SSH_ASKPASS", &askpass)
                     .env("SSH_ASKPASS_REQUIRE", "force")
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(Stdio::piped())
                     .spawn()?,
             );
-            if children.len() >= 20 {
-                for mut child in children.drain(..) {
-                    let _ = child.wait();
+            if attempts.len() == 10 || i == 199 {
+                for attempt in attempts.drain(..) {
+                    let out = attempt.wait_with_output()?;
+                    assert_eq!(out.status.code(), Some(255));
+                    if String::from_utf8_lossy(&out.stderr).contains("Permission denied") {
+                        denied += 1;
+                    } else {
+                        turned_away += 1;
+                    }
                 }
             }
         }
-        for mut child in children {
-            let _ = child.wait();
-        }
         let burst = started.elapsed();
         assert!(server.alive(), "the burst ended the server");
+        assert!(
+            (20..=30).contains(&denied) && turned_away >= 170,
+            "the rate limit did not hold: {denied} attempts reached authentication, \
+             {turned_away} were turned away"
+        );
         let out = server.exec(&dev_key, &["whoami"])?;
         assert!(
             !out.status.success(),
@@ -509,19 +569,25 @@ mod cases {
         );
         let rss_after = server.rss_kib();
         assert!(
-            rss_after < rss_before + 32 * 1024,
-            "server RSS grew from {rss_before} KiB to {rss_after} KiB"
+            rss_after_garbage < rss_before + 32 * 1024 && rss_after < rss_before + 32 * 1024,
+            "server RSS grew from {rss_before} KiB to {rss_after_garbage} KiB (garbage) and \
+             {rss_after} KiB (burst)"
         );
-        println!("200 failed logins in {burst:?}; server RSS {rss_before} KiB -> {rss_after} KiB");
+        println!(
+            "200 failed logins in {burst:?}: {denied} reached authentication, {turned_away} \
+             turned away; server RSS {rss_before} KiB, {rss_after_garbage} KiB after garbage, \
+             {rss_after} KiB after the burst"
+        );
         let status = server.stop()?;
         assert!(status.success(), "{status}");
         let trail = h
             .ops
             .audit_trail(None, Some("ssh_session"), Some(1000))
             .await?;
+        let refused = trail.iter().filter(|a| a.action == "ssh.refused").count();
         assert!(
-            trail.iter().any(|a| a.action == "ssh.refused"),
-            "no refusal audited"
+            (20..=80).contains(&refused),
+            "refusals audited: {refused} (each failed connection once, none once turned away)"
         );
         drop_role(&h, role).await;
         Ok(())

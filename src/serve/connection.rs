@@ -88,20 +88,15 @@ impl Connection {
             .map_or_else(|| "unknown".to_owned(), |p| p.to_string())
     }
 
-    /// A failed authentication: counted against the address, logged, and written to the audit
-    /// trail once per connection (a client trying key after key is one refusal, not many).
+    /// A refused authentication: logged, and written to the audit trail once per connection (a
+    /// client trying key after key is one refusal, not many). The connection counts against its
+    /// address when it ends without signing in (see `Drop`).
     async fn refuse(&mut self, why: &str) -> Auth {
         let address = self.address();
-        let now_blocked = self
-            .peer
-            .is_some_and(|p| self.shared.limiter.fail(p.ip(), Instant::now()));
         tracing::info!(address, why, "ssh authentication refused");
-        if !self.refused || now_blocked {
+        if !self.refused {
             self.refused = true;
-            let detail = serde_json::json!({
-                "reason": why,
-                "address_turned_away": now_blocked,
-            });
+            let detail = serde_json::json!({ "reason": why });
             self.shared
                 .record(SessionAction::Refused, None, &address, detail)
                 .await;
@@ -249,6 +244,31 @@ async fn only_reads(ops: &Ops) -> bool {
 impl Drop for Connection {
     fn drop(&mut self) {
         let Some(user) = self.user.take() else {
+            // One failed authentication, whatever the client tried (a key nobody registered, a
+            // password, garbage, nothing at all): counted against its address.
+            let Some(peer) = self.peer else {
+                return;
+            };
+            let turned_away = self.shared.limiter.fail(peer.ip(), Instant::now());
+            if turned_away {
+                tracing::warn!(%peer, "too many failed authentications: address turned away");
+            }
+            if (!self.refused || turned_away)
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let shared = self.shared.clone();
+                let reason = if self.refused {
+                    "too many failed authentications: address turned away for a minute"
+                } else {
+                    "ended without signing in"
+                };
+                runtime.spawn(async move {
+                    let detail = serde_json::json!({ "reason": reason });
+                    shared
+                        .record(SessionAction::Refused, None, &peer.to_string(), detail)
+                        .await;
+                });
+            }
             return;
         };
         let shared = self.shared.clone();
@@ -299,7 +319,9 @@ impl russh::server::Handler for Connection {
         }
         match self.user_for(key).await {
             Ok(Some(_)) => Ok(Auth::Accept),
-            Ok(None) => Ok(self.refuse("unknown key").await),
+            Ok(None) => Ok(self
+                .refuse(&format!("unknown key {}", fingerprint(key)))
+                .await),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look a key up");
                 Ok(Auth::reject())

@@ -282,6 +282,15 @@ async fn accept(
             continue;
         };
         let _ = socket.set_nodelay(true);
+        // A second handle on the socket, to cut a connection that will not end by itself (a
+        // half handshake past the login grace, a client that ignores the disconnect).
+        let (socket, cutter) = match cuttable(socket) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot take the connection");
+                continue;
+            }
+        };
         let connection = Connection::new(shared.clone(), Some(peer), waiting);
         let authenticated = connection.authenticated.clone();
         let config = config.clone();
@@ -289,8 +298,7 @@ async fn accept(
         let mut closing = closing_tx.subscribe();
         sessions.spawn(async move {
             let started = Instant::now();
-            // The client's first bytes and the key exchange must come within the grace too: a
-            // half handshake holds nothing for longer.
+            // The client's first bytes must come within the grace too.
             let running = match tokio::time::timeout(
                 grace,
                 russh::server::run_stream(config, socket, connection),
@@ -300,10 +308,12 @@ async fn accept(
                 Ok(Ok(running)) => running,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "ssh handshake failed");
+                    cut(&cutter);
                     return;
                 }
                 Err(_) => {
                     tracing::debug!(%peer, "ssh handshake too slow");
+                    cut(&cutter);
                     return;
                 }
             };
@@ -312,7 +322,7 @@ async fn accept(
             tokio::pin!(running);
             tokio::pin!(deadline);
             let mut timed = false;
-            loop {
+            let reason = loop {
                 tokio::select! {
                     ended = &mut running => {
                         if let Err(e) = ended {
@@ -324,30 +334,32 @@ async fn accept(
                         timed = true;
                         if !authenticated.load(Ordering::SeqCst) {
                             tracing::info!(%peer, "ssh login grace time passed");
-                            let _ = handle
-                                .disconnect(
-                                    russh::Disconnect::ByApplication,
-                                    "authenticate sooner".into(),
-                                    String::new(),
-                                )
-                                .await;
-                            return;
+                            break "authenticate sooner";
                         }
                     }
                     _ = closing.recv() => {
-                        // The consoles have been told (their stop turned true); give them a
-                        // moment to say goodbye, then end the connection.
+                        // The consoles have been told (their stop turned true); a moment to say
+                        // goodbye, then the connection ends.
                         tokio::time::sleep(Duration::from_millis(300)).await;
-                        let _ = handle
-                            .disconnect(
-                                russh::Disconnect::ByApplication,
-                                "ospdeck serve is stopping".into(),
-                                String::new(),
-                            )
-                            .await;
-                        return;
+                        break "ospdeck serve is stopping";
                     }
                 }
+            };
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                handle.disconnect(
+                    russh::Disconnect::ByApplication,
+                    reason.into(),
+                    String::new(),
+                ),
+            )
+            .await;
+            if tokio::time::timeout(Duration::from_secs(1), &mut running)
+                .await
+                .is_err()
+            {
+                cut(&cutter);
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut running).await;
             }
         });
     }
@@ -360,4 +372,18 @@ async fn accept(
     .await;
     sessions.abort_all();
     Ok(())
+}
+
+/// The socket for the session, and a second handle on it that can cut it from outside.
+fn cuttable(
+    socket: tokio::net::TcpStream,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let socket = socket.into_std()?;
+    let cutter = socket.try_clone()?;
+    Ok((tokio::net::TcpStream::from_std(socket)?, cutter))
+}
+
+/// Ends a connection whatever its state: the session reads end of file and its writes fail.
+fn cut(cutter: &std::net::TcpStream) {
+    let _ = cutter.shutdown(std::net::Shutdown::Both);
 }
