@@ -1,6 +1,7 @@
 //! `ospdeck bench queue` on both stores, small: it measures every figure it prints, loses and
-//! double-claims nothing, and leaves no minimal-queue table and no backlog behind. (Its speeds are
-//! the bench's own business; this checks that what it reports was measured.)
+//! double-claims nothing, and leaves no minimal-queue table and no backlog behind; `bench serve`,
+//! small, measures every figure too. (Their speeds are the benches' own business; this checks
+//! that what they report was measured.)
 
 mod common;
 
@@ -110,4 +111,70 @@ mod cases {
         );
         Ok(())
     }
+}
+
+/// `ospdeck bench serve`, small: a real server in a child process, real SSH consoles; every
+/// figure it reports was measured, and the server outlived its clients.
+#[test]
+fn the_serve_bench_measures_every_figure() -> common::TestResult {
+    let home = tempfile::tempdir()?;
+    let out = common::ospdeck_command(
+        home.path(),
+        &[
+            "--json",
+            "bench",
+            "serve",
+            "--idle",
+            "4",
+            "--active",
+            "2",
+            "--idle-secs",
+            "2",
+            "--active-secs",
+            "2",
+        ],
+    )
+    .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(report["sessions"], 6, "{report}");
+    for figure in [
+        "handshake_p50_ms",
+        "first_frame_p50_ms",
+        "first_frame_p99_ms",
+        "server_rss_base_mb",
+        "server_rss_idle_mb",
+        "server_rss_active_mb",
+        "server_rss_after_mb",
+    ] {
+        let value = report[figure].as_f64().unwrap_or(f64::NAN);
+        assert!(value > 0.0, "{figure} not measured: {report}");
+    }
+    for figure in [
+        "idle_cpu_percent",
+        "active_cpu_percent",
+        "server_cpu_after_percent",
+        "idle_bytes_per_session_minute",
+    ] {
+        let value = report[figure].as_f64().unwrap_or(f64::NAN);
+        assert!(value >= 0.0, "{figure} not measured: {report}");
+    }
+    // A console on the Runs pane while a run changes every 100 ms is sent its changes.
+    assert!(
+        report["active_bytes_per_session_second"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["run_changes"].as_u64().unwrap_or(0) >= 10,
+        "{report}"
+    );
+    assert_eq!(report["server_alive_after"], true, "{report}");
+    Ok(())
 }

@@ -393,7 +393,11 @@ mod cases {
         assert_eq!(run_status(&h, first).await?, "queued");
         // A client killed mid-session: the server goes on serving.
         let killed = Command::new("pkill")
-            .args(["-KILL", "-f", &format!("^ssh -tt .*-i {}", vic_key.display())])
+            .args([
+                "-KILL",
+                "-f",
+                &format!("^ssh -tt .*-i {}", vic_key.display()),
+            ])
             .status()?;
         assert!(killed.success(), "no ssh client to kill");
         tmux.wait_for("exit=")?;
@@ -666,5 +670,41 @@ async fn postgres_refuses_a_viewer_sessions_write_even_past_the_ops_check() -> T
     let error = refused.err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("gateway role"), "{error}");
     drop_role(&h, role).await;
+    Ok(())
+}
+
+/// Bad settings are one clear line and a usage exit, before anything listens or is written.
+#[test]
+fn bad_serve_settings_are_refused_in_one_line() -> TestResult {
+    let home = tempfile::tempdir()?;
+    let db = home.path().join("s.db");
+    let db = db.to_string_lossy();
+    for (args, says) in [
+        (
+            &["--db", &db, "serve", "--listen", "nowhere"][..],
+            "--listen nowhere",
+        ),
+        (
+            &["--db", &db, "serve", "--max-sessions", "0"][..],
+            "--max-sessions",
+        ),
+        (
+            &["--db", &db, "--read-only", "serve"][..],
+            "--read-only writes nothing",
+        ),
+    ] {
+        let out = ospdeck_command(home.path(), args).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+    assert!(
+        !home
+            .path()
+            .join(".local/share/ospdeck/ssh_host_ed25519_key")
+            .exists(),
+        "a refused start made a host key"
+    );
     Ok(())
 }

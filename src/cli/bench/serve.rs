@@ -55,6 +55,9 @@ struct Report {
     active_cpu_percent: f64,
     active_bytes_per_session_second: f64,
     run_changes: u64,
+    /// After every client left.
+    server_rss_after_mb: f64,
+    server_cpu_after_percent: f64,
     server_alive_after: bool,
 }
 
@@ -261,7 +264,12 @@ pub async fn serve(cli: &Cli, args: &ServeBenchArgs) -> CliResult {
     }
     drop(idle);
     drop(active);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing of a session may stay behind it: memory back near the start, no CPU spent.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (cpu_before, t) = (cpu_secs(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let left_cpu = (cpu_secs(pid) - cpu_before) / t.elapsed().as_secs_f64() * 100.0;
+    let left_rss = rss_mb(pid);
     let alive = matches!(server.try_wait(), Ok(None));
     // SAFETY: kill has no memory-safety preconditions; the pid is our own child's.
     unsafe {
@@ -283,6 +291,8 @@ pub async fn serve(cli: &Cli, args: &ServeBenchArgs) -> CliResult {
         active_cpu_percent: active_cpu,
         active_bytes_per_session_second: active_bytes / args.active.max(1) as f64 / active_wall,
         run_changes: changes,
+        server_rss_after_mb: left_rss,
+        server_cpu_after_percent: left_cpu,
         server_alive_after: alive,
     };
     if cli.json {
@@ -330,7 +340,13 @@ pub async fn serve(cli: &Cli, args: &ServeBenchArgs) -> CliResult {
             ),
             format!("{active_cpu:.2}% of a core"),
         ),
-        Figure::new("server alive after every client left", alive.to_string()),
+        Figure::new(
+            "after every client left: server RSS, CPU",
+            format!("{left_rss:.1} MB, {left_cpu:.2}% of a core"),
+        )
+        .beside(format!(
+            "alive: {alive}; {base_rss:.1} MB before the first session"
+        )),
     ];
     let _ = stdout_line(&figures_table(&figures));
     Ok(())
