@@ -95,7 +95,10 @@ pub struct ServeConfig {
     pub host_key: Option<PathBuf>,
     /// Concurrent sessions at most (default 32).
     pub max_sessions: Option<usize>,
-    /// Seconds without input before a session is closed (default 3600; 0 never closes one).
+    /// Concurrent sessions of one user at most (default 8).
+    pub max_sessions_per_user: Option<usize>,
+    /// Seconds without input before a session is closed (default 3600, at most a day; 0 never
+    /// closes one).
     pub idle_timeout_secs: Option<u64>,
     /// Seconds a connection has to authenticate (default 30).
     pub login_grace_secs: Option<u64>,

@@ -97,16 +97,13 @@ pub async fn open_store(
 /// the identity the store knows.
 ///
 /// A command that `ospdeck serve` runs for an SSH session has [`SESSION_USER_ENV`] set: it acts as
-/// that session's user, never as an administrator (see [`session_ops`]).
+/// that session's user, never as an administrator (see [`session_user_ops`]).
 pub async fn connect(
     resolved: &Resolved,
     options: &StoreOptions,
     as_user: Option<&str>,
 ) -> RootResult<Ops> {
-    if let Some(user) = std::env::var(SESSION_USER_ENV)
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
+    if let Some(user) = session_user()? {
         if as_user.is_some() {
             return Err(StoreError::Invalid(format!(
                 "--as is not accepted in an SSH session: the key names the user ({user})"
@@ -118,7 +115,7 @@ pub async fn connect(
             ..options.clone()
         };
         let store = open_store(resolved, &options, true).await?;
-        return session_ops(store, &user).await;
+        return session_user_ops(store, &user).await;
     }
     let store = open_store(resolved, options, true).await?;
     Ok(Ops::connect_as(store, as_user).await?)
@@ -127,12 +124,27 @@ pub async fn connect(
 /// Set by `ospdeck serve` for the commands an SSH session runs: the user the session's key names.
 pub const SESSION_USER_ENV: &str = "OSPDECK_SESSION_USER";
 
+/// The SSH session's user this command runs for, if any. Set but empty or not text is refused:
+/// falling back to the OS user would make a session's command the store's administrator.
+pub fn session_user() -> RootResult<Option<String>> {
+    match std::env::var_os(SESSION_USER_ENV) {
+        None => Ok(None),
+        Some(value) => match value.into_string() {
+            Ok(user) if !user.trim().is_empty() => Ok(Some(user)),
+            _ => Err(StoreError::Invalid(format!(
+                "{SESSION_USER_ENV} is set but names no user; refusing to act as anyone"
+            ))
+            .into()),
+        },
+    }
+}
+
 /// `Ops` for an SSH session's `user`, who is never the store's administrator. On SQLite the
 /// server is the only writer and `ops` checks the user's roles. On PostgreSQL `store` must have
 /// been opened with `gateway_subject = user` as a gateway role (group `ospdeck_api`, not an
 /// administrator): the database then knows the user by the JWT subject and row-level security
 /// enforces the same roles again; anything else is refused here.
-pub async fn session_ops(store: Arc<dyn Store>, user: &str) -> RootResult<Ops> {
+pub async fn session_user_ops(store: Arc<dyn Store>, user: &str) -> RootResult<Ops> {
     if store.kind() == store::StoreKind::Sqlite {
         let identity = crate::domain::permission::Identity {
             user: user.to_owned(),

@@ -27,7 +27,7 @@ mod cases {
 
     /// A console running in the background; `keys` types, `stop` ends it and hands back its state.
     struct Console {
-        input: mpsc::UnboundedSender<Event>,
+        input: mpsc::Sender<Event>,
         stop: watch::Sender<bool>,
         task: tokio::task::JoinHandle<Result<App, String>>,
     }
@@ -35,7 +35,7 @@ mod cases {
     impl Console {
         fn start(ops: Ops, settings: LoaderSettings) -> Result<Self, BoxError> {
             let keymap = Keymap::new(&BTreeMap::new(), false)?;
-            let (input, input_rx) = mpsc::unbounded_channel();
+            let (input, input_rx) = mpsc::channel(1024);
             let (stop, stop_rx) = watch::channel(false);
             let task = tokio::spawn(async move {
                 let mut terminal =
@@ -57,7 +57,7 @@ mod cases {
                 };
                 let _ = self
                     .input
-                    .send(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
+                    .try_send(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)));
             }
         }
 

@@ -642,7 +642,7 @@ async fn postgres_refuses_a_viewer_sessions_write_even_past_the_ops_check() -> T
         )
         .await?;
         // As the server opens a session: the database knows the user, and not as an admin.
-        let session = ospdeck::root::session_ops(store.clone(), user).await?;
+        let session = ospdeck::root::session_user_ops(store.clone(), user).await?;
         assert_eq!(session.actor(), user);
         assert!(!session.identity().administrator);
         let honest = session.enqueue_run(&enqueue).await;

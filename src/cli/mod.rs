@@ -310,6 +310,8 @@ fn refused_in_session(cli: &Cli) -> Option<String> {
             );
         }
         Command::Man(_) => "man",
+        // The server's paths and store are not a session's business.
+        Command::Doctor => "doctor",
         Command::Demo(_) => "demo",
         Command::Db(_) => "db",
         Command::Worker(_) => "worker",

@@ -16,6 +16,8 @@ use crate::stdio::{stderr_line, stdout_line};
 use crate::store::StoreOptions;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
+/// Sessions at most, whatever is asked (each holds a console and its connections).
+const MOST_SESSIONS: usize = 10_000;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -25,7 +27,7 @@ pub struct ServeArgs {
     /// Concurrent sessions at most (default 32)
     #[arg(long, value_name = "N")]
     pub max_sessions: Option<usize>,
-    /// Close a session after this many seconds without input (default 3600; 0: never)
+    /// Close a session after this many seconds without input (default 3600, at most a day; 0: never)
     #[arg(long, value_name = "SECS")]
     pub idle_timeout: Option<u64>,
 }
@@ -54,10 +56,17 @@ fn settings(
         ))
     })?;
     let max_sessions = args.max_sessions.or(file.max_sessions).unwrap_or(32);
-    if max_sessions == 0 {
-        return Err(CliError::usage("--max-sessions must be at least 1"));
+    if !(1..=MOST_SESSIONS).contains(&max_sessions) {
+        return Err(CliError::usage(format!(
+            "--max-sessions must be 1 to {MOST_SESSIONS}"
+        )));
     }
-    let idle = args.idle_timeout.or(file.idle_timeout_secs).unwrap_or(3600);
+    // A day at most: a longer wait is no timeout, and an absurd one would overflow a deadline.
+    let idle = args
+        .idle_timeout
+        .or(file.idle_timeout_secs)
+        .unwrap_or(3600)
+        .min(86_400);
     Ok(ServeSettings {
         listen,
         host_key: file
@@ -65,9 +74,16 @@ fn settings(
             .clone()
             .unwrap_or_else(|| data_dir.join("ssh_host_ed25519_key")),
         max_sessions,
+        max_sessions_per_user: file
+            .max_sessions_per_user
+            .unwrap_or(8)
+            .clamp(1, max_sessions),
         idle_timeout: (idle > 0).then(|| Duration::from_secs(idle)),
-        login_grace: Duration::from_secs(file.login_grace_secs.unwrap_or(30).max(1)),
-        auth_failures_per_minute: file.auth_failures_per_minute.unwrap_or(20).max(1),
+        login_grace: Duration::from_secs(file.login_grace_secs.unwrap_or(30).clamp(1, 600)),
+        auth_failures_per_minute: file
+            .auth_failures_per_minute
+            .unwrap_or(20)
+            .clamp(1, 100_000),
     })
 }
 

@@ -71,3 +71,10 @@ impl Write for ChannelOut {
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
     }
 }
+
+/// One line on the channel's stderr (the client's terminal shows it after the console left).
+pub async fn say(handle: &Handle, channel: ChannelId, line: &str) {
+    let _ = handle
+        .extended_data(channel, 1, format!("{line}\r\n").into_bytes())
+        .await;
+}

@@ -14,32 +14,46 @@ use russh::server::{Auth, Handle, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::sync::mpsc;
 
-use super::channel_out::ChannelOut;
-use super::limits::Slot;
-use super::{Shared, exec};
+use super::channel_out::{ChannelOut, say};
+use super::exec::{self, StdinFeed};
+use super::limits::{KeySlot, Slot};
+use super::{Activity, Leave, Shared};
 use crate::domain::user_key::SessionAction;
 use crate::ops::Ops;
 use crate::tui::term_input::InputParser;
-use crate::tui::{RemoteTerminal, ScreenSize, run_remote_console};
+use crate::tui::{AbortOnDrop, RemoteTerminal, ScreenSize, run_remote_console};
 
 /// Channels one connection may hold open at once (OpenSSH's multiplexing opens several).
 const MOST_CHANNELS: usize = 4;
+/// Keys and resizes waiting for a console, at most: a client typing faster than the console
+/// draws loses the excess rather than growing the queue.
+const MOST_PENDING_EVENTS: usize = 1024;
+/// The largest screen a client may ask for (cells are held twice per console).
+const MOST_COLUMNS: u32 = 500;
+const MOST_ROWS: u32 = 200;
 
 pub struct Connection {
     shared: Arc<Shared>,
     peer: Option<SocketAddr>,
-    /// Held until the connection authenticates: bounds the connections still handshaking.
-    waiting: Option<Slot>,
+    /// Held until the connection authenticates: bounds the connections still handshaking, in
+    /// all and per address.
+    waiting: Option<(Slot, KeySlot<std::net::IpAddr>)>,
     /// Set once authenticated; the login grace timer reads it.
     pub(super) authenticated: Arc<AtomicBool>,
     user: Option<String>,
-    /// The session's place among the concurrent sessions.
-    session: Option<Slot>,
+    /// The session's place among the concurrent sessions, in all and of its user.
+    session: Option<(Slot, KeySlot<String>)>,
     /// The session user's `Ops`, made on the first console.
     ops: Option<Ops>,
+    /// When the client last typed or resized: the idle timeout counts from it.
+    pub(super) activity: Activity,
+    /// When the connection's consoles must leave (idle, the server stops).
+    leave: Leave,
     channels: HashMap<ChannelId, ChannelState>,
     /// A refusal of this connection is in the audit trail already.
     refused: bool,
+    /// Refused for want of room (the session limits), not for who it is: not a failure.
+    turned_away_for_room: bool,
     /// The signed-in key's fingerprint.
     fingerprint: String,
     since: Instant,
@@ -49,26 +63,25 @@ pub struct Connection {
 struct ChannelState {
     /// The client's terminal, when it asked for one: its size as it last reported it.
     pty: Option<ScreenSize>,
-    /// Keys for the console running on this channel.
-    keys: Option<mpsc::UnboundedSender<Event>>,
+    /// Keys and resizes for the console running on this channel.
+    events: Option<mpsc::Sender<Event>>,
     parser: InputParser,
     /// Input for the command running on this channel.
-    stdin: Option<mpsc::Sender<Vec<u8>>>,
+    stdin: Option<StdinFeed>,
     /// The console or command; aborted when the channel or the connection goes.
     task: Option<AbortOnDrop>,
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 impl Connection {
-    pub(super) fn new(shared: Arc<Shared>, peer: Option<SocketAddr>, waiting: Slot) -> Self {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        peer: Option<SocketAddr>,
+        waiting: (Slot, KeySlot<std::net::IpAddr>),
+        leave: Leave,
+    ) -> Self {
         Self {
+            leave,
+            activity: Activity::default(),
             shared,
             peer,
             waiting: Some(waiting),
@@ -78,6 +91,7 @@ impl Connection {
             ops: None,
             channels: HashMap::new(),
             refused: false,
+            turned_away_for_room: false,
             fingerprint: String::new(),
             since: Instant::now(),
         }
@@ -98,8 +112,7 @@ impl Connection {
             self.refused = true;
             let detail = serde_json::json!({ "reason": why });
             self.shared
-                .record(SessionAction::Refused, None, &address, detail)
-                .await;
+                .record(SessionAction::Refused, None, &address, detail);
         }
         Auth::Reject {
             proceed_with_methods: Some(MethodSet::from(&[MethodKind::PublicKey][..])),
@@ -121,12 +134,13 @@ impl Connection {
             .is_some_and(|p| self.shared.limiter.blocked(p.ip(), Instant::now()))
     }
 
-    async fn session_ops(&mut self) -> Result<Ops, String> {
+    /// The session user's `Ops`, opened on first use.
+    async fn user_ops(&mut self) -> Result<Ops, String> {
         if let Some(ops) = &self.ops {
             return Ok(ops.clone());
         }
         let user = self.user.clone().ok_or("not signed in")?;
-        let ops = self.shared.session_ops(&user).await?;
+        let ops = self.shared.ops_for(&user).await?;
         self.ops = Some(ops.clone());
         Ok(ops)
     }
@@ -149,20 +163,20 @@ impl Connection {
                  `ssh HOST COMMAND…` runs one command"
             };
             tokio::spawn(async move {
-                exec::say(&handle, channel, line).await;
+                say(&handle, channel, line).await;
                 let _ = handle.exit_status_request(channel, 2).await;
                 let _ = handle.close(channel).await;
             });
             return Ok(());
         };
-        let ops = match self.session_ops().await {
+        let ops = match self.user_ops().await {
             Ok(ops) => ops,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot open a session's store");
                 session.channel_failure(channel)?;
                 let handle = session.handle();
                 tokio::spawn(async move {
-                    exec::say(&handle, channel, &format!("ospdeck: {e}")).await;
+                    say(&handle, channel, &format!("ospdeck: {e}")).await;
                     let _ = handle.exit_status_request(channel, 1).await;
                     let _ = handle.close(channel).await;
                 });
@@ -171,29 +185,29 @@ impl Connection {
         };
         let read_only = monitor || only_reads(&ops).await;
         session.channel_success(channel)?;
-        let (keys, input) = mpsc::unbounded_channel();
+        let (events, input) = mpsc::channel(MOST_PENDING_EVENTS);
         let handle = session.handle();
         let (out, sent) = ChannelOut::open(handle.clone(), channel);
         let options = self.shared.console_options(read_only);
-        let stop = self.shared.stop.clone();
+        let leave = self.leave.clone();
         let remote = RemoteTerminal {
             out,
             size,
             input,
-            stop: stop.clone(),
+            stop: leave.signal(),
         };
         let task = tokio::spawn(async move {
             let result = run_remote_console(ops, options, remote).await;
             // The console's writers are gone with it: what they wrote is on its way.
             let _ = sent.await;
-            let status = match result {
-                Ok(()) if *stop.borrow() => {
-                    exec::say(&handle, channel, "ospdeck serve is stopping; goodbye.").await;
+            let status = match (result, leave.why()) {
+                (Ok(()), Some(why)) => {
+                    say(&handle, channel, &format!("ospdeck: {why}; goodbye.")).await;
                     0
                 }
-                Ok(()) => 0,
-                Err(e) => {
-                    exec::say(&handle, channel, &format!("ospdeck: {e}")).await;
+                (Ok(()), None) => 0,
+                (Err(e), _) => {
+                    say(&handle, channel, &format!("ospdeck: {e}")).await;
                     1
                 }
             };
@@ -202,16 +216,19 @@ impl Connection {
             let _ = handle.close(channel).await;
         });
         if let Some(state) = self.channels.get_mut(&channel) {
-            state.keys = Some(keys);
+            state.events = Some(events);
             state.task = Some(AbortOnDrop(task));
         }
         Ok(())
     }
 
     fn start_command(&mut self, channel: ChannelId, command: String, handle: Handle) {
-        let (stdin, stdin_rx) = mpsc::channel::<Vec<u8>>(16);
+        // Only a signed-in session gets here; without a user there is nobody to run it as.
+        let Some(user) = self.user.clone() else {
+            return;
+        };
+        let (stdin, stdin_rx) = StdinFeed::new();
         let shared = self.shared.clone();
-        let user = self.user.clone().unwrap_or_default();
         tracing::info!(user, command, "ssh exec");
         let task = tokio::spawn(async move {
             let request = exec::ExecRequest {
@@ -249,41 +266,31 @@ impl Drop for Connection {
             let Some(peer) = self.peer else {
                 return;
             };
+            if self.turned_away_for_room {
+                return;
+            }
             let turned_away = self.shared.limiter.fail(peer.ip(), Instant::now());
             if turned_away {
                 tracing::warn!(%peer, "too many failed authentications: address turned away");
             }
-            if (!self.refused || turned_away)
-                && let Ok(runtime) = tokio::runtime::Handle::try_current()
-            {
-                let shared = self.shared.clone();
+            if !self.refused || turned_away {
                 let reason = if self.refused {
                     "too many failed authentications: address turned away for a minute"
                 } else {
                     "ended without signing in"
                 };
-                runtime.spawn(async move {
-                    let detail = serde_json::json!({ "reason": reason });
-                    shared
-                        .record(SessionAction::Refused, None, &peer.to_string(), detail)
-                        .await;
-                });
+                let detail = serde_json::json!({ "reason": reason });
+                self.shared
+                    .record(SessionAction::Refused, None, &peer.to_string(), detail);
             }
             return;
         };
-        let shared = self.shared.clone();
         let address = self.address();
         let seconds = self.since.elapsed().as_secs();
         tracing::info!(user, address, seconds, "ssh logout");
-        // The drop happens on the runtime (the session task ends); the audit row follows it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let detail = serde_json::json!({ "seconds": seconds });
-                shared
-                    .record(SessionAction::Logout, Some(&user), &address, detail)
-                    .await;
-            });
-        }
+        let detail = serde_json::json!({ "seconds": seconds });
+        self.shared
+            .record(SessionAction::Logout, Some(&user), &address, detail);
     }
 }
 
@@ -339,21 +346,25 @@ impl russh::server::Handler for Connection {
                 return Ok(Auth::reject());
             }
         };
-        let Some(slot) = self.shared.sessions.take() else {
+        let room = self.shared.sessions.take().and_then(|all| {
+            let mine = self.shared.user_sessions.take(&user)?;
+            Some((all, mine))
+        });
+        let Some(slot) = room else {
             let address = self.address();
             let detail = format!(
-                "session limit reached ({} sessions)",
-                self.shared.sessions.limit()
+                "session limit reached ({} in all, {} per user)",
+                self.shared.sessions.limit(),
+                self.shared.user_sessions.limit()
             );
             tracing::warn!(user, address, "{detail}");
-            self.shared
-                .record(
-                    SessionAction::Refused,
-                    Some(&user),
-                    &address,
-                    serde_json::json!({ "reason": detail }),
-                )
-                .await;
+            self.turned_away_for_room = true;
+            self.shared.record(
+                SessionAction::Refused,
+                Some(&user),
+                &address,
+                serde_json::json!({ "reason": detail }),
+            );
             return Ok(Auth::reject());
         };
         self.session = Some(slot);
@@ -371,8 +382,7 @@ impl russh::server::Handler for Connection {
             tracing::info!(user, address, "ssh login");
             let detail = serde_json::json!({ "key": self.fingerprint });
             self.shared
-                .record(SessionAction::Login, Some(user), &address, detail)
-                .await;
+                .record(SessionAction::Login, Some(user), &address, detail);
         }
         Ok(())
     }
@@ -407,7 +417,7 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         match self.channels.get_mut(&channel) {
             Some(state) => {
-                state.pty = Some(ScreenSize::new(clamp(col_width), clamp(row_height)));
+                state.pty = Some(ScreenSize::new(columns(col_width), rows(row_height)));
                 session.channel_success(channel)?;
             }
             None => session.channel_failure(channel)?,
@@ -424,13 +434,16 @@ impl russh::server::Handler for Connection {
         _pix_height: u32,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.activity.touch();
         if let Some(state) = self.channels.get_mut(&channel) {
-            let (width, height) = (clamp(col_width), clamp(row_height));
+            let (width, height) = (columns(col_width), rows(row_height));
             if let Some(size) = &state.pty {
                 size.set(width, height);
             }
-            if let Some(keys) = &state.keys {
-                let _ = keys.send(Event::Resize(width, height));
+            // A resize dropped on a full queue is not lost: the console reads the size at
+            // every frame.
+            if let Some(events) = &state.events {
+                let _ = events.try_send(Event::Resize(width, height));
             }
         }
         Ok(())
@@ -479,16 +492,20 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        self.activity.touch();
         let Some(state) = self.channels.get_mut(&channel) else {
             return Ok(());
         };
-        if let Some(keys) = &state.keys {
+        // Nothing here waits: while a callback waits, the connection moves no data at all.
+        if let Some(events) = &state.events {
             for event in state.parser.feed(data) {
-                let _ = keys.send(event);
+                let _ = events.try_send(event);
             }
-        } else if let Some(stdin) = &state.stdin {
-            // Waits while the command is slow to read: the client's window does the rest.
-            let _ = stdin.send(data.to_vec()).await;
+        } else if let Some(stdin) = &state.stdin
+            && !stdin.push(data)
+        {
+            // Too much unread (or the command is gone): its input ends here.
+            state.stdin = None;
         }
         Ok(())
     }
@@ -554,7 +571,11 @@ fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// A terminal dimension as ratatui takes it: at least 1, at most what a u16 holds.
-fn clamp(cells: u32) -> u16 {
-    u16::try_from(cells.clamp(1, 1000)).unwrap_or(1000)
+/// A terminal's width as the console takes it: at least 1, at most `MOST_COLUMNS`.
+fn columns(cells: u32) -> u16 {
+    u16::try_from(cells.clamp(1, MOST_COLUMNS)).unwrap_or(1)
+}
+
+fn rows(cells: u32) -> u16 {
+    u16::try_from(cells.clamp(1, MOST_ROWS)).unwrap_or(1)
 }

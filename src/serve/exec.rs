@@ -5,16 +5,25 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use russh::ChannelId;
 use russh::server::Handle;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use super::channel_out::say;
 use crate::root::SESSION_USER_ENV;
 
 /// The SSH extended-data type of stderr.
 const STDERR: u32 = 1;
+/// Input a command has not read yet, at most; past it the command's stdin is closed (the
+/// largest input a command takes, a payload or a manifest, is far smaller).
+const MOST_UNREAD_INPUT: usize = 16 << 20;
+/// How long a command that must stop (the client left, the server stops) has after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 pub struct ExecRequest<'a> {
     pub exe: &'a Path,
@@ -23,47 +32,82 @@ pub struct ExecRequest<'a> {
     pub command: &'a str,
 }
 
+/// The client's input for a command, queued without waiting (the SSH connection's callbacks
+/// must never wait on a command that does not read), up to a bound.
+#[derive(Clone)]
+pub struct StdinFeed {
+    queue: mpsc::UnboundedSender<Vec<u8>>,
+    unread: Arc<AtomicUsize>,
+}
+
+impl StdinFeed {
+    pub fn new() -> (Self, StdinQueue) {
+        let (queue, rx) = mpsc::unbounded_channel();
+        let unread = Arc::new(AtomicUsize::new(0));
+        (
+            Self {
+                queue,
+                unread: unread.clone(),
+            },
+            StdinQueue { rx, unread },
+        )
+    }
+
+    /// Queues `bytes`; false when the command has left too much unread (or is gone), and the
+    /// feed should be dropped, which closes the command's stdin.
+    pub fn push(&self, bytes: &[u8]) -> bool {
+        if self.unread.load(Ordering::SeqCst) + bytes.len() > MOST_UNREAD_INPUT {
+            return false;
+        }
+        self.unread.fetch_add(bytes.len(), Ordering::SeqCst);
+        self.queue.send(bytes.to_vec()).is_ok()
+    }
+}
+
+pub struct StdinQueue {
+    rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    unread: Arc<AtomicUsize>,
+}
+
+/// A command's process group, stopped when dropped before the command ended: SIGTERM to the
+/// whole group (what the command started goes too), SIGKILL after a grace.
+struct Group(Option<libc::pid_t>);
+
+impl Group {
+    fn ended(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let Some(pgid) = self.0 else {
+            return;
+        };
+        // SAFETY: kill has no memory-safety preconditions; the group is the command's own.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        std::thread::spawn(move || {
+            std::thread::sleep(STOP_GRACE);
+            // SAFETY: as above; a group that is already gone answers ESRCH.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        });
+    }
+}
+
 /// Runs the command to its end and reports its exit status on the channel, then closes it.
-/// Dropping the future (the client went away) kills the child.
-pub async fn run(
-    request: ExecRequest<'_>,
-    handle: Handle,
-    channel: ChannelId,
-    mut stdin: mpsc::Receiver<Vec<u8>>,
-) {
+/// Dropping the future (the client went away, the server stops) stops the command's group.
+pub async fn run(request: ExecRequest<'_>, handle: Handle, channel: ChannelId, stdin: StdinQueue) {
     let status = match shell_words::split(request.command) {
         Ok(words) if words.is_empty() => {
             say(&handle, channel, "ospdeck: no command given; try `help`").await;
             2
         }
         Ok(words) => match spawn(&request, &words) {
-            Ok(mut child) => {
-                // Input is fed on the side: an interactive client may never send EOF, and the
-                // command's end, not its input's, ends the request.
-                let to_child = child.stdin.take();
-                let feeder = tokio::spawn(async move {
-                    if let Some(mut to_child) = to_child {
-                        while let Some(bytes) = stdin.recv().await {
-                            if to_child.write_all(&bytes).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                });
-                tokio::join!(
-                    forward(child.stdout.take(), &handle, channel, None),
-                    forward(child.stderr.take(), &handle, channel, Some(STDERR)),
-                );
-                let status = child.wait().await;
-                feeder.abort();
-                match status {
-                    Ok(status) => exit_code(status),
-                    Err(e) => {
-                        say(&handle, channel, &format!("ospdeck: lost the command: {e}")).await;
-                        1
-                    }
-                }
-            }
+            Ok(child) => run_child(child, &handle, channel, stdin).await,
             Err(e) => {
                 say(
                     &handle,
@@ -89,6 +133,45 @@ pub async fn run(
     let _ = handle.close(channel).await;
 }
 
+async fn run_child(
+    mut child: tokio::process::Child,
+    handle: &Handle,
+    channel: ChannelId,
+    stdin: StdinQueue,
+) -> u32 {
+    let mut group = Group(child.id().and_then(|id| libc::pid_t::try_from(id).ok()));
+    // Input is fed on the side: an interactive client may never send EOF, and the command's
+    // end, not its input's, ends the request.
+    let to_child = child.stdin.take();
+    let feeder = tokio::spawn(async move {
+        let StdinQueue { mut rx, unread } = stdin;
+        let Some(mut to_child) = to_child else {
+            return;
+        };
+        while let Some(bytes) = rx.recv().await {
+            let written = to_child.write_all(&bytes).await;
+            unread.fetch_sub(bytes.len(), Ordering::SeqCst);
+            if written.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::join!(
+        forward(child.stdout.take(), handle, channel, None),
+        forward(child.stderr.take(), handle, channel, Some(STDERR)),
+    );
+    let status = child.wait().await;
+    group.ended();
+    feeder.abort();
+    match status {
+        Ok(status) => exit_code(status),
+        Err(e) => {
+            say(handle, channel, &format!("ospdeck: lost the command: {e}")).await;
+            1
+        }
+    }
+}
+
 fn spawn(request: &ExecRequest<'_>, words: &[String]) -> std::io::Result<tokio::process::Child> {
     tokio::process::Command::new(request.exe)
         .args(words)
@@ -98,7 +181,8 @@ fn spawn(request: &ExecRequest<'_>, words: &[String]) -> std::io::Result<tokio::
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
+        // A group of its own, so that stopping it stops what it started (a deployer's shell).
+        .process_group(0)
         .spawn()
 }
 
@@ -137,11 +221,4 @@ async fn forward(
             return;
         }
     }
-}
-
-/// One line on the channel's stderr.
-pub async fn say(handle: &Handle, channel: ChannelId, line: &str) {
-    let _ = handle
-        .extended_data(channel, STDERR, format!("{line}\r\n").into_bytes())
-        .await;
 }

@@ -2,6 +2,7 @@
 //! address, and a bounded number of connections waiting to authenticate and of sessions.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,19 @@ pub struct AuthLimiter {
     limit: usize,
     window: Duration,
     failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
+}
+
+/// What counts as one address: an IPv4 address, or an IPv6 /64 (one host is usually given a whole
+/// /64, and would otherwise have endless addresses to try from).
+pub fn address_group(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[8..].fill(0);
+            IpAddr::from(octets)
+        }
+    }
 }
 
 /// How many addresses the limiter remembers at most: a flood from many addresses must not grow
@@ -30,6 +44,7 @@ impl AuthLimiter {
 
     /// Counts one failure of `address`; true if that puts it at or over the limit (just now).
     pub fn fail(&self, address: IpAddr, now: Instant) -> bool {
+        let address = address_group(address);
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if failures.len() >= REMEMBERED && !failures.contains_key(&address) {
             failures.retain(|_, times| times.last().is_some_and(|t| now - *t < self.window));
@@ -53,6 +68,7 @@ impl AuthLimiter {
 
     /// Whether `address` is over the limit now.
     pub fn blocked(&self, address: IpAddr, now: Instant) -> bool {
+        let address = address_group(address);
         let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.get(&address).is_some_and(|times| {
             times.iter().filter(|t| now - **t < self.window).count() >= self.limit
@@ -91,6 +107,56 @@ impl Slots {
             })
             .ok()
             .map(|_| Slot(self.taken.clone()))
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+/// A bound per key (sessions per user, connections still authenticating per address): `take`
+/// hands out a slot that gives itself back when dropped.
+pub struct PerKey<K: Eq + Hash + Clone> {
+    taken: Arc<Mutex<HashMap<K, usize>>>,
+    limit: usize,
+}
+
+pub struct KeySlot<K: Eq + Hash + Clone> {
+    taken: Arc<Mutex<HashMap<K, usize>>>,
+    key: K,
+}
+
+impl<K: Eq + Hash + Clone> Drop for KeySlot<K> {
+    fn drop(&mut self) {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = taken.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                taken.remove(&self.key);
+            }
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone> PerKey<K> {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            taken: Arc::new(Mutex::new(HashMap::new())),
+            limit: limit.max(1),
+        }
+    }
+
+    pub fn take(&self, key: &K) -> Option<KeySlot<K>> {
+        let mut taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
+        let n = taken.entry(key.clone()).or_insert(0);
+        if *n >= self.limit {
+            return None;
+        }
+        *n += 1;
+        Some(KeySlot {
+            taken: self.taken.clone(),
+            key: key.clone(),
+        })
     }
 
     pub fn limit(&self) -> usize {
@@ -137,6 +203,39 @@ mod tests {
         }
         let remembered = limiter.failures.lock().map(|m| m.len()).unwrap_or(0);
         assert!(remembered <= REMEMBERED, "{remembered}");
+    }
+
+    #[test]
+    fn an_ipv6_host_is_one_address_per_64() {
+        let limiter = AuthLimiter::new(2, Duration::from_secs(60));
+        let now = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
+        let b: IpAddr = "2001:db8:1:2:ffff::9"
+            .parse()
+            .unwrap_or(IpAddr::from([0u8; 16]));
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
+        limiter.fail(a, now);
+        assert!(limiter.fail(b, now), "the same /64 counts as one address");
+        assert!(limiter.blocked(a, now) && limiter.blocked(b, now));
+        assert!(!limiter.blocked(other, now));
+    }
+
+    #[test]
+    fn per_key_slots_are_bounded_per_key_and_given_back() {
+        let per_user = PerKey::new(2);
+        let a1 = per_user.take(&"alice");
+        let a2 = per_user.take(&"alice");
+        assert!(a1.is_some() && a2.is_some());
+        assert!(per_user.take(&"alice").is_none());
+        assert!(
+            per_user.take(&"bob").is_some(),
+            "another key has its own bound"
+        );
+        drop(a1);
+        assert!(per_user.take(&"alice").is_some());
+        drop(a2);
+        let left = per_user.taken.lock().map(|m| m.len()).unwrap_or(99);
+        assert_eq!(left, 0, "keys with no slot are forgotten");
     }
 
     #[test]

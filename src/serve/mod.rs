@@ -11,15 +11,16 @@ mod host_key;
 mod limits;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use russh::{MethodKind, MethodSet};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::domain::permission::Identity;
 use crate::domain::user_key::{SessionAction, SessionEvent};
@@ -27,7 +28,7 @@ use crate::ops::Ops;
 use crate::store::{Store, StoreKind, StoreOptions};
 use crate::tui::{ConsoleOptions, LoaderSettings};
 use connection::Connection;
-use limits::{AuthLimiter, Slots};
+use limits::{AuthLimiter, PerKey, Slots, address_group};
 
 /// How the server runs (`[serve]` in config.toml, and the flags of `ospdeck serve`).
 #[derive(Debug, Clone)]
@@ -36,7 +37,10 @@ pub struct ServeSettings {
     pub host_key: PathBuf,
     /// Concurrent sessions at most; one more is refused at authentication.
     pub max_sessions: usize,
-    /// A session that sends nothing for this long is closed (None: never).
+    /// Concurrent sessions of one user at most.
+    pub max_sessions_per_user: usize,
+    /// A session whose client types nothing for this long is closed (None: never). Output does
+    /// not count: a console redraws its clock on its own.
     pub idle_timeout: Option<Duration>,
     /// Time to authenticate after connecting.
     pub login_grace: Duration,
@@ -69,45 +73,103 @@ struct Shared {
     console: ConsoleTemplate,
     limiter: AuthLimiter,
     sessions: Slots,
+    user_sessions: PerKey<String>,
     waiting: Slots,
-    stop: watch::Receiver<bool>,
+    waiting_per_address: PerKey<IpAddr>,
     exe: PathBuf,
+    /// Session events on their way to the audit trail, written by one task in order (a
+    /// connection's end cannot wait for a write, and the last ones are written before exit).
+    audit: mpsc::UnboundedSender<AuditItem>,
+}
+
+struct AuditItem {
+    action: SessionAction,
+    user: Option<String>,
+    address: String,
+    detail: serde_json::Value,
+}
+
+/// Tells a connection's consoles to leave, and why.
+#[derive(Clone)]
+pub(super) struct Leave {
+    now: Arc<watch::Sender<bool>>,
+    why: Arc<OnceLock<&'static str>>,
+}
+
+impl Default for Leave {
+    fn default() -> Self {
+        Self {
+            now: Arc::new(watch::channel(false).0),
+            why: Arc::new(OnceLock::new()),
+        }
+    }
+}
+
+impl Leave {
+    fn now(&self, why: &'static str) {
+        let _ = self.why.set(why);
+        self.now.send_replace(true);
+    }
+
+    pub(super) fn signal(&self) -> watch::Receiver<bool> {
+        self.now.subscribe()
+    }
+
+    pub(super) fn why(&self) -> Option<&'static str> {
+        self.why.get().copied()
+    }
+}
+
+/// When a connection's client last typed or resized, for the idle timeout.
+#[derive(Clone)]
+pub(super) struct Activity(Arc<AtomicU64>);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        let activity = Self(Arc::new(AtomicU64::new(0)));
+        activity.touch();
+        activity
+    }
+}
+
+impl Activity {
+    pub(super) fn touch(&self) {
+        let now = u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.0.store(now, Ordering::Relaxed);
+    }
+
+    fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.0.load(Ordering::Relaxed));
+        epoch().elapsed().saturating_sub(last)
+    }
 }
 
 impl Shared {
-    /// One audit row of a session: by its user once known, else by the server itself.
-    async fn record(
+    /// One audit row of a session (by its user once known, else by the server itself), queued
+    /// for the audit writer.
+    fn record(
         &self,
         action: SessionAction,
         user: Option<&str>,
         address: &str,
         detail: serde_json::Value,
     ) {
-        let event = SessionEvent {
+        let _ = self.audit.send(AuditItem {
             action,
+            user: user.map(str::to_owned),
             address: address.to_owned(),
             detail,
-        };
-        let recorded = match user {
-            Some(user) => {
-                let identity = Identity {
-                    user: user.to_owned(),
-                    administrator: false,
-                };
-                Ops::new(self.store.clone(), identity)
-                    .record_session_event(&event)
-                    .await
-            }
-            None => self.ops.record_session_event(&event).await,
-        };
-        if let Err(e) = recorded {
-            tracing::warn!(error = %e, "cannot write a session event to the audit trail");
-        }
+        });
     }
 
     /// `Ops` acting as `user`: on SQLite over the shared store, on PostgreSQL over connections
     /// of the session's own that carry the user as the JWT subject.
-    async fn session_ops(&self, user: &str) -> Result<Ops, String> {
+    async fn ops_for(&self, user: &str) -> Result<Ops, String> {
         let store = match self.store.kind() {
             StoreKind::Sqlite => self.store.clone(),
             StoreKind::Postgres => crate::store::open(
@@ -121,7 +183,7 @@ impl Shared {
             .await
             .map_err(|e| e.to_string())?,
         };
-        crate::root::session_ops(store, user)
+        crate::root::session_user_ops(store, user)
             .await
             .map_err(|e| e.to_string())
     }
@@ -168,6 +230,14 @@ pub async fn serve(
     let (changes_tx, changes) = watch::channel(0u64);
     console.loader.changes = Some(changes);
     let feed = tokio::spawn(feed_changes(ops.clone(), changes_tx));
+    let (audit, audit_rx) = mpsc::unbounded_channel();
+    let (audit_done_tx, audit_done) = watch::channel(false);
+    let writer = tokio::spawn(write_audit(
+        store.clone(),
+        ops.clone(),
+        audit_rx,
+        audit_done,
+    ));
     let shared = Arc::new(Shared {
         store,
         ops,
@@ -175,16 +245,22 @@ pub async fn serve(
         console,
         limiter: AuthLimiter::new(settings.auth_failures_per_minute, Duration::from_secs(60)),
         sessions: Slots::new(settings.max_sessions),
+        user_sessions: PerKey::new(settings.max_sessions_per_user),
         // Connections still authenticating: enough for a crowd logging in at once, bounded so
-        // that half-open handshakes cannot hold every socket.
-        waiting: Slots::new(settings.max_sessions.max(16) * 2),
-        stop: stop.clone(),
+        // that half-open handshakes cannot hold every socket, nor one address many of them.
+        waiting: Slots::new(settings.max_sessions.max(16).saturating_mul(2)),
+        waiting_per_address: PerKey::new(4),
         exe: std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?,
+        audit,
     });
     let config = Arc::new(russh::server::Config {
         methods: MethodSet::from(&[MethodKind::PublicKey][..]),
         keys: vec![host_key],
-        inactivity_timeout: settings.idle_timeout,
+        // russh's own timer counts output as activity (a console's clock never lets it fire):
+        // the idle timeout is kept below, from the client's input. Keepalives find dead peers.
+        inactivity_timeout: None,
+        keepalive_interval: Some(Duration::from_secs(60)),
+        keepalive_max: 3,
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::ZERO),
         max_auth_attempts: 6,
@@ -193,7 +269,57 @@ pub async fn serve(
     });
     let result = accept(&listener, &shared, &config, &settings, stop).await;
     feed.abort();
+    // The sessions' last events (logouts) are written before the server exits.
+    drop(shared);
+    let _ = audit_done_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     result
+}
+
+/// Writes session events to the audit trail, one after another, until told to finish; then
+/// writes what is still queued.
+async fn write_audit(
+    store: Arc<dyn Store>,
+    server: Ops,
+    mut items: mpsc::UnboundedReceiver<AuditItem>,
+    mut done: watch::Receiver<bool>,
+) {
+    loop {
+        let item = tokio::select! {
+            item = items.recv() => match item {
+                Some(item) => item,
+                None => return,
+            },
+            _ = done.changed() => break,
+        };
+        write_one(&store, &server, item).await;
+    }
+    while let Ok(item) = items.try_recv() {
+        write_one(&store, &server, item).await;
+    }
+}
+
+async fn write_one(store: &Arc<dyn Store>, server: &Ops, item: AuditItem) {
+    let event = SessionEvent {
+        action: item.action,
+        address: item.address,
+        detail: item.detail,
+    };
+    let recorded = match item.user {
+        Some(user) => {
+            let identity = Identity {
+                user,
+                administrator: false,
+            };
+            Ops::new(store.clone(), identity)
+                .record_session_event(&event)
+                .await
+        }
+        None => server.record_session_event(&event).await,
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "cannot write a session event to the audit trail");
+    }
 }
 
 async fn server_ops(store: Arc<dyn Store>, url: &str) -> Result<Ops, String> {
@@ -214,7 +340,7 @@ async fn server_ops(store: Arc<dyn Store>, url: &str) -> Result<Ops, String> {
             )
             .await
             .map_err(|e| e.to_string())?;
-            crate::root::session_ops(probe, "ospdeck-serve-probe")
+            crate::root::session_user_ops(probe, "ospdeck-serve-probe")
                 .await
                 .map_err(|e| e.to_string())?;
             Ops::connect_as(store, None)
@@ -277,7 +403,11 @@ async fn accept(
             tracing::debug!(%peer, "turned away: too many failed authentications");
             continue;
         }
-        let Some(waiting) = shared.waiting.take() else {
+        let waiting = shared.waiting.take().and_then(|all| {
+            let here = shared.waiting_per_address.take(&address_group(peer.ip()))?;
+            Some((all, here))
+        });
+        let Some(waiting) = waiting else {
             tracing::warn!(%peer, "turned away: too many connections still authenticating");
             continue;
         };
@@ -291,8 +421,13 @@ async fn accept(
                 continue;
             }
         };
-        let connection = Connection::new(shared.clone(), Some(peer), waiting);
+        // Tells the connection's consoles to leave (and why), so that they restore the client's
+        // terminal before the connection ends.
+        let leave = Leave::default();
+        let connection = Connection::new(shared.clone(), Some(peer), waiting, leave.clone());
         let authenticated = connection.authenticated.clone();
+        let activity = connection.activity.clone();
+        let idle_timeout = settings.idle_timeout;
         let config = config.clone();
         let grace = settings.login_grace;
         let mut closing = closing_tx.subscribe();
@@ -322,6 +457,7 @@ async fn accept(
             tokio::pin!(running);
             tokio::pin!(deadline);
             let mut timed = false;
+            let mut idle_check = tokio::time::interval(Duration::from_secs(5));
             let reason = loop {
                 tokio::select! {
                     ended = &mut running => {
@@ -337,9 +473,19 @@ async fn accept(
                             break "authenticate sooner";
                         }
                     }
+                    _ = idle_check.tick(), if idle_timeout.is_some() => {
+                        if let Some(limit) = idle_timeout
+                            && activity.idle_for() > limit
+                        {
+                            tracing::info!(%peer, "ssh session idle for {}s", limit.as_secs());
+                            leave.now("closed after no input for a while");
+                            tokio::time::sleep(Duration::from_millis(300)).await;
+                            break "idle for too long";
+                        }
+                    }
                     _ = closing.recv() => {
-                        // The consoles have been told (their stop turned true); a moment to say
-                        // goodbye, then the connection ends.
+                        // The consoles are told; a moment to say goodbye, then the connection ends.
+                        leave.now("ospdeck serve is stopping");
                         tokio::time::sleep(Duration::from_millis(300)).await;
                         break "ospdeck serve is stopping";
                     }

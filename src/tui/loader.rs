@@ -211,7 +211,7 @@ pub(super) async fn load(
 
 /// A task that ends with its owner: when the runtime aborts the loader (the console quits, an SSH
 /// session drops), the change watcher and a running action go with it.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

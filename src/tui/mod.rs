@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 use crate::ops::Ops;
 use app::{App, Data, Effect};
 use keymap::Keymap;
+pub(crate) use loader::AbortOnDrop;
 pub use loader::{LoaderSettings, console_worker_id, log_search, log_window};
 use quiet::QuietBackend;
 pub use quiet::ScreenSize;
@@ -130,7 +131,7 @@ fn new_app(ops: &Ops, options: &ConsoleOptions) -> Result<App, String> {
 pub struct RemoteTerminal<W> {
     pub out: W,
     pub size: ScreenSize,
-    pub input: mpsc::UnboundedReceiver<Event>,
+    pub input: mpsc::Receiver<Event>,
     pub stop: watch::Receiver<bool>,
 }
 
@@ -217,14 +218,16 @@ static INPUT: AtomicU8 = AtomicU8::new(INPUT_READING);
 const INPUT_READING: u8 = 0;
 const INPUT_PAUSE_ASKED: u8 = 1;
 const INPUT_PAUSED: u8 = 2;
+/// Keys waiting for the render loop, at most (the thread waits while it is full).
+const INPUT_QUEUE: usize = 1024;
 /// How long the input thread waits for a key before it looks at `INPUT` again.
 const INPUT_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Keys and resizes from the terminal. crossterm's read blocks; a plain thread keeps it away from
 /// the async runtime. It polls rather than blocks in `read`, so that it can stand aside for an
 /// external editor (`INPUT`).
-fn read_input() -> mpsc::UnboundedReceiver<Event> {
-    let (input_tx, input_rx) = mpsc::unbounded_channel::<Event>();
+fn read_input() -> mpsc::Receiver<Event> {
+    let (input_tx, input_rx) = mpsc::channel::<Event>(INPUT_QUEUE);
     std::thread::spawn(move || {
         loop {
             match INPUT.load(Ordering::SeqCst) {
@@ -242,7 +245,7 @@ fn read_input() -> mpsc::UnboundedReceiver<Event> {
                 Ok(false) => {}
                 Ok(true) => match crossterm::event::read() {
                     Ok(event) => {
-                        if input_tx.send(event).is_err() {
+                        if input_tx.blocking_send(event).is_err() {
                             break;
                         }
                     }
@@ -341,17 +344,14 @@ fn stop_on_signals() -> Result<watch::Receiver<bool>, String> {
 /// What a console talks to besides its screen: the keys and resizes coming in, the signal to stop,
 /// and where a copy goes (OSC 52 on the terminal's own stream).
 pub struct ConsoleIo {
-    pub input: mpsc::UnboundedReceiver<Event>,
+    pub input: mpsc::Receiver<Event>,
     pub stop: watch::Receiver<bool>,
     pub copy: Box<dyn FnMut(&str) + Send>,
 }
 
 impl ConsoleIo {
     /// For a console drawn nowhere a clipboard could be reached (tests, the bench).
-    pub fn without_clipboard(
-        input: mpsc::UnboundedReceiver<Event>,
-        stop: watch::Receiver<bool>,
-    ) -> Self {
+    pub fn without_clipboard(input: mpsc::Receiver<Event>, stop: watch::Receiver<bool>) -> Self {
         Self {
             input,
             stop,
@@ -377,7 +377,10 @@ pub async fn drive<B: Backend>(
     } = io;
     let (data_tx, mut data_rx) = mpsc::unbounded_channel::<Data>();
     let (effect_tx, effect_rx) = mpsc::unbounded_channel::<Effect>();
-    let loader = tokio::spawn(loader::load(ops, settings, effect_rx, data_tx));
+    // Ends with the loop however it ends (a dropped remote console too).
+    let _loader = AbortOnDrop(tokio::spawn(loader::load(
+        ops, settings, effect_rx, data_tx,
+    )));
     for effect in app.start() {
         let _ = effect_tx.send(effect);
     }
@@ -389,6 +392,12 @@ pub async fn drive<B: Backend>(
     let mut dirty = true;
     while !app.quit && !*stop.borrow() {
         if dirty {
+            // A resize whose event was dropped (a remote client's full queue) still shows.
+            if let Ok(size) = terminal.size()
+                && app.screen != (size.width, size.height)
+            {
+                app.set_screen(size.width, size.height);
+            }
             app.set_clock(Utc::now());
             terminal
                 .draw(|frame| view::render(frame, app, theme))
@@ -453,7 +462,6 @@ pub async fn drive<B: Backend>(
             _ = stop.changed() => break,
         }
     }
-    loader.abort();
     Ok(())
 }
 

@@ -698,8 +698,8 @@ async fn idle_bytes(ops: &Ops, secs: u64) -> CliResult<Idle> {
     )
     .map_err(|e| CliError::failed(e.to_string()))?;
     let mut app = new_app(ops)?;
-    let (input_tx, input_rx) = mpsc::unbounded_channel();
-    let _ = input_tx.send(crossterm::event::Event::Key(key('4')));
+    let (input_tx, input_rx) = mpsc::channel(8);
+    let _ = input_tx.try_send(crossterm::event::Event::Key(key('4')));
     let (stop_tx, stop_rx) = watch::channel(false);
     let victim = ops
         .list_runs(&RunQuery {

@@ -63,7 +63,12 @@ impl PgStore {
             connect
         };
         let connect = match &options.gateway_subject {
-            Some(subject) => connect.options([("request.jwt.claim.sub", subject.as_str())]),
+            // The startup packet's options are words split at spaces, with `\` escaping: a
+            // name with a space stays one value (and cannot add a setting of its own).
+            Some(subject) => {
+                let escaped = subject.replace('\\', "\\\\").replace(' ', "\\ ");
+                connect.options([("request.jwt.claim.sub", escaped.as_str())])
+            }
             None => connect,
         };
         let migrate_with = connect.clone();
