@@ -309,6 +309,46 @@ mod cases {
         assert!(!out.status.success(), "a viewer cancelled a run over SSH");
         assert_eq!(run_status(&h, first).await?, "queued");
 
+        // A command whose client leaves is stopped, with what it started.
+        let mut following = server
+            .ssh(
+                Some(&dev_key),
+                &["-o", "BatchMode=yes", "-T"],
+                &["run", "logs", &first.to_string(), "--follow"],
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let child_of_server = format!(
+            "^{} run logs {first} --follow",
+            env!("CARGO_BIN_EXE_ospdeck")
+        );
+        let running = |pattern: &str| {
+            Command::new("pgrep")
+                .args(["-f", pattern])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !running(&child_of_server) {
+            assert!(
+                Instant::now() < deadline,
+                "the followed command never started"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        following.kill()?;
+        let _ = following.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while running(&child_of_server) {
+            assert!(
+                Instant::now() < deadline,
+                "the command went on after its client left"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
         // An unknown key and a password are refused.
         let out = server
             .ssh(
@@ -455,7 +495,10 @@ mod cases {
         let serve_with = |limit: u32| -> Result<Server, BoxError> {
             std::fs::write(
                 config.join("config.toml"),
-                format!("[serve]\nlogin_grace_secs = 2\nauth_failures_per_minute = {limit}\n"),
+                format!(
+                    "[serve]\nlogin_grace_secs = 2\nidle_timeout_secs = 3\n\
+                     auth_failures_per_minute = {limit}\n"
+                ),
             )?;
             Server::start(home.path(), &url, &[])
         };
@@ -509,6 +552,21 @@ mod cases {
         );
         assert!(server.exec(&dev_key, &["whoami"])?.status.success());
         let rss_after_garbage = server.rss_kib();
+        // A console nobody types in is closed after the idle timeout (3 s here), saying why,
+        // although its clock keeps redrawing it.
+        let tmux = Tmux::new(&format!("serve-idle-{}", h.unique_prefix()));
+        tmux.start_shell(80, 24, &server.ssh_line(&dev_key, ""))?;
+        tmux.wait_for("│ dev")?;
+        let opened = Instant::now();
+        tmux.wait_until(
+            |s| s.contains("closed after no input"),
+            "the idle console closed",
+            Duration::from_secs(20),
+        )?;
+        assert!(
+            opened.elapsed() >= Duration::from_secs(3),
+            "closed before the idle timeout"
+        );
         assert!(server.stop()?.success());
 
         // 200 rapid failed authentications from one address (passwords, which are never
@@ -631,7 +689,11 @@ async fn postgres_refuses_a_viewer_sessions_write_even_past_the_ops_check() -> T
         run_after: None,
         acknowledge: false,
     };
-    for (user, may) in [("vic", false), ("dev", true)] {
+    // A subject with a space is one subject (the startup options are escaped).
+    h.ops
+        .set_member("acme", "Ada Lovelace", Role::Viewer, true)
+        .await?;
+    for (user, may) in [("vic", false), ("dev", true), ("Ada Lovelace", false)] {
         let store = ospdeck::store::open(
             &url,
             &StoreOptions {
