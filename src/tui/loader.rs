@@ -75,8 +75,9 @@ const CONSOLE_LEASE: Duration = Duration::from_secs(600);
 const AUDIT_ROWS: i64 = 200;
 /// Matching line ids one log search lists; the rest are counted.
 const LOG_MATCHES: i64 = crate::ops::MAX_LOG_MATCHES;
-/// Worker heartbeats arrive without a change notification (they would wake every console every
-/// few seconds): presence, and the Overview while it shows, are reloaded this often instead.
+/// On PostgreSQL worker heartbeats arrive without a change notification (they would wake every
+/// console every few seconds): presence, and the Overview while it shows, are reloaded this often
+/// instead.
 const PRESENCE_EVERY: Duration = Duration::from_secs(5);
 /// On a quiet store nothing triggers the counts; the sparkline still moves each minute.
 const ACTIVITY_AT_LEAST_EVERY: Duration = Duration::from_secs(60);
@@ -173,7 +174,14 @@ pub(super) async fn load(
         action_refresh,
     )));
     let mut screen = OnScreen::default();
-    let mut presence = tokio::time::interval(PRESENCE_EVERY);
+    // On SQLite a heartbeat is a write like any other, which the change watcher sees and which
+    // refreshes the screen; polling for it as well would only repeat the queries (50 consoles
+    // over SSH spent most of their idle CPU there). The minute's sparkline still needs a tick.
+    let presence_every = match ops.store_kind() {
+        crate::store::StoreKind::Sqlite => ACTIVITY_AT_LEAST_EVERY,
+        crate::store::StoreKind::Postgres => PRESENCE_EVERY,
+    };
+    let mut presence = tokio::time::interval(presence_every);
     presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let retry = out.retry_in();
