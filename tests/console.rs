@@ -1671,6 +1671,32 @@ fn snapshot_overview() {
     });
 }
 
+/// A queue of a million runs: its counts are shortened to fit their columns, never cut off into
+/// another number (a six-wide column showed 1 000 000 as "100000").
+#[test]
+fn overview_counts_of_millions_are_shortened_not_cut() {
+    let mut app = loaded(false);
+    let mut big = board();
+    big.queues[0].queued = 1_000_000;
+    big.queues[1].succeeded_last_hour = 12_345_678;
+    app.on_data(Data::Board(big), t0());
+    press(&mut app, "0");
+    for (w, h) in [(80, 24), (160, 48)] {
+        let text = screen(&mut app, w, h);
+        let backup = text
+            .lines()
+            .find(|l| l.contains("│backup "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(backup.contains("1000k"), "{backup}");
+        assert!(!backup.contains("100000"), "{backup}");
+        let default = text
+            .lines()
+            .find(|l| l.contains("│default "))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(default.contains("12.3M"), "{default}");
+    }
+}
+
 #[test]
 fn g_and_shift_g_page_through_the_whole_store() {
     use ospdeck::domain::run::Page;

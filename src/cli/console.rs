@@ -41,6 +41,7 @@ async fn open_ops(cli: &Cli, read_only: bool) -> CliResult<(Ops, ConsoleOptions)
         ops,
         ConsoleOptions {
             read_only,
+            read_only_reason: None,
             keys,
             loader: crate::tui::LoaderSettings {
                 deployer,

@@ -183,7 +183,13 @@ impl Connection {
                 return Ok(());
             }
         };
-        let read_only = monitor || only_reads(&ops).await;
+        let read_only = if monitor {
+            Some("the monitor, asked for with `ssh HOST monitor`")
+        } else if only_reads(&ops).await {
+            Some("you are a viewer in every project")
+        } else {
+            None
+        };
         session.channel_success(channel)?;
         let (events, input) = mpsc::channel(MOST_PENDING_EVENTS);
         let handle = session.handle();

@@ -188,9 +188,10 @@ impl Shared {
             .map_err(|e| e.to_string())
     }
 
-    fn console_options(&self, read_only: bool) -> ConsoleOptions {
+    fn console_options(&self, read_only: Option<&str>) -> ConsoleOptions {
         ConsoleOptions {
-            read_only,
+            read_only: read_only.is_some(),
+            read_only_reason: read_only.map(str::to_owned),
             keys: self.console.keys.clone(),
             loader: self.console.loader.clone(),
             mouse: self.console.mouse,

@@ -419,6 +419,8 @@ pub struct App {
     pub pane: Pane,
     pub mode: Mode,
     pub read_only: bool,
+    /// Why the console only reads, for the message a writing key gets.
+    pub read_only_reason: String,
     pub store: String,
     pub user: String,
     pub keymap: Keymap,
@@ -482,6 +484,7 @@ impl App {
             unreachable: None,
             offset: *chrono::Local::now().offset(),
             screen: (80, 24),
+            read_only_reason: "monitor; ospdeck without it can".to_owned(),
             quit: false,
             audit: AuditView::default(),
             command_line: CommandLine::default(),
@@ -866,8 +869,9 @@ impl App {
             return;
         };
         let text = format!(
-            "read-only: this console cannot {} (monitor; ospdeck without it can)",
-            action.help()
+            "read-only: this console cannot {} ({})",
+            action.help(),
+            self.read_only_reason
         );
         if self.message.as_ref().is_none_or(|(_, said)| *said != text) {
             self.say(Level::Error, text);

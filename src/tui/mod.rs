@@ -44,6 +44,9 @@ static LOCAL_TERMINAL: AtomicBool = AtomicBool::new(false);
 
 pub struct ConsoleOptions {
     pub read_only: bool,
+    /// Why, when it is not the monitor asked for on this machine (an SSH session's user who may
+    /// only read, say): shown when a writing key is pressed.
+    pub read_only_reason: Option<String>,
     /// `[keys]` of config.toml: action name → keys.
     pub keys: BTreeMap<String, Vec<String>>,
     pub loader: LoaderSettings,
@@ -115,6 +118,9 @@ fn new_app(ops: &Ops, options: &ConsoleOptions) -> Result<App, String> {
         ops.actor().to_owned()
     };
     let mut app = App::new(ops.store_location(), user, keymap, options.read_only);
+    if let Some(reason) = &options.read_only_reason {
+        app.read_only_reason = reason.clone();
+    }
     if let Some(text) = options
         .history_file
         .as_ref()

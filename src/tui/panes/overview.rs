@@ -16,7 +16,7 @@ use ratatui::widgets::{
 
 use super::columns::{Col, Fitted, widest};
 use super::listing::{ListRow, Listing, SortKey};
-use super::runs::RunsQuery;
+use super::runs::{RunsQuery, count_label};
 use super::{Ctx, Cursor, Goto, KeyCtx, Reply, movement};
 use crate::domain::age::{age, age_changes_at};
 use crate::domain::deployment::{Liveness, liveness_changes_at};
@@ -259,17 +259,19 @@ impl OverviewPane {
             fitted.row([
                 Cell::from(q.queue.as_str()),
                 Cell::from(Span::styled(health.as_str(), health_style(ctx, health))),
-                Cell::from(q.queued.to_string()),
+                // Shortened past five digits: the column is six wide, and a cut-off count would
+                // show a million queued runs as 100000.
+                Cell::from(count_label(q.queued)),
                 Cell::from(oldest),
                 Cell::from(format!(
                     "{}/{}",
                     q.claimed + q.running,
                     q.capacity(&self.board.workers, ctx.now)
                 )),
-                Cell::from(q.claimed.to_string()),
-                Cell::from((q.succeeded_last_hour + q.failed_last_hour).to_string()),
+                Cell::from(count_label(q.claimed)),
+                Cell::from(count_label(q.succeeded_last_hour + q.failed_last_hour)),
                 Cell::from(Span::styled(
-                    q.failed_last_hour.to_string(),
+                    count_label(q.failed_last_hour),
                     if q.failed_last_hour > 0 {
                         ctx.theme.fg(Color::Red)
                     } else {
