@@ -577,11 +577,31 @@ fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()
 }
 
-/// A terminal's width as the console takes it: at least 1, at most `MOST_COLUMNS`.
+/// A terminal's width as the console takes it: at most `MOST_COLUMNS`; 0, which a client sends
+/// when it has no terminal of its own to measure (`ssh -tt` from a script), is 80.
 fn columns(cells: u32) -> u16 {
-    u16::try_from(cells.clamp(1, MOST_COLUMNS)).unwrap_or(1)
+    match cells {
+        0 => 80,
+        n => u16::try_from(n.min(MOST_COLUMNS)).unwrap_or(80),
+    }
 }
 
+/// The same for the height: 0 is 24.
 fn rows(cells: u32) -> u16 {
-    u16::try_from(cells.clamp(1, MOST_ROWS)).unwrap_or(1)
+    match cells {
+        0 => 24,
+        n => u16::try_from(n.min(MOST_ROWS)).unwrap_or(24),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{columns, rows};
+
+    #[test]
+    fn a_size_the_client_could_not_measure_is_80_by_24_and_a_huge_one_is_capped() {
+        assert_eq!((columns(0), rows(0)), (80, 24));
+        assert_eq!((columns(120), rows(40)), (120, 40));
+        assert_eq!((columns(u32::MAX), rows(u32::MAX)), (500, 200));
+    }
 }
