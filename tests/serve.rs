@@ -210,6 +210,26 @@ async fn drop_role(h: &Harness, role: Option<String>) {
     }
 }
 
+/// Project `acme` with a `build` workflow; answers the request that queues a run of it.
+async fn acme_build(h: &Harness) -> Result<EnqueueRequest<'static>, BoxError> {
+    h.ops.create_project("acme", None).await?;
+    h.ops
+        .create_workflow(&WorkflowRequest {
+            queue: Some("acme-q"),
+            ..WorkflowRequest::new("acme", "build", WorkflowType::Build, "true")
+        })
+        .await?;
+    Ok(EnqueueRequest {
+        project: "acme",
+        workflow: "build",
+        priority: None,
+        payload: None,
+        max_attempts: None,
+        run_after: None,
+        acknowledge: false,
+    })
+}
+
 async fn run_status(h: &Harness, id: i64) -> Result<String, BoxError> {
     Ok(h.ops.run(id).await?.status.to_string())
 }
@@ -224,21 +244,7 @@ mod cases {
         let home = tempfile::tempdir()?;
         let keys = tempfile::tempdir()?;
         let ops = &h.ops;
-        ops.create_project("acme", None).await?;
-        ops.create_workflow(&WorkflowRequest {
-            queue: Some("acme-q"),
-            ..WorkflowRequest::new("acme", "build", WorkflowType::Build, "true")
-        })
-        .await?;
-        let enqueue = EnqueueRequest {
-            project: "acme",
-            workflow: "build",
-            priority: None,
-            payload: None,
-            max_attempts: None,
-            run_after: None,
-            acknowledge: false,
-        };
+        let enqueue = acme_build(&h).await?;
         let first = ops.enqueue_run(&enqueue).await?;
         let jwt = h.kind() == StoreKind::Postgres;
         // Canceling a run is an admin's (cancel_any_run): the operator on call holds admin.
@@ -668,27 +674,12 @@ async fn postgres_refuses_a_viewer_sessions_write_even_past_the_ops_check() -> T
     let Some(h) = Harness::postgres("postgres_refuses_a_viewer_sessions_write").await else {
         return Ok(());
     };
-    h.ops.create_project("acme", None).await?;
-    h.ops
-        .create_workflow(&WorkflowRequest {
-            queue: Some("acme-q"),
-            ..WorkflowRequest::new("acme", "build", WorkflowType::Build, "true")
-        })
-        .await?;
+    let enqueue = acme_build(&h).await?;
     h.ops
         .set_member("acme", "dev", Role::Developer, true)
         .await?;
     h.ops.set_member("acme", "vic", Role::Viewer, true).await?;
     let (url, role) = serving_url(&h).await?;
-    let enqueue = EnqueueRequest {
-        project: "acme",
-        workflow: "build",
-        priority: None,
-        payload: None,
-        max_attempts: None,
-        run_after: None,
-        acknowledge: false,
-    };
     // A subject with a space is one subject (the startup options are escaped).
     h.ops
         .set_member("acme", "Ada Lovelace", Role::Viewer, true)

@@ -59,45 +59,40 @@ impl Tmux {
             "{wrapper} \"$OSPDECK_BIN\" --db \"$OSPDECK_DB\" {args}; echo \"exit=$?\"; \
              stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon | sed 's/^/mode=/'; sleep 600"
         );
-        self.cmd(&[
-            "new-session",
-            "-d",
-            "-s",
-            "main",
-            "-x",
-            "80",
-            "-y",
-            "24",
-            "-e",
-            &format!("OSPDECK_BIN={BIN}"),
-            "-e",
-            &format!("OSPDECK_DB={}", db.as_ref().to_string_lossy()),
-            "-e",
-            &format!("HOME={}", home.display()),
-            "sh",
-            "-c",
-            &script,
-        ])?;
-        Ok(())
+        let env = [
+            format!("OSPDECK_BIN={BIN}"),
+            format!("OSPDECK_DB={}", db.as_ref().to_string_lossy()),
+            format!("HOME={}", home.display()),
+        ];
+        self.new_session(80, 24, &env, &script)
     }
 
     /// Runs `script` under `sh -c` in a window of `width`×`height` (an SSH client, say); when
     /// it exits the shell reports its exit code and waits to be read.
     pub fn start_shell(&self, width: u16, height: u16, script: &str) -> TestResult {
         let script = format!("{script}; echo \"exit=$?\"; sleep 600");
-        self.cmd(&[
+        self.new_session(width, height, &[], &script)
+    }
+
+    /// The session `main`: `script` under `sh -c`, with `env` (`NAME=value`), in a window of
+    /// `width`×`height`.
+    fn new_session(&self, width: u16, height: u16, env: &[String], script: &str) -> TestResult {
+        let (width, height) = (width.to_string(), height.to_string());
+        let mut args = vec![
             "new-session",
             "-d",
             "-s",
             "main",
             "-x",
-            &width.to_string(),
+            &width,
             "-y",
-            &height.to_string(),
-            "sh",
-            "-c",
-            &script,
-        ])?;
+            &height,
+        ];
+        for var in env {
+            args.extend(["-e", var.as_str()]);
+        }
+        args.extend(["sh", "-c", script]);
+        self.cmd(&args)?;
         Ok(())
     }
 
