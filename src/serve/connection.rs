@@ -252,14 +252,11 @@ impl Connection {
     }
 }
 
-/// Whether every role the user holds is viewer (or none at all): such a user gets the monitor.
+/// Whether the user may only read (`WhoAmI::reads_only`); unknown is read-only, since the store
+/// decides again on every write anyway.
 async fn only_reads(ops: &Ops) -> bool {
     match ops.whoami().await {
-        Ok(who) => who
-            .roles
-            .iter()
-            .all(|r| r.role == crate::domain::permission::Role::Viewer),
-        // Unknown is read-only: the store decides again on every write anyway.
+        Ok(who) => who.reads_only(),
         Err(_) => true,
     }
 }

@@ -230,7 +230,8 @@ pub async fn serve(
     let mut console = console;
     let (changes_tx, changes) = watch::channel(0u64);
     console.loader.changes = Some(changes);
-    let feed = tokio::spawn(feed_changes(ops.clone(), changes_tx));
+    // One change watcher for every session: each console's loader waits on this feed.
+    let feed = tokio::spawn(crate::tui::feed_changes(ops.clone(), changes_tx));
     let (audit, audit_rx) = mpsc::unbounded_channel();
     let (audit_done_tx, audit_done) = watch::channel(false);
     let writer = tokio::spawn(write_audit(
@@ -347,32 +348,6 @@ async fn server_ops(store: Arc<dyn Store>, url: &str) -> Result<Ops, String> {
             Ops::connect_as(store, None)
                 .await
                 .map_err(|e| e.to_string())
-        }
-    }
-}
-
-/// One change watcher for every session: each console's loader waits on this feed.
-async fn feed_changes(ops: Ops, changes: watch::Sender<u64>) {
-    let mut watcher = loop {
-        match ops.change_watcher().await {
-            Ok(w) => break w,
-            Err(e) => {
-                tracing::warn!(error = %e, "no change watcher yet; retrying");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-        }
-    };
-    loop {
-        match watcher.changed(Duration::from_secs(60)).await {
-            Ok(true) => {
-                changes.send_modify(|n| *n = n.wrapping_add(1));
-            }
-            Ok(false) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "change watcher failed");
-                tokio::time::sleep(Duration::from_secs(5)).await;
-                changes.send_modify(|n| *n = n.wrapping_add(1));
-            }
         }
     }
 }

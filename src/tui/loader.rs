@@ -63,6 +63,25 @@ impl ChangeSource {
     }
 }
 
+/// Bumps `changes` whenever the store may have changed: the one watcher behind a shared feed
+/// (`LoaderSettings::changes`). A watcher that cannot open yet is tried again.
+pub(crate) async fn feed_changes(ops: Ops, changes: watch::Sender<u64>) {
+    let mut source = loop {
+        match ChangeSource::open(&ops, None).await {
+            Ok(source) => break source,
+            Err(e) => {
+                tracing::warn!(error = %e, "no change watcher yet; trying again");
+                tokio::time::sleep(FALLBACK_POLL).await;
+            }
+        }
+    };
+    loop {
+        if source.changed().await {
+            changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+}
+
 /// Fewest milliseconds between two refreshes caused by changes: a busy queue changes thousands of
 /// times a second, and nobody reads faster than this.
 const REFRESH_GAP: Duration = Duration::from_millis(250);

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use crate::ops::Ops;
 use app::{App, Data, Effect};
 use keymap::Keymap;
-pub(crate) use loader::AbortOnDrop;
+pub(crate) use loader::{AbortOnDrop, feed_changes};
 pub use loader::{LoaderSettings, console_worker_id, log_search, log_window};
 use quiet::QuietBackend;
 pub use quiet::ScreenSize;

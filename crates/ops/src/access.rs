@@ -77,6 +77,14 @@ pub struct ProjectRole {
     pub role: Role,
 }
 
+impl WhoAmI {
+    /// Whether this identity may only read, wherever it is a member (or is a member nowhere):
+    /// such a user's console is the monitor.
+    pub fn reads_only(&self) -> bool {
+        !self.identity.administrator && self.roles.iter().all(|r| r.role == Role::Viewer)
+    }
+}
+
 impl Ops {
     /// Refuses, in one sentence, unless the identity may do everything in `needs` in the project.
     pub async fn authorize(
@@ -253,5 +261,36 @@ impl Ops {
                 limit,
             })
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(administrator: bool, roles: &[Role]) -> WhoAmI {
+        WhoAmI {
+            identity: Identity {
+                user: "vic".into(),
+                administrator,
+            },
+            store: StoreKind::Sqlite,
+            roles: roles
+                .iter()
+                .enumerate()
+                .map(|(i, role)| ProjectRole {
+                    project: format!("p{i}"),
+                    role: *role,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_a_viewer_everywhere_or_nowhere_reads_only() {
+        assert!(who(false, &[]).reads_only(), "a member of nothing may only read");
+        assert!(who(false, &[Role::Viewer, Role::Viewer]).reads_only());
+        assert!(!who(false, &[Role::Viewer, Role::Developer]).reads_only());
+        assert!(!who(true, &[]).reads_only(), "the administrator writes anywhere");
     }
 }

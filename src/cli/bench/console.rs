@@ -778,14 +778,5 @@ fn reset_peak_rss() {
 }
 
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    super::status_kib("/proc/self/status", "VmHWM:").map(|kib| kib as f64 / 1024.0)
 }

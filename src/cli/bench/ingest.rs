@@ -87,7 +87,7 @@ pub(super) async fn log_ingestion(
     let deadline = t + Duration::from_secs(900);
     let status = loop {
         if let Some(path) = &status_path
-            && let Some(kib) = read_hwm_kib(path)
+            && let Some(kib) = super::status_kib(path, "VmHWM:")
         {
             peak_kib = Some(peak_kib.map_or(kib, |p| p.max(kib)));
         }
@@ -129,13 +129,6 @@ pub(super) async fn log_ingestion(
         worker_wall_secs: wall.as_secs_f64(),
         worker_peak_rss_mb: peak_kib.map_or(f64::NAN, |k| k as f64 * 1024.0 / 1e6),
     })
-}
-
-/// The peak resident set of a live process, from its /proc status (None once it has gone).
-fn read_hwm_kib(path: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(path).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// How many lines, from the first, read back as 1, 2, 3, …: `seq`'s output stored whole and in

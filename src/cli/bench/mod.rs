@@ -119,6 +119,13 @@ async fn bench_workflow(ops: &Ops, prefix: &str, about: &str) -> OpsResult<Workf
     .await
 }
 
+/// A KiB field of a process's /proc status (`VmHWM:`, `VmRSS:`), None once the process has gone.
+fn status_kib(path: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn rate(n: usize, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64().max(1e-9)
 }

@@ -464,13 +464,8 @@ fn received(sessions: &[Session]) -> u64 {
 
 /// The process's resident memory now, in MB of 10^6 bytes (NaN when /proc cannot tell).
 fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(f64::NAN, |kib| kib * 1024.0 / 1e6)
+    super::status_kib(&format!("/proc/{pid}/status"), "VmRSS:")
+        .map_or(f64::NAN, |kib| kib as f64 * 1024.0 / 1e6)
 }
 
 /// User and system CPU seconds the process has used (NaN when /proc cannot tell).
