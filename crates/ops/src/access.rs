@@ -288,9 +288,15 @@ mod tests {
 
     #[test]
     fn only_a_viewer_everywhere_or_nowhere_reads_only() {
-        assert!(who(false, &[]).reads_only(), "a member of nothing may only read");
+        assert!(
+            who(false, &[]).reads_only(),
+            "a member of nothing may only read"
+        );
         assert!(who(false, &[Role::Viewer, Role::Viewer]).reads_only());
         assert!(!who(false, &[Role::Viewer, Role::Developer]).reads_only());
-        assert!(!who(true, &[]).reads_only(), "the administrator writes anywhere");
+        assert!(
+            !who(true, &[]).reads_only(),
+            "the administrator writes anywhere"
+        );
     }
 }
